@@ -1,0 +1,141 @@
+//! The config folder: reads its files, parses them with line and column, and compiles them into an
+//! immutable [`Policy`] plus gateway [`Settings`]. A config is accepted whole or not at all; every
+//! problem found is reported at once, each naming its file, line, key and what is wrong.
+
+mod compile;
+mod error;
+pub mod raw;
+
+use std::fs;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use error::Source;
+pub use error::{ConfigError, ConfigErrors};
+pub use raw::GatewayFile as Settings;
+
+use crate::policy::Policy;
+
+/// The files a config folder may hold. `gateway.toml` is optional; the policy files are not.
+pub const FILES: [(&str, bool); 5] = [
+    ("gateway.toml", false),
+    ("models.toml", true),
+    ("country-groups.toml", true),
+    ("jurisdictions.toml", true),
+    ("tenants.toml", true),
+];
+
+pub struct Config {
+    pub settings: Settings,
+    pub policy: Policy,
+}
+
+/// Looks up environment variables for upstream credentials; a function so the demo and tests can
+/// supply values without touching the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads and compiles the config folder at `dir`.
+pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+    let display = |name: &str| dir.join(name).display().to_string();
+    let mut errors = Vec::new();
+    let file_err = |file: String, message: String| ConfigError { file, position: None, key: String::new(), message };
+
+    match fs::read_dir(dir) {
+        Err(e) => {
+            return Err(ConfigErrors(vec![file_err(
+                dir.display().to_string(),
+                format!("cannot read the config folder: {e}"),
+            )]));
+        }
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".toml") && !FILES.iter().any(|(f, _)| *f == name) {
+                    errors.push(file_err(
+                        display(&name),
+                        format!("unexpected file; a config folder holds only {}", FILES.map(|f| f.0).join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut sources = Vec::new();
+    for (name, required) in FILES {
+        let path = dir.join(name);
+        match fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => sources.push(Some(Source { name: display(name), text })),
+                Err(_) => {
+                    errors.push(file_err(display(name), "is not valid UTF-8".into()));
+                    sources.push(None);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                sources.push(Some(Source { name: display(name), text: String::new() }));
+            }
+            Err(e) => {
+                errors.push(file_err(display(name), format!("cannot be read: {e}")));
+                sources.push(None);
+            }
+        }
+    }
+
+    let version = {
+        let mut h = Sha256::new();
+        for s in sources.iter().flatten() {
+            h.update((s.text.len() as u64).to_le_bytes());
+            h.update(s.text.as_bytes());
+        }
+        hex::encode(&h.finalize()[..8])
+    };
+
+    let [g, m, c, j, t] = match <[Option<Source>; 5]>::try_from(sources) {
+        Ok(arr) => arr,
+        Err(_) => return Err(ConfigErrors(errors)),
+    };
+    let (Some(g), Some(m), Some(c), Some(j), Some(t)) = (g, m, c, j, t) else {
+        return Err(ConfigErrors(errors));
+    };
+    let gateway = parse(&g, &mut errors);
+    let models = parse(&m, &mut errors);
+    let groups = parse(&c, &mut errors);
+    let jurisdictions = parse(&j, &mut errors);
+    let tenants = parse(&t, &mut errors);
+    let (Some(gateway), Some(models), Some(groups), Some(jurisdictions), Some(tenants)) =
+        (gateway, models, groups, jurisdictions, tenants)
+    else {
+        return Err(ConfigErrors(errors));
+    };
+    let parsed = compile::Parsed {
+        gateway: (&g, gateway),
+        models: (&m, models),
+        groups: (&c, groups),
+        jurisdictions: (&j, jurisdictions),
+        tenants: (&t, tenants),
+    };
+    match compile::compile(parsed, env, version) {
+        Ok((settings, policy)) if errors.is_empty() => Ok(Config { settings, policy }),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(mut more) => {
+            errors.append(&mut more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(src: &Source, errors: &mut Vec<ConfigError>) -> Option<T> {
+    match toml::from_str::<T>(&src.text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(src.error(e.span().as_ref(), "", e.message().trim_end()));
+            None
+        }
+    }
+}

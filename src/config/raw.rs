@@ -1,0 +1,253 @@
+//! Serde mirror of the config folder's files. Nothing here is validated beyond its type: every
+//! cross-reference and range check lives in `compile`, so that all problems are reported at once.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `gateway.toml`: listeners, limits and timeouts. Optional; every key has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: u64,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    pub max_connections: u64,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSection {
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(120),
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// `models.toml`: the catalog.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsFile {
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub aliases: Vec<Spanned<String>>,
+    pub training_flops: Spanned<f64>,
+    pub compute_basis: ComputeBasis,
+    #[serde(default)]
+    pub compute_source: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub developer: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub endpoints: Vec<RawEndpoint>,
+}
+
+/// Where a training-compute figure comes from, so an auditor can weigh it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComputeBasis {
+    DeveloperReported,
+    EpochEstimate,
+    #[serde(rename = "derived-6nd")]
+    Derived6nd,
+    /// No public figure; the value is a policy assumption and says so.
+    Assumed,
+    /// A made-up model, shipped so the deny path can be seen.
+    Fictional,
+}
+
+impl ComputeBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeveloperReported => "developer-reported",
+            Self::EpochEstimate => "epoch-estimate",
+            Self::Derived6nd => "derived-6nd",
+            Self::Assumed => "assumed",
+            Self::Fictional => "fictional",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub kind: EndpointKind,
+    pub residency: Spanned<String>,
+    #[serde(default)]
+    pub api_key_env: Option<Spanned<String>>,
+    /// Azure only: the deployment name on the upstream resource.
+    #[serde(default)]
+    pub deployment: Option<Spanned<String>>,
+    /// Azure only: the `api-version` query value sent upstream.
+    #[serde(default)]
+    pub api_version: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointKind {
+    /// `{url}/chat/completions`, credentials as `Authorization: Bearer`.
+    #[default]
+    Openai,
+    /// `{url}/deployments/{deployment}/chat/completions?api-version=…`, credentials as `api-key`.
+    Azure,
+}
+
+/// `country-groups.toml`: named sets of ISO 3166-1 alpha-2 codes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountryGroupsFile {
+    #[serde(default)]
+    pub groups: Vec<RawGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    pub countries: Vec<Spanned<String>>,
+}
+
+/// `jurisdictions.toml`: the regions tenants belong to and what each may use.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JurisdictionsFile {
+    #[serde(default)]
+    pub jurisdictions: Vec<RawJurisdiction>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJurisdiction {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub countries: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub country_groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exclude_countries: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exclude_country_groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub embargoed: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub max_training_flops: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub allow_models: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub deny_models: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub require_declaration: Option<Spanned<DeclarationRequirement>>,
+    #[serde(default)]
+    pub declaration_flops: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub allowed_residencies: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeclarationRequirement {
+    Always,
+    Never,
+    /// Required for models whose training compute is at or above `declaration_flops`.
+    AtOrAboveFlops,
+}
+
+/// `tenants.toml`: who may call, from where, with which keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsFile {
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    pub id: Spanned<String>,
+    pub legal_name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub country: Spanned<String>,
+    pub jurisdiction: Spanned<String>,
+    pub status: Spanned<TenantStatus>,
+    #[serde(default)]
+    pub key_sha256: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_models: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub end_use: Option<RawDeclaration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeclaration {
+    pub id: Spanned<String>,
+    pub expires: Spanned<toml::value::Datetime>,
+    pub purposes: Vec<Spanned<String>>,
+}

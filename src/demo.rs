@@ -1,0 +1,82 @@
+//! `customs demo`: the example config served on 127.0.0.1:8080 with the mock upstream started
+//! in-process on every loopback address the example endpoints point at.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::mock::{MockOptions, MockUpstream};
+
+/// The upstream key the demo uses for any `api_key_env` variable that is not set.
+pub const DEMO_UPSTREAM_KEY: &str = "demo-upstream-key";
+
+pub const DEMO_LISTEN: &str = "127.0.0.1:8080";
+pub const DEMO_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the config has errors:\n{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot start the mock upstream on {addr}: {source}")]
+    Mock { addr: String, source: std::io::Error },
+}
+
+/// Loads the config with demo credentials filled in for unset variables.
+pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+    let env = |name: &str| config::process_env(name).or_else(|| Some(DEMO_UPSTREAM_KEY.to_owned()));
+    config::load(dir, &env)
+}
+
+/// Starts a mock upstream for each loopback authority the endpoints use, accepting the keys
+/// those endpoints send.
+pub async fn start_mocks(config: &Config) -> Result<Vec<MockUpstream>, DemoError> {
+    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in config.policy.endpoints().iter().filter(|e| e.is_loopback()) {
+        let keys = wanted.entry(e.authority().as_str().to_owned()).or_default();
+        if let Some((_, v)) = e.credential() {
+            let v = v.to_str().unwrap_or_default();
+            let key = v.strip_prefix("Bearer ").unwrap_or(v).to_owned();
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    let mut mocks = Vec::new();
+    for (authority, api_keys) in wanted {
+        let addr: SocketAddr = authority.replace("localhost", "127.0.0.1").parse().map_err(|_| DemoError::Mock {
+            addr: authority.clone(),
+            source: std::io::Error::other("not an IP:port"),
+        })?;
+        let opts = MockOptions { name: format!("mock@{authority}"), api_keys, record: false, ..MockOptions::default() };
+        let mock =
+            MockUpstream::start(addr, opts).await.map_err(|source| DemoError::Mock { addr: authority, source })?;
+        mocks.push(mock);
+    }
+    Ok(mocks)
+}
+
+/// The curl commands printed when the demo starts.
+pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
+    let chat = |key: &str, model: &str| {
+        format!(
+            "curl -s http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n     -H 'Content-Type: application/json' \\\n     -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
+        )
+    };
+    format!(
+        "customs demo is running: gateway http://{addr}, admin http://{admin}\n\
+         Demo keys: sk-demo-us (US), sk-demo-cn (China, end-use declaration on file), sk-demo-suspended,\n\
+         sk-demo-de (Germany), sk-demo-ir (Iran, embargoed).\n\n\
+         # 1. allowed: a US tenant uses GPT-4o\n{}\n\n\
+         # 2. compute_threshold_exceeded: GPT-4o (3.81e25 FLOPs) is above the D:5 + Macau line (1e25)\n{}\n\n\
+         # 3. model_not_allowed: the D:5 + Macau jurisdiction denies claude-* outright\n{}\n\n\
+         # streaming, the model list, and the decision explained:\n\
+         curl -sN http://{addr}/v1/chat/completions -H 'Authorization: Bearer sk-demo-us' -H 'Content-Type: application/json' \\\n     -d '{{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n\
+         curl -s http://{addr}/v1/models -H 'Authorization: Bearer sk-demo-cn'\n\
+         cargo run --release -- explain --config config --tenant demo-cn --model gpt-4o\n\n\
+         Ctrl-C stops the demo.\n",
+        chat("sk-demo-us", "gpt-4o"),
+        chat("sk-demo-cn", "gpt-4o"),
+        chat("sk-demo-cn", "claude-3-5-sonnet"),
+    )
+}

@@ -1,0 +1,137 @@
+//! `customs explain`: runs [`Policy::decide`], the very function the server calls, for one
+//! tenant, model and purpose, and says which rule in which file decided.
+
+use serde::Serialize;
+
+use crate::error::GatewayError;
+use crate::policy::{Day, Policy, Verdict};
+
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub tenant: String,
+    pub legal_name: String,
+    pub country: String,
+    pub jurisdiction: String,
+    pub model: String,
+    /// The catalog id the name resolved to, when it is known.
+    pub resolved_model: Option<String>,
+    pub training_flops: Option<f64>,
+    pub compute_basis: Option<&'static str>,
+    pub purpose: Option<String>,
+    pub date: String,
+    pub decision: &'static str,
+    /// The reason code for a denial; `None` when allowed.
+    pub reason: Option<&'static str>,
+    pub status: u16,
+    pub rule: Option<RuleRef>,
+    /// Endpoints that may serve the request, in the order they are tried.
+    pub endpoints: Vec<EndpointRef>,
+    pub policy_version: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuleRef {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointRef {
+    pub url: String,
+    pub residency: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("unknown tenant {0:?}")]
+    UnknownTenant(String),
+}
+
+pub fn explain(
+    policy: &Policy,
+    tenant_id: &str,
+    model: &str,
+    purpose: Option<&str>,
+    at: Day,
+) -> Result<Explanation, ExplainError> {
+    let t_idx = policy.tenant_by_id(tenant_id).ok_or_else(|| ExplainError::UnknownTenant(tenant_id.to_owned()))?;
+    let tenant = policy.tenant(t_idx).ok_or_else(|| ExplainError::UnknownTenant(tenant_id.to_owned()))?;
+    let d = policy.decide(t_idx, model, purpose, at);
+    let resolved = d.model.and_then(|m| policy.model(m));
+    let (decision, reason, status, endpoints) = match d.verdict {
+        Verdict::Allow { endpoints } => ("allow", None, 200, endpoints),
+        Verdict::Deny(denial) => ("deny", Some(denial.code()), GatewayError::Policy(denial).status().as_u16(), &[][..]),
+    };
+    Ok(Explanation {
+        tenant: tenant.id.to_string(),
+        legal_name: tenant.legal_name.to_string(),
+        country: tenant.country.to_string(),
+        jurisdiction: policy.jurisdiction(tenant).map(|j| j.id.to_string()).unwrap_or_default(),
+        model: model.to_owned(),
+        resolved_model: resolved.map(|m| m.id.to_string()),
+        training_flops: resolved.map(|m| m.training_flops),
+        compute_basis: resolved.map(|m| m.compute_basis.as_str()),
+        purpose: purpose.map(str::to_owned),
+        date: at.to_string(),
+        decision,
+        reason,
+        status,
+        rule: d.rule.and_then(|r| policy.rule(r)).map(|r| RuleRef {
+            file: r.file.to_string(),
+            line: r.line,
+            key: r.key.to_string(),
+            detail: r.detail.to_string(),
+        }),
+        endpoints: endpoints
+            .iter()
+            .filter_map(|&e| policy.endpoint(e))
+            .map(|e| EndpointRef { url: e.url.to_string(), residency: e.residency.to_string() })
+            .collect(),
+        policy_version: policy.version().to_owned(),
+    })
+}
+
+impl Explanation {
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let verdict = match self.reason {
+            None => "ALLOW".to_owned(),
+            Some(code) => format!("DENY {code} (HTTP {})", self.status),
+        };
+        let _ = writeln!(s, "{verdict}");
+        let _ = writeln!(
+            s,
+            "  tenant:       {} ({}, {}), jurisdiction {}",
+            self.tenant, self.legal_name, self.country, self.jurisdiction
+        );
+        match (&self.resolved_model, self.training_flops) {
+            (Some(id), Some(f)) => {
+                let basis = self.compute_basis.unwrap_or("-");
+                let _ = writeln!(s, "  model:        {} -> {id}, trained with {f:e} FLOPs ({basis})", self.model);
+            }
+            _ => {
+                let _ = writeln!(s, "  model:        {} (not in the catalog)", self.model);
+            }
+        }
+        if let Some(p) = &self.purpose {
+            let _ = writeln!(s, "  purpose:      {p}");
+        }
+        let _ = writeln!(s, "  date:         {}", self.date);
+        match &self.rule {
+            Some(r) => {
+                let _ = writeln!(s, "  decided by:   {}:{}: {}\n                {}", r.file, r.line, r.key, r.detail);
+            }
+            None => {
+                let _ = writeln!(s, "  decided by:   default deny (no rule names this model)");
+            }
+        }
+        for e in &self.endpoints {
+            let _ = writeln!(s, "  endpoint:     {} ({})", e.url, e.residency);
+        }
+        let _ = writeln!(s, "  policy:       {}", self.policy_version);
+        s
+    }
+}

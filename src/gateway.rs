@@ -1,0 +1,260 @@
+//! The inference service: route, authenticate, read and peek the body, decide, forward. It loads
+//! the policy snapshot once per request and uses that same version for every phase.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use tower::Service;
+
+use crate::auth;
+use crate::error::GatewayError;
+use crate::peek::{self, Peeked};
+use crate::policy::{Day, Denial, Policy, TenantIdx, Verdict};
+use crate::proxy::Upstreams;
+use crate::request_id;
+use crate::route::{self, Operation, Route};
+
+/// Response bodies: a canned body from the gateway, or the upstream's, streamed through.
+pub type Body = Either<Full<Bytes>, Incoming>;
+
+pub const PURPOSE_HEADER: &str = "x-customs-purpose";
+pub const POLICY_VERSION_HEADER: HeaderName = HeaderName::from_static("x-customs-policy-version");
+
+/// State shared by every request: the swappable policy, the upstream client and limits.
+pub struct Shared {
+    pub policy: ArcSwap<Policy>,
+    pub upstreams: Upstreams,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+// === impl Gateway ===
+
+impl<B> Service<Request<B>> for Gateway
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(handle(&shared, req).await) })
+    }
+}
+
+/// What the access log says about a request, filled in as phases complete.
+#[derive(Default)]
+struct Trail {
+    tenant: Option<TenantIdx>,
+    model: Option<u32>,
+    endpoint: Option<u32>,
+}
+
+async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let policy = shared.policy.load_full();
+    let (parts, body) = req.into_parts();
+    let mut trail = Trail::default();
+    let result = serve(shared, &policy, &parts, body, &mut trail).await;
+    let (mut res, code) = match result {
+        Ok(res) => (res, None),
+        Err(e) => {
+            let code = e.code();
+            (e.into_response(), Some(code))
+        }
+    };
+    res.headers_mut().insert(POLICY_VERSION_HEADER, policy.version_header().clone());
+    let tenant = trail.tenant.and_then(|t| policy.tenant(t)).map_or("-", |t| &*t.id);
+    let model = trail.model.and_then(|m| policy.model(m)).map_or("-", |m| &*m.id);
+    let endpoint = trail.endpoint.and_then(|e| policy.endpoint(e)).map_or("-", |e| &*e.url);
+    let request_id = parts.headers.get(request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info!(
+        target: "customs::access",
+        request_id,
+        method = %parts.method,
+        path = parts.uri.path(),
+        tenant,
+        model,
+        endpoint,
+        status = res.status().as_u16(),
+        reason = code.unwrap_or("allowed"),
+        micros = started.elapsed().as_micros() as u64,
+        "Request."
+    );
+    res
+}
+
+async fn serve<B>(
+    shared: &Shared,
+    policy: &Policy,
+    parts: &Parts,
+    body: B,
+    trail: &mut Trail,
+) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let route = route::classify(parts.uri.path()).ok_or(GatewayError::RouteNotFound)?;
+    let expected = if matches!(route, Route::Inference { .. }) { Method::POST } else { Method::GET };
+    if parts.method != expected {
+        return Err(GatewayError::MethodNotAllowed);
+    }
+    let tenant = auth::authenticate(policy.keys(), &parts.headers)?;
+    trail.tenant = Some(tenant);
+    let today = Day::today();
+    let (op, deployment) = match route {
+        Route::ListModels => return Ok(list_models(policy, tenant, today)),
+        Route::GetModel(id) => return get_model(policy, tenant, id, today),
+        Route::Inference { op, deployment } => (op, deployment),
+    };
+
+    let bytes = read_body(parts, body, shared.max_body_bytes).await?;
+    let peeked = peek::peek(&bytes)?;
+    let model_name = model_name(policy, deployment, &peeked)?;
+    let purpose = purpose(parts)?;
+
+    let decision = policy.decide(tenant, model_name, purpose, today);
+    trail.model = decision.model;
+    let endpoints = match decision.verdict {
+        Verdict::Deny(reason) => return Err(GatewayError::Policy(reason)),
+        Verdict::Allow { endpoints } => endpoints,
+    };
+    forward(shared, policy, endpoints, op, parts, bytes, trail).await
+}
+
+async fn forward(
+    shared: &Shared,
+    policy: &Policy,
+    endpoints: &[u32],
+    op: Operation,
+    parts: &Parts,
+    bytes: Bytes,
+    trail: &mut Trail,
+) -> Result<Response<Body>, GatewayError> {
+    let (endpoint, res) = shared.upstreams.forward(policy, endpoints, op, parts, bytes).await?;
+    trail.endpoint = Some(endpoint);
+    Ok(res.map(Either::Right))
+}
+
+/// Buffers the body once, refusing anything over the limit: by `Content-Length` before reading a
+/// byte, and by counting when the length is not declared.
+async fn read_body<B>(parts: &Parts, body: B, limit: u64) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatewayError::TooLarge);
+    }
+    match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(GatewayError::TooLarge),
+        Err(_) => Err(GatewayError::InvalidRequest { message: "The request body could not be read.", param: None }),
+    }
+}
+
+/// The model the request names. On Azure paths the deployment names it; a body `model` that
+/// disagrees is refused rather than either one being picked.
+fn model_name<'a>(
+    policy: &Policy,
+    deployment: Option<&'a str>,
+    peeked: &'a Peeked<'a>,
+) -> Result<&'a str, GatewayError> {
+    match (deployment, peeked.model.as_deref()) {
+        (Some(d), None) => Ok(d),
+        (Some(d), Some(m)) if m == d => Ok(d),
+        (Some(d), Some(m)) => {
+            let same = matches!((policy.model_names.get(d), policy.model_names.get(m)), (Some(a), Some(b)) if a == b);
+            if same {
+                Ok(d)
+            } else {
+                Err(GatewayError::InvalidRequest {
+                    message: "The body's `model` names a different model than the deployment in the URL.",
+                    param: Some("model"),
+                })
+            }
+        }
+        (None, Some(m)) => Ok(m),
+        (None, None) => Err(GatewayError::InvalidRequest { message: "`model` is required.", param: Some("model") }),
+    }
+}
+
+/// The declared purpose from `x-customs-purpose`, if the client stated one.
+fn purpose(parts: &Parts) -> Result<Option<&str>, GatewayError> {
+    let mut values = parts.headers.get_all(PURPOSE_HEADER).iter();
+    let Some(v) = values.next() else { return Ok(None) };
+    let valid = values.next().is_none()
+        && !v.is_empty()
+        && v.as_bytes().iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !valid {
+        return Err(GatewayError::InvalidRequest {
+            message: "x-customs-purpose must be one purpose id (lowercase letters, digits and '-').",
+            param: None,
+        });
+    }
+    Ok(v.to_str().ok())
+}
+
+fn json(body: &serde_json::Value) -> Response<Body> {
+    let mut res = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn model_object(m: &crate::policy::Model) -> serde_json::Value {
+    serde_json::json!({
+        "id": &*m.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": m.developer.as_deref().unwrap_or("customs"),
+    })
+}
+
+/// `GET /v1/models`: only the models this tenant may use today.
+fn list_models(policy: &Policy, tenant: TenantIdx, today: Day) -> Response<Body> {
+    let data: Vec<_> = policy.allowed_models(tenant, today).map(model_object).collect();
+    json(&serde_json::json!({ "object": "list", "data": data }))
+}
+
+fn get_model(policy: &Policy, tenant: TenantIdx, id: &str, today: Day) -> Result<Response<Body>, GatewayError> {
+    let decision = policy.decide(tenant, id, None, today);
+    match (decision.verdict, decision.model.and_then(|m| policy.model(m))) {
+        (Verdict::Allow { .. }, Some(m)) => Ok(json(&model_object(m))),
+        (Verdict::Deny(reason), _) => Err(GatewayError::Policy(reason)),
+        (Verdict::Allow { .. }, None) => Err(GatewayError::Policy(Denial::ModelNotFound)),
+    }
+}

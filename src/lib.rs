@@ -1,0 +1,35 @@
+//! customs: an inference gateway that decides, per request, whether a tenant from its jurisdiction
+//! may use a model for a purpose, and then forwards the request to an upstream model endpoint.
+//!
+//! # The request path
+//!
+//! ```text
+//!  accept ──► request id ──► route ──► auth ──► body peek ──► policy ──► pick endpoint ──► forward
+//!  (server)   (request_id)   (route)   (auth)   (peek)        (policy)   (route)            (proxy)
+//!                                                                                            │
+//!  client ◄──────────────── stream back, chunk by chunk, never buffered ◄────────────────────┘
+//! ```
+//!
+//! Every phase reads one immutable [`policy::Policy`] snapshot, loaded once per request from an
+//! `ArcSwap`; the snapshot is compiled from the config folder by [`config::load`], so the hot path
+//! does no parsing, takes no lock and formats no strings. A refusal at any phase becomes an
+//! OpenAI-shaped error via [`error::GatewayError`].
+//!
+//! Beside the path: [`server::admin`] (health and readiness on a separate listener), [`mock`] (the
+//! mock upstream model server used by the demo, tests and benchmarks) and [`demo`].
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod explain;
+pub mod gateway;
+pub mod mock;
+pub mod peek;
+pub mod policy;
+pub mod proxy;
+pub mod request_id;
+pub mod route;
+pub mod server;
+pub mod stack;

@@ -1,0 +1,153 @@
+//! The `customs` binary: parses the command line, runs the command, maps errors to an exit code.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use customs::cli::{Cli, Command, LogFormat};
+use customs::config::{self, ConfigErrors};
+use customs::policy::Day;
+use customs::server::Server;
+use customs::{auth, demo, explain};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+fn config_failed(errors: &ConfigErrors) -> anyhow::Error {
+    anyhow!("the config has {} error(s):\n{errors}", errors.0.len())
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config: dir, listen, admin_listen } => {
+            let config = config::load(&dir, &config::process_env).map_err(|e| config_failed(&e))?;
+            let listen = listen.unwrap_or(config.settings.server.listen);
+            let admin = admin_listen.unwrap_or(config.settings.server.admin_listen);
+            runtime()?.block_on(async {
+                let server = Server::start(config, listen, admin).await?;
+                out(&format!("customs listening on http://{} (admin http://{})\n", server.addr, server.admin_addr))?;
+                shutdown_signal().await;
+                server.shutdown().await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Demo { config: dir } => {
+            let config = demo::load(&dir).map_err(|e| config_failed(&e))?;
+            let listen: SocketAddr = demo::DEMO_LISTEN.parse()?;
+            let admin: SocketAddr = demo::DEMO_ADMIN_LISTEN.parse()?;
+            runtime()?.block_on(async {
+                let mocks = demo::start_mocks(&config).await?;
+                let server = Server::start(config, listen, admin).await?;
+                out(&demo::instructions(server.addr, server.admin_addr))?;
+                shutdown_signal().await;
+                server.shutdown().await;
+                for m in mocks {
+                    m.stop().await;
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Check { config: dir, require_env } => {
+            // Without --require-env, credentials are a deployment concern: only the names are checked.
+            let placeholder = |_: &str| Some("set-at-deploy".to_owned());
+            let env: config::EnvLookup<'_> = if require_env { &config::process_env } else { &placeholder };
+            match config::load(&dir, env) {
+                Ok(c) => {
+                    let p = &c.policy;
+                    out(&format!(
+                        "{}: ok (policy {}: {} tenants, {} models, {} jurisdictions, {} endpoints)\n",
+                        dir.display(),
+                        p.version(),
+                        p.tenants().len(),
+                        p.models().len(),
+                        p.jurisdictions().len(),
+                        p.endpoints().len()
+                    ))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    out(&format!("{errors}\n{}: {} error(s)\n", dir.display(), errors.0.len()))?;
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Explain { config: dir, tenant, model, purpose, at, json } => {
+            let placeholder = |_: &str| Some("set-at-deploy".to_owned());
+            let config = config::load(&dir, &placeholder).map_err(|e| config_failed(&e))?;
+            let day = match at {
+                None => Day::today(),
+                Some(s) => Day::parse(&s).with_context(|| format!("--at {s:?} is not a date (YYYY-MM-DD)"))?,
+            };
+            let e = explain::explain(&config.policy, &tenant, &model, purpose.as_deref(), day)?;
+            if json {
+                out(&format!("{}\n", serde_json::to_string_pretty(&e)?))?;
+            } else {
+                out(&e.render_text())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen => {
+            let key = auth::generate_key();
+            let digest = hex::encode(auth::digest(key.as_bytes()));
+            out(&format!(
+                "API key (give it to the tenant; it is not stored anywhere):\n  {key}\n\n\
+                 Add its digest to the tenant in tenants.toml:\n  key_sha256 = [\"{digest}\"]\n"
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("Shutting down.");
+}

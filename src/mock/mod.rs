@@ -1,0 +1,305 @@
+//! A mock OpenAI-compatible model server for the demo, tests and benchmarks: chat completions,
+//! completions, embeddings and models, on OpenAI and Azure paths, with SSE streaming (usage in the
+//! last chunk), upstream-credential checking, and fault injection driven by request headers:
+//!
+//! - `x-mock-delay-ms: N`: wait before sending the response head;
+//! - `x-mock-fail: 500|503|429|close`: answer with that status, or drop the connection;
+//! - `x-mock-chunks: N` / `x-mock-chunk-delay-ms: N`: shape a stream;
+//! - `x-mock-fail-after-chunks: N`: abort a stream after N chunks;
+//! - `x-mock-gate: 1`: after the first chunk, wait until the test calls [`MockUpstream::open_gate`].
+
+mod body;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use body::ChannelBody;
+
+use crate::server::{self, Limits};
+
+type MockBody = Either<Full<Bytes>, ChannelBody>;
+
+#[derive(Clone, Debug)]
+pub struct MockOptions {
+    /// Sent back as `x-mock-upstream`, so tests can see which upstream served a request.
+    pub name: String,
+    /// Keys the mock accepts (as `Authorization: Bearer` or `api-key`); empty accepts anything.
+    pub api_keys: Vec<String>,
+    pub chunks: usize,
+    pub chunk_delay: Duration,
+    /// Keep every request for inspection (tests); off for load runs.
+    pub record: bool,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        Self { name: "mock".into(), api_keys: Vec::new(), chunks: 5, chunk_delay: Duration::ZERO, record: true }
+    }
+}
+
+/// A request as the mock received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: Method,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+struct State {
+    opts: MockOptions,
+    recorded: Mutex<Vec<Recorded>>,
+    gate: Semaphore,
+    counter: AtomicU64,
+}
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+// === impl MockUpstream ===
+
+impl MockUpstream {
+    pub async fn start(listen: SocketAddr, opts: MockOptions) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            opts,
+            recorded: Mutex::new(Vec::new()),
+            gate: Semaphore::new(0),
+            counter: AtomicU64::new(0),
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let svc_state = state.clone();
+        let svc = tower::service_fn(move |req: Request<Incoming>| handle(svc_state.clone(), req));
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(1),
+        };
+        let task = tokio::spawn(server::serve(listener, svc, limits, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Ok(Self { addr, state, stop, task })
+    }
+
+    /// Every request received so far, oldest first.
+    pub async fn requests(&self) -> Vec<Recorded> {
+        self.state.recorded.lock().await.clone()
+    }
+
+    /// Lets every stream held by `x-mock-gate` continue.
+    pub fn open_gate(&self) {
+        self.state.gate.add_permits(1 << 20);
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn header_num(h: &HeaderMap, name: &str) -> Option<u64> {
+    h.get(name)?.to_str().ok()?.parse().ok()
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<MockBody> {
+    let body = json!({"error": {"message": message, "type": "mock_error", "param": null, "code": code}});
+    let mut res = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn presented_key(h: &HeaderMap) -> Option<&str> {
+    if let Some(v) = h.get("authorization").and_then(|v| v.to_str().ok()) {
+        return v.strip_prefix("Bearer ");
+    }
+    h.get("api-key").and_then(|v| v.to_str().ok())
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<MockBody>, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    if state.opts.record {
+        state.recorded.lock().await.push(Recorded {
+            method: parts.method.clone(),
+            uri: parts.uri.to_string(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+    }
+    let n = state.counter.fetch_add(1, Ordering::Relaxed);
+    let mut res = respond(&state, &parts, &body).await?;
+    let h = res.headers_mut();
+    h.insert("x-request-id", HeaderValue::from_str(&format!("mock-{n}")).unwrap_or(HeaderValue::from_static("mock")));
+    if let Ok(v) = HeaderValue::from_str(&state.opts.name) {
+        h.insert("x-mock-upstream", v);
+    }
+    Ok(res)
+}
+
+async fn respond(
+    state: &Arc<State>,
+    parts: &http::request::Parts,
+    body: &Bytes,
+) -> Result<Response<MockBody>, std::io::Error> {
+    let h = &parts.headers;
+    if !state.opts.api_keys.is_empty() && !presented_key(h).is_some_and(|k| state.opts.api_keys.iter().any(|a| a == k))
+    {
+        return Ok(error(StatusCode::UNAUTHORIZED, "invalid_api_key", "mock upstream: wrong upstream key"));
+    }
+    if let Some(ms) = header_num(h, "x-mock-delay-ms") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    match h.get("x-mock-fail").and_then(|v| v.to_str().ok()) {
+        Some("close") => return Err(std::io::Error::other("mock: dropping the connection")),
+        Some(code) => {
+            if let Some(status) = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+                return Ok(error(status, "mock_failure", "mock upstream: injected failure"));
+            }
+        }
+        None => {}
+    }
+    let path = parts.uri.path();
+    let op = path
+        .strip_prefix("/v1/")
+        .or_else(|| path.strip_prefix("/openai/deployments/").and_then(|r| r.split_once('/').map(|(_, op)| op)));
+    if parts.method == Method::GET && op == Some("models") {
+        let body =
+            json!({"object": "list", "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": "mock"}]});
+        return Ok(json_response(&body));
+    }
+    let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned();
+    let prompt_tokens = (body.len() as u64).div_ceil(4);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let chunks = header_num(h, "x-mock-chunks").map_or(state.opts.chunks, |c| c as usize);
+    match op {
+        Some(kind @ ("chat/completions" | "completions")) if stream => {
+            Ok(stream_response(state, h, kind == "chat/completions", model, chunks, prompt_tokens, now))
+        }
+        Some("chat/completions") => Ok(json_response(&json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": now, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("Hello from {}.", state.opts.name)},
+                         "finish_reason": "stop", "logprobs": null}],
+            "usage": usage(prompt_tokens, chunks as u64),
+        }))),
+        Some("completions") => Ok(json_response(&json!({
+            "id": "cmpl-mock", "object": "text_completion", "created": now, "model": model,
+            "choices": [{"index": 0, "text": format!("Hello from {}.", state.opts.name), "finish_reason": "stop", "logprobs": null}],
+            "usage": usage(prompt_tokens, chunks as u64),
+        }))),
+        Some("embeddings") => Ok(json_response(&embeddings(&req, &model, prompt_tokens))),
+        _ => Ok(error(StatusCode::NOT_FOUND, "not_found", "mock upstream: unknown path")),
+    }
+}
+
+fn usage(prompt: u64, completion: u64) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+fn json_response(v: &Value) -> Response<MockBody> {
+    let mut res = Response::new(Either::Left(Full::new(Bytes::from(v.to_string()))));
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn embeddings(req: &Value, model: &str, prompt_tokens: u64) -> Value {
+    let inputs = match req.get("input") {
+        Some(Value::Array(a)) => a.len().max(1),
+        _ => 1,
+    };
+    let base64 = req.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let vector: Vec<f32> = (0..8).map(|i| i as f32 / 8.0).collect();
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| {
+            let embedding = if base64 {
+                let raw: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(raw))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
+}
+
+fn stream_response(
+    state: &Arc<State>,
+    h: &HeaderMap,
+    chat: bool,
+    model: String,
+    chunks: usize,
+    prompt_tokens: u64,
+    now: u64,
+) -> Response<MockBody> {
+    let delay = header_num(h, "x-mock-chunk-delay-ms").map_or(state.opts.chunk_delay, Duration::from_millis);
+    let fail_after = header_num(h, "x-mock-fail-after-chunks").map(|n| n as usize);
+    let gated = h.contains_key("x-mock-gate");
+    let (tx, rx) = mpsc::channel(16);
+    let name = state.opts.name.clone();
+    let gate = gated.then(|| state.clone());
+    tokio::spawn(async move {
+        let (object, id) =
+            if chat { ("chat.completion.chunk", "chatcmpl-mock") } else { ("text_completion", "cmpl-mock") };
+        for i in 0..chunks {
+            if fail_after == Some(i) {
+                let _ = tx.send(Err(std::io::Error::other("mock: stream aborted"))).await;
+                return;
+            }
+            let choice = if chat {
+                json!({"index": 0, "delta": {"role": "assistant", "content": format!("{name} chunk {i}. ")}, "finish_reason": null})
+            } else {
+                json!({"index": 0, "text": format!("{name} chunk {i}. "), "finish_reason": null})
+            };
+            let event = json!({"id": id, "object": object, "created": now, "model": model, "choices": [choice]});
+            if tx.send(Ok(Bytes::from(format!("data: {event}\n\n")))).await.is_err() {
+                return;
+            }
+            if i == 0 {
+                if let Some(g) = &gate {
+                    let _ = g.gate.acquire().await;
+                }
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let done_choice = if chat {
+            json!({"index": 0, "delta": {}, "finish_reason": "stop"})
+        } else {
+            json!({"index": 0, "text": "", "finish_reason": "stop"})
+        };
+        let last = json!({"id": id, "object": object, "created": now, "model": model, "choices": [done_choice]});
+        let usage_event = json!({"id": id, "object": object, "created": now, "model": model, "choices": [],
+                                  "usage": usage(prompt_tokens, chunks as u64)});
+        for event in [format!("data: {last}\n\n"), format!("data: {usage_event}\n\n"), "data: [DONE]\n\n".to_owned()] {
+            if tx.send(Ok(Bytes::from(event))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut res = Response::new(Either::Right(ChannelBody::new(rx)));
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    res.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+    res
+}

@@ -1,0 +1,372 @@
+//! Body peek: one pass over the buffered request body that validates it as strict JSON (one
+//! object, UTF-8, no duplicate keys at any depth, bounded nesting, nothing after the object) and
+//! borrows the few fields the gateway needs. The body itself is forwarded untouched.
+//!
+//! Duplicate keys are refused rather than resolved, because parsers disagree on which copy wins
+//! (`{"model":"a","model":"b"}`): the policy must never judge a different model than the upstream
+//! serves. Keys are compared after JSON unescaping, so `"\u006dodel"` is `"model"`.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// Deepest nesting accepted (objects and arrays).
+pub const MAX_DEPTH: usize = 64;
+
+/// Objects with more keys than this switch from a linear duplicate scan to a hash set.
+const LINEAR_SCAN_KEYS: usize = 32;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Peeked<'a> {
+    pub model: Option<Cow<'a, str>>,
+    pub stream: bool,
+    /// `max_completion_tokens`, or `max_tokens` when that is absent.
+    pub max_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeekError {
+    #[error("The request body must be a JSON object.")]
+    NotObject,
+    #[error("The request body is not valid JSON ({0}).")]
+    Syntax(String),
+    #[error("The request body has a duplicate key {0:?}.")]
+    DuplicateKey(String),
+    #[error("The request body is nested deeper than {MAX_DEPTH} levels.")]
+    TooDeep,
+    #[error("`{field}` must be {expected}.")]
+    FieldType { field: &'static str, expected: &'static str },
+}
+
+impl PeekError {
+    /// The request field the error is about, for OpenAI's `error.param`.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::FieldType { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// Validates `body` and extracts the fields the gateway routes and accounts on.
+pub fn peek(body: &[u8]) -> Result<Peeked<'_>, PeekError> {
+    let failure = Cell::new(None);
+    let mut keys = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut out = Peeked::default();
+    let mut top = Top { out: &mut out, keys: &mut keys, failure: &failure };
+    let result = de.deserialize_any(&mut top).and_then(|()| de.end());
+    match (result, failure.take()) {
+        (Ok(()), _) => Ok(out),
+        (Err(_), Some(ours)) => Err(ours),
+        (Err(e), None) => Err(PeekError::Syntax(describe(&e))),
+    }
+}
+
+/// A syntax error's category and position, without echoing any of the client's content.
+fn describe(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of input",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected value",
+        serde_json::error::Category::Io => "read error",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+/// A key or string value: borrowed from the body unless it contained escapes.
+struct Str<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct Top<'o, 'de> {
+    out: &'o mut Peeked<'de>,
+    keys: &'o mut Vec<Cow<'de, str>>,
+    failure: &'o Cell<Option<PeekError>>,
+}
+
+impl<'de> Visitor<'de> for &mut Top<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = Seen::new(self.keys);
+        let mut max_tokens = None;
+        let mut max_completion_tokens = None;
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            let field = key.clone();
+            seen.insert(key, self.failure)?;
+            let typed = |cell: &Cell<Option<PeekError>>, field, expected| {
+                cell.set(Some(PeekError::FieldType { field, expected }));
+                de::Error::custom("field type")
+            };
+            match &*field {
+                "model" => {
+                    let Str(v) = map.next_value().map_err(|_: A::Error| typed(self.failure, "model", "a string"))?;
+                    self.out.model = Some(v);
+                }
+                "stream" => {
+                    let v: Option<bool> =
+                        map.next_value().map_err(|_: A::Error| typed(self.failure, "stream", "a boolean"))?;
+                    self.out.stream = v.unwrap_or(false);
+                }
+                "max_tokens" | "max_completion_tokens" => {
+                    let name = if &*field == "max_tokens" { "max_tokens" } else { "max_completion_tokens" };
+                    let v: Option<u64> =
+                        map.next_value().map_err(|_: A::Error| typed(self.failure, name, "a non-negative integer"))?;
+                    if name == "max_tokens" { max_tokens = v } else { max_completion_tokens = v }
+                }
+                _ => map.next_value_seed(Walk { depth: 1, keys: seen.keys_mut(), failure: self.failure })?,
+            }
+        }
+        self.out.max_tokens = max_completion_tokens.or(max_tokens);
+        seen.finish();
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.failure.set(Some(PeekError::NotObject));
+        Err(de::Error::custom("not an object"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_object()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.not_object()
+    }
+}
+
+impl Top<'_, '_> {
+    fn not_object<E: de::Error>(&self) -> Result<(), E> {
+        self.failure.set(Some(PeekError::NotObject));
+        Err(E::custom("not an object"))
+    }
+}
+
+/// The keys of the object being read, kept on one shared stack so nested objects cost no
+/// allocation of their own; a large object moves to a hash set to keep the check linear.
+struct Seen<'k, 'de> {
+    keys: &'k mut Vec<Cow<'de, str>>,
+    start: usize,
+    set: Option<HashSet<Cow<'de, str>>>,
+}
+
+impl<'k, 'de> Seen<'k, 'de> {
+    fn new(keys: &'k mut Vec<Cow<'de, str>>) -> Self {
+        let start = keys.len();
+        Self { keys, start, set: None }
+    }
+
+    fn insert<E: de::Error>(&mut self, key: Cow<'de, str>, failure: &Cell<Option<PeekError>>) -> Result<(), E> {
+        let duplicate = match &mut self.set {
+            Some(set) => !set.insert(key.clone()),
+            None => {
+                let dup = self.keys[self.start..].contains(&key);
+                if !dup && self.keys.len() - self.start >= LINEAR_SCAN_KEYS {
+                    self.set = Some(self.keys.drain(self.start..).chain(std::iter::once(key.clone())).collect());
+                    return Ok(());
+                }
+                dup
+            }
+        };
+        if duplicate {
+            failure.set(Some(PeekError::DuplicateKey(key.into_owned())));
+            return Err(E::custom("duplicate key"));
+        }
+        if self.set.is_none() {
+            self.keys.push(key);
+        }
+        Ok(())
+    }
+
+    fn keys_mut(&mut self) -> &mut Vec<Cow<'de, str>> {
+        self.keys
+    }
+
+    fn finish(self) {
+        self.keys.truncate(self.start);
+    }
+}
+
+/// Walks any nested value, checking nesting depth and duplicate keys.
+struct Walk<'k, 'de> {
+    depth: usize,
+    keys: &'k mut Vec<Cow<'de, str>>,
+    failure: &'k Cell<Option<PeekError>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Walk<'_, 'de> {
+    fn deeper<E: de::Error>(&self) -> Result<usize, E> {
+        if self.depth >= MAX_DEPTH {
+            self.failure.set(Some(PeekError::TooDeep));
+            return Err(E::custom("too deep"));
+        }
+        Ok(self.depth + 1)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let depth = self.deeper()?;
+        let mut seen = Seen::new(self.keys);
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            seen.insert(key, self.failure)?;
+            map.next_value_seed(Walk { depth, keys: seen.keys_mut(), failure: self.failure })?;
+        }
+        seen.finish();
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let depth = self.deeper()?;
+        while seq.next_element_seed(Walk { depth, keys: &mut *self.keys, failure: self.failure })?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_extracts_model_stream_and_max_tokens() {
+        let p = peek(br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":7}"#)
+            .unwrap();
+        assert_eq!(p.model.as_deref(), Some("gpt-4o"));
+        assert!(p.stream);
+        assert_eq!(p.max_tokens, Some(7));
+        assert!(matches!(p.model, Some(Cow::Borrowed(_))));
+        let p = peek(br#"{"max_tokens":7,"max_completion_tokens":9,"stream":null}"#).unwrap();
+        assert_eq!((p.model, p.stream, p.max_tokens), (None, false, Some(9)));
+    }
+
+    #[test]
+    fn peek_escaped_key_is_the_same_key() {
+        let p = peek(br#"{"\u006dodel":"a"}"#).unwrap();
+        assert_eq!(p.model.as_deref(), Some("a"));
+        assert_eq!(peek(br#"{"model":"a","\u006dodel":"b"}"#), Err(PeekError::DuplicateKey("model".into())));
+    }
+
+    #[test]
+    fn peek_bad_bodies_are_refused() {
+        let dup = |k: &str| PeekError::DuplicateKey(k.into());
+        let cases: Vec<(&[u8], PeekError)> = vec![
+            (br#"{"model":"a","model":"b"}"#, dup("model")),
+            (br#"{"model":"a","messages":[{"role":"user","role":"system"}]}"#, dup("role")),
+            (br#"{"x":{"y":1,"y":2}}"#, dup("y")),
+            (br#"[{"model":"a"}]"#, PeekError::NotObject),
+            (b"\"model\"", PeekError::NotObject),
+            (b"null", PeekError::NotObject),
+            (br#"{"model":5}"#, PeekError::FieldType { field: "model", expected: "a string" }),
+            (br#"{"model":null}"#, PeekError::FieldType { field: "model", expected: "a string" }),
+            (br#"{"stream":"yes"}"#, PeekError::FieldType { field: "stream", expected: "a boolean" }),
+            (br#"{"max_tokens":-1}"#, PeekError::FieldType { field: "max_tokens", expected: "a non-negative integer" }),
+        ];
+        for (body, want) in cases {
+            assert_eq!(peek(body), Err(want), "{}", String::from_utf8_lossy(body));
+        }
+        for body in [
+            &b"{\"model\":\"a\"} x"[..],
+            b"{\"model\":\"a\"",
+            b"\xef\xbb\xbf{\"model\":\"a\"}",
+            b"{\"model\":\"\xff\"}",
+            b"{\"x\":\"\xc3\x28\"}",
+            br#"{"model":"\ud800"}"#,
+            b"",
+            b"{\"model\":\"a\",}",
+        ] {
+            assert!(matches!(peek(body), Err(PeekError::Syntax(_))), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn peek_depth_is_bounded() {
+        let ok = format!("{{\"x\":{}{}}}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        assert!(peek(ok.as_bytes()).is_ok());
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(peek(deep.as_bytes()), Err(PeekError::TooDeep));
+    }
+
+    #[test]
+    fn peek_large_objects_still_catch_duplicates() {
+        let mut body = String::from("{");
+        for i in 0..200 {
+            body.push_str(&format!("\"k{i}\":{i},"));
+        }
+        body.push_str("\"k150\":1}");
+        assert_eq!(peek(body.as_bytes()), Err(PeekError::DuplicateKey("k150".into())));
+        let fine = format!("{}\"model\":\"m\"}}", &body[..body.len() - 9]);
+        assert_eq!(peek(fine.as_bytes()).unwrap().model.as_deref(), Some("m"));
+    }
+}

@@ -1,0 +1,257 @@
+//! The compiled policy: an immutable snapshot of tenants, models, jurisdictions and endpoints with
+//! every pattern and threshold already resolved into per-(jurisdiction, model) verdicts, and the one
+//! function, [`Policy::decide`], that the server and `customs explain` both call.
+//!
+//! Evaluation order (default deny; the first rule that refuses decides):
+//! 1. tenant suspended
+//! 2. tenant's jurisdiction embargoed
+//! 3. model name unknown (exact match on id or alias; no case folding or trimming)
+//! 4. jurisdiction `deny_models` (beats any allow), then `allow_models` (no match = deny)
+//! 5. tenant `allow_models` (may only narrow)
+//! 6. jurisdiction `max_training_flops`
+//! 7. end-use declaration (required, expired, purpose declared)
+//! 8. endpoint residency
+
+mod date;
+mod denial;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use http::HeaderValue;
+
+pub use date::Day;
+pub use denial::Denial;
+
+use crate::auth::KeyIndex;
+use crate::config::raw::ComputeBasis;
+use crate::route::Endpoint;
+
+pub type TenantIdx = u32;
+pub type ModelIdx = u32;
+pub type EndpointIdx = u32;
+pub type RuleId = u32;
+
+/// One immutable policy version. Built by `config::compile`, swapped whole on reload.
+pub struct Policy {
+    pub(crate) version: Box<str>,
+    pub(crate) version_header: HeaderValue,
+    pub(crate) models: Box<[Model]>,
+    pub(crate) model_names: HashMap<Box<str>, ModelIdx>,
+    pub(crate) jurisdictions: Box<[Jurisdiction]>,
+    pub(crate) tenants: Box<[Tenant]>,
+    pub(crate) tenant_ids: HashMap<Box<str>, TenantIdx>,
+    pub(crate) keys: KeyIndex,
+    /// Jurisdiction-major: `verdicts[j * models.len() + m]`.
+    pub(crate) verdicts: Box<[RegionVerdict]>,
+    pub(crate) endpoints: Box<[Endpoint]>,
+    pub(crate) rules: Box<[Rule]>,
+}
+
+pub struct Model {
+    pub id: Box<str>,
+    pub aliases: Box<[Box<str>]>,
+    pub training_flops: f64,
+    pub compute_basis: ComputeBasis,
+    pub parameters: Option<f64>,
+    pub developer: Option<Box<str>>,
+}
+
+pub struct Jurisdiction {
+    pub id: Box<str>,
+    pub embargoed: Option<RuleId>,
+}
+
+pub struct Tenant {
+    pub id: Box<str>,
+    pub legal_name: Box<str>,
+    pub country: Box<str>,
+    pub jurisdiction: u32,
+    pub suspended: Option<RuleId>,
+    pub declaration: Option<Declaration>,
+    pub allowlist: Option<ModelSet>,
+}
+
+pub struct Declaration {
+    pub id: Box<str>,
+    /// Last day on which the declaration is valid.
+    pub expires: Day,
+    pub purposes: Box<[Box<str>]>,
+    pub rule: RuleId,
+}
+
+/// A set of models as a bitset, with the rule that defined it.
+pub struct ModelSet {
+    pub(crate) bits: Box<[u64]>,
+    pub(crate) rule: RuleId,
+}
+
+impl ModelSet {
+    pub fn contains(&self, m: ModelIdx) -> bool {
+        let m = m as usize;
+        self.bits.get(m / 64).is_some_and(|w| w & (1 << (m % 64)) != 0)
+    }
+}
+
+/// What a jurisdiction's rules say about one model, before tenant-specific checks.
+pub struct RegionVerdict {
+    /// `Ok(rule that allowed)` or `Err((ModelNotAllowed, rule that denied))`.
+    pub(crate) patterns: Result<RuleId, RuleId>,
+    /// `Some(rule)` when the model is at or above the jurisdiction's compute line.
+    pub(crate) over_threshold: Option<RuleId>,
+    /// `Some(rule)` when a valid end-use declaration is required for this model.
+    pub(crate) declaration: Option<RuleId>,
+    pub(crate) endpoints: Box<[EndpointIdx]>,
+    pub(crate) residency_rule: RuleId,
+}
+
+/// Where a decision came from: a file, a line and the key that decided, for `explain` and audits.
+pub struct Rule {
+    pub file: Box<str>,
+    pub line: usize,
+    pub key: Box<str>,
+    pub detail: Box<str>,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {} ({})", self.file, self.line, self.key, self.detail)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'p> {
+    Allow { endpoints: &'p [EndpointIdx] },
+    Deny(Denial),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'p> {
+    /// The resolved model, once the name was known.
+    pub model: Option<ModelIdx>,
+    pub verdict: Verdict<'p>,
+    /// The rule that decided; `None` only for an unknown model, which no rule names.
+    pub rule: Option<RuleId>,
+}
+
+// === impl Policy ===
+
+impl Policy {
+    /// Decide one request. Pure: the same inputs always give the same answer.
+    pub fn decide(&self, tenant: TenantIdx, model_name: &str, purpose: Option<&str>, today: Day) -> Decision<'_> {
+        let deny = |model, reason, rule| Decision { model, verdict: Verdict::Deny(reason), rule };
+        let Some(t) = self.tenants.get(tenant as usize) else {
+            return deny(None, Denial::TenantSuspended, None);
+        };
+        if let Some(rule) = t.suspended {
+            return deny(None, Denial::TenantSuspended, Some(rule));
+        }
+        let j = t.jurisdiction as usize;
+        if let Some(rule) = self.jurisdictions.get(j).and_then(|j| j.embargoed) {
+            return deny(None, Denial::JurisdictionEmbargoed, Some(rule));
+        }
+        let Some(&m) = self.model_names.get(model_name) else {
+            return deny(None, Denial::ModelNotFound, None);
+        };
+        let Some(v) = self.verdicts.get(j * self.models.len() + m as usize) else {
+            return deny(Some(m), Denial::ModelNotAllowed, None);
+        };
+        let model = Some(m);
+        let allow_rule = match v.patterns {
+            Ok(rule) => rule,
+            Err(rule) => return deny(model, Denial::ModelNotAllowed, Some(rule)),
+        };
+        if let Some(set) = &t.allowlist {
+            if !set.contains(m) {
+                return deny(model, Denial::ModelNotAllowed, Some(set.rule));
+            }
+        }
+        if let Some(rule) = v.over_threshold {
+            return deny(model, Denial::ComputeThresholdExceeded, Some(rule));
+        }
+        if let Some(rule) = v.declaration {
+            match &t.declaration {
+                None => return deny(model, Denial::EndUseDeclarationRequired, Some(rule)),
+                Some(d) if today > d.expires => {
+                    return deny(model, Denial::EndUseDeclarationExpired, Some(d.rule));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(p) = purpose {
+            match &t.declaration {
+                Some(d) if today > d.expires => {
+                    return deny(model, Denial::EndUseDeclarationExpired, Some(d.rule));
+                }
+                Some(d) if d.purposes.iter().any(|dp| &**dp == p) => {}
+                Some(d) => return deny(model, Denial::PurposeNotDeclared, Some(d.rule)),
+                None => return deny(model, Denial::PurposeNotDeclared, None),
+            }
+        }
+        if v.endpoints.is_empty() {
+            return deny(model, Denial::NoResidentEndpoint, Some(v.residency_rule));
+        }
+        Decision { model, verdict: Verdict::Allow { endpoints: &v.endpoints }, rule: Some(allow_rule) }
+    }
+
+    /// The models a tenant may use today without naming a purpose, in catalog order.
+    pub fn allowed_models(&self, tenant: TenantIdx, today: Day) -> impl Iterator<Item = &Model> {
+        self.models
+            .iter()
+            .filter(move |m| matches!(self.decide(tenant, &m.id, None, today).verdict, Verdict::Allow { .. }))
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn version_header(&self) -> &HeaderValue {
+        &self.version_header
+    }
+
+    pub fn tenant_by_id(&self, id: &str) -> Option<TenantIdx> {
+        self.tenant_ids.get(id).copied()
+    }
+
+    pub fn tenant(&self, t: TenantIdx) -> Option<&Tenant> {
+        self.tenants.get(t as usize)
+    }
+
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.tenants
+    }
+
+    pub fn model(&self, m: ModelIdx) -> Option<&Model> {
+        self.models.get(m as usize)
+    }
+
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+
+    pub fn jurisdiction(&self, t: &Tenant) -> Option<&Jurisdiction> {
+        self.jurisdictions.get(t.jurisdiction as usize)
+    }
+
+    pub fn jurisdictions(&self) -> &[Jurisdiction] {
+        &self.jurisdictions
+    }
+
+    pub fn endpoint(&self, e: EndpointIdx) -> Option<&Endpoint> {
+        self.endpoints.get(e as usize)
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    pub fn rule(&self, r: RuleId) -> Option<&Rule> {
+        self.rules.get(r as usize)
+    }
+
+    pub fn keys(&self) -> &KeyIndex {
+        &self.keys
+    }
+}

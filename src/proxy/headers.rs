@@ -1,0 +1,116 @@
+//! Header rewriting between client and upstream. The request side is rebuilt from an explicit
+//! strip list so that no client credential, hop-by-hop header, spoofable forwarding header or
+//! internal `x-customs-*` header ever reaches an upstream.
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue};
+
+use crate::auth::API_KEY_HEADER;
+use crate::request_id;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and `Host`, which the client sets for the new authority.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_on_request(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    HOP_BY_HOP.contains(name)
+        || *name == header::HOST
+        || *name == header::AUTHORIZATION
+        || *name == header::COOKIE
+        || *name == header::CONTENT_LENGTH
+        || *name == header::FORWARDED
+        || n == API_KEY_HEADER
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-customs-")
+        || n == "openai-organization"
+        || n == "openai-project"
+}
+
+/// Headers named in `Connection` are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))))
+}
+
+/// The headers sent upstream: the client's, less the strip list, plus the upstream credential.
+pub fn request_headers(client: &HeaderMap, credential: Option<(&HeaderName, &HeaderValue)>) -> HeaderMap {
+    let has_connection = client.contains_key(header::CONNECTION);
+    let mut out = HeaderMap::with_capacity(client.len() + 1);
+    for (name, value) in client {
+        if strip_on_request(name) || (has_connection && connection_listed(client, name)) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let Some((name, value)) = credential {
+        out.insert(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Cleans the upstream's response headers in place. The upstream's own request id is kept under
+/// another name so ours stays the one the client correlates on.
+pub fn response_headers(headers: &mut HeaderMap) {
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(id) = headers.remove(request_id::HEADER) {
+        headers.insert(HeaderName::from_static("x-upstream-request-id"), id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_request_headers_strip_client_credentials_and_hops() {
+        let mut client = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer sk-client"),
+            ("api-key", "sk-client"),
+            ("cookie", "s=1"),
+            ("host", "gateway"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-customs-purpose", "research"),
+            ("openai-organization", "org-x"),
+            ("content-type", "application/json"),
+            ("x-request-id", "abc"),
+            ("content-length", "12"),
+        ] {
+            client.append(k, HeaderValue::from_static(v));
+        }
+        let cred = (header::AUTHORIZATION, HeaderValue::from_static("Bearer upstream"));
+        let out = request_headers(&client, Some((&cred.0, &cred.1)));
+        let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type", "x-request-id", "authorization"]);
+        assert_eq!(out.get_all("authorization").iter().count(), 1);
+        assert_eq!(out["authorization"], "Bearer upstream");
+    }
+
+    #[test]
+    fn proxy_response_headers_keep_upstream_id_aside() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("up-1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("content-type", HeaderValue::from_static("text/event-stream"));
+        response_headers(&mut h);
+        assert_eq!(h.get("x-upstream-request-id").unwrap(), "up-1");
+        assert!(h.get("x-request-id").is_none() && h.get("transfer-encoding").is_none());
+        assert!(h.get("content-type").is_some());
+    }
+}

@@ -1,0 +1,153 @@
+//! Listeners: the accept loop with a connection cap, HTTP/1.1 and HTTP/2 with the header-read
+//! deadline actually armed (hyper ignores it without a timer), and graceful drain on shutdown.
+//! [`Server::start`] wires a loaded config to both listeners.
+
+pub mod admin;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::gateway::Shared;
+use crate::proxy::{ClientError, Upstreams};
+use crate::request_id::Generator;
+use crate::stack;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Connection-level limits for one listener.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// A running gateway: the inference listener and the admin listener.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds both listeners (use port 0 for any free port) and starts serving.
+    pub async fn start(config: Config, listen: SocketAddr, admin_listen: SocketAddr) -> Result<Self, ServerError> {
+        let settings = config.settings;
+        let shared = Arc::new(Shared {
+            policy: ArcSwap::from_pointee(config.policy),
+            upstreams: Upstreams::new(&settings.upstream)?,
+            max_body_bytes: settings.server.max_body_bytes,
+        });
+        let limits = Limits {
+            header_read_timeout: settings.server.header_read_timeout,
+            max_connections: usize::try_from(settings.server.max_connections).unwrap_or(usize::MAX),
+            shutdown_grace: settings.server.shutdown_grace,
+        };
+        let bind =
+            |addr| async move { TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source }) };
+        let listener = bind(listen).await?;
+        let admin = bind(admin_listen).await?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: listen, source })?;
+        let admin_addr = admin.local_addr().map_err(|source| ServerError::Bind { addr: admin_listen, source })?;
+        let (stop, stopped) = watch::channel(false);
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let svc = stack::build(shared.clone(), Arc::new(Generator::new()));
+        let main = tokio::spawn(serve(listener, svc, limits, wait(stopped.clone())));
+        let admin_shared = shared.clone();
+        let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_shared.clone(), req));
+        let admin_limits = Limits { max_connections: 64, ..limits };
+        let admin_task = tokio::spawn(serve(admin, admin_svc, admin_limits, wait(stopped)));
+        tracing::info!(%addr, %admin_addr, policy_version = shared.policy.load().version(), "Gateway listening.");
+        Ok(Self { addr, admin_addr, shared, stop, tasks: vec![main, admin_task] })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Serves one listener until `shutdown` resolves, then drains.
+pub async fn serve<S, B>(listener: TcpListener, service: S, limits: Limits, shutdown: impl Future<Output = ()>)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(64 * 1024)
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(32 * 1024);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!("Shutdown grace period over; closing remaining connections.");
+        }
+    }
+}
