@@ -99,6 +99,58 @@ impl<'de> de::Deserialize<'de> for Str<'de> {
     }
 }
 
+/// A field value the gateway reads. Anything else (objects, arrays, other scalar types) is
+/// `Other`, so a wrong type is reported as such while syntax errors pass through unchanged.
+enum Scalar<'de> {
+    Str(Cow<'de, str>),
+    Bool(bool),
+    U64(u64),
+    Null,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::U64(v))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 struct Top<'o, 'de> {
     out: &'o mut Peeked<'de>,
     keys: &'o mut Vec<Cow<'de, str>>,
@@ -119,25 +171,28 @@ impl<'de> Visitor<'de> for &mut Top<'_, 'de> {
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             let field = key.clone();
             seen.insert(key, self.failure)?;
-            let typed = |cell: &Cell<Option<PeekError>>, field, expected| {
-                cell.set(Some(PeekError::FieldType { field, expected }));
+            let wrong = |field, expected| {
+                self.failure.set(Some(PeekError::FieldType { field, expected }));
                 de::Error::custom("field type")
             };
             match &*field {
-                "model" => {
-                    let Str(v) = map.next_value().map_err(|_: A::Error| typed(self.failure, "model", "a string"))?;
-                    self.out.model = Some(v);
-                }
-                "stream" => {
-                    let v: Option<bool> =
-                        map.next_value().map_err(|_: A::Error| typed(self.failure, "stream", "a boolean"))?;
-                    self.out.stream = v.unwrap_or(false);
-                }
+                "model" => match map.next_value::<Scalar<'de>>()? {
+                    Scalar::Str(v) => self.out.model = Some(v),
+                    _ => return Err(wrong("model", "a string")),
+                },
+                "stream" => match map.next_value::<Scalar<'de>>()? {
+                    Scalar::Bool(b) => self.out.stream = b,
+                    Scalar::Null => self.out.stream = false,
+                    _ => return Err(wrong("stream", "a boolean")),
+                },
                 "max_tokens" | "max_completion_tokens" => {
-                    let name = if &*field == "max_tokens" { "max_tokens" } else { "max_completion_tokens" };
-                    let v: Option<u64> =
-                        map.next_value().map_err(|_: A::Error| typed(self.failure, name, "a non-negative integer"))?;
-                    if name == "max_tokens" { max_tokens = v } else { max_completion_tokens = v }
+                    let v = match map.next_value::<Scalar<'de>>()? {
+                        Scalar::U64(n) => Some(n),
+                        Scalar::Null => None,
+                        _ if &*field == "max_tokens" => return Err(wrong("max_tokens", "a non-negative integer")),
+                        _ => return Err(wrong("max_completion_tokens", "a non-negative integer")),
+                    };
+                    if &*field == "max_tokens" { max_tokens = v } else { max_completion_tokens = v }
                 }
                 _ => map.next_value_seed(Walk { depth: 1, keys: seen.keys_mut(), failure: self.failure })?,
             }

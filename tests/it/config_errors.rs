@@ -1,0 +1,209 @@
+//! Config errors: every problem is reported at once, each naming file, line, column and key.
+
+use std::process::Command;
+
+use crate::support::{load_err, write_config};
+
+const MODELS: &str = r#"[[models]]
+id = "m"
+aliases = ["m-latest"]
+training_flops = 1e24
+compute_basis = "assumed"
+[[models.endpoints]]
+url = "http://127.0.0.1:1/v1"
+residency = "us-east"
+"#;
+const GROUPS: &str = r#"[[groups]]
+id = "G"
+countries = ["CN", "MO"]
+"#;
+const JURISDICTIONS: &str = r#"[[jurisdictions]]
+id = "us"
+countries = ["US"]
+max_training_flops = inf
+allow_models = ["*"]
+require_declaration = "never"
+allowed_residencies = ["us-*"]
+"#;
+const TENANTS: &str = r#"[[tenants]]
+id = "t"
+legal_name = "T Inc."
+country = "US"
+jurisdiction = "us"
+status = "active"
+"#;
+
+fn errors_for(models: &str, groups: &str, jurisdictions: &str, tenants: &str) -> String {
+    let dir = write_config(&[
+        ("models.toml", models),
+        ("country-groups.toml", groups),
+        ("jurisdictions.toml", jurisdictions),
+        ("tenants.toml", tenants),
+    ]);
+    let prefix = format!("{}/", dir.path().display());
+    load_err(dir.path()).replace(&prefix, "")
+}
+
+#[test]
+fn config_base_fixture_is_valid() {
+    let dir = write_config(&[
+        ("models.toml", MODELS),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", JURISDICTIONS),
+        ("tenants.toml", TENANTS),
+    ]);
+    crate::support::load(dir.path());
+}
+
+#[test]
+fn config_cross_reference_errors_are_all_reported() {
+    let tenants = r#"[[tenants]]
+id = "t"
+legal_name = "T Inc."
+country = "CN"
+jurisdiction = "us"
+status = "active"
+key_sha256 = ["abc"]
+
+[[tenants]]
+id = "t"
+legal_name = "Other"
+country = "US"
+jurisdiction = "eu"
+status = "active"
+allow_models = ["gpt-*"]
+"#;
+    assert_eq!(
+        errors_for(MODELS, GROUPS, JURISDICTIONS, tenants),
+        [
+            "tenants.toml:4:11: tenants[0] (t).country: country CN is not covered by any jurisdiction",
+            "tenants.toml:7:15: tenants[0] (t).key_sha256[0]: must be 64 hex digits (the SHA-256 of the key; see `customs keygen`)",
+            "tenants.toml:10:6: tenants[1] (t).id: tenant \"t\" is defined twice",
+            "tenants.toml:13:16: tenants[1] (t).jurisdiction: unknown jurisdiction \"eu\"",
+            "tenants.toml:15:17: tenants[1] (t).allow_models[0]: pattern \"gpt-*\" matches no model id",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn config_jurisdiction_errors_name_the_key() {
+    let jurisdictions = r#"[[jurisdictions]]
+id = "us"
+countries = ["US", "usa"]
+max_training_flops = -1
+allow_models = ["*"]
+deny_models = ["claude-*"]
+require_declaration = "at-or-above-flops"
+allowed_residencies = ["us-*"]
+
+[[jurisdictions]]
+id = "restricted"
+country_groups = ["G", "D:5"]
+countries = ["US"]
+"#;
+    assert_eq!(
+        errors_for(MODELS, GROUPS, jurisdictions, TENANTS),
+        [
+            "jurisdictions.toml:3:20: jurisdictions[0] (us).countries[1]: \"usa\" is not an ISO 3166-1 alpha-2 code",
+            "jurisdictions.toml:6:16: jurisdictions[0] (us).deny_models[0]: pattern \"claude-*\" matches no model id or alias",
+            "jurisdictions.toml:4:22: jurisdictions[0] (us).max_training_flops: must be a number > 0 (or inf)",
+            "jurisdictions.toml:7:23: jurisdictions[0] (us).declaration_flops: is required when require_declaration = \"at-or-above-flops\"",
+            "jurisdictions.toml:12:24: jurisdictions[1] (restricted).country_groups[1]: unknown country group \"D:5\"",
+            "jurisdictions.toml:11:6: jurisdictions[1] (restricted).countries: country US is also covered by jurisdiction \"us\"; exclude it from one of them",
+            "jurisdictions.toml:11:6: jurisdictions[1] (restricted).allow_models: is required unless embargoed = true; list the model id patterns this jurisdiction may use",
+            "jurisdictions.toml:11:6: jurisdictions[1] (restricted).max_training_flops: is required unless embargoed = true; models trained with this many FLOPs or more are denied (use inf for no line)",
+            "jurisdictions.toml:11:6: jurisdictions[1] (restricted).require_declaration: is required unless embargoed = true; one of \"always\", \"never\", \"at-or-above-flops\"",
+            "jurisdictions.toml:11:6: jurisdictions[1] (restricted).allowed_residencies: is required unless embargoed = true; list the endpoint residency labels (patterns) that may serve this jurisdiction",
+            "tenants.toml:5:16: tenants[0] (t).jurisdiction: country US belongs to jurisdiction \"restricted\", not \"us\"",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn config_model_errors_name_the_key() {
+    let models = r#"[[models]]
+id = "m"
+aliases = ["m "]
+training_flops = nan
+compute_basis = "assumed"
+[[models.endpoints]]
+url = "http://user:pw@127.0.0.1:1/v1"
+residency = "US East"
+api_key_env = "NOT_SET_ANYWHERE"
+
+[[models]]
+id = "n"
+aliases = ["m"]
+training_flops = 1e20
+compute_basis = "assumed"
+"#;
+    assert_eq!(
+        errors_for(models, GROUPS, JURISDICTIONS, TENANTS),
+        [
+            "models.toml:3:12: models[0] (m).aliases[0]: \"m \" must be printable ASCII without spaces",
+            "models.toml:4:18: models[0] (m).training_flops: must be a finite number >= 0",
+            "models.toml:8:13: models[0] (m).endpoints[0].residency: must be lowercase letters, digits and '-', e.g. \"us-east\"",
+            "models.toml:9:15: models[0] (m).endpoints[0].api_key_env: environment variable NOT_SET_ANYWHERE is not set",
+            "models.toml:7:7: models[0] (m).endpoints[0].url: must not carry credentials or a query; name an environment variable in api_key_env",
+            "models.toml:13:12: models[1] (n).aliases[0]: \"m\" is already a model id or alias",
+            "models.toml:12:6: models[1] (n).endpoints: a model needs at least one endpoint",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn config_syntax_and_unknown_keys_report_line_and_column() {
+    let jurisdictions = JURISDICTIONS.replace("max_training_flops = inf", "max_training_flop = inf");
+    let tenants = TENANTS.replace("status = \"active\"", "status = \"enabled\"");
+    let models = MODELS.replace("training_flops = 1e24", "training_flops = ");
+    let got = errors_for(&models, GROUPS, &jurisdictions, &tenants);
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 3, "{got}");
+    assert!(lines[0].starts_with("models.toml:4:18: "), "{got}");
+    assert!(lines[1].starts_with("jurisdictions.toml:4:1: unknown field `max_training_flop`"), "{got}");
+    assert!(lines[2].starts_with("tenants.toml:6:10: unknown variant `enabled`, expected `active` or `suspended`"), "{got}");
+}
+
+#[test]
+fn config_missing_and_unexpected_files_are_errors() {
+    let dir = write_config(&[("models.toml", MODELS), ("country-groups.toml", GROUPS), ("tenant.toml", TENANTS)]);
+    let prefix = format!("{}/", dir.path().display());
+    let got = load_err(dir.path()).replace(&prefix, "");
+    let mut lines: Vec<&str> = got.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "jurisdictions.toml: cannot be read: No such file or directory (os error 2)",
+            "tenant.toml: unexpected file; a config folder holds only gateway.toml, models.toml, country-groups.toml, jurisdictions.toml, tenants.toml",
+            "tenants.toml: cannot be read: No such file or directory (os error 2)",
+        ]
+    );
+}
+
+#[test]
+fn check_cli_exits_1_and_lists_every_error() {
+    let tenants = TENANTS.replace("jurisdiction = \"us\"", "jurisdiction = \"nowhere\"").replace("US", "ZZ");
+    let dir = write_config(&[
+        ("models.toml", MODELS),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", &JURISDICTIONS.replace("allowed_residencies = [\"us-*\"]", "")),
+        ("tenants.toml", &tenants),
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_customs")).args(["check", "--config"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("jurisdictions[0] (us).allowed_residencies: is required"), "{stdout}");
+    assert!(stdout.contains("tenants[0] (t).jurisdiction: unknown jurisdiction \"nowhere\""), "{stdout}");
+    assert!(stdout.trim_end().ends_with(": 2 error(s)"), "{stdout}");
+
+    let ok = Command::new(env!("CARGO_BIN_EXE_customs"))
+        .args(["check", "--config"])
+        .arg(crate::support::example_dir())
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+}

@@ -1,0 +1,77 @@
+//! `customs explain` and the server never disagree: every tenant x model of the example config,
+//! asked both ways.
+
+use std::process::Command;
+
+use http::StatusCode;
+
+use crate::support::{Example, chat, example_dir};
+
+/// The demo tenants' documented keys.
+const KEYS: &[(&str, &str)] = &[
+    ("demo-us", "sk-demo-us"),
+    ("demo-us-embeddings", "sk-demo-embed"),
+    ("demo-cn", "sk-demo-cn"),
+    ("demo-mo", "sk-demo-mo"),
+    ("demo-de", "sk-demo-de"),
+    ("demo-ir", "sk-demo-ir"),
+    ("demo-suspended", "sk-demo-suspended"),
+];
+
+fn explain(tenant: &str, model: &str, purpose: Option<&str>) -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_customs"));
+    cmd.args(["explain", "--json", "--tenant", tenant, "--model", model, "--config"]).arg(example_dir());
+    if let Some(p) = purpose {
+        cmd.args(["--purpose", p]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn explain_and_server_agree_on_every_tenant_and_model() {
+    let ex = Example::start().await;
+    let policy = ex.gw.shared.policy.load_full();
+    let tenants: Vec<String> = policy.tenants().iter().map(|t| t.id.to_string()).collect();
+    let mut keyed: Vec<String> = KEYS.iter().map(|(t, _)| (*t).to_owned()).collect();
+    keyed.sort();
+    let mut sorted = tenants.clone();
+    sorted.sort();
+    assert_eq!(sorted, keyed, "every example tenant needs a documented demo key");
+
+    let mut names: Vec<String> = policy.models().iter().flat_map(|m| {
+        std::iter::once(m.id.to_string()).chain(m.aliases.iter().map(|a| a.to_string()))
+    }).collect();
+    names.push("not-a-model".into());
+    let mut compared = 0;
+    let mut codes = std::collections::BTreeSet::new();
+    for (tenant, key) in KEYS {
+        for model in &names {
+            for purpose in [None, Some("translation")] {
+                let e = explain(tenant, model, purpose);
+                let r = chat(ex.gw.addr, key, model, purpose).await;
+                let what = format!("{tenant} {model} {purpose:?}");
+                assert_eq!(e["status"].as_u64(), Some(u64::from(r.status.as_u16())), "{what}: {e}");
+                if r.status == StatusCode::OK {
+                    assert_eq!(e["decision"], "allow", "{what}");
+                    assert!(!e["endpoints"].as_array().unwrap().is_empty(), "{what}");
+                } else {
+                    assert_eq!(e["decision"], "deny", "{what}");
+                    assert_eq!(e["reason"].as_str(), Some(r.code().as_str()), "{what}");
+                }
+                codes.insert(e["reason"].as_str().unwrap_or("allowed").to_owned());
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, KEYS.len() * names.len() * 2);
+    // The example config exercises every policy outcome.
+    let all: std::collections::BTreeSet<String> = customs::policy::Denial::ALL
+        .iter()
+        .map(|d| d.code().to_owned())
+        .chain(["allowed".to_owned()])
+        .collect();
+    assert_eq!(codes, all);
+    ex.stop().await;
+}

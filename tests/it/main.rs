@@ -1,0 +1,10 @@
+//! Integration tests over real sockets: the gateway and a mock upstream on 127.0.0.1:0.
+
+mod azure;
+mod config_errors;
+mod explain_agrees;
+mod forwarding;
+mod policy_codes;
+mod requests;
+mod streaming;
+mod support;

@@ -1,0 +1,140 @@
+//! Request validation: body shape, size limits, routes, methods and request ids.
+
+use http::{Method, StatusCode};
+
+use crate::support::{Example, chat_body, send};
+
+const US: (&str, &str) = ("authorization", "Bearer sk-demo-us");
+
+#[tokio::test]
+async fn body_invalid_json_returns_400_and_never_reaches_upstream() {
+    let ex = Example::start().await;
+    let cases: &[(&[u8], Option<&str>)] = &[
+        (br#"{"model":"gpt-4o","model":"frontier-x-preview"}"#, None),
+        (br#"{"model":"gpt-4o-mini","\u006dodel":"frontier-x-preview"}"#, None),
+        (br#"{"messages":[]}"#, Some("model")),
+        (br#"{"model":["gpt-4o"]}"#, Some("model")),
+        (br#"[{"model":"gpt-4o"}]"#, None),
+        (br#"{"model":"gpt-4o"} {"model":"x"}"#, None),
+        (b"{\"model\":\"gpt-4o\",\"x\":\"\xff\"}", None),
+        (br#"{"model":"gpt-4o","stream":"yes"}"#, Some("stream")),
+        (b"", None),
+    ];
+    for (body, param) in cases {
+        let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US], body.to_vec()).await;
+        let what = String::from_utf8_lossy(body).into_owned();
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{what}");
+        assert_eq!(r.code(), "invalid_request", "{what}");
+        assert_eq!(r.json()["error"]["param"].as_str(), *param, "{what}");
+    }
+    assert!(ex.mock.requests().await.is_empty());
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn body_over_limit_returns_413_with_or_without_content_length() {
+    let mock = crate::support::mock("m").await;
+    let dir = crate::support::example_config_for(mock.addr);
+    std::fs::write(dir.path().join("gateway.toml"), "[server]\nmax_body_bytes = 1024\n").unwrap();
+    let gw = crate::support::gateway(dir.path()).await;
+    let big = format!(r#"{{"model":"gpt-4o","pad":"{}"}}"#, "x".repeat(2000));
+    let r = send(gw.addr, Method::POST, "/v1/chat/completions", &[US], big.clone()).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"));
+
+    // Chunked: no Content-Length, so the limit is enforced while reading.
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    for chunk in big.as_bytes().chunks(256) {
+        tx.send(Ok(bytes::Bytes::copy_from_slice(chunk))).await.unwrap();
+    }
+    drop(tx);
+    let body = customs::mock::ChannelBody::new(rx);
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", gw.addr))
+        .header("authorization", "Bearer sk-demo-us")
+        .body(body)
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(res.headers().get("content-length").is_some());
+
+    let ok = send(gw.addr, Method::POST, "/v1/chat/completions", &[US], chat_body("gpt-4o")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    gw.shutdown().await;
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn routes_unknown_paths_and_wrong_methods_are_refused() {
+    let ex = Example::start().await;
+    let body = chat_body("gpt-4o");
+    for path in ["/v1/chat/completions/", "//v1/chat/completions", "/v1/chat/../chat/completions", "/v1/responses", "/"] {
+        let r = send(ex.gw.addr, Method::POST, path, &[US], body.clone()).await;
+        assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "route_not_found"), "{path}");
+    }
+    let r = send(ex.gw.addr, Method::GET, "/v1/chat/completions", &[US], "").await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    let r = send(ex.gw.addr, Method::POST, "/v1/models", &[US], "").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Unknown routes are refused before authentication, without revealing anything.
+    let r = send(ex.gw.addr, Method::POST, "/admin", &[], "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(ex.mock.requests().await.is_empty());
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn request_id_is_propagated_minted_and_on_every_response() {
+    let ex = Example::start().await;
+    let body = chat_body("gpt-4o");
+    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US, ("x-request-id", "client-abc.1")], body.clone()).await;
+    assert_eq!(r.headers["x-request-id"], "client-abc.1");
+    assert_eq!(r.headers["x-upstream-request-id"], "mock-0");
+    let seen = ex.mock.requests().await;
+    assert_eq!(seen[0].headers["x-request-id"], "client-abc.1");
+
+    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US, ("x-request-id", "bad id<>")], body.clone()).await;
+    let minted = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(minted, "bad id<>");
+    assert_eq!(minted.len(), 29);
+    assert_eq!(ex.mock.requests().await[1].headers["x-request-id"], minted.as_str());
+
+    let denied = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[("x-request-id", "deny-1")], body).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.headers["x-request-id"], "deny-1");
+    let nf = send(ex.gw.addr, Method::GET, "/nope", &[], "").await;
+    assert!(nf.headers.get("x-request-id").is_some());
+    assert!(nf.headers.get("x-customs-policy-version").is_some());
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn admin_health_and_readiness_answer_on_their_own_port() {
+    let ex = Example::start().await;
+    let r = send(ex.gw.admin_addr, Method::GET, "/healthz", &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(ex.gw.admin_addr, Method::GET, "/readyz", &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["policy_version"].as_str(), Some(ex.gw.shared.policy.load().version()));
+    // Not reachable on the inference port.
+    let r = send(ex.gw.addr, Method::GET, "/healthz", &[], "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_clients_are_served() {
+    let ex = Example::start().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", ex.gw.addr))
+        .header("authorization", "Bearer sk-demo-us")
+        .body(http_body_util::Full::new(bytes::Bytes::from(chat_body("gpt-4o"))))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert_eq!(res.status(), StatusCode::OK);
+    ex.stop().await;
+}

@@ -1,0 +1,153 @@
+//! Test harness: a mock upstream and the gateway on 127.0.0.1:0, configured from the example
+//! config (pointed at the mock) or from files a test writes, plus a small HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use customs::config::{self, Config};
+use customs::mock::{MockOptions, MockUpstream};
+use customs::server::Server;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tempfile::TempDir;
+
+pub const UPSTREAM_KEY: &str = "test-upstream-key";
+pub const EXAMPLE_MOCK_ADDR: &str = "127.0.0.1:8081";
+
+pub fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// The example config, copied with its endpoints pointed at `mock`.
+pub fn example_config_for(mock: SocketAddr) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for (name, _) in config::FILES {
+        let text = std::fs::read_to_string(example_dir().join(name)).unwrap();
+        std::fs::write(dir.path().join(name), text.replace(EXAMPLE_MOCK_ADDR, &mock.to_string())).unwrap();
+    }
+    dir
+}
+
+/// Writes a config folder from (file name, contents) pairs.
+pub fn write_config(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+pub fn load(dir: &Path) -> Config {
+    let env = |name: &str| (name == "CUSTOMS_UPSTREAM_KEY").then(|| UPSTREAM_KEY.to_owned());
+    match config::load(dir, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("config failed to load:\n{e}"),
+    }
+}
+
+pub fn load_err(dir: &Path) -> String {
+    let env = |name: &str| (name == "CUSTOMS_UPSTREAM_KEY").then(|| UPSTREAM_KEY.to_owned());
+    match config::load(dir, &env) {
+        Ok(_) => panic!("config loaded but should not have"),
+        Err(e) => e.to_string(),
+    }
+}
+
+pub async fn mock(name: &str) -> MockUpstream {
+    let opts = MockOptions { name: name.into(), api_keys: vec![UPSTREAM_KEY.into()], ..MockOptions::default() };
+    MockUpstream::start("127.0.0.1:0".parse().unwrap(), opts).await.unwrap()
+}
+
+pub async fn gateway(dir: &Path) -> Server {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Server::start(load(dir), any, any).await.unwrap()
+}
+
+/// The example config served against one mock upstream.
+pub struct Example {
+    pub mock: MockUpstream,
+    pub gw: Server,
+    _dir: TempDir,
+}
+
+impl Example {
+    pub async fn start() -> Self {
+        let mock = mock("example").await;
+        let dir = example_config_for(mock.addr);
+        let gw = gateway(dir.path()).await;
+        Self { mock, gw, _dir: dir }
+    }
+
+    pub async fn stop(self) {
+        self.gw.shutdown().await;
+        self.mock.stop().await;
+    }
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The reason code from the error body, checked against the header.
+    pub fn code(&self) -> String {
+        let code = self.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(self.headers.get("x-customs-reason").and_then(|v| v.to_str().ok()), Some(code.as_str()));
+        code
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn send_raw(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response<Incoming> {
+    let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    client().request(req.body(Full::new(body.into())).unwrap()).await.unwrap()
+}
+
+pub async fn send(addr: SocketAddr, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    let res = send_raw(addr, method, path, headers, body).await;
+    let (parts, body) = res.into_parts();
+    Reply { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+}
+
+pub fn chat_body(model: &str) -> String {
+    format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hello"}}]}}"#)
+}
+
+/// POST /v1/chat/completions with a bearer key and an optional purpose.
+pub async fn chat(addr: SocketAddr, key: &str, model: &str, purpose: Option<&str>) -> Reply {
+    let auth = format!("Bearer {key}");
+    let mut headers = vec![("authorization", auth.as_str()), ("content-type", "application/json")];
+    if let Some(p) = purpose {
+        headers.push(("x-customs-purpose", p));
+    }
+    send(addr, Method::POST, "/v1/chat/completions", &headers, chat_body(model)).await
+}
