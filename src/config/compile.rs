@@ -298,9 +298,9 @@ fn compile_jurisdictions(
             ctx.rule(src, e.span(), format!("{key}.embargoed"), "embargoed = true: every model is denied".into())
         });
         let regional = if embargoed.is_some() { None } else { region_rules(ctx, src, &key, j, models) };
-        for (m, (model, eps)) in models.iter().enumerate() {
+        for (model, eps) in models {
             let v = match &regional {
-                Some(r) => r.verdict(m, model, eps, endpoints),
+                Some(r) => r.verdict(model, eps, endpoints),
                 None => RegionVerdict {
                     patterns: Err(embargoed.unwrap_or(0)),
                     over_threshold: None,
@@ -316,7 +316,7 @@ fn compile_jurisdictions(
     (out, coverage, verdicts)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename the arguments")]
 fn cover_countries(
     ctx: &mut Ctx,
     src: &Source,
@@ -395,8 +395,7 @@ struct RegionRules {
 }
 
 impl RegionRules {
-    fn verdict(&self, m: usize, model: &Model, eps: &[EndpointIdx], endpoints: &[Endpoint]) -> RegionVerdict {
-        let _ = m;
+    fn verdict(&self, model: &Model, eps: &[EndpointIdx], endpoints: &[Endpoint]) -> RegionVerdict {
         let names = || std::iter::once(&*model.id).chain(model.aliases.iter().map(|a| &**a));
         // Deny looks at every name of the model, allow only at its id: an alias can never be the
         // thing that grants access, and can never be a way around a deny.

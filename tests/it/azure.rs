@@ -14,11 +14,22 @@ async fn azure_deployment_path_is_decided_like_the_model_it_names() {
     let msgs = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
     let r = post("/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", "sk-demo-us", msgs).await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = post("/openai/deployments/gpt-4o-2024-08-06/chat/completions?api-version=2024-10-21", "sk-demo-cn", msgs).await;
+    let r =
+        post("/openai/deployments/gpt-4o-2024-08-06/chat/completions?api-version=2024-10-21", "sk-demo-cn", msgs).await;
     assert_eq!(r.code(), "compute_threshold_exceeded");
-    let r = post("/openai/deployments/claude-3-5-sonnet/completions?api-version=2024-10-21", "sk-demo-cn", r#"{"prompt":"x"}"#).await;
+    let r = post(
+        "/openai/deployments/claude-3-5-sonnet/completions?api-version=2024-10-21",
+        "sk-demo-cn",
+        r#"{"prompt":"x"}"#,
+    )
+    .await;
     assert_eq!(r.code(), "model_not_allowed");
-    let r = post("/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21", "sk-demo-embed", r#"{"input":"x"}"#).await;
+    let r = post(
+        "/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21",
+        "sk-demo-embed",
+        r#"{"input":"x"}"#,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["object"], "list");
     let r = post("/openai/deployments/nope/chat/completions?api-version=2024-10-21", "sk-demo-us", msgs).await;
@@ -34,7 +45,8 @@ async fn azure_body_model_must_agree_with_the_deployment() {
     let ex = Example::start().await;
     let addr = ex.gw.addr;
     let post = |body: &'static str| async move {
-        send(addr, Method::POST, "/openai/deployments/gpt-4o-mini/chat/completions", &[("api-key", "sk-demo-cn")], body).await
+        send(addr, Method::POST, "/openai/deployments/gpt-4o-mini/chat/completions", &[("api-key", "sk-demo-cn")], body)
+            .await
     };
     // The deployment is allowed for demo-cn; a body naming a denied model must not ride along.
     let r = post(r#"{"model":"gpt-4o","messages":[]}"#).await;

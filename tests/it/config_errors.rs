@@ -164,7 +164,10 @@ fn config_syntax_and_unknown_keys_report_line_and_column() {
     assert_eq!(lines.len(), 3, "{got}");
     assert!(lines[0].starts_with("models.toml:4:18: "), "{got}");
     assert!(lines[1].starts_with("jurisdictions.toml:4:1: unknown field `max_training_flop`"), "{got}");
-    assert!(lines[2].starts_with("tenants.toml:6:10: unknown variant `enabled`, expected `active` or `suspended`"), "{got}");
+    assert!(
+        lines[2].starts_with("tenants.toml:6:10: unknown variant `enabled`, expected `active` or `suspended`"),
+        "{got}"
+    );
 }
 
 #[test]

@@ -40,9 +40,11 @@ async fn explain_and_server_agree_on_every_tenant_and_model() {
     sorted.sort();
     assert_eq!(sorted, keyed, "every example tenant needs a documented demo key");
 
-    let mut names: Vec<String> = policy.models().iter().flat_map(|m| {
-        std::iter::once(m.id.to_string()).chain(m.aliases.iter().map(|a| a.to_string()))
-    }).collect();
+    let mut names: Vec<String> = policy
+        .models()
+        .iter()
+        .flat_map(|m| std::iter::once(m.id.to_string()).chain(m.aliases.iter().map(|a| a.to_string())))
+        .collect();
     names.push("not-a-model".into());
     let mut compared = 0;
     let mut codes = std::collections::BTreeSet::new();
@@ -67,11 +69,8 @@ async fn explain_and_server_agree_on_every_tenant_and_model() {
     }
     assert_eq!(compared, KEYS.len() * names.len() * 2);
     // The example config exercises every policy outcome.
-    let all: std::collections::BTreeSet<String> = customs::policy::Denial::ALL
-        .iter()
-        .map(|d| d.code().to_owned())
-        .chain(["allowed".to_owned()])
-        .collect();
+    let all: std::collections::BTreeSet<String> =
+        customs::policy::Denial::ALL.iter().map(|d| d.code().to_owned()).chain(["allowed".to_owned()]).collect();
     assert_eq!(codes, all);
     ex.stop().await;
 }

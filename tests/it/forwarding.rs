@@ -27,13 +27,13 @@ key_sha256 = ["0ee9085462db24cdd03f8476e5be9b13d8719e1023e06a3d4f2c2d6aee172384"
 "#;
 
 fn models(endpoints: &str) -> String {
-    format!(
-        "[[models]]\nid = \"m\"\ntraining_flops = 1e24\ncompute_basis = \"assumed\"\n{endpoints}"
-    )
+    format!("[[models]]\nid = \"m\"\ntraining_flops = 1e24\ncompute_basis = \"assumed\"\n{endpoints}")
 }
 
 fn endpoint(url: &str, extra: &str) -> String {
-    format!("[[models.endpoints]]\nurl = \"{url}\"\nresidency = \"us-east\"\napi_key_env = \"CUSTOMS_UPSTREAM_KEY\"\n{extra}\n")
+    format!(
+        "[[models.endpoints]]\nurl = \"{url}\"\nresidency = \"us-east\"\napi_key_env = \"CUSTOMS_UPSTREAM_KEY\"\n{extra}\n"
+    )
 }
 
 async fn single_model(endpoints: &str, gateway_toml: &str) -> (tempfile::TempDir, customs::server::Server) {
@@ -91,7 +91,10 @@ async fn forward_swaps_client_credentials_for_upstream_ones() {
     assert_eq!(seen.len(), 1);
     let up = &seen[0];
     assert_eq!(up.uri, "/v1/chat/completions");
-    assert_eq!(up.headers.get_all("authorization").iter().collect::<Vec<_>>(), [format!("Bearer {UPSTREAM_KEY}").as_str()]);
+    assert_eq!(
+        up.headers.get_all("authorization").iter().collect::<Vec<_>>(),
+        [format!("Bearer {UPSTREAM_KEY}").as_str()]
+    );
     for gone in ["cookie", "x-forwarded-for", "openai-organization", "api-key", "x-customs-purpose"] {
         assert!(up.headers.get(gone).is_none(), "{gone} must not be forwarded");
     }

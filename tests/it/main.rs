@@ -1,4 +1,5 @@
 //! Integration tests over real sockets: the gateway and a mock upstream on 127.0.0.1:0.
+#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly and at once")]
 
 mod azure;
 mod config_errors;

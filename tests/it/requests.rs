@@ -67,7 +67,8 @@ async fn body_over_limit_returns_413_with_or_without_content_length() {
 async fn routes_unknown_paths_and_wrong_methods_are_refused() {
     let ex = Example::start().await;
     let body = chat_body("gpt-4o");
-    for path in ["/v1/chat/completions/", "//v1/chat/completions", "/v1/chat/../chat/completions", "/v1/responses", "/"] {
+    for path in ["/v1/chat/completions/", "//v1/chat/completions", "/v1/chat/../chat/completions", "/v1/responses", "/"]
+    {
         let r = send(ex.gw.addr, Method::POST, path, &[US], body.clone()).await;
         assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "route_not_found"), "{path}");
     }
@@ -86,13 +87,16 @@ async fn routes_unknown_paths_and_wrong_methods_are_refused() {
 async fn request_id_is_propagated_minted_and_on_every_response() {
     let ex = Example::start().await;
     let body = chat_body("gpt-4o");
-    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US, ("x-request-id", "client-abc.1")], body.clone()).await;
+    let r =
+        send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US, ("x-request-id", "client-abc.1")], body.clone())
+            .await;
     assert_eq!(r.headers["x-request-id"], "client-abc.1");
     assert_eq!(r.headers["x-upstream-request-id"], "mock-0");
     let seen = ex.mock.requests().await;
     assert_eq!(seen[0].headers["x-request-id"], "client-abc.1");
 
-    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US, ("x-request-id", "bad id<>")], body.clone()).await;
+    let r =
+        send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US, ("x-request-id", "bad id<>")], body.clone()).await;
     let minted = r.headers["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(minted, "bad id<>");
     assert_eq!(minted.len(), 29);

@@ -132,7 +132,13 @@ pub async fn send_raw(
     client().request(req.body(Full::new(body.into())).unwrap()).await.unwrap()
 }
 
-pub async fn send(addr: SocketAddr, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+pub async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
     let res = send_raw(addr, method, path, headers, body).await;
     let (parts, body) = res.into_parts();
     Reply { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
