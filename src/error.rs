@@ -27,6 +27,8 @@ pub enum GatewayError {
     InvalidRequest { message: &'static str, param: Option<&'static str> },
     #[error("The request body is larger than this gateway accepts.")]
     TooLarge,
+    #[error("The request body was not received in time.")]
+    BodyTimeout,
     #[error("Unknown request URL.")]
     RouteNotFound,
     #[error("This method is not allowed on this URL.")]
@@ -42,6 +44,7 @@ impl GatewayError {
             Self::Policy(d) => d.status(),
             Self::Body(_) | Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
@@ -56,6 +59,7 @@ impl GatewayError {
             Self::Policy(d) => d.code(),
             Self::Body(_) | Self::InvalidRequest { .. } => "invalid_request",
             Self::TooLarge => "request_too_large",
+            Self::BodyTimeout => "request_timeout",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Upstream(UpstreamError::Timeout) => "upstream_timeout",

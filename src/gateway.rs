@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -36,6 +36,7 @@ pub struct Shared {
     pub policy: ArcSwap<Policy>,
     pub upstreams: Upstreams,
     pub max_body_bytes: u64,
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -141,7 +142,7 @@ where
         Route::Inference { op, deployment } => (op, deployment),
     };
 
-    let bytes = read_body(parts, body, shared.max_body_bytes).await?;
+    let bytes = read_body(parts, body, shared.max_body_bytes, shared.body_read_timeout).await?;
     let peeked = peek::peek(&bytes)?;
     let model_name = model_name(policy, deployment, &peeked)?;
     let purpose = purpose(parts)?;
@@ -169,9 +170,9 @@ async fn forward(
     Ok(res.map(Either::Right))
 }
 
-/// Buffers the body once, refusing anything over the limit: by `Content-Length` before reading a
-/// byte, and by counting when the length is not declared.
-async fn read_body<B>(parts: &Parts, body: B, limit: u64) -> Result<Bytes, GatewayError>
+/// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a
+/// byte, and by counting when the length is not declared) or slower than the read deadline.
+async fn read_body<B>(parts: &Parts, body: B, limit: u64, timeout: Duration) -> Result<Bytes, GatewayError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -180,7 +181,8 @@ where
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::TooLarge);
     }
-    match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect().await {
+    let collect = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect();
+    match tokio::time::timeout(timeout, collect).await.map_err(|_| GatewayError::BodyTimeout)? {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(GatewayError::TooLarge),
         Err(_) => Err(GatewayError::InvalidRequest { message: "The request body could not be read.", param: None }),

@@ -119,6 +119,7 @@ fn check_gateway(ctx: &mut Ctx, src: &Source, g: &GatewayFile) {
         (g.server.max_body_bytes == 0, "server.max_body_bytes"),
         (g.server.max_connections == 0, "server.max_connections"),
         (zero(g.server.header_read_timeout), "server.header_read_timeout"),
+        (zero(g.server.body_read_timeout), "server.body_read_timeout"),
         (zero(g.upstream.connect_timeout), "upstream.connect_timeout"),
         (zero(g.upstream.first_byte_timeout), "upstream.first_byte_timeout"),
     ];

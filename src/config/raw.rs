@@ -25,6 +25,9 @@ pub struct ServerSection {
     pub max_body_bytes: u64,
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Whole request body, from the end of the head: a trickling client cannot hold a slot.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     pub max_connections: u64,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -37,6 +40,7 @@ impl Default for ServerSection {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
         }

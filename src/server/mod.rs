@@ -59,6 +59,7 @@ impl Server {
             policy: ArcSwap::from_pointee(config.policy),
             upstreams: Upstreams::new(&settings.upstream)?,
             max_body_bytes: settings.server.max_body_bytes,
+            body_read_timeout: settings.server.body_read_timeout,
         });
         let limits = Limits {
             header_read_timeout: settings.server.header_read_timeout,

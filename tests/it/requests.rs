@@ -142,3 +142,38 @@ async fn http2_prior_knowledge_clients_are_served() {
     assert_eq!(res.status(), StatusCode::OK);
     ex.stop().await;
 }
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_by_the_read_deadlines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let mock = crate::support::mock("m").await;
+    let dir = crate::support::example_config_for(mock.addr);
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "[server]\nheader_read_timeout = \"300ms\"\nbody_read_timeout = \"300ms\"\n",
+    )
+    .unwrap();
+    let gw = crate::support::gateway(dir.path()).await;
+    let wait = std::time::Duration::from_secs(5);
+
+    // A request head that never ends: the connection is closed.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(wait, s.read_to_end(&mut buf)).await.expect("slow head was not cut off").unwrap();
+
+    // A body that trickles: 408 request_timeout.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-demo-us\r\nContent-Length: 100\r\n\r\n{\"model\"")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, s.read(&mut buf)).await.expect("slow body was not cut off").unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(mock.requests().await.is_empty());
+    gw.shutdown().await;
+    mock.stop().await;
+}
