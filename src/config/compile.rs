@@ -80,6 +80,36 @@ fn glob(ctx: &mut Ctx, src: &Source, key: &str, p: &Spanned<String>) -> Option<G
     }
 }
 
+/// Compiles a list of model patterns, each of which must match at least one of `names` (a
+/// pattern that matches nothing is almost always a typo, and a mistyped deny fails open).
+/// `None` if any pattern is invalid.
+fn model_patterns<'n, I: Iterator<Item = &'n str>>(
+    ctx: &mut Ctx,
+    src: &Source,
+    key: &str,
+    list: &[Spanned<String>],
+    names: impl Fn() -> I,
+    what: &str,
+) -> Option<Vec<(GlobMatcher, RuleId)>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, p) in list.iter().enumerate() {
+        let k = format!("{key}[{i}]");
+        let Some(g) = glob(ctx, src, &k, p) else {
+            ok = false;
+            continue;
+        };
+        if !names().any(|n| g.is_match(n)) {
+            ctx.err(src, Some(p.span()), k.clone(), format!("pattern {:?} matches no {what}", p.get_ref()));
+            ok = false;
+        }
+        let field = key.rsplit('.').next().unwrap_or(key);
+        let rule = ctx.rule(src, p.span(), k, format!("{field} contains {:?}", p.get_ref()));
+        out.push((g, rule));
+    }
+    ok.then_some(out)
+}
+
 pub(super) fn compile(
     p: Parsed<'_>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -441,27 +471,11 @@ fn region_rules(
         );
     };
     let all_names = || models.iter().flat_map(|(m, _)| std::iter::once(&*m.id).chain(m.aliases.iter().map(|a| &**a)));
-    let mut ok = true;
+    let ids = || models.iter().map(|(m, _)| &*m.id);
 
-    let mut deny = Vec::new();
-    for (i, p) in j.deny_models.iter().enumerate() {
-        let k = format!("{key}.deny_models[{i}]");
-        if let Some(g) = glob(ctx, src, &k, p) {
-            if !all_names().any(|n| g.is_match(n)) {
-                ctx.err(
-                    src,
-                    Some(p.span()),
-                    k.clone(),
-                    format!("pattern {:?} matches no model id or alias", p.get_ref()),
-                );
-                ok = false;
-            }
-            let rule = ctx.rule(src, p.span(), k, format!("deny_models contains {:?}", p.get_ref()));
-            deny.push((g, rule));
-        } else {
-            ok = false;
-        }
-    }
+    let deny = model_patterns(ctx, src, &format!("{key}.deny_models"), &j.deny_models, all_names, "model id or alias");
+    let mut ok = deny.is_some();
+    let deny = deny.unwrap_or_default();
     let (allow, no_allow_match) = match &j.allow_models {
         None => {
             missing(ctx, "allow_models", "list the model id patterns this jurisdiction may use");
@@ -469,25 +483,9 @@ fn region_rules(
             (Vec::new(), 0)
         }
         Some(list) => {
-            let mut allow = Vec::new();
-            for (i, p) in list.get_ref().iter().enumerate() {
-                let k = format!("{key}.allow_models[{i}]");
-                if let Some(g) = glob(ctx, src, &k, p) {
-                    if !models.iter().any(|(m, _)| g.is_match(&*m.id)) {
-                        ctx.err(
-                            src,
-                            Some(p.span()),
-                            k.clone(),
-                            format!("pattern {:?} matches no model id", p.get_ref()),
-                        );
-                        ok = false;
-                    }
-                    let rule = ctx.rule(src, p.span(), k, format!("allow_models contains {:?}", p.get_ref()));
-                    allow.push((g, rule));
-                } else {
-                    ok = false;
-                }
-            }
+            let allow = model_patterns(ctx, src, &format!("{key}.allow_models"), list.get_ref(), ids, "model id");
+            ok &= allow.is_some();
+            let allow = allow.unwrap_or_default();
             let rule = ctx.rule(
                 src,
                 list.span(),
@@ -669,20 +667,12 @@ fn compile_tenants(
         let suspended = (*t.status.get_ref() == TenantStatus::Suspended)
             .then(|| ctx.rule(src, t.status.span(), format!("{key}.status"), "status = \"suspended\"".into()));
         let allowlist = t.allow_models.as_ref().map(|list| {
+            let ids = || models.iter().map(|(m, _)| &*m.id);
+            let patterns = model_patterns(ctx, src, &format!("{key}.allow_models"), list.get_ref(), ids, "model id");
             let mut bits = vec![0u64; models.len().div_ceil(64)];
-            for (p, pat) in list.get_ref().iter().enumerate() {
-                let k = format!("{key}.allow_models[{p}]");
-                if let Some(g) = glob(ctx, src, &k, pat) {
-                    let mut any = false;
-                    for (m, (model, _)) in models.iter().enumerate() {
-                        if g.is_match(&*model.id) {
-                            bits[m / 64] |= 1 << (m % 64);
-                            any = true;
-                        }
-                    }
-                    if !any {
-                        ctx.err(src, Some(pat.span()), k, format!("pattern {:?} matches no model id", pat.get_ref()));
-                    }
+            for (m, (model, _)) in models.iter().enumerate() {
+                if patterns.iter().flatten().any(|(g, _)| g.is_match(&*model.id)) {
+                    bits[m / 64] |= 1 << (m % 64);
                 }
             }
             let rule = ctx.rule(

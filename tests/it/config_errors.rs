@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{load_err, write_config};
+use crate::support::{US_JURISDICTION as JURISDICTIONS, load_err, write_config};
 
 const MODELS: &str = r#"[[models]]
 id = "m"
@@ -16,14 +16,6 @@ residency = "us-east"
 const GROUPS: &str = r#"[[groups]]
 id = "G"
 countries = ["CN", "MO"]
-"#;
-const JURISDICTIONS: &str = r#"[[jurisdictions]]
-id = "us"
-countries = ["US"]
-max_training_flops = inf
-allow_models = ["*"]
-require_declaration = "never"
-allowed_residencies = ["us-*"]
 "#;
 const TENANTS: &str = r#"[[tenants]]
 id = "t"

@@ -3,19 +3,11 @@
 
 use http::{Method, StatusCode};
 
-use crate::support::{self, Example, UPSTREAM_KEY, closed_port, send, write_config};
+use crate::support::{self, Example, UPSTREAM_KEY, US_JURISDICTION as JURISDICTIONS, closed_port, send, write_config};
 
 const GROUPS: &str = r#"[[groups]]
 id = "all"
 countries = ["US"]
-"#;
-const JURISDICTIONS: &str = r#"[[jurisdictions]]
-id = "us"
-countries = ["US"]
-max_training_flops = inf
-allow_models = ["*"]
-require_declaration = "never"
-allowed_residencies = ["us-*"]
 "#;
 const TENANTS: &str = r#"[[tenants]]
 id = "t"
@@ -53,40 +45,20 @@ async fn single_model(endpoints: &str, gateway_toml: &str) -> (tempfile::TempDir
 async fn forward_swaps_client_credentials_for_upstream_ones() {
     let ex = Example::start().await;
     let body = r#"{ "messages":[{"role":"user","content":"hi"}],  "model" : "gpt-4o-2024-08-06" ,"z":1 }"#;
-    let r = send(
-        ex.gw.addr,
-        Method::POST,
-        "/v1/chat/completions",
-        &[
-            ("authorization", "Bearer sk-demo-us"),
-            ("cookie", "session=abc"),
-            ("x-forwarded-for", "203.0.113.9"),
-            ("x-customs-purpose", "research"),
-            ("openai-organization", "org-client"),
-            ("content-type", "application/json"),
-            ("user-agent", "it-test"),
-        ],
-        body,
-    )
-    .await;
-    // The purpose is checked, not forwarded: demo-us has no declaration, so it is refused.
-    assert_eq!(r.code(), "purpose_not_declared");
-    let r = send(
-        ex.gw.addr,
-        Method::POST,
-        "/v1/chat/completions",
-        &[
-            ("authorization", "Bearer sk-demo-us"),
-            ("cookie", "session=abc"),
-            ("x-forwarded-for", "203.0.113.9"),
-            ("openai-organization", "org-client"),
-            ("content-type", "application/json"),
-            ("user-agent", "it-test"),
-        ],
-        body,
-    )
-    .await;
+    let mut headers = vec![
+        ("authorization", "Bearer sk-demo-us"),
+        ("cookie", "session=abc"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("openai-organization", "org-client"),
+        ("content-type", "application/json"),
+        ("user-agent", "it-test"),
+    ];
+    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, body).await;
     assert_eq!(r.status, StatusCode::OK);
+    // A purpose is checked, never forwarded: demo-us has no declaration, so this one is refused.
+    headers.push(("x-customs-purpose", "research"));
+    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, body).await;
+    assert_eq!(r.code(), "purpose_not_declared");
     let seen = ex.mock.requests().await;
     assert_eq!(seen.len(), 1);
     let up = &seen[0];
@@ -100,6 +72,12 @@ async fn forward_swaps_client_credentials_for_upstream_ones() {
     }
     assert_eq!(up.headers["user-agent"], "it-test");
     assert_eq!(&up.body[..], body.as_bytes(), "the body is forwarded byte for byte");
+
+    let r = crate::support::chat(ex.gw.addr, "sk-demo-cn", "llama-3.1-8b-instruct", Some("translation")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = ex.mock.requests().await;
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].headers.get("x-customs-purpose").is_none(), "the purpose stays at the gateway");
     ex.stop().await;
 }
 

@@ -19,6 +19,16 @@ use tempfile::TempDir;
 pub const UPSTREAM_KEY: &str = "test-upstream-key";
 pub const EXAMPLE_MOCK_ADDR: &str = "127.0.0.1:8081";
 
+/// A minimal jurisdiction for hand-written configs: the US, everything allowed from us-* endpoints.
+pub const US_JURISDICTION: &str = r#"[[jurisdictions]]
+id = "us"
+countries = ["US"]
+max_training_flops = inf
+allow_models = ["*"]
+require_declaration = "never"
+allowed_residencies = ["us-*"]
+"#;
+
 pub fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
 }
