@@ -1,17 +1,22 @@
 //! The one place a refusal becomes an HTTP response: status, OpenAI-shaped JSON body
-//! (`{"error":{"message","type","param","code"}}`) and the `x-customs-reason` header. Rendering has
-//! no side effects and never includes upstream or internal detail.
+//! (`{"error":{"message","type","param","code"}}`), the `x-customs-reason` header, and for rate
+//! limits `Retry-After` and OpenAI's `x-ratelimit-*` headers. Rendering has no side effects and
+//! never includes upstream or internal detail.
+
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use crate::auth::AuthError;
 use crate::gateway::Body;
+use crate::limits::{RateLimited, Status, Window};
 use crate::peek::PeekError;
 use crate::policy::Denial;
 use crate::proxy::UpstreamError;
+use crate::reason::Reason;
 
 pub const REASON_HEADER: &str = "x-customs-reason";
 
@@ -34,42 +39,40 @@ pub enum GatewayError {
     #[error("This method is not allowed on this URL.")]
     MethodNotAllowed,
     #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
     Upstream(#[from] UpstreamError),
 }
 
 impl GatewayError {
-    pub fn status(&self) -> StatusCode {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Auth(_) => StatusCode::UNAUTHORIZED,
-            Self::Policy(d) => d.status(),
-            Self::Body(_) | Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Auth(_) => Reason::InvalidApiKey,
+            Self::Policy(d) => d.reason(),
+            Self::Body(_) | Self::InvalidRequest { .. } => Reason::InvalidRequest,
+            Self::TooLarge => Reason::RequestTooLarge,
+            Self::BodyTimeout => Reason::RequestTimeout,
+            Self::RouteNotFound => Reason::RouteNotFound,
+            Self::MethodNotAllowed => Reason::MethodNotAllowed,
+            Self::RateLimited(r) => r.kind.reason(),
+            Self::Upstream(UpstreamError::Timeout) => Reason::UpstreamTimeout,
+            Self::Upstream(_) => Reason::UpstreamUnavailable,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.reason().status()
     }
 
     /// The stable reason code.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::Auth(_) => "invalid_api_key",
-            Self::Policy(d) => d.code(),
-            Self::Body(_) | Self::InvalidRequest { .. } => "invalid_request",
-            Self::TooLarge => "request_too_large",
-            Self::BodyTimeout => "request_timeout",
-            Self::RouteNotFound => "route_not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::Upstream(UpstreamError::Timeout) => "upstream_timeout",
-            Self::Upstream(_) => "upstream_unavailable",
-        }
+        self.reason().as_str()
     }
 
     fn error_type(&self) -> &'static str {
         match self {
             Self::Policy(d) => d.error_type(),
+            Self::RateLimited(_) => "rate_limit_error",
             Self::Upstream(_) => "upstream_error",
             _ => "invalid_request_error",
         }
@@ -100,9 +103,76 @@ impl GatewayError {
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(REASON_HEADER, HeaderValue::from_static(self.code()));
-        if matches!(self, Self::Auth(_)) {
-            h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match &self {
+            Self::Auth(_) => {
+                h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::RateLimited(r) => {
+                let secs = r.retry_after.as_secs() + u64::from(r.retry_after.subsec_nanos() > 0);
+                h.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                h.insert(
+                    HeaderName::from_static("retry-after-ms"),
+                    HeaderValue::from(r.retry_after.as_millis() as u64),
+                );
+                rate_limit_headers(h, &r.status, true);
+            }
+            _ => {}
         }
         res
+    }
+}
+
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+
+/// OpenAI's `x-ratelimit-*` headers for the limits a tenant has. Successful responses carry
+/// limit and remaining; refusals also carry the reset times.
+pub fn rate_limit_headers(h: &mut HeaderMap, status: &Status, with_reset: bool) {
+    let mut put = |w: &Option<Window>, names: [HeaderName; 3]| {
+        if let Some(w) = w {
+            let [limit, remaining, reset] = names;
+            h.insert(limit, HeaderValue::from(w.limit));
+            h.insert(remaining, HeaderValue::from(w.remaining));
+            if with_reset {
+                if let Ok(v) = HeaderValue::try_from(openai_duration(w.reset)) {
+                    h.insert(reset, v);
+                }
+            }
+        }
+    };
+    put(&status.requests, [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS]);
+    put(&status.tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]);
+}
+
+/// Durations the way OpenAI writes them in reset headers: `120ms`, `1s`, `6m0s`, `1h2m3s`.
+pub fn openai_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_duration_formats_like_openai() {
+        let cases =
+            [(12, "12ms"), (999, "999ms"), (1000, "1s"), (1200, "2s"), (360_000, "6m0s"), (3_723_000, "1h2m3s")];
+        for (ms, want) in cases {
+            assert_eq!(openai_duration(Duration::from_millis(ms)), want);
+        }
     }
 }

@@ -14,26 +14,31 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use tower::Service;
 
 use crate::auth;
-use crate::error::GatewayError;
+use crate::error::{self, GatewayError};
+use crate::limits::Demand;
 use crate::peek::{self, Peeked};
 use crate::policy::{Day, Denial, Policy, TenantIdx, Verdict};
-use crate::proxy::Upstreams;
+use crate::proxy::metered::{Metered, Settlement, UsageScanner};
+use crate::proxy::{Forwarded, Upstreams};
+use crate::reason::Reason;
 use crate::request_id;
 use crate::route::{self, Operation, Route};
+use crate::snapshot::Snapshot;
+use crate::telemetry::Metrics;
 
 /// Response bodies: a canned body from the gateway, or the upstream's, streamed through.
-pub type Body = Either<Full<Bytes>, Incoming>;
+pub type Body = Either<Full<Bytes>, Metered>;
 
 pub const PURPOSE_HEADER: &str = "x-customs-purpose";
 pub const POLICY_VERSION_HEADER: HeaderName = HeaderName::from_static("x-customs-policy-version");
 
-/// State shared by every request: the swappable policy, the upstream client and limits.
+/// State shared by every request: the swappable snapshot, the upstream client and limits.
 pub struct Shared {
-    pub policy: ArcSwap<Policy>,
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
     pub upstreams: Upstreams,
     pub max_body_bytes: u64,
     pub body_read_timeout: Duration,
@@ -71,12 +76,14 @@ where
     }
 }
 
-/// What the access log says about a request, filled in as phases complete.
+/// What the access log and metrics say about a request, filled in as phases complete.
 #[derive(Default)]
 struct Trail {
     tenant: Option<TenantIdx>,
     model: Option<u32>,
     endpoint: Option<u32>,
+    /// The upstream's time to first byte, which is not the gateway's overhead.
+    upstream_first_byte: Option<Duration>,
 }
 
 async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Body>
@@ -85,17 +92,29 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
-    let policy = shared.policy.load_full();
+    let snapshot = shared.snapshot.load_full();
+    let metrics = &snapshot.metrics;
+    metrics.in_flight.inc();
     let (parts, body) = req.into_parts();
     let mut trail = Trail::default();
-    let result = serve(shared, &policy, &parts, body, &mut trail).await;
-    let (mut res, code) = match result {
-        Ok(res) => (res, None),
+    let result = serve(shared, &snapshot, &parts, body, &mut trail, started).await;
+    let (mut res, reason) = match result {
+        // The metered body settles the rest (duration, tokens, in-flight) when it ends.
+        Ok(res) => (res, Reason::Allowed),
         Err(e) => {
-            let code = e.code();
-            (e.into_response(), Some(code))
+            let reason = e.reason();
+            if let GatewayError::RateLimited(r) = &e {
+                metrics.rejection(trail.tenant, r.kind);
+            }
+            metrics.duration(reason).observe(started.elapsed().as_secs_f64());
+            metrics.in_flight.dec();
+            (e.into_response(), reason)
         }
     };
+    metrics.request(trail.tenant, trail.model, reason);
+    let elapsed = started.elapsed();
+    metrics.overhead.observe(elapsed.saturating_sub(trail.upstream_first_byte.unwrap_or_default()).as_secs_f64());
+    let policy = &snapshot.policy;
     res.headers_mut().insert(POLICY_VERSION_HEADER, policy.version_header().clone());
     let tenant = trail.tenant.and_then(|t| policy.tenant(t)).map_or("-", |t| &*t.id);
     let model = trail.model.and_then(|m| policy.model(m)).map_or("-", |m| &*m.id);
@@ -110,8 +129,8 @@ where
         model,
         endpoint,
         status = res.status().as_u16(),
-        reason = code.unwrap_or("allowed"),
-        micros = started.elapsed().as_micros() as u64,
+        reason = reason.as_str(),
+        micros = elapsed.as_micros() as u64,
         "Request."
     );
     res
@@ -119,15 +138,17 @@ where
 
 async fn serve<B>(
     shared: &Shared,
-    policy: &Policy,
+    snapshot: &Arc<Snapshot>,
     parts: &Parts,
     body: B,
     trail: &mut Trail,
+    started: Instant,
 ) -> Result<Response<Body>, GatewayError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let policy = &snapshot.policy;
     let route = route::classify(parts.uri.path()).ok_or(GatewayError::RouteNotFound)?;
     let expected = if matches!(route, Route::Inference { .. }) { Method::POST } else { Method::GET };
     if parts.method != expected {
@@ -153,21 +174,28 @@ where
         Verdict::Deny(reason) => return Err(GatewayError::Policy(reason)),
         Verdict::Allow { endpoints } => endpoints,
     };
-    forward(shared, policy, endpoints, op, parts, bytes, trail).await
-}
+    let Some(model) = decision.model else { return Err(GatewayError::Policy(Denial::ModelNotFound)) };
 
-async fn forward(
-    shared: &Shared,
-    policy: &Policy,
-    endpoints: &[u32],
-    op: Operation,
-    parts: &Parts,
-    bytes: Bytes,
-    trail: &mut Trail,
-) -> Result<Response<Body>, GatewayError> {
-    let (endpoint, res) = shared.upstreams.forward(policy, endpoints, op, parts, bytes).await?;
+    let prompt = (bytes.len() as u64).div_ceil(snapshot.bytes_per_token);
+    let completion = match op {
+        Operation::Embeddings => 0,
+        _ => peeked.max_tokens.unwrap_or(snapshot.default_max_tokens),
+    };
+    let estimate = prompt.saturating_add(completion);
+    let flops_per_token = policy.model(model).and_then(|m| m.parameters).map(|p| 2.0 * p);
+    let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
+    let (ticket, status) = limiter.admit(Demand { tokens: estimate, flops_per_token, day: today.0 })?;
+
+    let Forwarded { endpoint, response, started: upstream_started, first_byte } =
+        shared.upstreams.forward(policy, &snapshot.metrics, endpoints, op, parts, bytes).await?;
     trail.endpoint = Some(endpoint);
-    Ok(res.map(Either::Right))
+    trail.upstream_first_byte = Some(first_byte);
+    let (mut head, body) = response.into_parts();
+    error::rate_limit_headers(&mut head.headers, &status, false);
+    let scanner = UsageScanner::for_content_type(head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
+    let settlement =
+        Settlement { snapshot: snapshot.clone(), tenant, model, endpoint, ticket, estimate, started, upstream_started };
+    Ok(Response::from_parts(head, Either::Right(Metered::new(body, scanner, settlement))))
 }
 
 /// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a

@@ -11,10 +11,11 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::raw::{
-    CountryGroupsFile, DeclarationRequirement, GatewayFile, JurisdictionsFile, ModelsFile, RawJurisdiction, RawTenant,
-    TenantStatus, TenantsFile,
+    CountryGroupsFile, DeclarationRequirement, GatewayFile, JurisdictionsFile, ModelsFile, RawJurisdiction, RawLimits,
+    RawTenant, TenantStatus, TenantsFile,
 };
 use crate::auth::{self, KeyIndex};
+use crate::limits::LimitSpec;
 use crate::policy::{
     Day, Declaration, EndpointIdx, Jurisdiction, Model, ModelSet, Policy, RegionVerdict, Rule, RuleId, Tenant,
 };
@@ -122,7 +123,7 @@ pub(super) fn compile(
     let (jurisdictions, coverage, verdicts) =
         compile_jurisdictions(&mut ctx, p.jurisdictions.0, &p.jurisdictions.1, &groups, &models, &endpoints);
     let (tenants, tenant_ids, keys) =
-        compile_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &jurisdictions, &coverage, &models);
+        compile_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &jurisdictions, &p.jurisdictions.1, &coverage, &models);
     if !ctx.errors.is_empty() {
         return Err(ctx.errors);
     }
@@ -152,6 +153,7 @@ fn check_gateway(ctx: &mut Ctx, src: &Source, g: &GatewayFile) {
         (zero(g.server.body_read_timeout), "server.body_read_timeout"),
         (zero(g.upstream.connect_timeout), "upstream.connect_timeout"),
         (zero(g.upstream.first_byte_timeout), "upstream.first_byte_timeout"),
+        (g.limits.bytes_per_token == 0, "limits.bytes_per_token"),
     ];
     for (bad, key) in checks {
         if bad {
@@ -341,6 +343,9 @@ fn compile_jurisdictions(
                 },
             };
             verdicts.push(v);
+        }
+        if let Some(l) = &j.limits {
+            check_limits(ctx, src, &format!("{key}.limits"), l);
         }
         out.push(Jurisdiction { id: id.into(), embargoed });
     }
@@ -623,6 +628,7 @@ fn compile_tenants(
     src: &Source,
     file: &TenantsFile,
     jurisdictions: &[Jurisdiction],
+    raw_jurisdictions: &JurisdictionsFile,
     coverage: &Coverage,
     models: &[ModelEntry],
 ) -> TenantOut {
@@ -729,6 +735,11 @@ fn compile_tenants(
                 rule,
             })
         });
+        if let Some(l) = &t.limits {
+            check_limits(ctx, src, &format!("{key}.limits"), l);
+        }
+        let regional = raw_jurisdictions.jurisdictions.get(jurisdiction as usize).and_then(|j| j.limits.as_ref());
+        let limits = merge_limits(t.limits.as_ref().map(|l| l.get_ref()), regional.map(|l| l.get_ref()));
         out.push(Tenant {
             id: id.into(),
             legal_name: t.legal_name.as_str().into(),
@@ -737,6 +748,7 @@ fn compile_tenants(
             suspended,
             declaration,
             allowlist,
+            limits,
         });
     }
     let index = KeyIndex::build(keys.into_iter().map(|(d, (t, _))| (d, t)));
@@ -791,4 +803,37 @@ fn tenant_jurisdiction(
         ),
     }
     j as u32
+}
+
+fn check_limits(ctx: &mut Ctx, src: &Source, key: &str, l: &Spanned<RawLimits>) {
+    let v = l.get_ref();
+    if let Some(f) = v.daily_inference_flops {
+        if !(f.is_finite() && f > 0.0) {
+            ctx.err(src, Some(l.span()), format!("{key}.daily_inference_flops"), "must be a finite number > 0");
+        }
+    }
+    if v.request_burst.is_some() && v.requests_per_minute.is_none() {
+        ctx.err(src, Some(l.span()), format!("{key}.request_burst"), "only applies with requests_per_minute");
+    }
+}
+
+/// A tenant's limits: each key from the tenant, else its jurisdiction's default. The compute
+/// quota is a compliance control, so a tenant can only lower its jurisdiction's.
+fn merge_limits(tenant: Option<&RawLimits>, region: Option<&RawLimits>) -> LimitSpec {
+    let t = tenant.cloned().unwrap_or_default();
+    let r = region.cloned().unwrap_or_default();
+    let (requests_per_minute, request_burst) = match t.requests_per_minute {
+        Some(rpm) => (Some(rpm), t.request_burst),
+        None => (r.requests_per_minute, r.request_burst),
+    };
+    LimitSpec {
+        requests_per_minute,
+        request_burst,
+        tokens_per_minute: t.tokens_per_minute.or(r.tokens_per_minute),
+        max_concurrent: t.max_concurrent.or(r.max_concurrent),
+        daily_inference_flops: match (t.daily_inference_flops, r.daily_inference_flops) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    }
 }

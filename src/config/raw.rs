@@ -2,6 +2,7 @@
 //! cross-reference and range check lives in `compile`, so that all problems are reported at once.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -15,6 +16,24 @@ pub struct GatewayFile {
     pub server: ServerSection,
     #[serde(default)]
     pub upstream: UpstreamSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// How token use is estimated before the upstream reports it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Completion tokens reserved when a request sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// Prompt bytes per token for the prompt estimate.
+    pub bytes_per_token: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self { default_max_tokens: 1024, bytes_per_token: 4 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +223,23 @@ pub struct RawJurisdiction {
     pub declaration_flops: Option<Spanned<f64>>,
     #[serde(default)]
     pub allowed_residencies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Defaults for this jurisdiction's tenants.
+    #[serde(default)]
+    pub limits: Option<Spanned<RawLimits>>,
+}
+
+/// Rate limits and quotas. Every key is optional; an unset key means no such limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub requests_per_minute: Option<NonZeroU32>,
+    /// Requests that may arrive at once; defaults to `requests_per_minute`.
+    pub request_burst: Option<NonZeroU32>,
+    pub tokens_per_minute: Option<NonZeroU64>,
+    pub max_concurrent: Option<NonZeroU32>,
+    /// Inference FLOPs per UTC day, charged as 2 x parameters x tokens for models that declare
+    /// a parameter count.
+    pub daily_inference_flops: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -239,6 +275,8 @@ pub struct RawTenant {
     pub allow_models: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub end_use: Option<RawDeclaration>,
+    #[serde(default)]
+    pub limits: Option<Spanned<RawLimits>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

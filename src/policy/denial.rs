@@ -1,7 +1,8 @@
-//! Policy refusals and their stable reason codes. The codes are a contract: they appear in error
-//! bodies, the `x-customs-reason` header, logs, `customs explain` and (later) audit and metrics.
+//! Policy refusals: the subset of [`Reason`] that [`super::Policy::decide`] can return.
 
 use http::StatusCode;
+
+use crate::reason::Reason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Denial {
@@ -29,26 +30,26 @@ impl Denial {
         Denial::NoResidentEndpoint,
     ];
 
-    pub fn code(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            Self::TenantSuspended => "tenant_suspended",
-            Self::JurisdictionEmbargoed => "jurisdiction_embargoed",
-            Self::ModelNotFound => "model_not_found",
-            Self::ModelNotAllowed => "model_not_allowed",
-            Self::ComputeThresholdExceeded => "compute_threshold_exceeded",
-            Self::EndUseDeclarationRequired => "end_use_declaration_required",
-            Self::EndUseDeclarationExpired => "end_use_declaration_expired",
-            Self::PurposeNotDeclared => "purpose_not_declared",
-            Self::NoResidentEndpoint => "no_resident_endpoint",
+            Self::TenantSuspended => Reason::TenantSuspended,
+            Self::JurisdictionEmbargoed => Reason::JurisdictionEmbargoed,
+            Self::ModelNotFound => Reason::ModelNotFound,
+            Self::ModelNotAllowed => Reason::ModelNotAllowed,
+            Self::ComputeThresholdExceeded => Reason::ComputeThresholdExceeded,
+            Self::EndUseDeclarationRequired => Reason::EndUseDeclarationRequired,
+            Self::EndUseDeclarationExpired => Reason::EndUseDeclarationExpired,
+            Self::PurposeNotDeclared => Reason::PurposeNotDeclared,
+            Self::NoResidentEndpoint => Reason::NoResidentEndpoint,
         }
     }
 
+    pub fn code(self) -> &'static str {
+        self.reason().as_str()
+    }
+
     pub fn status(self) -> StatusCode {
-        match self {
-            Self::ModelNotFound => StatusCode::NOT_FOUND,
-            Self::NoResidentEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::FORBIDDEN,
-        }
+        self.reason().status()
     }
 
     /// The client-facing message. Fixed text: it never echoes request content or policy internals.

@@ -27,6 +27,7 @@ pub use denial::Denial;
 
 use crate::auth::KeyIndex;
 use crate::config::raw::ComputeBasis;
+use crate::limits::LimitSpec;
 use crate::route::Endpoint;
 
 pub type TenantIdx = u32;
@@ -72,6 +73,7 @@ pub struct Tenant {
     pub suspended: Option<RuleId>,
     pub declaration: Option<Declaration>,
     pub allowlist: Option<ModelSet>,
+    pub limits: LimitSpec,
 }
 
 pub struct Declaration {

@@ -66,6 +66,13 @@ pub fn response_headers(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
+    // The upstream's rate-limit headers describe the gateway's own upstream account; the
+    // client gets its tenant's limits from the gateway instead.
+    let upstream_limits: Vec<HeaderName> =
+        headers.keys().filter(|k| k.as_str().starts_with("x-ratelimit-")).cloned().collect();
+    for name in upstream_limits {
+        headers.remove(name);
+    }
     if let Some(id) = headers.remove(request_id::HEADER) {
         headers.insert(HeaderName::from_static("x-upstream-request-id"), id);
     }
@@ -108,7 +115,9 @@ mod tests {
         h.insert("x-request-id", HeaderValue::from_static("up-1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("content-type", HeaderValue::from_static("text/event-stream"));
+        h.insert("x-ratelimit-remaining-requests", HeaderValue::from_static("9999"));
         response_headers(&mut h);
+        assert!(h.get("x-ratelimit-remaining-requests").is_none());
         assert_eq!(h.get("x-upstream-request-id").unwrap(), "up-1");
         assert!(h.get("x-request-id").is_none() && h.get("transfer-encoding").is_none());
         assert!(h.get("content-type").is_some());

@@ -6,6 +6,7 @@
 //! upstream; anything after that is answered as it is.
 
 mod headers;
+pub mod metered;
 
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
+
+use crate::telemetry::{Handles, UpstreamErrorKind};
 
 use crate::config::raw::UpstreamSection;
 use crate::policy::{EndpointIdx, Policy};
@@ -40,6 +43,15 @@ pub enum UpstreamError {
 pub enum ClientError {
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
+}
+
+/// An upstream response head, with where and when it came from.
+pub struct Forwarded {
+    pub endpoint: EndpointIdx,
+    pub response: Response<Incoming>,
+    pub started: std::time::Instant,
+    /// From sending the request (the first attempt's) to the response head.
+    pub first_byte: Duration,
 }
 
 pub struct Upstreams {
@@ -74,42 +86,60 @@ impl Upstreams {
     pub async fn forward(
         &self,
         policy: &Policy,
+        metrics: &Handles,
         endpoints: &[EndpointIdx],
         op: Operation,
         parts: &Parts,
         body: Bytes,
-    ) -> Result<(EndpointIdx, Response<Incoming>), UpstreamError> {
+    ) -> Result<Forwarded, UpstreamError> {
+        let started = std::time::Instant::now();
         let deadline = Instant::now() + self.first_byte_timeout;
         for &e in endpoints {
             let Some(ep) = policy.endpoint(e) else { continue };
+            let error = |kind| {
+                if let Some(h) = metrics.endpoint(e) {
+                    h.error(kind);
+                }
+            };
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = parts.method.clone();
             *req.uri_mut() = ep.uri(op);
             *req.headers_mut() = request_headers(&parts.headers, ep.credential());
             let res = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
                 Err(_) => {
+                    error(UpstreamErrorKind::Timeout);
                     tracing::warn!(endpoint = %ep.url, "Upstream response head timed out.");
                     return Err(UpstreamError::Timeout);
                 }
                 Ok(Err(err)) if err.is_connect() => {
+                    error(UpstreamErrorKind::Connect);
                     tracing::warn!(endpoint = %ep.url, error = %err, "Upstream connect failed; trying the next endpoint.");
                     continue;
                 }
                 Ok(Err(err)) => {
+                    error(UpstreamErrorKind::Protocol);
                     tracing::warn!(endpoint = %ep.url, error = %err, "Upstream request failed.");
                     return Err(UpstreamError::Unavailable);
                 }
                 Ok(Ok(res)) => res,
             };
+            let first_byte = started.elapsed();
+            if let Some(h) = metrics.endpoint(e) {
+                h.first_byte.observe(first_byte.as_secs_f64());
+            }
             if matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
                 // The client's key was checked by us; an upstream auth failure is ours to fix
                 // and must not look to the client like its own key was wrong.
+                error(UpstreamErrorKind::Auth);
                 tracing::error!(endpoint = %ep.url, status = %res.status(), "Upstream refused the gateway's credentials.");
                 return Err(UpstreamError::Rejected);
             }
+            if res.status().is_server_error() {
+                error(UpstreamErrorKind::Http5xx);
+            }
             let (mut head, body) = res.into_parts();
             response_headers(&mut head.headers);
-            return Ok((e, Response::from_parts(head, body)));
+            return Ok(Forwarded { endpoint: e, response: Response::from_parts(head, body), started, first_byte });
         }
         Err(UpstreamError::Unavailable)
     }

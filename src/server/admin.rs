@@ -1,5 +1,5 @@
-//! The admin listener, kept off the inference port: `/healthz` (the process is up) and `/readyz`
-//! (a policy is loaded and it knows at least one upstream).
+//! The admin listener, kept off the inference port: `/metrics` (Prometheus text format),
+//! `/healthz` (the process is up) and `/readyz` (a policy is loaded and it knows upstreams).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,10 +12,17 @@ use http_body_util::Full;
 use crate::gateway::Shared;
 
 pub async fn handle<B>(shared: Arc<Shared>, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut content_type = "text/plain; charset=utf-8";
     let (status, body) = match req.uri().path() {
+        "/metrics" => {
+            content_type = "text/plain; version=0.0.4; charset=utf-8";
+            (StatusCode::OK, shared.metrics.render())
+        }
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" => {
-            let policy = shared.policy.load();
+            content_type = "application/json";
+            let snapshot = shared.snapshot.load();
+            let policy = &snapshot.policy;
             let ready = !policy.endpoints().is_empty();
             let body = serde_json::json!({
                 "status": if ready { "ready" } else { "not_ready" },
@@ -31,6 +38,6 @@ pub async fn handle<B>(shared: Arc<Shared>, req: Request<B>) -> Result<Response<
     };
     let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(res)
 }

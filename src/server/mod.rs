@@ -24,7 +24,9 @@ use crate::config::Config;
 use crate::gateway::Shared;
 use crate::proxy::{ClientError, Upstreams};
 use crate::request_id::Generator;
+use crate::snapshot::Snapshot;
 use crate::stack;
+use crate::telemetry::{Metrics, MetricsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -32,6 +34,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Connection-level limits for one listener.
@@ -55,8 +59,10 @@ impl Server {
     /// Binds both listeners (use port 0 for any free port) and starts serving.
     pub async fn start(config: Config, listen: SocketAddr, admin_listen: SocketAddr) -> Result<Self, ServerError> {
         let settings = config.settings;
+        let metrics = Arc::new(Metrics::new()?);
         let shared = Arc::new(Shared {
-            policy: ArcSwap::from_pointee(config.policy),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(config.policy, &settings.limits, &metrics)),
+            metrics,
             upstreams: Upstreams::new(&settings.upstream)?,
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: settings.server.body_read_timeout,
@@ -83,7 +89,7 @@ impl Server {
         let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_shared.clone(), req));
         let admin_limits = Limits { max_connections: 64, ..limits };
         let admin_task = tokio::spawn(serve(admin, admin_svc, admin_limits, wait(stopped)));
-        tracing::info!(%addr, %admin_addr, policy_version = shared.policy.load().version(), "Gateway listening.");
+        tracing::info!(%addr, %admin_addr, policy_version = shared.snapshot.load().policy.version(), "Gateway listening.");
         Ok(Self { addr, admin_addr, shared, stop, tasks: vec![main, admin_task] })
     }
 

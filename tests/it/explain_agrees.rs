@@ -32,7 +32,8 @@ fn explain(tenant: &str, model: &str, purpose: Option<&str>) -> serde_json::Valu
 #[tokio::test]
 async fn explain_and_server_agree_on_every_tenant_and_model() {
     let ex = Example::start().await;
-    let policy = ex.gw.shared.policy.load_full();
+    let snapshot = ex.gw.shared.snapshot.load_full();
+    let policy = &snapshot.policy;
     let tenants: Vec<String> = policy.tenants().iter().map(|t| t.id.to_string()).collect();
     let mut keyed: Vec<String> = KEYS.iter().map(|(t, _)| (*t).to_owned()).collect();
     keyed.sort();

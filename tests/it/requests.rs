@@ -120,7 +120,7 @@ async fn admin_health_and_readiness_answer_on_their_own_port() {
     assert_eq!(r.status, StatusCode::OK);
     let v = r.json();
     assert_eq!(v["status"], "ready");
-    assert_eq!(v["policy_version"].as_str(), Some(ex.gw.shared.policy.load().version()));
+    assert_eq!(v["policy_version"].as_str(), Some(ex.gw.shared.snapshot.load().policy.version()));
     // Not reachable on the inference port.
     let r = send(ex.gw.addr, Method::GET, "/healthz", &[], "").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);

@@ -1,0 +1,345 @@
+//! Per-tenant limits: requests per minute with a burst (GCRA, `governor`), tokens per minute
+//! (reserved before forwarding, settled against the upstream's reported usage), concurrent
+//! requests in flight, and a daily inference-compute budget in FLOPs. Each tenant has its own
+//! [`Limiter`], indexed by tenant, so checking a limit touches no shared map and takes no lock.
+
+mod bucket;
+
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+pub use bucket::{DailyBudget, TokenBucket};
+
+use crate::reason::Reason;
+
+/// FLOPs per GFLOP: the compute budget is kept in whole GFLOPs so it fits a `u64` at any scale.
+const GFLOP: f64 = 1e9;
+
+/// A tenant's effective limits, merged from its own and its jurisdiction's at config load.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LimitSpec {
+    pub requests_per_minute: Option<NonZeroU32>,
+    pub request_burst: Option<NonZeroU32>,
+    pub tokens_per_minute: Option<NonZeroU64>,
+    pub max_concurrent: Option<NonZeroU32>,
+    /// Inference FLOPs per UTC day, charged as 2 x parameters x tokens.
+    pub daily_inference_flops: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+    Concurrency,
+    Compute,
+}
+
+impl LimitKind {
+    pub const ALL: [LimitKind; 4] =
+        [LimitKind::Requests, LimitKind::Tokens, LimitKind::Concurrency, LimitKind::Compute];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Tokens => "tokens",
+            Self::Concurrency => "concurrency",
+            Self::Compute => "compute",
+        }
+    }
+
+    pub fn reason(self) -> Reason {
+        match self {
+            Self::Requests => Reason::RateLimitExceeded,
+            Self::Tokens => Reason::TokenRateLimitExceeded,
+            Self::Concurrency => Reason::ConcurrencyLimitExceeded,
+            Self::Compute => Reason::ComputeQuotaExceeded,
+        }
+    }
+}
+
+/// `limit`, `remaining` and time to `reset` for one limit, as OpenAI's `x-ratelimit-*` headers
+/// report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: Duration,
+}
+
+/// The state of a tenant's request and token limits, for response headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    pub requests: Option<Window>,
+    pub tokens: Option<Window>,
+}
+
+/// A refusal: which limit, when to retry, and the limits' state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", message(*kind))]
+pub struct RateLimited {
+    pub kind: LimitKind,
+    pub retry_after: Duration,
+    pub status: Status,
+}
+
+fn message(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::Requests => "Rate limit reached for requests per minute.",
+        LimitKind::Tokens => "Rate limit reached for tokens per minute.",
+        LimitKind::Concurrency => "Too many requests in flight for this tenant.",
+        LimitKind::Compute => "The tenant's daily inference-compute quota is used up.",
+    }
+}
+
+type RequestLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// One tenant's live limit state.
+pub struct Limiter {
+    spec: LimitSpec,
+    requests: Option<RequestLimiter>,
+    tokens: Option<TokenBucket>,
+    in_flight: AtomicU32,
+    compute: Option<DailyBudget>,
+}
+
+/// What a request needs from the limits: its token estimate and, for models with a declared
+/// parameter count, the FLOPs one token costs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Demand {
+    pub tokens: u64,
+    pub flops_per_token: Option<f64>,
+    pub day: i64,
+}
+
+/// An admitted request's reservations; settled when the response ends, released if dropped.
+pub struct Ticket {
+    limiter: Arc<Limiter>,
+    tokens: u64,
+    gflops: u64,
+    flops_per_token: Option<f64>,
+    day: i64,
+    holds_slot: bool,
+}
+
+// === impl Limiter ===
+
+impl Limiter {
+    pub fn new(spec: LimitSpec) -> Self {
+        let requests = spec.requests_per_minute.map(|rpm| {
+            let burst = spec.request_burst.unwrap_or(rpm);
+            RateLimiter::direct(Quota::per_minute(rpm).allow_burst(burst))
+                .with_middleware::<StateInformationMiddleware>()
+        });
+        Self {
+            spec,
+            requests,
+            tokens: spec.tokens_per_minute.map(|t| TokenBucket::per_minute(t.get())),
+            in_flight: AtomicU32::new(0),
+            compute: spec.daily_inference_flops.map(|f| DailyBudget::new((f / GFLOP) as u64)),
+        }
+    }
+
+    pub fn spec(&self) -> &LimitSpec {
+        &self.spec
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.requests.is_none() && self.tokens.is_none() && self.spec.max_concurrent.is_none() && self.compute.is_none()
+    }
+
+    /// Admits a request against every configured limit, or refuses it with the first limit it
+    /// breaks. Reservations already made are released when a later check refuses.
+    pub fn admit(self: &Arc<Self>, demand: Demand) -> Result<(Ticket, Status), RateLimited> {
+        let mut status = Status::default();
+        if let Some(rl) = &self.requests {
+            let limit = u64::from(self.spec.requests_per_minute.map_or(0, NonZeroU32::get));
+            match rl.check() {
+                Ok(snap) => {
+                    let remaining = u64::from(snap.remaining_burst_capacity());
+                    let per = 60_000_000_000 / limit.max(1);
+                    let burst =
+                        u64::from(self.spec.request_burst.or(self.spec.requests_per_minute).map_or(1, NonZeroU32::get));
+                    let reset = Duration::from_nanos(burst.saturating_sub(remaining).saturating_mul(per));
+                    status.requests = Some(Window { limit, remaining, reset });
+                }
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(rl.clock().now());
+                    status.requests = Some(Window { limit, remaining: 0, reset: wait });
+                    status.tokens = self.token_window();
+                    return Err(RateLimited { kind: LimitKind::Requests, retry_after: wait, status });
+                }
+            }
+        }
+        let mut ticket = Ticket {
+            limiter: self.clone(),
+            tokens: 0,
+            gflops: 0,
+            flops_per_token: demand.flops_per_token,
+            day: demand.day,
+            holds_slot: false,
+        };
+        if let Some(max) = self.spec.max_concurrent {
+            let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+            ticket.holds_slot = true;
+            if before >= max.get() {
+                status.tokens = self.token_window();
+                // Dropping the ticket gives the slot back.
+                return Err(RateLimited { kind: LimitKind::Concurrency, retry_after: Duration::from_secs(1), status });
+            }
+        }
+        if let Some(bucket) = &self.tokens {
+            if let Err(wait) = bucket.take(demand.tokens) {
+                status.tokens = Some(Window { limit: bucket.capacity(), remaining: bucket.remaining(), reset: wait });
+                return Err(RateLimited { kind: LimitKind::Tokens, retry_after: wait, status });
+            }
+            ticket.tokens = demand.tokens;
+        }
+        if let (Some(budget), Some(fpt)) = (&self.compute, demand.flops_per_token) {
+            let gflops = gflops(fpt, demand.tokens);
+            if !budget.take(gflops, demand.day) {
+                if let Some(bucket) = &self.tokens {
+                    bucket.settle(std::mem::take(&mut ticket.tokens), 0);
+                }
+                status.tokens = self.token_window();
+                let retry_after = until_next_utc_day();
+                return Err(RateLimited { kind: LimitKind::Compute, retry_after, status });
+            }
+            ticket.gflops = gflops;
+        }
+        status.tokens = self.token_window();
+        Ok((ticket, status))
+    }
+
+    fn token_window(&self) -> Option<Window> {
+        self.tokens.as_ref().map(|b| Window { limit: b.capacity(), remaining: b.remaining(), reset: b.reset() })
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// GFLOPs of inference compute used on `day`.
+    pub fn compute_used(&self, day: i64) -> Option<u64> {
+        self.compute.as_ref().map(|c| c.used(day))
+    }
+}
+
+fn gflops(flops_per_token: f64, tokens: u64) -> u64 {
+    (flops_per_token * tokens as f64 / GFLOP).ceil() as u64
+}
+
+fn until_next_utc_day() -> Duration {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    Duration::from_secs(86_400 - now % 86_400)
+}
+
+// === impl Ticket ===
+
+impl Ticket {
+    /// Replaces the reservations with what the request actually used. Returns the FLOPs charged
+    /// to the compute quota, when the model declares a parameter count.
+    pub fn settle(mut self, tokens_used: u64) -> Option<f64> {
+        let limiter = self.limiter.clone();
+        if let Some(bucket) = &limiter.tokens {
+            bucket.settle(std::mem::take(&mut self.tokens), tokens_used);
+        }
+        let flops = self.flops_per_token.map(|fpt| fpt * tokens_used as f64);
+        if let (Some(budget), Some(fpt)) = (&limiter.compute, self.flops_per_token) {
+            budget.settle(std::mem::take(&mut self.gflops), gflops(fpt, tokens_used), self.day);
+        }
+        flops
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.holds_slot {
+            self.limiter.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        // A request that never reported usage keeps its reservations: it is charged the estimate.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nz(n: u32) -> Option<NonZeroU32> {
+        NonZeroU32::new(n)
+    }
+
+    fn demand(tokens: u64) -> Demand {
+        Demand { tokens, flops_per_token: None, day: 0 }
+    }
+
+    #[test]
+    fn limits_requests_burst_then_429_with_retry_after() {
+        let l = Arc::new(Limiter::new(LimitSpec { requests_per_minute: nz(3), ..Default::default() }));
+        for want in [2, 1, 0] {
+            let (_, status) = l.admit(demand(1)).ok().unwrap();
+            assert_eq!(status.requests.unwrap().remaining, want);
+        }
+        let e = l.admit(demand(1)).err().unwrap();
+        assert_eq!(e.kind, LimitKind::Requests);
+        assert!(e.retry_after > Duration::from_secs(19) && e.retry_after <= Duration::from_secs(20), "{e:?}");
+        assert_eq!(e.status.requests.unwrap().remaining, 0);
+    }
+
+    #[test]
+    fn limits_concurrency_slot_is_held_until_the_ticket_drops() {
+        let l = Arc::new(Limiter::new(LimitSpec { max_concurrent: nz(2), ..Default::default() }));
+        let a = l.admit(demand(1)).ok().unwrap();
+        let b = l.admit(demand(1)).ok().unwrap();
+        assert_eq!(l.admit(demand(1)).err().unwrap().kind, LimitKind::Concurrency);
+        assert_eq!(l.in_flight(), 2, "a refused request does not keep a slot");
+        drop(a);
+        assert!(l.admit(demand(1)).is_ok());
+        drop(b);
+        assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn limits_tokens_are_reserved_then_settled_to_usage() {
+        let l = Arc::new(Limiter::new(LimitSpec { tokens_per_minute: NonZeroU64::new(1_000), ..Default::default() }));
+        let (t, status) = l.admit(demand(900)).ok().unwrap();
+        assert!(status.tokens.unwrap().remaining <= 100);
+        assert_eq!(l.admit(demand(200)).err().unwrap().kind, LimitKind::Tokens);
+        assert_eq!(t.settle(50), None);
+        assert!(l.admit(demand(900)).is_ok(), "unused tokens were given back");
+    }
+
+    #[test]
+    fn limits_compute_quota_charges_two_n_per_token() {
+        // 2 x 8e9 parameters = 1.6e10 FLOPs per token; 1.6e13 FLOPs a day = 1,000 tokens.
+        let spec = LimitSpec { daily_inference_flops: Some(1.6e13), ..Default::default() };
+        let l = Arc::new(Limiter::new(spec));
+        let d = |tokens| Demand { tokens, flops_per_token: Some(1.6e10), day: 7 };
+        let (t, _) = l.admit(d(600)).ok().unwrap();
+        assert_eq!(t.settle(500), Some(8e12));
+        assert_eq!(l.compute_used(7), Some(8_000));
+        assert!(l.admit(d(500)).is_ok());
+        let e = l.admit(d(1)).err().unwrap();
+        assert_eq!(e.kind, LimitKind::Compute);
+        assert!(e.retry_after <= Duration::from_secs(86_400));
+        // Models without a parameter count are not charged.
+        assert!(l.admit(demand(10_000)).is_ok());
+    }
+
+    #[test]
+    fn limits_unlimited_spec_admits_everything() {
+        let l = Arc::new(Limiter::new(LimitSpec::default()));
+        assert!(l.is_unlimited());
+        for _ in 0..1000 {
+            let (t, status) = l.admit(demand(1_000_000)).ok().unwrap();
+            assert_eq!(status, Status::default());
+            drop(t);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The upstream's response body on its way to the client: every frame is passed on the moment it
+//! arrives, while usage is read from it on the side (the final SSE chunk of a stream, or the JSON
+//! body of a plain response). When the body ends, or the client goes away, the request is
+//! settled once: limits reconciled with the reported usage, tokens and FLOPs counted, durations
+//! observed.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::limits::Ticket;
+use crate::policy::{EndpointIdx, ModelIdx, TenantIdx};
+use crate::reason::Reason;
+use crate::snapshot::Snapshot;
+use crate::telemetry::{TokenKind, UpstreamErrorKind};
+
+/// The most of a non-streamed response kept for reading its usage; larger bodies are passed on
+/// but charged the estimate.
+const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
+/// The longest SSE line kept while looking for usage.
+const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// Reads usage out of a response as it streams past.
+pub enum UsageScanner {
+    Json { buf: Vec<u8>, overflow: bool },
+    Sse { line: Vec<u8>, usage: Option<Usage> },
+}
+
+impl UsageScanner {
+    pub fn for_content_type(content_type: Option<&[u8]>) -> Self {
+        match content_type {
+            Some(ct) if ct.starts_with(b"text/event-stream") => Self::Sse { line: Vec::new(), usage: None },
+            _ => Self::Json { buf: Vec::new(), overflow: false },
+        }
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        match self {
+            Self::Json { buf, overflow } => {
+                if !*overflow && buf.len() + data.len() <= MAX_JSON_BYTES {
+                    buf.extend_from_slice(data);
+                } else {
+                    *overflow = true;
+                    buf.clear();
+                }
+            }
+            Self::Sse { line, usage } => {
+                let mut rest = data;
+                while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+                    let (head, tail) = rest.split_at(pos);
+                    if line.is_empty() {
+                        sse_line(head, usage);
+                    } else {
+                        line.extend_from_slice(head);
+                        sse_line(line, usage);
+                        line.clear();
+                    }
+                    rest = &tail[1..];
+                }
+                if line.len() + rest.len() <= MAX_LINE_BYTES {
+                    line.extend_from_slice(rest);
+                } else {
+                    line.clear();
+                }
+            }
+        }
+    }
+
+    pub fn finish(&mut self) -> Option<Usage> {
+        match self {
+            Self::Json { buf, overflow: false } => serde_json::from_slice::<WithUsage>(buf).ok().and_then(|w| w.usage),
+            Self::Json { .. } => None,
+            Self::Sse { usage, .. } => *usage,
+        }
+    }
+}
+
+/// One SSE line: usage is read only from `data:` lines that mention it, so ordinary chunks cost a
+/// byte scan and no parse.
+fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(payload) = line.strip_prefix(b"data:") else { return };
+    if payload.windows(7).any(|w| w == b"\"usage\"") {
+        if let Ok(WithUsage { usage: Some(u) }) = serde_json::from_slice(payload) {
+            *usage = Some(u);
+        }
+    }
+}
+
+/// Everything needed to settle a request once its response is over.
+pub struct Settlement {
+    pub snapshot: Arc<Snapshot>,
+    pub tenant: TenantIdx,
+    pub model: ModelIdx,
+    pub endpoint: EndpointIdx,
+    pub ticket: Ticket,
+    /// The tokens reserved before forwarding, charged when the upstream reports no usage.
+    pub estimate: u64,
+    pub started: Instant,
+    pub upstream_started: Instant,
+}
+
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Complete,
+    UpstreamFailed,
+    ClientGone,
+}
+
+impl Settlement {
+    fn settle(self, usage: Option<Usage>, end: End) {
+        let m = &self.snapshot.metrics;
+        let (t, model) = (Some(self.tenant), Some(self.model));
+        let used = match usage {
+            Some(u) => {
+                m.tokens(t, model, TokenKind::Prompt, u.prompt_tokens);
+                m.tokens(t, model, TokenKind::Completion, u.completion_tokens);
+                u.prompt_tokens + u.completion_tokens
+            }
+            None => {
+                m.tokens(t, model, TokenKind::Estimated, self.estimate);
+                self.estimate
+            }
+        };
+        if let Some(flops) = self.ticket.settle(used) {
+            m.flops(t, flops);
+        }
+        if let Some(e) = m.endpoint(self.endpoint) {
+            e.duration.observe(self.upstream_started.elapsed().as_secs_f64());
+            if end == End::UpstreamFailed {
+                e.error(UpstreamErrorKind::Stream);
+            }
+        }
+        m.duration(Reason::Allowed).observe(self.started.elapsed().as_secs_f64());
+        m.in_flight.dec();
+    }
+}
+
+pub struct Metered {
+    inner: Incoming,
+    scanner: UsageScanner,
+    settlement: Option<Settlement>,
+}
+
+impl Metered {
+    pub fn new(inner: Incoming, scanner: UsageScanner, settlement: Settlement) -> Self {
+        Self { inner, scanner, settlement: Some(settlement) }
+    }
+
+    fn finish(&mut self, end: End) {
+        if let Some(s) = self.settlement.take() {
+            let usage = if end == End::UpstreamFailed { None } else { self.scanner.finish() };
+            s.settle(usage, end);
+        }
+    }
+}
+
+impl Body for Metered {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.scanner.feed(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(End::UpstreamFailed);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(End::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        // The client went away, or hyper saw the end without polling past it: settle anyway, so
+        // the concurrency slot and reservations are never leaked.
+        let end = if self.inner.is_end_stream() { End::Complete } else { End::ClientGone };
+        self.finish(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_from_sse_split_across_frames() {
+        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream; charset=utf-8"));
+        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":5,\"total_tokens\":16}}\r\n\r\ndata: [DONE]\n\n";
+        for chunk in stream.chunks(7) {
+            s.feed(chunk);
+        }
+        assert_eq!(s.finish(), Some(Usage { prompt_tokens: 11, completion_tokens: 5 }));
+    }
+
+    #[test]
+    fn usage_absent_or_null_in_a_stream_is_none() {
+        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream"));
+        s.feed(b"data: {\"choices\":[],\"usage\":null}\n\ndata: [DONE]\n\n");
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn usage_from_json_body_and_embeddings() {
+        let mut s = UsageScanner::for_content_type(Some(b"application/json"));
+        s.feed(b"{\"object\":\"list\",\"usage\":{\"prompt_tokens\":");
+        s.feed(b"8,\"total_tokens\":8}}");
+        assert_eq!(s.finish(), Some(Usage { prompt_tokens: 8, completion_tokens: 0 }));
+        let mut s = UsageScanner::for_content_type(None);
+        s.feed(b"{\"error\":{}}");
+        assert_eq!(s.finish(), None);
+    }
+}

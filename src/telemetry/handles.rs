@@ -1,0 +1,225 @@
+//! Label handles resolved per policy snapshot. Tenant and model handles are created on first use
+//! (`OnceLock`), so a 10,000-tenant config does not export series for tenants that never called;
+//! after that, recording is an atomic add.
+
+use std::sync::{Arc, OnceLock};
+
+use prometheus::{Counter, Histogram, IntCounter, IntGauge};
+
+use super::{Metrics, UNKNOWN};
+use crate::limits::LimitKind;
+use crate::policy::{EndpointIdx, ModelIdx, Policy, TenantIdx};
+use crate::reason::Reason;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Prompt,
+    Completion,
+    Estimated,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Prompt => "prompt",
+            Self::Completion => "completion",
+            Self::Estimated => "estimated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Protocol,
+    Auth,
+    Http5xx,
+    Stream,
+}
+
+impl UpstreamErrorKind {
+    const ALL: [UpstreamErrorKind; 6] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Protocol,
+        UpstreamErrorKind::Auth,
+        UpstreamErrorKind::Http5xx,
+        UpstreamErrorKind::Stream,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Protocol => "protocol",
+            Self::Auth => "auth",
+            Self::Http5xx => "http_5xx",
+            Self::Stream => "stream",
+        }
+    }
+}
+
+struct TenantHandles {
+    tenant: Box<str>,
+    jurisdiction: Box<str>,
+    requests: [OnceLock<IntCounter>; Reason::COUNT],
+    tokens: [OnceLock<IntCounter>; 3],
+    flops: OnceLock<Counter>,
+    rejections: [OnceLock<IntCounter>; 4],
+}
+
+impl TenantHandles {
+    fn new(tenant: &str, jurisdiction: &str) -> Self {
+        Self {
+            tenant: tenant.into(),
+            jurisdiction: jurisdiction.into(),
+            requests: std::array::from_fn(|_| OnceLock::new()),
+            tokens: std::array::from_fn(|_| OnceLock::new()),
+            flops: OnceLock::new(),
+            rejections: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
+struct ModelHandles {
+    model: Box<str>,
+    requests: [OnceLock<IntCounter>; Reason::COUNT],
+    tokens: [OnceLock<IntCounter>; 3],
+}
+
+impl ModelHandles {
+    fn new(model: &str) -> Self {
+        Self {
+            model: model.into(),
+            requests: std::array::from_fn(|_| OnceLock::new()),
+            tokens: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
+/// One endpoint's upstream metrics, resolved eagerly (endpoints are few).
+pub struct EndpointHandles {
+    pub first_byte: Histogram,
+    pub duration: Histogram,
+    errors: [IntCounter; 6],
+}
+
+impl EndpointHandles {
+    pub fn error(&self, kind: UpstreamErrorKind) {
+        self.errors[kind as usize].inc();
+    }
+}
+
+/// A snapshot's resolved handles.
+pub struct Handles {
+    metrics: Arc<Metrics>,
+    tenants: Box<[TenantHandles]>,
+    unknown_tenant: TenantHandles,
+    models: Box<[ModelHandles]>,
+    unknown_model: ModelHandles,
+    endpoints: Box<[EndpointHandles]>,
+    /// End-to-end duration, by decision: allow, deny, error.
+    duration: [Histogram; 3],
+    pub overhead: Histogram,
+    pub in_flight: IntGauge,
+}
+
+// === impl Handles ===
+
+impl Handles {
+    pub fn new(metrics: &Arc<Metrics>, policy: &Policy) -> Self {
+        let tenants = policy
+            .tenants()
+            .iter()
+            .map(|t| TenantHandles::new(&t.id, policy.jurisdiction(t).map_or(UNKNOWN, |j| &*j.id)))
+            .collect();
+        let models = policy.models().iter().map(|m| ModelHandles::new(&m.id)).collect();
+        let mut per_model = vec![0usize; policy.models().len()];
+        let endpoints = policy
+            .endpoints()
+            .iter()
+            .map(|e| {
+                let n = per_model.get_mut(e.model as usize).map_or(0, |c| {
+                    *c += 1;
+                    *c - 1
+                });
+                let name = format!("{}#{n}", policy.model(e.model).map_or(UNKNOWN, |m| &*m.id));
+                let labels = [name.as_str(), &*e.residency];
+                EndpointHandles {
+                    first_byte: metrics.upstream_first_byte.with_label_values(&labels),
+                    duration: metrics.upstream_duration.with_label_values(&labels),
+                    errors: UpstreamErrorKind::ALL
+                        .map(|k| metrics.upstream_errors.with_label_values(&[&name, k.as_str()])),
+                }
+            })
+            .collect();
+        Self {
+            metrics: metrics.clone(),
+            tenants,
+            unknown_tenant: TenantHandles::new(UNKNOWN, UNKNOWN),
+            models,
+            unknown_model: ModelHandles::new(UNKNOWN),
+            endpoints,
+            duration: ["allow", "deny", "error"].map(|d| metrics.duration.with_label_values(&[d])),
+            overhead: metrics.overhead.clone(),
+            in_flight: metrics.in_flight.clone(),
+        }
+    }
+
+    fn tenant(&self, t: Option<TenantIdx>) -> &TenantHandles {
+        t.and_then(|t| self.tenants.get(t as usize)).unwrap_or(&self.unknown_tenant)
+    }
+
+    fn model(&self, m: Option<ModelIdx>) -> &ModelHandles {
+        m.and_then(|m| self.models.get(m as usize)).unwrap_or(&self.unknown_model)
+    }
+
+    pub fn endpoint(&self, e: EndpointIdx) -> Option<&EndpointHandles> {
+        self.endpoints.get(e as usize)
+    }
+
+    /// Counts one request's outcome.
+    pub fn request(&self, tenant: Option<TenantIdx>, model: Option<ModelIdx>, reason: Reason) {
+        let t = self.tenant(tenant);
+        let labels = [&*t.tenant, &*t.jurisdiction, reason.decision(), reason.as_str()];
+        t.requests[reason.index()].get_or_init(|| self.metrics.requests.with_label_values(&labels)).inc();
+        let m = self.model(model);
+        m.requests[reason.index()]
+            .get_or_init(|| {
+                self.metrics.model_requests.with_label_values(&[&*m.model, reason.decision(), reason.as_str()])
+            })
+            .inc();
+    }
+
+    pub fn rejection(&self, tenant: Option<TenantIdx>, kind: LimitKind) {
+        let t = self.tenant(tenant);
+        t.rejections[kind as usize]
+            .get_or_init(|| self.metrics.rejections.with_label_values(&[&*t.tenant, kind.as_str()]))
+            .inc();
+    }
+
+    pub fn tokens(&self, tenant: Option<TenantIdx>, model: Option<ModelIdx>, kind: TokenKind, n: u64) {
+        let t = self.tenant(tenant);
+        t.tokens[kind as usize]
+            .get_or_init(|| self.metrics.tokens.with_label_values(&[&*t.tenant, kind.as_str()]))
+            .inc_by(n);
+        let m = self.model(model);
+        m.tokens[kind as usize]
+            .get_or_init(|| self.metrics.model_tokens.with_label_values(&[&*m.model, kind.as_str()]))
+            .inc_by(n);
+    }
+
+    pub fn flops(&self, tenant: Option<TenantIdx>, flops: f64) {
+        let t = self.tenant(tenant);
+        t.flops.get_or_init(|| self.metrics.flops.with_label_values(&[&*t.tenant])).inc_by(flops);
+    }
+
+    pub fn duration(&self, reason: Reason) -> &Histogram {
+        match reason.decision() {
+            "allow" => &self.duration[0],
+            "deny" => &self.duration[1],
+            _ => &self.duration[2],
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Telemetry: Prometheus metrics. Every family is registered once in [`Metrics`]; each policy
+//! snapshot resolves its label handles ([`Handles`]) per tenant, model and endpoint, so recording
+//! on the request path is an array index and an atomic add: no label lookup, no formatting, no
+//! allocation after a handle's first use. Label values come only from config ids; anything else
+//! is recorded as `unknown`.
+//!
+//! Per-tenant and per-model families are kept apart rather than crossed, so the number of series
+//! grows with tenants + models, not tenants x models.
+
+mod handles;
+
+use prometheus::{
+    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+pub use handles::{EndpointHandles, Handles, TokenKind, UpstreamErrorKind};
+
+pub const UNKNOWN: &str = "unknown";
+
+/// Every metric family the gateway exports. The names are a contract (see README).
+pub struct Metrics {
+    pub registry: Registry,
+    pub(crate) requests: IntCounterVec,
+    pub(crate) model_requests: IntCounterVec,
+    pub(crate) duration: HistogramVec,
+    pub(crate) overhead: Histogram,
+    pub(crate) upstream_first_byte: HistogramVec,
+    pub(crate) upstream_duration: HistogramVec,
+    pub(crate) upstream_errors: IntCounterVec,
+    pub(crate) tokens: IntCounterVec,
+    pub(crate) model_tokens: IntCounterVec,
+    pub(crate) flops: CounterVec,
+    pub(crate) rejections: IntCounterVec,
+    pub(crate) in_flight: IntGauge,
+    pub(crate) policy_info: IntGaugeVec,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics registration failed: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+const OVERHEAD_BUCKETS: &[f64] =
+    &[0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+impl Metrics {
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, MetricsError> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str], buckets: &[f64]| -> Result<HistogramVec, MetricsError> {
+                let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let requests = counter(
+            "customs_requests_total",
+            "Requests by tenant, its jurisdiction, decision (allow, deny, error) and reason code.",
+            &["tenant", "jurisdiction", "decision", "reason"],
+        )?;
+        let model_requests = counter(
+            "customs_model_requests_total",
+            "Requests by requested model, decision and reason code.",
+            &["model", "decision", "reason"],
+        )?;
+        let duration = histogram(
+            "customs_request_duration_seconds",
+            "End-to-end request time, until the last byte of the response (streams included).",
+            &["decision"],
+            LATENCY_BUCKETS,
+        )?;
+        let overhead = Histogram::with_opts(
+            HistogramOpts::new(
+                "customs_gateway_overhead_seconds",
+                "Time spent in the gateway until the response head is sent, excluding the upstream's time to first byte.",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(overhead.clone()))?;
+        let upstream_first_byte = histogram(
+            "customs_upstream_first_byte_seconds",
+            "Upstream time to the response head, by endpoint.",
+            &["endpoint", "residency"],
+            LATENCY_BUCKETS,
+        )?;
+        let upstream_duration = histogram(
+            "customs_upstream_duration_seconds",
+            "Upstream time until the last byte of the response, by endpoint.",
+            &["endpoint", "residency"],
+            LATENCY_BUCKETS,
+        )?;
+        let upstream_errors = counter(
+            "customs_upstream_errors_total",
+            "Upstream failures by endpoint and kind (connect, timeout, protocol, auth, http_5xx, stream).",
+            &["endpoint", "kind"],
+        )?;
+        let tokens = counter(
+            "customs_tokens_total",
+            "Tokens by tenant and kind: prompt and completion as the upstream reported them, estimated where it reported none.",
+            &["tenant", "kind"],
+        )?;
+        let model_tokens = counter("customs_model_tokens_total", "Tokens by model and kind.", &["model", "kind"])?;
+        let flops = CounterVec::new(
+            Opts::new(
+                "customs_inference_flops_total",
+                "Inference FLOPs charged (2 x parameters x tokens) for models with a declared parameter count.",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(flops.clone()))?;
+        let rejections = counter(
+            "customs_ratelimit_rejections_total",
+            "Requests refused by a limit, by tenant and limit kind (requests, tokens, concurrency, compute).",
+            &["tenant", "limit"],
+        )?;
+        let in_flight = IntGauge::new("customs_in_flight_requests", "Requests being served, streams included.")?;
+        registry.register(Box::new(in_flight.clone()))?;
+        let policy_info = IntGaugeVec::new(
+            Opts::new("customs_policy_info", "The loaded policy version (content hash); value 1."),
+            &["version"],
+        )?;
+        registry.register(Box::new(policy_info.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            model_requests,
+            duration,
+            overhead,
+            upstream_first_byte,
+            upstream_duration,
+            upstream_errors,
+            tokens,
+            model_tokens,
+            flops,
+            rejections,
+            in_flight,
+            policy_info,
+        })
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
