@@ -6,7 +6,8 @@
 //! - `x-mock-fail: 500|503|429|close`: answer with that status, or drop the connection;
 //! - `x-mock-chunks: N` / `x-mock-chunk-delay-ms: N`: shape a stream;
 //! - `x-mock-fail-after-chunks: N`: abort a stream after N chunks;
-//! - `x-mock-gate: 1`: after the first chunk, wait until the test calls [`MockUpstream::open_gate`].
+//! - `x-mock-gate: 1`: after the first chunk, wait until the test calls [`MockUpstream::open_gate`];
+//! - `x-mock-no-usage: 1`: report no `usage`, as upstreams that do not count tokens do.
 
 mod body;
 
@@ -192,22 +193,30 @@ async fn respond(
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let chunks = header_num(h, "x-mock-chunks").map_or(state.opts.chunks, |c| c as usize);
+    let with_usage = !h.contains_key("x-mock-no-usage");
+    let usage = |completion: u64| if with_usage { usage(prompt_tokens, completion) } else { Value::Null };
     match op {
         Some(kind @ ("chat/completions" | "completions")) if stream => {
-            Ok(stream_response(state, h, kind == "chat/completions", model, chunks, prompt_tokens, now))
+            Ok(stream_response(state, h, kind == "chat/completions", model, chunks, usage(chunks as u64), now))
         }
         Some("chat/completions") => Ok(json_response(&json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": now, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("Hello from {}.", state.opts.name)},
                          "finish_reason": "stop", "logprobs": null}],
-            "usage": usage(prompt_tokens, chunks as u64),
+            "usage": usage(chunks as u64),
         }))),
         Some("completions") => Ok(json_response(&json!({
             "id": "cmpl-mock", "object": "text_completion", "created": now, "model": model,
             "choices": [{"index": 0, "text": format!("Hello from {}.", state.opts.name), "finish_reason": "stop", "logprobs": null}],
-            "usage": usage(prompt_tokens, chunks as u64),
+            "usage": usage(chunks as u64),
         }))),
-        Some("embeddings") => Ok(json_response(&embeddings(&req, &model, prompt_tokens))),
+        Some("embeddings") => {
+            let mut body = embeddings(&req, &model, prompt_tokens);
+            if !with_usage {
+                body["usage"] = Value::Null;
+            }
+            Ok(json_response(&body))
+        }
         _ => Ok(error(StatusCode::NOT_FOUND, "not_found", "mock upstream: unknown path")),
     }
 }
@@ -249,7 +258,7 @@ fn stream_response(
     chat: bool,
     model: String,
     chunks: usize,
-    prompt_tokens: u64,
+    usage: Value,
     now: u64,
 ) -> Response<MockBody> {
     let delay = header_num(h, "x-mock-chunk-delay-ms").map_or(state.opts.chunk_delay, Duration::from_millis);
@@ -291,7 +300,7 @@ fn stream_response(
         };
         let last = json!({"id": id, "object": object, "created": now, "model": model, "choices": [done_choice]});
         let usage_event = json!({"id": id, "object": object, "created": now, "model": model, "choices": [],
-                                  "usage": usage(prompt_tokens, chunks as u64)});
+                                  "usage": usage});
         for event in [format!("data: {last}\n\n"), format!("data: {usage_event}\n\n"), "data: [DONE]\n\n".to_owned()] {
             if tx.send(Ok(Bytes::from(event))).await.is_err() {
                 return;

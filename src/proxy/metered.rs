@@ -187,6 +187,11 @@ impl Body for Metered {
                 if let Some(data) = frame.data_ref() {
                     this.scanner.feed(data);
                 }
+                // A body of known length may not be polled past its last frame: settle now, so
+                // the accounting is done before the client has the last byte.
+                if this.inner.is_end_stream() {
+                    this.finish(End::Complete);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {

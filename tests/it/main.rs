@@ -5,6 +5,7 @@ mod azure;
 mod config_errors;
 mod explain_agrees;
 mod forwarding;
+mod limits;
 mod policy_codes;
 mod requests;
 mod streaming;

@@ -167,3 +167,46 @@ pub async fn chat(addr: SocketAddr, key: &str, model: &str, purpose: Option<&str
     }
     send(addr, Method::POST, "/v1/chat/completions", &headers, chat_body(model)).await
 }
+
+/// One sample from a Prometheus text page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+pub async fn scrape(admin: SocketAddr) -> Vec<Sample> {
+    let r = send(admin, Method::GET, "/metrics", &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(parse_sample).collect()
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (series, value) = line.rsplit_once(' ').unwrap();
+    let (name, labels) = match series.split_once('{') {
+        Some((n, rest)) => {
+            let body = rest.strip_suffix('}').unwrap();
+            let mut labels: Vec<(String, String)> = body
+                .split("\",")
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once("=\"").unwrap();
+                    (k.to_owned(), v.trim_end_matches('"').to_owned())
+                })
+                .collect();
+            labels.sort();
+            (n.to_owned(), labels)
+        }
+        None => (series.to_owned(), Vec::new()),
+    };
+    Sample { name, labels, value: value.parse().unwrap() }
+}
+
+/// The value of the series `name` with exactly these labels; 0 when it has not been exported yet.
+pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut want: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    want.sort();
+    samples.iter().find(|s| s.name == name && s.labels == want).map_or(0.0, |s| s.value)
+}
