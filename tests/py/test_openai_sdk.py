@@ -1,52 +1,11 @@
-"""The official `openai` Python SDK as a real client of the gateway.
-
-Starts the mock upstream and `customs serve` (the debug binaries unless CUSTOMS_BIN_DIR says
-otherwise) on free loopback ports, with the example config pointed at the mock.
-"""
-
-import os
-import pathlib
-import shutil
-import subprocess
+"""The official `openai` Python SDK as a real client of the gateway (see conftest.py)."""
 
 import openai
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN_DIR = pathlib.Path(os.environ.get("CUSTOMS_BIN_DIR", ROOT / "target" / "debug"))
-UPSTREAM_KEY = "sdk-test-upstream-key"
 
-
-def start(args, env=None):
-    """Starts a process that prints one 'listening on http://ADDR' line first; returns it and ADDR."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    line = proc.stdout.readline()
-    if "listening on http://" not in line:
-        proc.kill()
-        raise RuntimeError(f"{args[0]} did not start: {line!r}")
-    return proc, line.split("http://", 1)[1].split()[0]
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    mock, mock_addr = start([str(BIN_DIR / "customs-mock-upstream"), "--listen", "127.0.0.1:0", "--api-key", UPSTREAM_KEY])
-    config = tmp_path_factory.mktemp("config")
-    for f in (ROOT / "config").glob("*.toml"):
-        (config / f.name).write_text(f.read_text().replace("127.0.0.1:8081", mock_addr))
-    env = dict(os.environ, CUSTOMS_UPSTREAM_KEY=UPSTREAM_KEY)
-    gw, addr = start(
-        [str(BIN_DIR / "customs"), "serve", "--config", str(config), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
-        env=env,
-    )
-    yield f"http://{addr}"
-    for p in (gw, mock):
-        p.terminate()
-        p.wait(timeout=30)
-    shutil.rmtree(config, ignore_errors=True)
-
-
-def client(base, key="sk-demo-us"):
-    return openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+def client(gw, key="sk-demo-us"):
+    return openai.OpenAI(base_url=f"{gw.base}/v1", api_key=key, max_retries=0)
 
 
 def test_chat_completion(gateway):
@@ -77,7 +36,7 @@ def test_models_list_is_filtered(gateway):
 
 
 def test_azure_client(gateway):
-    az = openai.AzureOpenAI(azure_endpoint=gateway, api_key="sk-demo-us", api_version="2024-10-21", max_retries=0)
+    az = openai.AzureOpenAI(azure_endpoint=gateway.base, api_key="sk-demo-us", api_version="2024-10-21", max_retries=0)
     r = az.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
     assert r.choices[0].message.content.startswith("Hello from")
     r = az.embeddings.create(model="text-embedding-3-small", input="x")
@@ -93,7 +52,7 @@ def test_denied_call_surfaces_status_and_code(gateway):
 
 
 def test_azure_denied_and_bad_key(gateway):
-    az = openai.AzureOpenAI(azure_endpoint=gateway, api_key="sk-demo-cn", api_version="2024-10-21", max_retries=0)
+    az = openai.AzureOpenAI(azure_endpoint=gateway.base, api_key="sk-demo-cn", api_version="2024-10-21", max_retries=0)
     with pytest.raises(openai.PermissionDeniedError) as e:
         az.chat.completions.create(model="claude-3-5-sonnet", messages=[{"role": "user", "content": "x"}])
     assert e.value.code == "model_not_allowed"
