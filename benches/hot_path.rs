@@ -6,7 +6,15 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
+
+use customs::config::raw::LimitsSection;
+use customs::limits::{Demand, LimitSpec, Limiter};
 use customs::policy::{Day, Policy};
+use customs::reason::Reason;
+use customs::snapshot::Snapshot;
+use customs::telemetry::{Metrics, TokenKind};
 use customs::{auth, config, peek};
 use http::{HeaderMap, HeaderValue};
 
@@ -53,5 +61,62 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The per-request cost of limits and metrics, as the gateway pays it for an allowed request:
+/// admit against every limit kind, settle against the reported usage, count the request, its
+/// tokens and FLOPs, observe the durations.
+fn bench_limits_and_metrics(c: &mut Criterion) {
+    let metrics = match Metrics::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => panic!("{e}"),
+    };
+    let snapshot = Snapshot::new(example_policy(), &LimitsSection::default(), &metrics);
+    let tenant = snapshot.policy.tenant_by_id("demo-cn").unwrap_or(0);
+    let model = 4;
+    let limiter = Arc::new(Limiter::new(LimitSpec {
+        requests_per_minute: NonZeroU32::new(u32::MAX),
+        request_burst: None,
+        tokens_per_minute: NonZeroU64::new(u64::MAX / 1_000_000_000),
+        max_concurrent: NonZeroU32::new(1_000_000),
+        daily_inference_flops: Some(1e30),
+    }));
+    let demand = Demand { tokens: 1_200, flops_per_token: Some(1.6e10), day: Day::today().0 };
+
+    c.bench_function("limits/admit_and_settle", |b| {
+        b.iter(|| {
+            let (ticket, status) = limiter.admit(black_box(demand)).ok()?;
+            black_box(status);
+            ticket.settle(black_box(180))
+        })
+    });
+    let m = &snapshot.metrics;
+    c.bench_function("metrics/allowed_request", |b| {
+        b.iter(|| {
+            m.in_flight.inc();
+            m.request(Some(tenant), Some(model), Reason::Allowed);
+            m.tokens(Some(tenant), Some(model), TokenKind::Prompt, 150);
+            m.tokens(Some(tenant), Some(model), TokenKind::Completion, 30);
+            m.flops(Some(tenant), 2.88e12);
+            m.overhead.observe(black_box(0.000_03));
+            m.duration(Reason::Allowed).observe(black_box(0.2));
+            m.in_flight.dec();
+        })
+    });
+    c.bench_function("limits_and_metrics/allowed_request", |b| {
+        b.iter(|| {
+            m.in_flight.inc();
+            let (ticket, _) = limiter.admit(black_box(demand)).ok()?;
+            m.request(Some(tenant), Some(model), Reason::Allowed);
+            let flops = ticket.settle(black_box(180));
+            m.tokens(Some(tenant), Some(model), TokenKind::Prompt, 150);
+            m.tokens(Some(tenant), Some(model), TokenKind::Completion, 30);
+            m.flops(Some(tenant), flops.unwrap_or_default());
+            m.overhead.observe(black_box(0.000_03));
+            m.duration(Reason::Allowed).observe(black_box(0.2));
+            m.in_flight.dec();
+            Some(())
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_limits_and_metrics);
 criterion_main!(benches);

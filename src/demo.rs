@@ -66,13 +66,16 @@ pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
     format!(
         "customs demo is running: gateway http://{addr}, admin http://{admin}\n\
          Demo keys: sk-demo-us (US), sk-demo-cn (China, end-use declaration on file), sk-demo-suspended,\n\
-         sk-demo-de (Germany), sk-demo-ir (Iran, embargoed).\n\n\
+         sk-demo-de (Germany), sk-demo-mo (Macau, declaration expired), sk-demo-ir (Iran, embargoed),\n\
+         sk-demo-embed (embeddings only), sk-demo-limited (3 requests per minute).\n\n\
          # 1. allowed: a US tenant uses GPT-4o\n{}\n\n\
          # 2. compute_threshold_exceeded: GPT-4o (3.81e25 FLOPs) is above the D:5 + Macau line (1e25)\n{}\n\n\
          # 3. model_not_allowed: the D:5 + Macau jurisdiction denies claude-* outright\n{}\n\n\
          # streaming, the model list, and the decision explained:\n\
          curl -sN http://{addr}/v1/chat/completions -H 'Authorization: Bearer sk-demo-us' -H 'Content-Type: application/json' \\\n     -d '{{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n\
          curl -s http://{addr}/v1/models -H 'Authorization: Bearer sk-demo-cn'\n\
+         for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}}\\n' http://{addr}/v1/chat/completions \\\n     -H 'Authorization: Bearer sk-demo-limited' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[]}}'; done\n\
+         curl -s http://{admin}/metrics | grep '^customs_requests_total'\n\
          cargo run --release -- explain --config config --tenant demo-cn --model gpt-4o\n\n\
          Ctrl-C stops the demo.\n",
         chat("sk-demo-us", "gpt-4o"),

@@ -84,3 +84,15 @@ async fn explain_and_server_agree_on_every_tenant_and_model() {
     assert_eq!(codes, all);
     ex.stop().await;
 }
+
+#[test]
+fn readme_explain_example_is_what_explain_prints() {
+    let out = Command::new(env!("CARGO_BIN_EXE_customs"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["explain", "--config", "config", "--tenant", "demo-cn", "--model", "gpt-4o", "--at", "2026-11-28"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(readme.contains(&printed), "README.md's explain example is stale; it should read:\n{printed}");
+}
