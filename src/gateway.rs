@@ -186,8 +186,15 @@ where
     let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
     let (ticket, status) = limiter.admit(Demand { tokens: estimate, flops_per_token, day: today.0 })?;
 
-    let Forwarded { endpoint, response, started: upstream_started, first_byte } =
-        shared.upstreams.forward(policy, &snapshot.metrics, endpoints, op, parts, bytes).await?;
+    let forwarded = shared.upstreams.forward(policy, &snapshot.metrics, endpoints, op, parts, bytes).await;
+    let Forwarded { endpoint, response, started: upstream_started, first_byte } = match forwarded {
+        Ok(f) => f,
+        Err(e) => {
+            // Nothing was served: give the reservations back.
+            ticket.settle(0);
+            return Err(e.into());
+        }
+    };
     trail.endpoint = Some(endpoint);
     trail.upstream_first_byte = Some(first_byte);
     let (mut head, body) = response.into_parts();

@@ -105,6 +105,9 @@ async fn ratelimit_tokens_are_settled_from_usage_then_exhausted() {
     let l = Limited::start().await;
     let body = chat(900);
     let estimate = prompt_tokens(&body) + 900;
+    // A request the upstream never served gives its reservation back.
+    let r = l.call("tpm", &body, &[("x-mock-fail", "close")]).await;
+    assert_eq!(r.code(), "upstream_unavailable");
     // Reserved 900+ of 1,000 tokens, but the upstream reports only prompt + 5: the rest is given
     // back, so the same request fits again.
     for _ in 0..2 {
