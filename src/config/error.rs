@@ -49,16 +49,22 @@ impl fmt::Display for ConfigErrors {
 pub struct Source {
     pub name: String,
     pub text: String,
+    /// Byte offset of each line's start, so a position is a binary search, not a scan.
+    line_starts: Vec<usize>,
 }
 
 impl Source {
+    pub fn new(name: String, text: String) -> Self {
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        Self { name, text, line_starts }
+    }
+
     pub fn position(&self, span: &Range<usize>) -> (usize, usize) {
         let start = span.start.min(self.text.len());
-        let before = &self.text.as_bytes()[..start];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line = self.line_starts.partition_point(|&s| s <= start);
+        let line_start = self.line_starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
         let col = self.text.get(line_start..start).map_or(0, |s| s.chars().count()) + 1;
-        (line, col)
+        (line.max(1), col)
     }
 
     pub fn error(

@@ -71,14 +71,14 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         let path = dir.join(name);
         match fs::read(&path) {
             Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => sources.push(Some(Source { name: display(name), text })),
+                Ok(text) => sources.push(Some(Source::new(display(name), text))),
                 Err(_) => {
                     errors.push(file_err(display(name), "is not valid UTF-8".into()));
                     sources.push(None);
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                sources.push(Some(Source { name: display(name), text: String::new() }));
+                sources.push(Some(Source::new(display(name), String::new())));
             }
             Err(e) => {
                 errors.push(file_err(display(name), format!("cannot be read: {e}")));
