@@ -5,6 +5,9 @@
 use std::hint::black_box;
 use std::path::Path;
 
+#[path = "support/large_config.rs"]
+mod large_config;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -118,5 +121,53 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, bench_limits_and_metrics);
+/// Authentication, decision and endpoint choice on the generated 10,000-tenant, 1,000-model,
+/// 250-jurisdiction config.
+fn bench_large_policy(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("customs-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    if let Err(e) = large_config::write(&dir, "127.0.0.1:1") {
+        panic!("writing the generated config: {e}");
+    }
+    let policy = match config::load(&dir, &|_| None) {
+        Ok(c) => c.policy,
+        Err(e) => panic!("{e}"),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let today = Day::today();
+    // The first allowed and the first denied (tenant, model) pairs, found by asking the policy.
+    let pick = |want_allow: bool| {
+        (0..large_config::TENANTS)
+            .flat_map(|t| (0..large_config::MODELS).step_by(7).map(move |m| (t, m)))
+            .find(|&(t, m)| {
+                let d = policy.decide(t as u32, &large_config::model_id(m), None, today);
+                matches!(d.verdict, customs::policy::Verdict::Allow { .. }) == want_allow
+            })
+            .unwrap_or((0, 0))
+    };
+    let mut g = c.benchmark_group("policy_10k");
+    for (name, (t, m)) in [("allow", pick(true)), ("deny", pick(false))] {
+        let mut headers = HeaderMap::new();
+        let bearer = format!("Bearer {}", large_config::key(t));
+        headers.insert("authorization", HeaderValue::from_str(&bearer).unwrap_or(HeaderValue::from_static("x")));
+        let model = large_config::model_id(m);
+        g.bench_function(BenchmarkId::new("auth_decide_route", name), |b| {
+            b.iter(|| {
+                let tenant = auth::authenticate(policy.keys(), black_box(&headers)).ok()?;
+                match policy.decide(tenant, black_box(&model), None, today).verdict {
+                    customs::policy::Verdict::Allow { endpoints } => {
+                        policy.endpoint(*endpoints.first()?).map(|e| e.model)
+                    }
+                    customs::policy::Verdict::Deny(_) => None,
+                }
+            })
+        });
+        g.bench_function(BenchmarkId::new("decide", name), |b| {
+            b.iter(|| policy.decide(black_box(t as u32), black_box(&model), None, today))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_limits_and_metrics, bench_large_policy);
 criterion_main!(benches);
