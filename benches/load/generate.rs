@@ -1,0 +1,174 @@
+//! The load generator: HTTP/1.1 keep-alive connections driven closed-loop (as fast as the target
+//! answers, for throughput) or open-loop at a fixed rate (for latency, charged from the scheduled
+//! send time whenever the target made a request wait, so a slow target cannot hide its queueing).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// One request, sent over and over.
+#[derive(Clone)]
+pub struct Shot {
+    pub path: &'static str,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Count {
+    pub ok: u64,
+    pub errors: u64,
+}
+
+async fn connect(addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(sender)
+}
+
+/// Sends one request and reads the whole response; returns the time to the first body frame.
+async fn one(sender: &mut SendRequest<Full<Bytes>>, addr: SocketAddr, shot: &Shot) -> Option<Duration> {
+    let started = Instant::now();
+    sender.ready().await.ok()?;
+    let mut req = Request::post(shot.path).header("host", addr.to_string()).body(Full::new(shot.body.clone())).ok()?;
+    req.headers_mut().extend(shot.headers.clone());
+    let res = sender.send_request(req).await.ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    let mut body = res.into_body();
+    let mut first = None;
+    while let Some(frame) = body.frame().await {
+        frame.ok()?;
+        first.get_or_insert_with(|| started.elapsed());
+    }
+    Some(first.unwrap_or_else(|| started.elapsed()))
+}
+
+/// `connections` clients, each sending its next request as soon as the last one is answered.
+pub async fn closed_loop(addr: SocketAddr, shot: &Shot, connections: usize, duration: Duration) -> Count {
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let shot = shot.clone();
+            tokio::spawn(async move {
+                let mut count = Count::default();
+                let mut sender = None;
+                while Instant::now() < deadline {
+                    if sender.is_none() {
+                        sender = connect(addr).await;
+                    }
+                    let Some(s) = sender.as_mut() else {
+                        count.errors += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    match one(s, addr, &shot).await {
+                        Some(_) => count.ok += 1,
+                        None => {
+                            count.errors += 1;
+                            sender = None;
+                        }
+                    }
+                }
+                count
+            })
+        })
+        .collect();
+    let mut total = Count::default();
+    for w in workers {
+        if let Ok(c) = w.await {
+            total.ok += c.ok;
+            total.errors += c.errors;
+        }
+    }
+    total
+}
+
+/// What a fixed-rate run measured: full-response latencies, and times to first byte.
+#[derive(Debug, Default)]
+pub struct Timings {
+    pub latency: Vec<Duration>,
+    pub first_byte: Vec<Duration>,
+    pub errors: u64,
+}
+
+/// `rate` requests per second spread over `connections` clients, each on its own schedule.
+/// A request delayed behind a slow one is charged for the wait.
+pub async fn open_loop(addr: SocketAddr, shot: &Shot, rate: u64, connections: usize, duration: Duration) -> Timings {
+    let start = Instant::now() + Duration::from_millis(50);
+    let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
+    let workers: Vec<_> = (0..connections)
+        .map(|i| {
+            let shot = shot.clone();
+            tokio::spawn(async move {
+                let mut t = Timings::default();
+                let mut sender = connect(addr).await;
+                let offset = Duration::from_secs_f64(i as f64 / rate as f64);
+                let mut n = 0u64;
+                let mut last_done = start;
+                while n * connections as u64 + (i as u64) < total {
+                    let scheduled = start + offset + interval * n as u32;
+                    tokio::time::sleep_until(scheduled).await;
+                    n += 1;
+                    // The timer wakes up to a millisecond late; that lateness is the generator's,
+                    // so latency counts from the wake-up, unless this client was still busy with
+                    // its previous request at the scheduled time: then the wait is the target's.
+                    let begin = if last_done > scheduled { scheduled } else { Instant::now() };
+                    if sender.is_none() {
+                        sender = connect(addr).await;
+                    }
+                    let Some(s) = sender.as_mut() else {
+                        t.errors += 1;
+                        continue;
+                    };
+                    let sent = Instant::now();
+                    let result = one(s, addr, &shot).await;
+                    last_done = Instant::now();
+                    match result {
+                        Some(first) => {
+                            t.latency.push(begin.elapsed());
+                            t.first_byte.push(first + (sent - begin));
+                        }
+                        None => {
+                            t.errors += 1;
+                            sender = None;
+                        }
+                    }
+                }
+                t
+            })
+        })
+        .collect();
+    let mut all = Timings::default();
+    for w in workers {
+        if let Ok(mut t) = w.await {
+            all.latency.append(&mut t.latency);
+            all.first_byte.append(&mut t.first_byte);
+            all.errors += t.errors;
+        }
+    }
+    all
+}
+
+/// The `q` quantile (0..=1) of `samples`, in milliseconds.
+pub fn quantile_ms(samples: &mut [Duration], q: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_unstable();
+    let i = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples[i.min(samples.len() - 1)].as_secs_f64() * 1e3
+}

@@ -1,0 +1,356 @@
+//! The end-to-end load bench: `cargo bench --bench load`.
+//!
+//! Starts the mock upstream, then each target in turn behind it: customs (the example policy with
+//! `benches/load/scenario/` laid over it: every check, limit and metric on, limits too high to
+//! refuse), the bare pass-through proxy on the same stack (`bare_proxy.rs`), and nginx when it is
+//! installed; plus the mock on its own ("direct") as the latency floor. The target runs pinned to
+//! CPU 0; this driver (the load generator) and the mock share CPU 1. Rounds are interleaved and
+//! repeated, each measurement bounded in time, all on loopback. Prints a table and writes the JSON
+//! it was made from (default `target/load-bench.json`).
+
+#![expect(clippy::print_stdout, reason = "a benchmark's report goes to stdout")]
+
+mod bare_proxy;
+mod generate;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use generate::{Shot, quantile_ms};
+use http::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Internal: run as the bare proxy.
+    #[arg(long, hide = true)]
+    role: Option<String>,
+    #[arg(long, hide = true)]
+    listen: Option<SocketAddr>,
+    #[arg(long, hide = true)]
+    upstream: Option<SocketAddr>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Interleaved rounds over all targets; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Connections for the throughput runs.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Requests per second for the latency runs.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/load-bench.json")]
+    out: PathBuf,
+    /// Only these targets (customs, bare, nginx, direct).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// cargo passes --bench to bench targets.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+const PINNED: &str = "CUSTOMS_LOAD_PINNED";
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if args.role.as_deref() == Some("bare-proxy") {
+        let (Some(listen), Some(upstream)) = (args.listen, args.upstream) else {
+            return Err("bare-proxy needs --listen and --upstream".into());
+        };
+        return Ok(bare_proxy::run(listen, upstream)?);
+    }
+    if std::env::var_os(PINNED).is_none() {
+        // Re-run this driver pinned to CPU 1, leaving CPU 0 to the target.
+        let status = Command::new("taskset")
+            .arg("-c")
+            .arg("1")
+            .arg(std::env::current_exe()?)
+            .args(std::env::args_os().skip(1))
+            .env(PINNED, "1")
+            .status()?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(drive(args))
+}
+
+/// A process under test.
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    children: Vec<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `cmd`, reads its first stdout line, and returns the `http://ADDR` in it.
+fn spawn_listening(mut cmd: Command) -> Result<(Child, SocketAddr), Box<dyn std::error::Error>> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).ok_or("no address printed")?;
+    Ok((child, addr.parse()?))
+}
+
+fn pinned(cpu: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("taskset");
+    c.arg("-c").arg(cpu).arg(program);
+    c
+}
+
+fn release_bin(name: &str) -> PathBuf {
+    Path::new(ROOT).join("target/release").join(name)
+}
+
+fn start_customs(mock: SocketAddr) -> Result<Target, Box<dyn std::error::Error>> {
+    let dir = tempfile::TempDir::new()?;
+    for (name, _) in customs::config::FILES {
+        let scenario = Path::new(ROOT).join("benches/load/scenario").join(name);
+        let source = if scenario.exists() { scenario } else { Path::new(ROOT).join("config").join(name) };
+        let text = std::fs::read_to_string(source)?.replace("127.0.0.1:8081", &mock.to_string());
+        std::fs::write(dir.path().join(name), text)?;
+    }
+    let mut cmd = pinned("0", release_bin("customs"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path())
+        .env("CUSTOMS_UPSTREAM_KEY", "bench-upstream-key");
+    let (child, addr) = spawn_listening(cmd)?;
+    Ok(Target { name: "customs", addr, children: vec![child], _dir: Some(dir) })
+}
+
+fn start_bare(mock: SocketAddr) -> Result<Target, Box<dyn std::error::Error>> {
+    let mut cmd = pinned("0", std::env::current_exe()?);
+    cmd.args(["--role", "bare-proxy", "--listen", "127.0.0.1:0", "--upstream", &mock.to_string()]);
+    let (child, addr) = spawn_listening(cmd)?;
+    Ok(Target { name: "bare", addr, children: vec![child], _dir: None })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_nginx(mock: SocketAddr) -> Result<Option<Target>, Box<dyn std::error::Error>> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
+    let Some(nginx) = nginx else { return Ok(None) };
+    let dir = tempfile::TempDir::new()?;
+    let port = free_port()?;
+    let d = dir.path().display();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; error_log /dev/null crit; pid {d}/nginx.pid;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{ access_log off; keepalive_requests 100000000; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+           upstream mock {{ server {mock}; keepalive 128; keepalive_requests 100000000; }}\n\
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://mock; proxy_http_version 1.1;\n\
+             proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering off; }} }} }}\n"
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let mut cmd = pinned("0", nginx);
+    cmd.arg("-p").arg(dir.path()).arg("-c").arg(&path).stdout(Stdio::null()).stderr(Stdio::null());
+    let child = cmd.spawn()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(Some(Target { name: "nginx", addr, children: vec![child], _dir: Some(dir) }));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err("nginx did not start".into())
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name, starting with the state; utime and stime are
+    // the 12th and 13th after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    ticks as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn shots() -> (Shot, Shot) {
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_static("Bearer sk-bench-load"));
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the export-control rules that apply to this request in one sentence."}]}"#;
+    let plain = Shot { path: "/v1/chat/completions", headers: headers.clone(), body: Bytes::from_static(body.as_bytes()) };
+    let mut sh = headers;
+    sh.insert("x-mock-chunks", HeaderValue::from_static("20"));
+    let stream_body = body.replacen("\"max_tokens\":64", "\"max_tokens\":64,\"stream\":true", 1);
+    let stream = Shot { path: "/v1/chat/completions", headers: sh, body: Bytes::from(stream_body) };
+    (plain, stream)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let build = Command::new("cargo").args(["build", "--release", "--bins", "--quiet"]).current_dir(ROOT).status()?;
+    if !build.success() {
+        return Err("cargo build --release --bins failed".into());
+    }
+    let mut mock_cmd = pinned("1", release_bin("customs-mock-upstream"));
+    mock_cmd.args(["--listen", "127.0.0.1:0"]);
+    let (mut mock_child, mock) = spawn_listening(mock_cmd)?;
+    let wanted = |n: &str| args.only.is_empty() || args.only.iter().any(|o| o == n);
+    let mut targets = Vec::new();
+    if wanted("customs") {
+        targets.push(start_customs(mock)?);
+    }
+    if wanted("bare") {
+        targets.push(start_bare(mock)?);
+    }
+    if wanted("nginx") {
+        match start_nginx(mock)? {
+            Some(t) => targets.push(t),
+            None => println!("nginx is not installed; skipping it (apt-get install nginx to include it)"),
+        }
+    }
+    let direct = wanted("direct").then(|| Target { name: "direct", addr: mock, children: Vec::new(), _dir: None });
+    let (plain, stream) = shots();
+    let d = Duration::from_secs(args.seconds);
+    let mut results: Vec<(String, Value)> = Vec::new();
+    let mut rows: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
+    let all: Vec<&Target> = targets.iter().chain(direct.iter()).collect();
+    for round in 0..args.rounds {
+        for t in &all {
+            let pids = t.pids();
+            let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+            let thr = generate::closed_loop(t.addr, &plain, args.connections, d).await;
+            let cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
+            let streamed = generate::closed_loop(t.addr, &stream, args.connections, d).await;
+            let mut lat = generate::open_loop(t.addr, &plain, args.rate, 16, d).await;
+            let mut sttfb = generate::open_loop(t.addr, &stream, args.rate, 16, d).await;
+            let row = json!({
+                "round": round,
+                "rps": thr.ok as f64 / d.as_secs_f64(),
+                "errors": thr.errors + streamed.errors + lat.errors + sttfb.errors,
+                "cpu_us_per_request": if pids.is_empty() { Value::Null } else { json!(cpu * 1e6 / thr.ok.max(1) as f64) },
+                "p50_ms": quantile_ms(&mut lat.latency, 0.5),
+                "p99_ms": quantile_ms(&mut lat.latency, 0.99),
+                "p999_ms": quantile_ms(&mut lat.latency, 0.999),
+                "stream_rps": streamed.ok as f64 / d.as_secs_f64(),
+                "stream_ttfb_p50_ms": quantile_ms(&mut sttfb.first_byte, 0.5),
+                "stream_ttfb_p99_ms": quantile_ms(&mut sttfb.first_byte, 0.99),
+            });
+            println!("round {round} {:>8}: {row}", t.name);
+            rows.entry(t.name).or_default().push(row);
+        }
+    }
+    let field = |rows: &[Value], k: &str| median(&mut rows.iter().filter_map(|r| r[k].as_f64()).collect::<Vec<_>>());
+    let keys = ["rps", "cpu_us_per_request", "p50_ms", "p99_ms", "p999_ms", "stream_rps", "stream_ttfb_p50_ms", "stream_ttfb_p99_ms"];
+    let direct_p50 = rows.get("direct").map(|r| field(r, "p50_ms"));
+    let direct_p99 = rows.get("direct").map(|r| field(r, "p99_ms"));
+    for t in &all {
+        let r = rows.get(t.name).cloned().unwrap_or_default();
+        let mut summary = serde_json::Map::new();
+        for k in keys {
+            summary.insert(k.into(), json!(field(&r, k)));
+        }
+        if let (Some(p50), Some(p99)) = (direct_p50, direct_p99) {
+            summary.insert("added_p50_ms".into(), json!(field(&r, "p50_ms") - p50));
+            summary.insert("added_p99_ms".into(), json!(field(&r, "p99_ms") - p99));
+        }
+        let rss = t.children.first().map_or(f64::NAN, |c| peak_rss_mib(c.id()));
+        summary.insert("peak_rss_mib".into(), json!(rss));
+        summary.insert("rounds".into(), Value::Array(r));
+        results.push((t.name.to_owned(), Value::Object(summary)));
+    }
+    let get = |name: &str, k: &str| results.iter().find(|(n, _)| n == name).and_then(|(_, v)| v[k].as_f64());
+    let ratio = |k: &str| match (get("customs", k), get("bare", k)) {
+        (Some(a), Some(b)) if b != 0.0 => json!(a / b),
+        _ => Value::Null,
+    };
+    let report = json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "machine": machine(),
+        "settings": {"seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
+                     "stream_chunks": 20, "target_cpu": 0, "driver_and_mock_cpu": 1},
+        "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+        "ratios_customs_over_bare": {
+            "rps": ratio("rps"), "cpu_us_per_request": ratio("cpu_us_per_request"), "added_p99_ms": ratio("added_p99_ms"),
+            "stream_rps": ratio("stream_rps"), "stream_ttfb_p50_ms": ratio("stream_ttfb_p50_ms"),
+        },
+    });
+    let out = Path::new(ROOT).join(&args.out);
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("\n| target | req/s | CPU µs/req | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | stream resp/s | stream TTFB p50 ms | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, v) in &results {
+        let f = |k: &str| v[k].as_f64().map_or("-".to_owned(), |x| format!("{x:.3}"));
+        println!(
+            "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+            v["rps"].as_f64().unwrap_or(f64::NAN),
+            f("cpu_us_per_request"),
+            f("p50_ms"),
+            f("p99_ms"),
+            f("p999_ms"),
+            f("added_p50_ms"),
+            f("added_p99_ms"),
+            v["stream_rps"].as_f64().unwrap_or(f64::NAN),
+            f("stream_ttfb_p50_ms"),
+            f("peak_rss_mib"),
+        );
+    }
+    println!("\nratios customs / bare: {}", report["ratios_customs_over_bare"]);
+    println!("written to {}", out.display());
+    drop(targets);
+    let _ = mock_child.kill();
+    let _ = mock_child.wait();
+    Ok(())
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    json!({"cpu": model, "cpus_visible_to_driver": cores, "os": std::env::consts::OS})
+}
