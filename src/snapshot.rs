@@ -20,7 +20,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(policy: Policy, estimate: &LimitsSection, metrics: &Arc<Metrics>) -> Self {
-        let limiters = policy.tenants().iter().map(|t| Arc::new(Limiter::new(t.limits))).collect();
+        let clock = governor::clock::DefaultClock::default();
+        let limiters = policy.tenants().iter().map(|t| Arc::new(Limiter::with_clock(t.limits, &clock))).collect();
         metrics.policy_info.with_label_values(&[policy.version()]).set(1);
         Self {
             metrics: Handles::new(metrics, &policy),

@@ -48,7 +48,11 @@ pub fn run(listen: SocketAddr, upstream: SocketAddr) -> std::io::Result<()> {
     })
 }
 
-async fn forward(client: &Client<HttpConnector, Incoming>, authority: Authority, req: Request<Incoming>) -> Response<Body> {
+async fn forward(
+    client: &Client<HttpConnector, Incoming>,
+    authority: Authority,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);

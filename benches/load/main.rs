@@ -12,6 +12,8 @@
 
 mod bare_proxy;
 mod generate;
+#[path = "../support/large_config.rs"]
+mod large_config;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -52,6 +54,9 @@ struct Args {
     /// Only these targets (customs, bare, nginx, direct).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Serve customs the generated 10,000-tenant, 1,000-model, 250-jurisdiction config instead.
+    #[arg(long)]
+    large: bool,
     /// cargo passes --bench to bench targets.
     #[arg(long, hide = true)]
     bench: bool,
@@ -127,9 +132,12 @@ fn release_bin(name: &str) -> PathBuf {
     Path::new(ROOT).join("target/release").join(name)
 }
 
-fn start_customs(mock: SocketAddr) -> Result<Target, Box<dyn std::error::Error>> {
+fn start_customs(mock: SocketAddr, large: bool) -> Result<Target, Box<dyn std::error::Error>> {
     let dir = tempfile::TempDir::new()?;
-    for (name, _) in customs::config::FILES {
+    if large {
+        large_config::write(dir.path(), &mock.to_string())?;
+    }
+    for (name, _) in customs::config::FILES.into_iter().filter(|_| !large) {
         let scenario = Path::new(ROOT).join("benches/load/scenario").join(name);
         let source = if scenario.exists() { scenario } else { Path::new(ROOT).join("config").join(name) };
         let text = std::fs::read_to_string(source)?.replace("127.0.0.1:8081", &mock.to_string());
@@ -214,12 +222,23 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn shots() -> (Shot, Shot) {
+fn shots(large: bool) -> (Shot, Shot) {
     let mut headers = HeaderMap::new();
-    headers.insert("authorization", HeaderValue::from_static("Bearer sk-bench-load"));
+    // On the generated config, tenant 0 may use model 50 (see large_config.rs).
+    let (key, model) = if large {
+        (large_config::key(0), large_config::model_id(50))
+    } else {
+        ("sk-bench-load".into(), "gpt-4o-mini".into())
+    };
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {key}")).unwrap_or(HeaderValue::from_static("x")),
+    );
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    let body = r#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the export-control rules that apply to this request in one sentence."}]}"#;
-    let plain = Shot { path: "/v1/chat/completions", headers: headers.clone(), body: Bytes::from_static(body.as_bytes()) };
+    let body = format!(
+        r#"{{"model":"{model}","max_tokens":64,"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"Summarise the export-control rules that apply to this request in one sentence."}}]}}"#
+    );
+    let plain = Shot { path: "/v1/chat/completions", headers: headers.clone(), body: Bytes::from(body.clone()) };
     let mut sh = headers;
     sh.insert("x-mock-chunks", HeaderValue::from_static("20"));
     let stream_body = body.replacen("\"max_tokens\":64", "\"max_tokens\":64,\"stream\":true", 1);
@@ -243,7 +262,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let wanted = |n: &str| args.only.is_empty() || args.only.iter().any(|o| o == n);
     let mut targets = Vec::new();
     if wanted("customs") {
-        targets.push(start_customs(mock)?);
+        targets.push(start_customs(mock, args.large)?);
     }
     if wanted("bare") {
         targets.push(start_bare(mock)?);
@@ -255,7 +274,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let direct = wanted("direct").then(|| Target { name: "direct", addr: mock, children: Vec::new(), _dir: None });
-    let (plain, stream) = shots();
+    let (plain, stream) = shots(args.large);
     let d = Duration::from_secs(args.seconds);
     let mut results: Vec<(String, Value)> = Vec::new();
     let mut rows: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
@@ -286,7 +305,16 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let field = |rows: &[Value], k: &str| median(&mut rows.iter().filter_map(|r| r[k].as_f64()).collect::<Vec<_>>());
-    let keys = ["rps", "cpu_us_per_request", "p50_ms", "p99_ms", "p999_ms", "stream_rps", "stream_ttfb_p50_ms", "stream_ttfb_p99_ms"];
+    let keys = [
+        "rps",
+        "cpu_us_per_request",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "stream_rps",
+        "stream_ttfb_p50_ms",
+        "stream_ttfb_p99_ms",
+    ];
     let direct_p50 = rows.get("direct").map(|r| field(r, "p50_ms"));
     let direct_p99 = rows.get("direct").map(|r| field(r, "p99_ms"));
     for t in &all {
@@ -312,7 +340,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "machine": machine(),
-        "settings": {"seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
+        "settings": {"large_config": args.large, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
                      "stream_chunks": 20, "target_cpu": 0, "driver_and_mock_cpu": 1},
         "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
         "ratios_customs_over_bare": {
@@ -322,7 +350,9 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
     let out = Path::new(ROOT).join(&args.out);
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
-    println!("\n| target | req/s | CPU µs/req | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | stream resp/s | stream TTFB p50 ms | peak RSS MiB |");
+    println!(
+        "\n| target | req/s | CPU µs/req | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | stream resp/s | stream TTFB p50 ms | peak RSS MiB |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, v) in &results {
         let f = |k: &str| v[k].as_f64().map_or("-".to_owned(), |x| format!("{x:.3}"));
@@ -350,7 +380,10 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_owned());
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|s| s.trim_start_matches([' ', '\t', ':']).to_owned());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     json!({"cpu": model, "cpus_visible_to_driver": cores, "os": std::env::consts::OS})
 }

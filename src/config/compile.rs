@@ -120,7 +120,7 @@ pub(super) fn compile(
     check_gateway(&mut ctx, p.gateway.0, &p.gateway.1);
     let (models, model_names, endpoints) = compile_models(&mut ctx, p.models.0, &p.models.1);
     let groups = compile_groups(&mut ctx, p.groups.0, &p.groups.1);
-    let (jurisdictions, coverage, verdicts) =
+    let (jurisdictions, coverage, verdicts, verdict_endpoints) =
         compile_jurisdictions(&mut ctx, p.jurisdictions.0, &p.jurisdictions.1, &groups, &models, &endpoints);
     let (tenants, tenant_ids, keys) =
         compile_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &jurisdictions, &p.jurisdictions.1, &coverage, &models);
@@ -138,6 +138,7 @@ pub(super) fn compile(
         tenant_ids,
         keys,
         verdicts: verdicts.into(),
+        verdict_endpoints: verdict_endpoints.into(),
         endpoints: endpoints.into(),
         rules: ctx.rules.into(),
     };
@@ -205,6 +206,9 @@ fn compile_models(
         }
         if m.endpoints.is_empty() {
             ctx.err(src, Some(m.id.span()), format!("{key}.endpoints"), "a model needs at least one endpoint");
+        }
+        if m.endpoints.len() > usize::from(u8::MAX) {
+            ctx.err(src, Some(m.id.span()), format!("{key}.endpoints"), "a model can have at most 255 endpoints");
         }
         let mut eps = Vec::new();
         for (e, ep) in m.endpoints.iter().enumerate() {
@@ -308,9 +312,10 @@ fn compile_jurisdictions(
     groups: &HashMap<&str, Vec<&str>>,
     models: &[ModelEntry],
     endpoints: &[Endpoint],
-) -> (Vec<Jurisdiction>, Coverage, Vec<RegionVerdict>) {
+) -> (Vec<Jurisdiction>, Coverage, Vec<RegionVerdict>, Vec<EndpointIdx>) {
     let mut out = Vec::new();
     let mut verdicts = Vec::new();
+    let mut verdict_endpoints = Vec::new();
     let mut coverage = Coverage { by_country: HashMap::new(), rest: None };
     let mut ids = HashSet::new();
     if file.jurisdictions.is_empty() {
@@ -333,13 +338,13 @@ fn compile_jurisdictions(
         let regional = if embargoed.is_some() { None } else { region_rules(ctx, src, &key, j, models) };
         for (model, eps) in models {
             let v = match &regional {
-                Some(r) => r.verdict(model, eps, endpoints),
+                Some(r) => r.verdict(model, eps, endpoints, &mut verdict_endpoints),
+                // Embargoed (or invalid, which fails the load): decided before any verdict is read.
                 None => RegionVerdict {
-                    patterns: Err(embargoed.unwrap_or(0)),
-                    over_threshold: None,
-                    declaration: None,
-                    endpoints: Box::new([]),
-                    residency_rule: embargoed.unwrap_or(0),
+                    pattern_rule: embargoed.unwrap_or(0),
+                    flags: RegionVerdict::DENIED_BY_PATTERN,
+                    endpoints_len: 0,
+                    endpoints_start: 0,
                 },
             };
             verdicts.push(v);
@@ -347,9 +352,16 @@ fn compile_jurisdictions(
         if let Some(l) = &j.limits {
             check_limits(ctx, src, &format!("{key}.limits"), l);
         }
-        out.push(Jurisdiction { id: id.into(), embargoed });
+        let rule = |f: fn(&RegionRules) -> RuleId| regional.as_ref().map_or(0, f);
+        out.push(Jurisdiction {
+            id: id.into(),
+            embargoed,
+            threshold_rule: rule(|r| r.threshold_rule),
+            declaration_rule: rule(|r| r.declaration.map_or(0, |(_, rule)| rule)),
+            residency_rule: rule(|r| r.residency_rule),
+        });
     }
-    (out, coverage, verdicts)
+    (out, coverage, verdicts, verdict_endpoints)
 }
 
 #[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename the arguments")]
@@ -431,31 +443,39 @@ struct RegionRules {
 }
 
 impl RegionRules {
-    fn verdict(&self, model: &Model, eps: &[EndpointIdx], endpoints: &[Endpoint]) -> RegionVerdict {
+    fn verdict(
+        &self,
+        model: &Model,
+        eps: &[EndpointIdx],
+        endpoints: &[Endpoint],
+        out: &mut Vec<EndpointIdx>,
+    ) -> RegionVerdict {
         let names = || std::iter::once(&*model.id).chain(model.aliases.iter().map(|a| &**a));
         // Deny looks at every name of the model, allow only at its id: an alias can never be the
         // thing that grants access, and can never be a way around a deny.
-        let patterns = match self.deny.iter().find(|(g, _)| names().any(|n| g.is_match(n))) {
-            Some((_, rule)) => Err(*rule),
+        let (pattern_rule, mut flags) = match self.deny.iter().find(|(g, _)| names().any(|n| g.is_match(n))) {
+            Some((_, rule)) => (*rule, RegionVerdict::DENIED_BY_PATTERN),
             None => match self.allow.iter().find(|(g, _)| g.is_match(&*model.id)) {
-                Some((_, rule)) => Ok(*rule),
-                None => Err(self.no_allow_match),
+                Some((_, rule)) => (*rule, 0),
+                None => (self.no_allow_match, RegionVerdict::DENIED_BY_PATTERN),
             },
         };
+        if model.training_flops >= self.max_flops {
+            flags |= RegionVerdict::OVER_THRESHOLD;
+        }
+        if self.declaration.is_some_and(|(at, _)| model.training_flops >= at) {
+            flags |= RegionVerdict::NEEDS_DECLARATION;
+        }
+        let start = out.len();
+        out.extend(eps.iter().copied().filter(|&e| {
+            endpoints.get(e as usize).is_some_and(|ep| self.residencies.iter().any(|g| g.is_match(&*ep.residency)))
+        }));
         RegionVerdict {
-            patterns,
-            over_threshold: (model.training_flops >= self.max_flops).then_some(self.threshold_rule),
-            declaration: self.declaration.and_then(|(at, rule)| (model.training_flops >= at).then_some(rule)),
-            endpoints: eps
-                .iter()
-                .copied()
-                .filter(|&e| {
-                    endpoints
-                        .get(e as usize)
-                        .is_some_and(|ep| self.residencies.iter().any(|g| g.is_match(&*ep.residency)))
-                })
-                .collect(),
-            residency_rule: self.residency_rule,
+            pattern_rule,
+            flags,
+            // Models have at most 255 endpoints (checked when they are compiled).
+            endpoints_len: u8::try_from(out.len() - start).unwrap_or(u8::MAX),
+            endpoints_start: start as u32,
         }
     }
 }

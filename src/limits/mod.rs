@@ -132,9 +132,15 @@ pub struct Ticket {
 
 impl Limiter {
     pub fn new(spec: LimitSpec) -> Self {
+        Self::with_clock(spec, &DefaultClock::default())
+    }
+
+    /// Builds a limiter on a shared clock: each clock of its own would calibrate and allocate
+    /// again, for every one of thousands of tenants.
+    pub fn with_clock(spec: LimitSpec, clock: &DefaultClock) -> Self {
         let requests = spec.requests_per_minute.map(|rpm| {
             let burst = spec.request_burst.unwrap_or(rpm);
-            RateLimiter::direct(Quota::per_minute(rpm).allow_burst(burst))
+            RateLimiter::direct_with_clock(Quota::per_minute(rpm).allow_burst(burst), clock.clone())
                 .with_middleware::<StateInformationMiddleware>()
         });
         Self {

@@ -47,6 +47,8 @@ pub struct Policy {
     pub(crate) keys: KeyIndex,
     /// Jurisdiction-major: `verdicts[j * models.len() + m]`.
     pub(crate) verdicts: Box<[RegionVerdict]>,
+    /// The endpoints each verdict allows, as runs the verdicts point into.
+    pub(crate) verdict_endpoints: Box<[EndpointIdx]>,
     pub(crate) endpoints: Box<[Endpoint]>,
     pub(crate) rules: Box<[Rule]>,
 }
@@ -63,6 +65,9 @@ pub struct Model {
 pub struct Jurisdiction {
     pub id: Box<str>,
     pub embargoed: Option<RuleId>,
+    pub(crate) threshold_rule: RuleId,
+    pub(crate) declaration_rule: RuleId,
+    pub(crate) residency_rule: RuleId,
 }
 
 pub struct Tenant {
@@ -97,16 +102,25 @@ impl ModelSet {
     }
 }
 
-/// What a jurisdiction's rules say about one model, before tenant-specific checks.
+/// What a jurisdiction's rules say about one model, before tenant-specific checks. Kept small
+/// (12 bytes): a 250-jurisdiction, 1,000-model policy holds 250,000 of them. The threshold,
+/// declaration and residency rules are the jurisdiction's; only the pattern rule varies by model.
 pub struct RegionVerdict {
-    /// `Ok(rule that allowed)` or `Err((ModelNotAllowed, rule that denied))`.
-    pub(crate) patterns: Result<RuleId, RuleId>,
-    /// `Some(rule)` when the model is at or above the jurisdiction's compute line.
-    pub(crate) over_threshold: Option<RuleId>,
-    /// `Some(rule)` when a valid end-use declaration is required for this model.
-    pub(crate) declaration: Option<RuleId>,
-    pub(crate) endpoints: Box<[EndpointIdx]>,
-    pub(crate) residency_rule: RuleId,
+    /// The allow pattern that matched, or the deny pattern (or the allow list) that refused.
+    pub(crate) pattern_rule: RuleId,
+    pub(crate) flags: u8,
+    pub(crate) endpoints_len: u8,
+    pub(crate) endpoints_start: u32,
+}
+
+impl RegionVerdict {
+    pub(crate) const DENIED_BY_PATTERN: u8 = 1;
+    pub(crate) const OVER_THRESHOLD: u8 = 2;
+    pub(crate) const NEEDS_DECLARATION: u8 = 4;
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
 }
 
 /// Where a decision came from: a file, a line and the key that decided, for `explain` and audits.
@@ -157,25 +171,26 @@ impl Policy {
         let Some(&m) = self.model_names.get(model_name) else {
             return deny(None, Denial::ModelNotFound, None);
         };
-        let Some(v) = self.verdicts.get(j * self.models.len() + m as usize) else {
+        let (Some(v), Some(region)) =
+            (self.verdicts.get(j * self.models.len() + m as usize), self.jurisdictions.get(j))
+        else {
             return deny(Some(m), Denial::ModelNotAllowed, None);
         };
         let model = Some(m);
-        let allow_rule = match v.patterns {
-            Ok(rule) => rule,
-            Err(rule) => return deny(model, Denial::ModelNotAllowed, Some(rule)),
-        };
+        if v.has(RegionVerdict::DENIED_BY_PATTERN) {
+            return deny(model, Denial::ModelNotAllowed, Some(v.pattern_rule));
+        }
         if let Some(set) = &t.allowlist {
             if !set.contains(m) {
                 return deny(model, Denial::ModelNotAllowed, Some(set.rule));
             }
         }
-        if let Some(rule) = v.over_threshold {
-            return deny(model, Denial::ComputeThresholdExceeded, Some(rule));
+        if v.has(RegionVerdict::OVER_THRESHOLD) {
+            return deny(model, Denial::ComputeThresholdExceeded, Some(region.threshold_rule));
         }
-        if let Some(rule) = v.declaration {
+        if v.has(RegionVerdict::NEEDS_DECLARATION) {
             match &t.declaration {
-                None => return deny(model, Denial::EndUseDeclarationRequired, Some(rule)),
+                None => return deny(model, Denial::EndUseDeclarationRequired, Some(region.declaration_rule)),
                 Some(d) if today > d.expires => {
                     return deny(model, Denial::EndUseDeclarationExpired, Some(d.rule));
                 }
@@ -192,10 +207,12 @@ impl Policy {
                 None => return deny(model, Denial::PurposeNotDeclared, None),
             }
         }
-        if v.endpoints.is_empty() {
-            return deny(model, Denial::NoResidentEndpoint, Some(v.residency_rule));
+        let start = v.endpoints_start as usize;
+        let endpoints = self.verdict_endpoints.get(start..start + usize::from(v.endpoints_len)).unwrap_or_default();
+        if endpoints.is_empty() {
+            return deny(model, Denial::NoResidentEndpoint, Some(region.residency_rule));
         }
-        Decision { model, verdict: Verdict::Allow { endpoints: &v.endpoints }, rule: Some(allow_rule) }
+        Decision { model, verdict: Verdict::Allow { endpoints }, rule: Some(v.pattern_rule) }
     }
 
     /// The models a tenant may use today without naming a purpose, in catalog order.

@@ -1,6 +1,6 @@
 //! Label handles resolved per policy snapshot. Tenant and model handles are created on first use
-//! (`OnceLock`), so a 10,000-tenant config does not export series for tenants that never called;
-//! after that, recording is an atomic add.
+//! (`OnceLock`), so a 10,000-tenant config neither exports series nor holds counters for tenants
+//! that never called; after that, recording is an atomic add.
 
 use std::sync::{Arc, OnceLock};
 
@@ -111,10 +111,19 @@ impl EndpointHandles {
     }
 }
 
+/// A tenant's handles, allocated on its first request: most tenants of a large config may
+/// never call, and each set holds 30 counters.
+struct LazyTenant {
+    jurisdiction: u32,
+    handles: OnceLock<Box<TenantHandles>>,
+}
+
 /// A snapshot's resolved handles.
 pub struct Handles {
     metrics: Arc<Metrics>,
-    tenants: Box<[TenantHandles]>,
+    tenant_ids: Box<[Box<str>]>,
+    jurisdiction_ids: Box<[Box<str>]>,
+    tenants: Box<[LazyTenant]>,
     unknown_tenant: TenantHandles,
     models: Box<[ModelHandles]>,
     unknown_model: ModelHandles,
@@ -132,8 +141,10 @@ impl Handles {
         let tenants = policy
             .tenants()
             .iter()
-            .map(|t| TenantHandles::new(&t.id, policy.jurisdiction(t).map_or(UNKNOWN, |j| &*j.id)))
+            .map(|t| LazyTenant { jurisdiction: t.jurisdiction, handles: OnceLock::new() })
             .collect();
+        let tenant_ids = policy.tenants().iter().map(|t| t.id.clone()).collect();
+        let jurisdiction_ids = policy.jurisdictions().iter().map(|j| j.id.clone()).collect();
         let models = policy.models().iter().map(|m| ModelHandles::new(&m.id)).collect();
         let mut per_model = vec![0usize; policy.models().len()];
         let endpoints = policy
@@ -156,6 +167,8 @@ impl Handles {
             .collect();
         Self {
             metrics: metrics.clone(),
+            tenant_ids,
+            jurisdiction_ids,
             tenants,
             unknown_tenant: TenantHandles::new(UNKNOWN, UNKNOWN),
             models,
@@ -168,7 +181,14 @@ impl Handles {
     }
 
     fn tenant(&self, t: Option<TenantIdx>) -> &TenantHandles {
-        t.and_then(|t| self.tenants.get(t as usize)).unwrap_or(&self.unknown_tenant)
+        let Some((i, lazy)) = t.and_then(|t| Some((t as usize, self.tenants.get(t as usize)?))) else {
+            return &self.unknown_tenant;
+        };
+        lazy.handles.get_or_init(|| {
+            let tenant = self.tenant_ids.get(i).map_or(UNKNOWN, |s| &**s);
+            let jurisdiction = self.jurisdiction_ids.get(lazy.jurisdiction as usize).map_or(UNKNOWN, |s| &**s);
+            Box::new(TenantHandles::new(tenant, jurisdiction))
+        })
     }
 
     fn model(&self, m: Option<ModelIdx>) -> &ModelHandles {
