@@ -88,11 +88,24 @@ impl UsageScanner {
 
     pub fn finish(&mut self) -> Option<Usage> {
         match self {
-            Self::Json { buf, overflow: false } => serde_json::from_slice::<WithUsage>(buf).ok().and_then(|w| w.usage),
+            Self::Json { buf, overflow: false } => usage_from_json(buf),
             Self::Json { .. } => None,
             Self::Sse { usage, .. } => *usage,
         }
     }
+}
+
+/// The `usage` object of a JSON response, read without parsing the rest of the body: OpenAI
+/// puts it after `choices`, so the last `"usage"` key is found from the end and only the object
+/// after it is parsed. Content cannot forge the key: inside JSON strings its quotes are escaped.
+/// Anything unexpected reads as no usage, which charges the (higher) estimate.
+fn usage_from_json(body: &[u8]) -> Option<Usage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let rest = body.get(at + KEY.len()..)?;
+    let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
+    let rest = rest.strip_prefix(b":")?;
+    serde_json::Deserializer::from_slice(rest).into_iter::<Option<Usage>>().next()?.ok()?
 }
 
 /// One SSE line: usage is read only from `data:` lines that mention it, so ordinary chunks cost a
@@ -243,6 +256,15 @@ mod tests {
         let mut s = UsageScanner::for_content_type(Some(b"text/event-stream"));
         s.feed(b"data: {\"choices\":[],\"usage\":null}\n\ndata: [DONE]\n\n");
         assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn usage_from_json_ignores_usage_text_inside_strings() {
+        let body = br#"{"choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 1} trick"}}],"usage" : {"prompt_tokens":40,"completion_tokens":2}}"#;
+        assert_eq!(usage_from_json(body), Some(Usage { prompt_tokens: 40, completion_tokens: 2 }));
+        assert_eq!(usage_from_json(br#"{"usage":null}"#), None);
+        assert_eq!(usage_from_json(br#"{"choices":[]}"#), None);
+        assert_eq!(usage_from_json(br#"{"usage":{"prompt_tokens":"x"}}"#), None);
     }
 
     #[test]
