@@ -54,6 +54,9 @@ struct Args {
     /// Only these targets (customs, bare, nginx, direct).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also measure LiteLLM's proxy (from PyPI, installed into target/litellm-venv on first use).
+    #[arg(long)]
+    litellm: bool,
     /// Serve customs the generated 10,000-tenant, 1,000-model, 250-jurisdiction config instead.
     #[arg(long)]
     large: bool,
@@ -98,7 +101,7 @@ struct Target {
 
 impl Target {
     fn pids(&self) -> Vec<u32> {
-        self.children.iter().map(Child::id).collect()
+        self.children.iter().flat_map(|c| with_children(c.id())).collect()
     }
 }
 
@@ -191,6 +194,57 @@ fn start_nginx(mock: SocketAddr) -> Result<Option<Target>, Box<dyn std::error::E
     Err("nginx did not start".into())
 }
 
+/// The LiteLLM version measured; pinned so runs compare.
+const LITELLM: &str = "litellm[proxy]==1.108.7";
+
+/// LiteLLM's proxy with API-key auth (its master key) and one model, on one worker.
+fn start_litellm(mock: SocketAddr) -> Result<Target, Box<dyn std::error::Error>> {
+    let venv = Path::new(ROOT).join("target/litellm-venv");
+    let bin = venv.join("bin/litellm");
+    if !bin.exists() {
+        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status()?.success()
+            && Command::new(venv.join("bin/pip")).args(["install", "--quiet", LITELLM]).status()?.success();
+        if !ok {
+            return Err("installing LiteLLM failed".into());
+        }
+    }
+    let dir = tempfile::TempDir::new()?;
+    let config = format!(
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: http://{mock}/v1\n      api_key: bench-upstream-key\ngeneral_settings:\n  master_key: sk-bench-load\n"
+    );
+    let path = dir.path().join("litellm.yaml");
+    std::fs::write(&path, config)?;
+    let port = free_port()?;
+    let mut cmd = pinned("0", &bin);
+    cmd.arg("--config").arg(&path).args(["--host", "127.0.0.1", "--port", &port.to_string(), "--num_workers", "1"]);
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(Target { name: "litellm", addr, children: vec![child], _dir: Some(dir) });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("LiteLLM did not start within a minute".into())
+}
+
+/// The process and its descendants, for CPU accounting of servers that fork workers.
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        // Children are listed per thread of the parent.
+        for task in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+            if let Ok(kids) = std::fs::read_to_string(task.path().join("children")) {
+                all.extend(kids.split_whitespace().filter_map(|k| k.parse::<u32>().ok()));
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
 /// CPU seconds (user + system) a process has used, from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -272,6 +326,9 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Some(t) => targets.push(t),
             None => println!("nginx is not installed; skipping it (apt-get install nginx to include it)"),
         }
+    }
+    if args.litellm {
+        targets.push(start_litellm(mock)?);
     }
     let direct = wanted("direct").then(|| Target { name: "direct", addr: mock, children: Vec::new(), _dir: None });
     let (plain, stream) = shots(args.large);
