@@ -12,6 +12,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use customs::config::raw::LimitsSection;
 use customs::limits::{Demand, LimitSpec, Limiter};
 use customs::policy::{Day, Policy};
@@ -169,5 +171,59 @@ fn bench_large_policy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_limits_and_metrics, bench_large_policy);
+/// The whole request path in-process: a request built in memory goes through the service stack
+/// (request id, route, auth, peek, policy, limits, metrics, forwarding, metering) to the mock
+/// upstream on loopback, and the response body is read to the end. No client socket.
+fn bench_request_path(c: &mut Criterion) {
+    use customs::mock::{MockOptions, MockUpstream};
+    use customs::server::Server;
+    use http_body_util::{BodyExt, Full};
+    use tower::ServiceExt;
+
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => panic!("{e}"),
+    };
+    let (server, mock, _dir) = rt.block_on(async {
+        let opts = MockOptions { record: false, ..MockOptions::default() };
+        let mock = MockUpstream::start(([127, 0, 0, 1], 0).into(), opts).await.unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (name, _) in config::FILES {
+            let scenario = root.join("benches/load/scenario").join(name);
+            let source = if scenario.exists() { scenario } else { root.join("config").join(name) };
+            let text =
+                std::fs::read_to_string(source).unwrap_or_default().replace("127.0.0.1:8081", &mock.addr.to_string());
+            let _ = std::fs::write(dir.path().join(name), text);
+        }
+        let config = config::load(dir.path(), &|_| Some("bench".into())).unwrap_or_else(|e| panic!("{e}"));
+        let any = ([127, 0, 0, 1], 0).into();
+        let server = Server::start(config, any, any).await.unwrap_or_else(|e| panic!("{e}"));
+        (server, mock, dir)
+    });
+    let stack = customs::stack::build(server.shared.clone(), Arc::new(customs::request_id::Generator::new()));
+    let body = Bytes::from_static(
+        br#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}"#,
+    );
+    c.bench_function("request_path/in_process_allowed", |b| {
+        b.to_async(&rt).iter(|| {
+            let stack = stack.clone();
+            let req = http::Request::post("/v1/chat/completions")
+                .header("authorization", "Bearer sk-bench-load")
+                .header("content-type", "application/json")
+                .body(Full::new(body.clone()))
+                .unwrap_or_default();
+            async move {
+                let res = stack.oneshot(req).await.ok()?;
+                res.into_body().collect().await.ok().map(|b| b.to_bytes().len())
+            }
+        })
+    });
+    rt.block_on(async {
+        server.shutdown().await;
+        mock.stop().await;
+    });
+}
+
+criterion_group!(benches, bench, bench_limits_and_metrics, bench_large_policy, bench_request_path);
 criterion_main!(benches);
