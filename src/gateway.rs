@@ -202,8 +202,17 @@ where
     let (mut head, body) = response.into_parts();
     error::rate_limit_headers(&mut head.headers, &status, false);
     let scanner = UsageScanner::for_content_type(head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
-    let settlement =
-        Settlement { snapshot: snapshot.clone(), tenant, model, endpoint, ticket, estimate, started, upstream_started };
+    let settlement = Settlement {
+        snapshot: snapshot.clone(),
+        tenant,
+        model,
+        endpoint,
+        ticket,
+        estimate,
+        succeeded: head.status.is_success(),
+        started,
+        upstream_started,
+    };
     Ok(Response::from_parts(head, Either::Right(Metered::new(body, scanner, settlement))))
 }
 

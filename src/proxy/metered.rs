@@ -129,6 +129,9 @@ pub struct Settlement {
     pub ticket: Ticket,
     /// The tokens reserved before forwarding, charged when the upstream reports no usage.
     pub estimate: u64,
+    /// Whether the upstream answered with success; an error response did no inference, so
+    /// without reported usage it is charged nothing rather than the estimate.
+    pub succeeded: bool,
     pub started: Instant,
     pub upstream_started: Instant,
 }
@@ -151,10 +154,11 @@ impl Settlement {
                 m.tokens(t, model, TokenKind::Completion, u.completion_tokens);
                 u.prompt_tokens + u.completion_tokens
             }
-            None => {
+            None if self.succeeded => {
                 m.tokens(t, model, TokenKind::Estimated, self.estimate);
                 self.estimate
             }
+            None => 0,
         };
         if let Some(flops) = self.ticket.settle(used) {
             m.flops(t, flops);

@@ -272,5 +272,8 @@ async fn metrics_upstream_errors_are_counted_by_kind() {
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     let m = scrape(ex.gw.admin_addr).await;
     assert_eq!(value(&m, "customs_upstream_errors_total", &[("endpoint", "gpt-4o-mini#0"), ("kind", "http_5xx")]), 1.0);
+    // The upstream did no inference, so the tenant is not charged the estimate.
+    assert_eq!(value(&m, "customs_tokens_total", &[("tenant", "demo-us"), ("kind", "estimated")]), 0.0);
+    assert_eq!(value(&m, "customs_in_flight_requests", &[]), 0.0);
     ex.stop().await;
 }
