@@ -56,14 +56,6 @@ impl KeyIndex {
         }
         found
     }
-
-    pub fn len(&self) -> usize {
-        self.buckets.values().map(|b| b.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
-    }
 }
 
 fn prefix(d: &Digest) -> u64 {

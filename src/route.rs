@@ -35,13 +35,6 @@ impl Operation {
         Self::ALL.into_iter().find(|op| op.suffix() == s)
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ChatCompletions => "chat.completions",
-            Self::Completions => "completions",
-            Self::Embeddings => "embeddings",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

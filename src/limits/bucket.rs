@@ -99,10 +99,6 @@ impl DailyBudget {
         Self { budget, day: AtomicI64::new(i64::MIN), used: AtomicU64::new(0) }
     }
 
-    pub fn budget(&self) -> u64 {
-        self.budget
-    }
-
     /// Starts a new day's count the first time a later day is seen. Usage settled in the instant
     /// of the rollover may land on either day.
     fn roll(&self, today: i64) {

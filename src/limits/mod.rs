@@ -42,9 +42,6 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
-    pub const ALL: [LimitKind; 4] =
-        [LimitKind::Requests, LimitKind::Tokens, LimitKind::Concurrency, LimitKind::Compute];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Requests => "requests",
@@ -150,10 +147,6 @@ impl Limiter {
             in_flight: AtomicU32::new(0),
             compute: spec.daily_inference_flops.map(|f| DailyBudget::new((f / GFLOP) as u64)),
         }
-    }
-
-    pub fn spec(&self) -> &LimitSpec {
-        &self.spec
     }
 
     pub fn is_unlimited(&self) -> bool {
