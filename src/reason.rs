@@ -111,17 +111,36 @@ impl Reason {
         }
     }
 
-    /// `allow`, `deny` (the gateway refused), or `error` (allowed, but the upstream failed).
-    pub fn decision(self) -> &'static str {
+    pub fn decision(self) -> Decision {
         match self {
-            Self::Allowed => "allow",
-            Self::UpstreamUnavailable | Self::UpstreamTimeout => "error",
-            _ => "deny",
+            Self::Allowed => Decision::Allow,
+            Self::UpstreamUnavailable | Self::UpstreamTimeout => Decision::Error,
+            _ => Decision::Deny,
         }
     }
 
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// What became of a request: allowed, refused by the gateway, or allowed but failed upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+    Error,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 3] = [Decision::Allow, Decision::Deny, Decision::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Error => "error",
+        }
     }
 }
 

@@ -34,7 +34,6 @@ impl Operation {
     fn from_suffix(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.suffix() == s)
     }
-
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use prometheus::{Counter, Histogram, IntCounter, IntGauge};
 use super::{Metrics, UNKNOWN};
 use crate::limits::LimitKind;
 use crate::policy::{EndpointIdx, ModelIdx, Policy, TenantIdx};
-use crate::reason::Reason;
+use crate::reason::{Decision, Reason};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -128,7 +128,7 @@ pub struct Handles {
     models: Box<[ModelHandles]>,
     unknown_model: ModelHandles,
     endpoints: Box<[EndpointHandles]>,
-    /// End-to-end duration, by decision: allow, deny, error.
+    /// End-to-end duration, indexed by [`Decision`].
     duration: [Histogram; 3],
     pub overhead: Histogram,
     pub in_flight: IntGauge,
@@ -174,7 +174,7 @@ impl Handles {
             models,
             unknown_model: ModelHandles::new(UNKNOWN),
             endpoints,
-            duration: ["allow", "deny", "error"].map(|d| metrics.duration.with_label_values(&[d])),
+            duration: Decision::ALL.map(|d| metrics.duration.with_label_values(&[d.as_str()])),
             overhead: metrics.overhead.clone(),
             in_flight: metrics.in_flight.clone(),
         }
@@ -202,12 +202,16 @@ impl Handles {
     /// Counts one request's outcome.
     pub fn request(&self, tenant: Option<TenantIdx>, model: Option<ModelIdx>, reason: Reason) {
         let t = self.tenant(tenant);
-        let labels = [&*t.tenant, &*t.jurisdiction, reason.decision(), reason.as_str()];
-        t.requests[reason.index()].get_or_init(|| self.metrics.requests.with_label_values(&labels)).inc();
+        t.requests[reason.index()]
+            .get_or_init(|| {
+                let labels = [&*t.tenant, &*t.jurisdiction, reason.decision().as_str(), reason.as_str()];
+                self.metrics.requests.with_label_values(&labels)
+            })
+            .inc();
         let m = self.model(model);
         m.requests[reason.index()]
             .get_or_init(|| {
-                self.metrics.model_requests.with_label_values(&[&*m.model, reason.decision(), reason.as_str()])
+                self.metrics.model_requests.with_label_values(&[&*m.model, reason.decision().as_str(), reason.as_str()])
             })
             .inc();
     }
@@ -236,10 +240,6 @@ impl Handles {
     }
 
     pub fn duration(&self, reason: Reason) -> &Histogram {
-        match reason.decision() {
-            "allow" => &self.duration[0],
-            "deny" => &self.duration[1],
-            _ => &self.duration[2],
-        }
+        &self.duration[reason.decision() as usize]
     }
 }
