@@ -74,7 +74,7 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
         Ok(m) => Arc::new(m),
         Err(e) => panic!("{e}"),
     };
-    let snapshot = Snapshot::new(example_policy(), &LimitsSection::default(), &metrics);
+    let snapshot = Snapshot::new(example_policy(), &LimitsSection::default(), &metrics, Default::default());
     let tenant = snapshot.policy.tenant_by_id("demo-cn").unwrap_or(0);
     let model = 4;
     let limiter = Arc::new(Limiter::new(LimitSpec {
@@ -198,7 +198,9 @@ fn bench_request_path(c: &mut Criterion) {
         }
         let config = config::load(dir.path(), &|_| Some("bench".into())).unwrap_or_else(|e| panic!("{e}"));
         let any = ([127, 0, 0, 1], 0).into();
-        let server = Server::start(config, any, any).await.unwrap_or_else(|e| panic!("{e}"));
+        let server = Server::start(config, any, any, Arc::new(|_: &str| Some("bench".to_owned())))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         (server, mock, dir)
     });
     let stack = customs::stack::build(server.shared.clone(), Arc::new(customs::request_id::Generator::new()));

@@ -75,4 +75,27 @@ pub enum Command {
     },
     /// Print a fresh random API key and the digest line to paste into a tenant.
     Keygen,
+    /// Work with the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check a trail's hash chain; reports the first altered, removed, inserted or reordered
+    /// record and exits 1.
+    Verify {
+        /// Trail files in order, or folders (their audit-*.jsonl files, in name order).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Environment variable holding the HMAC key the trail was written with (audit.key_env).
+        #[arg(long, value_name = "NAME")]
+        key_env: Option<String>,
+        /// Accept a trail that does not end with a `stop` record (the gateway is still running).
+        #[arg(long)]
+        allow_open: bool,
+        /// Accept a trail that does not start at the first record (retention removed older files).
+        #[arg(long)]
+        allow_partial_head: bool,
+    },
 }

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::admin::SharedEnv;
 use crate::config::{self, Config, ConfigErrors};
 use crate::mock::{MockOptions, MockUpstream};
 
@@ -22,10 +24,28 @@ pub enum DemoError {
     Mock { addr: String, source: std::io::Error },
 }
 
-/// Loads the config with demo credentials filled in for unset variables.
+/// The admin token the demo uses when `CUSTOMS_ADMIN_TOKEN` is not set.
+pub const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
+/// Where the demo writes its audit trail and kill-switch state, in the working directory.
+pub const DEMO_AUDIT_DIR: &str = "demo-audit";
+
+/// The process environment, with demo values for the admin token and upstream keys when unset.
+pub fn env() -> SharedEnv {
+    Arc::new(|name: &str| {
+        config::process_env(name).or_else(|| {
+            Some(if name == "CUSTOMS_ADMIN_TOKEN" { DEMO_ADMIN_TOKEN } else { DEMO_UPSTREAM_KEY }.to_owned())
+        })
+    })
+}
+
+/// Loads the config with demo credentials filled in for unset variables, the audit trail in
+/// `demo-audit/` and the kill-switch state beside it.
 pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
-    let env = |name: &str| config::process_env(name).or_else(|| Some(DEMO_UPSTREAM_KEY.to_owned()));
-    config::load(dir, &env)
+    let mut config = config::load(dir, &*env())?;
+    config.settings.audit.dir = Some(PathBuf::from(DEMO_AUDIT_DIR));
+    config.settings.admin.state_file = Some(Path::new(DEMO_AUDIT_DIR).join("kill-switch.json"));
+    config.settings.admin.token_env = "CUSTOMS_ADMIN_TOKEN".into();
+    Ok(config)
 }
 
 /// Starts a mock upstream for each loopback authority the endpoints use, accepting the keys

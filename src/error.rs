@@ -42,6 +42,8 @@ pub enum GatewayError {
     RateLimited(#[from] RateLimited),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("The gateway cannot record decisions right now, so it is not making any. Retry later.")]
+    AuditUnavailable,
 }
 
 impl GatewayError {
@@ -57,6 +59,7 @@ impl GatewayError {
             Self::RateLimited(r) => r.kind.reason(),
             Self::Upstream(UpstreamError::Timeout) => Reason::UpstreamTimeout,
             Self::Upstream(_) => Reason::UpstreamUnavailable,
+            Self::AuditUnavailable => Reason::AuditUnavailable,
         }
     }
 
@@ -74,6 +77,7 @@ impl GatewayError {
             Self::Policy(d) => d.error_type(),
             Self::RateLimited(_) => "rate_limit_error",
             Self::Upstream(_) => "upstream_error",
+            Self::AuditUnavailable => "service_unavailable",
             _ => "invalid_request_error",
         }
     }
@@ -115,6 +119,9 @@ impl GatewayError {
                     HeaderValue::from(r.retry_after.as_millis() as u64),
                 );
                 rate_limit_headers(h, &r.status, true);
+            }
+            Self::AuditUnavailable => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

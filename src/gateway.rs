@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -16,6 +16,8 @@ use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower::Service;
 
+use crate::admin::AdminState;
+use crate::audit::{Audit, DecisionRecord, RequestIdBuf, RuleRef, Slot};
 use crate::auth;
 use crate::error::{self, GatewayError};
 use crate::limits::Demand;
@@ -35,13 +37,16 @@ pub type Body = Either<Full<Bytes>, Metered>;
 pub const PURPOSE_HEADER: &str = "x-customs-purpose";
 pub const POLICY_VERSION_HEADER: HeaderName = HeaderName::from_static("x-customs-policy-version");
 
-/// State shared by every request: the swappable snapshot, the upstream client and limits.
+/// State shared by every request: the swappable snapshot, the upstream client, limits, the
+/// audit trail, and what the admin side needs to swap snapshots.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
     pub upstreams: Upstreams,
     pub max_body_bytes: u64,
     pub body_read_timeout: Duration,
+    pub audit: Audit,
+    pub admin: AdminState,
 }
 
 #[derive(Clone)]
@@ -76,14 +81,21 @@ where
     }
 }
 
-/// What the access log and metrics say about a request, filled in as phases complete.
+/// What the audit record, access log and metrics say about a request, filled in as phases
+/// complete.
 #[derive(Default)]
 struct Trail {
     tenant: Option<TenantIdx>,
     model: Option<u32>,
     endpoint: Option<u32>,
+    rule: Option<RuleRef>,
+    /// Kept only when the name did not resolve, or when a purpose was stated.
+    requested_model: Option<Box<str>>,
+    purpose: Option<Box<str>>,
     /// The upstream's time to first byte, which is not the gateway's overhead.
     upstream_first_byte: Option<Duration>,
+    /// The request's place in the audit trail, until the record is handed over.
+    slot: Option<Slot>,
 }
 
 async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Body>
@@ -92,12 +104,18 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
+    let time = SystemTime::now();
     let snapshot = shared.snapshot.load_full();
     let metrics = &snapshot.metrics;
     metrics.in_flight.inc();
     let (parts, body) = req.into_parts();
-    let mut trail = Trail::default();
-    let result = serve(shared, &snapshot, &parts, body, &mut trail, started).await;
+    let request_id = RequestIdBuf::new(parts.headers.get(request_id::HEADER).map_or(&[][..], HeaderValue::as_bytes));
+    let mut trail = Trail { slot: shared.audit.reserve(), ..Trail::default() };
+    let result = if trail.slot.is_none() {
+        Err(GatewayError::AuditUnavailable)
+    } else {
+        serve(shared, &snapshot, &parts, body, &mut trail, (started, time, request_id)).await
+    };
     let (mut res, reason) = match result {
         // The metered body settles the rest (duration, tokens, in-flight) when it ends.
         Ok(res) => (res, Reason::Allowed),
@@ -113,6 +131,25 @@ where
     };
     metrics.request(trail.tenant, trail.model, reason);
     let elapsed = started.elapsed();
+    if let Some(slot) = trail.slot.take() {
+        // Refusals and gateway-answered requests; forwarded ones are recorded when they end.
+        slot.send(DecisionRecord {
+            time,
+            request_id,
+            snapshot: snapshot.clone(),
+            tenant: trail.tenant,
+            model: trail.model,
+            requested_model: trail.requested_model.take(),
+            purpose: trail.purpose.take(),
+            reason,
+            status: res.status().as_u16(),
+            rule: trail.rule,
+            endpoint: None,
+            usage: None,
+            flops: None,
+            latency: elapsed,
+        });
+    }
     metrics.overhead.observe(elapsed.saturating_sub(trail.upstream_first_byte.unwrap_or_default()).as_secs_f64());
     let policy = &snapshot.policy;
     res.headers_mut().insert(POLICY_VERSION_HEADER, policy.version_header().clone());
@@ -144,7 +181,7 @@ async fn serve<B>(
     parts: &Parts,
     body: B,
     trail: &mut Trail,
-    started: Instant,
+    (started, time, request_id): (Instant, SystemTime, RequestIdBuf),
 ) -> Result<Response<Body>, GatewayError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -158,6 +195,10 @@ where
     }
     let tenant = auth::authenticate(policy.keys(), &parts.headers)?;
     trail.tenant = Some(tenant);
+    if snapshot.kill_switched(tenant) {
+        trail.rule = Some(RuleRef::KillSwitch);
+        return Err(GatewayError::Policy(Denial::TenantSuspended));
+    }
     let today = Day::today();
     let (op, deployment) = match route {
         Route::ListModels => return Ok(list_models(policy, tenant, today)),
@@ -169,9 +210,14 @@ where
     let peeked = peek::peek(&bytes)?;
     let model_name = model_name(policy, deployment, &peeked)?;
     let purpose = purpose(parts)?;
+    trail.purpose = purpose.map(Into::into);
 
     let decision = policy.decide(tenant, model_name, purpose, today);
     trail.model = decision.model;
+    trail.rule = decision.rule.map(RuleRef::Policy);
+    if decision.model.is_none() {
+        trail.requested_model = Some(model_name.chars().take(256).collect());
+    }
     let endpoints = match decision.verdict {
         Verdict::Deny(reason) => return Err(GatewayError::Policy(reason)),
         Verdict::Allow { endpoints } => endpoints,
@@ -202,7 +248,24 @@ where
     let (mut head, body) = response.into_parts();
     error::rate_limit_headers(&mut head.headers, &status, false);
     let scanner = UsageScanner::for_content_type(head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
+    let record = DecisionRecord {
+        time,
+        request_id,
+        snapshot: snapshot.clone(),
+        tenant: Some(tenant),
+        model: Some(model),
+        requested_model: None,
+        purpose: trail.purpose.take(),
+        reason: Reason::Allowed,
+        status: head.status.as_u16(),
+        rule: trail.rule,
+        endpoint: Some(endpoint),
+        usage: None,
+        flops: None,
+        latency: Duration::ZERO,
+    };
     let settlement = Settlement {
+        audit: trail.slot.take().map(|slot| (slot, record)),
         snapshot: snapshot.clone(),
         tenant,
         model,

@@ -18,6 +18,8 @@
 //! Beside the path: [`server::admin`] (health and readiness on a separate listener), [`mock`] (the
 //! mock upstream model server used by the demo, tests and benchmarks) and [`demo`].
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use customs::cli::{Cli, Command, LogFormat};
+use customs::admin::SharedEnv;
+use customs::audit::{Sealer, verify};
+use customs::cli::{AuditCommand, Cli, Command, LogFormat};
 use customs::config::{self, ConfigErrors};
 use customs::policy::Day;
 use customs::server::Server;
@@ -56,8 +58,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = config::load(&dir, &config::process_env).map_err(|e| config_failed(&e))?;
             let listen = listen.unwrap_or(config.settings.server.listen);
             let admin = admin_listen.unwrap_or(config.settings.server.admin_listen);
+            let env: SharedEnv = std::sync::Arc::new(config::process_env);
             runtime()?.block_on(async {
-                let server = Server::start(config, listen, admin).await?;
+                let server = Server::start(config, listen, admin, env).await?;
                 out(&format!("customs listening on http://{} (admin http://{})\n", server.addr, server.admin_addr))?;
                 shutdown_signal().await;
                 server.shutdown().await;
@@ -66,11 +69,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { config: dir } => {
             let config = demo::load(&dir).map_err(|e| config_failed(&e))?;
+            let env = demo::env();
             let listen: SocketAddr = demo::DEMO_LISTEN.parse()?;
             let admin: SocketAddr = demo::DEMO_ADMIN_LISTEN.parse()?;
             runtime()?.block_on(async {
                 let mocks = demo::start_mocks(&config).await?;
-                let server = Server::start(config, listen, admin).await?;
+                let server = Server::start(config, listen, admin, env).await?;
                 out(&demo::instructions(server.addr, server.admin_addr))?;
                 shutdown_signal().await;
                 server.shutdown().await;
@@ -118,6 +122,42 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 out(&e.render_text())?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { paths, key_env, allow_open, allow_partial_head }) => {
+            let key = match &key_env {
+                Some(name) => Some(std::env::var(name).with_context(|| format!("{name} is not set"))?),
+                None => None,
+            };
+            let sealer = Sealer::new(key.as_deref().map(str::as_bytes));
+            let files = verify::expand(&paths)?;
+            let opts = verify::Options { allow_partial_head };
+            match verify::verify(&files, &sealer, opts)? {
+                Err(p) => {
+                    out(&format!("FAIL {}:{}: {}\n", p.file.display(), p.line, p.what))?;
+                    Ok(ExitCode::FAILURE)
+                }
+                Ok(s) if !s.closed && !allow_open => {
+                    out(&format!(
+                        "FAIL the trail ends at seq {} without a stop record: records were cut from the end, or \
+                         the gateway crashed or is still running (pass --allow-open for a live trail)\n",
+                        s.last_seq
+                    ))?;
+                    Ok(ExitCode::FAILURE)
+                }
+                Ok(s) => {
+                    out(&format!(
+                        "ok: {} records in {} file(s), seq {}..{}, {}{}\nchain head {}\n",
+                        s.records,
+                        s.files,
+                        s.first_seq.unwrap_or(0),
+                        s.last_seq,
+                        if sealer.is_keyed() { "HMAC-SHA-256" } else { "SHA-256" },
+                        if s.closed { ", closed" } else { ", open (no stop record yet)" },
+                        s.head
+                    ))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
         Command::Keygen => {
             let key = auth::generate_key();

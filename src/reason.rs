@@ -9,6 +9,7 @@ pub enum Reason {
     Allowed,
     InvalidApiKey,
     TenantSuspended,
+    DeniedParty,
     JurisdictionEmbargoed,
     ModelNotFound,
     ModelNotAllowed,
@@ -28,15 +29,17 @@ pub enum Reason {
     ComputeQuotaExceeded,
     UpstreamUnavailable,
     UpstreamTimeout,
+    AuditUnavailable,
 }
 
 impl Reason {
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 24;
 
     pub const ALL: [Reason; Self::COUNT] = [
         Reason::Allowed,
         Reason::InvalidApiKey,
         Reason::TenantSuspended,
+        Reason::DeniedParty,
         Reason::JurisdictionEmbargoed,
         Reason::ModelNotFound,
         Reason::ModelNotAllowed,
@@ -56,6 +59,7 @@ impl Reason {
         Reason::ComputeQuotaExceeded,
         Reason::UpstreamUnavailable,
         Reason::UpstreamTimeout,
+        Reason::AuditUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Reason {
             Self::Allowed => "allowed",
             Self::InvalidApiKey => "invalid_api_key",
             Self::TenantSuspended => "tenant_suspended",
+            Self::DeniedParty => "denied_party",
             Self::JurisdictionEmbargoed => "jurisdiction_embargoed",
             Self::ModelNotFound => "model_not_found",
             Self::ModelNotAllowed => "model_not_allowed",
@@ -82,6 +87,7 @@ impl Reason {
             Self::ComputeQuotaExceeded => "compute_quota_exceeded",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -90,6 +96,7 @@ impl Reason {
             Self::Allowed => StatusCode::OK,
             Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::TenantSuspended
+            | Self::DeniedParty
             | Self::JurisdictionEmbargoed
             | Self::ModelNotAllowed
             | Self::ComputeThresholdExceeded
@@ -97,7 +104,7 @@ impl Reason {
             | Self::EndUseDeclarationExpired
             | Self::PurposeNotDeclared => StatusCode::FORBIDDEN,
             Self::ModelNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::NoResidentEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoResidentEndpoint | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

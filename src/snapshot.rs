@@ -1,38 +1,109 @@
 //! The unit the request path reads: a compiled [`Policy`] plus what serving it needs at run time
-//! (each tenant's limiter and the resolved metric handles). One `Arc<Snapshot>` is loaded per
-//! request and used for every phase of it.
+//! (each tenant's limiter, the resolved metric handles and the kill switch's suspensions). One
+//! `Arc<Snapshot>` is loaded per request and used for every phase of it; reloads and the kill
+//! switch build a new one and swap it in whole.
 
 use std::sync::Arc;
 
+use crate::admin::killswitch::{Suspension, Suspensions};
 use crate::config::raw::LimitsSection;
 use crate::limits::Limiter;
 use crate::policy::{Policy, TenantIdx};
 use crate::telemetry::{Handles, Metrics};
 
 pub struct Snapshot {
-    pub policy: Policy,
-    pub metrics: Handles,
-    limiters: Box<[Arc<Limiter>]>,
+    pub policy: Arc<Policy>,
+    pub metrics: Arc<Handles>,
+    limiters: Arc<[Arc<Limiter>]>,
+    /// Operator suspensions by tenant id, as persisted.
+    pub suspensions: Arc<Suspensions>,
+    /// The same, resolved against this policy's tenants for the request path.
+    suspended: Box<[bool]>,
     /// Completion tokens reserved for a request without `max_tokens`.
     pub default_max_tokens: u64,
     pub bytes_per_token: u64,
 }
 
 impl Snapshot {
-    pub fn new(policy: Policy, estimate: &LimitsSection, metrics: &Arc<Metrics>) -> Self {
+    pub fn new(
+        policy: Policy,
+        estimate: &LimitsSection,
+        metrics: &Arc<Metrics>,
+        suspensions: Arc<Suspensions>,
+    ) -> Self {
+        Self::build(policy, estimate, metrics, suspensions, None)
+    }
+
+    /// A snapshot for a reloaded policy. Tenants whose limits did not change keep their limiter,
+    /// so a reload neither resets a quota nor forgets requests in flight.
+    pub fn reloaded(policy: Policy, estimate: &LimitsSection, metrics: &Arc<Metrics>, previous: &Snapshot) -> Self {
+        Self::build(policy, estimate, metrics, previous.suspensions.clone(), Some(previous))
+    }
+
+    fn build(
+        policy: Policy,
+        estimate: &LimitsSection,
+        metrics: &Arc<Metrics>,
+        suspensions: Arc<Suspensions>,
+        previous: Option<&Snapshot>,
+    ) -> Self {
         let clock = governor::clock::DefaultClock::default();
-        let limiters = policy.tenants().iter().map(|t| Arc::new(Limiter::with_clock(t.limits, &clock))).collect();
+        let limiters = policy
+            .tenants()
+            .iter()
+            .map(|t| {
+                let kept = previous.and_then(|p| {
+                    let old = p.policy.tenant_by_id(&t.id)?;
+                    let limiter = p.limiters.get(old as usize)?;
+                    (p.policy.tenant(old)?.limits == t.limits).then(|| limiter.clone())
+                });
+                kept.unwrap_or_else(|| Arc::new(Limiter::with_clock(t.limits, &clock)))
+            })
+            .collect();
+        metrics.policy_info.reset();
         metrics.policy_info.with_label_values(&[policy.version()]).set(1);
+        let suspended = resolve(&policy, &suspensions);
+        metrics.kill_switch_suspended.set(suspended.iter().filter(|s| **s).count() as i64);
         Self {
-            metrics: Handles::new(metrics, &policy),
-            policy,
+            metrics: Arc::new(Handles::new(metrics, &policy)),
+            policy: Arc::new(policy),
             limiters,
+            suspensions,
+            suspended,
             default_max_tokens: estimate.default_max_tokens,
             bytes_per_token: estimate.bytes_per_token.max(1),
+        }
+    }
+
+    /// The same snapshot with another set of suspensions.
+    pub fn with_suspensions(&self, suspensions: Arc<Suspensions>, metrics: &Metrics) -> Self {
+        let suspended = resolve(&self.policy, &suspensions);
+        metrics.kill_switch_suspended.set(suspended.iter().filter(|s| **s).count() as i64);
+        Self {
+            policy: self.policy.clone(),
+            metrics: self.metrics.clone(),
+            limiters: self.limiters.clone(),
+            suspensions,
+            suspended,
+            default_max_tokens: self.default_max_tokens,
+            bytes_per_token: self.bytes_per_token,
         }
     }
 
     pub fn limiter(&self, t: TenantIdx) -> Option<&Arc<Limiter>> {
         self.limiters.get(t as usize)
     }
+
+    /// Whether an operator has suspended this tenant.
+    pub fn kill_switched(&self, t: TenantIdx) -> bool {
+        self.suspended.get(t as usize).copied().unwrap_or(false)
+    }
+
+    pub fn suspension(&self, t: TenantIdx) -> Option<&Suspension> {
+        self.suspensions.get(&self.policy.tenant(t)?.id)
+    }
+}
+
+fn resolve(policy: &Policy, suspensions: &Suspensions) -> Box<[bool]> {
+    policy.tenants().iter().map(|t| suspensions.get(&t.id).is_some()).collect()
 }

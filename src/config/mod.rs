@@ -7,7 +7,7 @@ mod error;
 pub mod raw;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -28,6 +28,8 @@ pub const FILES: [(&str, bool); 5] = [
 ];
 
 pub struct Config {
+    /// The folder it was loaded from, for reloads.
+    pub dir: PathBuf,
     pub settings: Settings,
     pub policy: Policy,
 }
@@ -121,7 +123,7 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         tenants: (&t, tenants),
     };
     match compile::compile(parsed, env, version) {
-        Ok((settings, policy)) if errors.is_empty() => Ok(Config { settings, policy }),
+        Ok((settings, policy)) if errors.is_empty() => Ok(Config { dir: dir.to_owned(), settings, policy }),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(mut more) => {
             errors.append(&mut more);

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,6 +19,81 @@ pub struct GatewayFile {
     pub upstream: UpstreamSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub audit: AuditSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub reload: ReloadSection,
+}
+
+/// The audit trail. Off unless `dir` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Folder for `audit-NNNNNN.jsonl` files; relative paths are from the working directory.
+    pub dir: Option<PathBuf>,
+    /// A file is closed and a new one started once it reaches this size.
+    pub max_file_bytes: u64,
+    /// Records that may be pending at once: requests in flight plus records not yet on disk.
+    pub queue: usize,
+    /// What to do when a record cannot be taken: refuse the request (`deny`) or serve it unrecorded.
+    pub on_failure: OnAuditFailure,
+    /// Environment variable holding a key: the chain is then HMAC-SHA-256, which only key holders
+    /// can recompute.
+    pub key_env: Option<String>,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_file_bytes: 64 * 1024 * 1024,
+            queue: 65_536,
+            on_failure: OnAuditFailure::Deny,
+            key_env: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnAuditFailure {
+    Deny,
+    Allow,
+}
+
+/// The admin API's write side: reload and the kill switch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Environment variable holding the bearer token for admin writes; unset means they are off.
+    pub token_env: String,
+    /// Where kill-switch suspensions are kept across restarts and reloads.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self { token_env: "CUSTOMS_ADMIN_TOKEN".into(), state_file: None }
+    }
+}
+
+/// Reloading the config folder without a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSection {
+    /// Reload when files in the config folder change.
+    pub watch: bool,
+    /// Changes are applied once the folder has been quiet this long.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+}
+
+impl Default for ReloadSection {
+    fn default() -> Self {
+        Self { watch: true, debounce: Duration::from_millis(500) }
+    }
 }
 
 /// How token use is estimated before the upstream reports it.

@@ -7,6 +7,7 @@ use crate::reason::Reason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Denial {
     TenantSuspended,
+    DeniedParty,
     JurisdictionEmbargoed,
     ModelNotFound,
     ModelNotAllowed,
@@ -18,8 +19,9 @@ pub enum Denial {
 }
 
 impl Denial {
-    pub const ALL: [Denial; 9] = [
+    pub const ALL: [Denial; 10] = [
         Denial::TenantSuspended,
+        Denial::DeniedParty,
         Denial::JurisdictionEmbargoed,
         Denial::ModelNotFound,
         Denial::ModelNotAllowed,
@@ -33,6 +35,7 @@ impl Denial {
     pub fn reason(self) -> Reason {
         match self {
             Self::TenantSuspended => Reason::TenantSuspended,
+            Self::DeniedParty => Reason::DeniedParty,
             Self::JurisdictionEmbargoed => Reason::JurisdictionEmbargoed,
             Self::ModelNotFound => Reason::ModelNotFound,
             Self::ModelNotAllowed => Reason::ModelNotAllowed,
@@ -56,6 +59,9 @@ impl Denial {
     pub fn message(self) -> &'static str {
         match self {
             Self::TenantSuspended => "This tenant is suspended.",
+            Self::DeniedParty => {
+                "This tenant matches an entry on a restricted-party screening list and is blocked pending review."
+            }
             Self::JurisdictionEmbargoed => "Service is not available in this tenant's jurisdiction.",
             Self::ModelNotFound => "The model does not exist.",
             Self::ModelNotAllowed => "The model is not allowed for this tenant.",

@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::audit::{DecisionRecord, Slot};
 use crate::limits::Ticket;
 use crate::policy::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::reason::Reason;
@@ -122,6 +123,8 @@ fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
 
 /// Everything needed to settle a request once its response is over.
 pub struct Settlement {
+    /// The request's audit record, completed with usage and latency when the response ends.
+    pub audit: Option<(Slot, DecisionRecord)>,
     pub snapshot: Arc<Snapshot>,
     pub tenant: TenantIdx,
     pub model: ModelIdx,
@@ -160,7 +163,8 @@ impl Settlement {
             }
             None => 0,
         };
-        if let Some(flops) = self.ticket.settle(used) {
+        let flops = self.ticket.settle(used);
+        if let Some(flops) = flops {
             m.flops(t, flops);
         }
         if let Some(e) = m.endpoint(self.endpoint) {
@@ -169,8 +173,15 @@ impl Settlement {
                 e.error(UpstreamErrorKind::Stream);
             }
         }
-        m.duration(Reason::Allowed).observe(self.started.elapsed().as_secs_f64());
+        let elapsed = self.started.elapsed();
+        m.duration(Reason::Allowed).observe(elapsed.as_secs_f64());
         m.in_flight.dec();
+        if let Some((slot, mut record)) = self.audit {
+            record.usage = usage;
+            record.flops = flops;
+            record.latency = elapsed;
+            slot.send(record);
+        }
     }
 }
 

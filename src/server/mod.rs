@@ -2,8 +2,6 @@
 //! deadline actually armed (hyper ignores it without a timer), and graceful drain on shutdown.
 //! [`Server::start`] wires a loaded config to both listeners.
 
-pub mod admin;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use crate::admin::killswitch::{KillSwitchError, Suspensions};
+use crate::admin::{self, AdminState, SharedEnv};
+use crate::audit::{Audit, AuditError};
 use crate::config::Config;
 use crate::gateway::Shared;
 use crate::proxy::{ClientError, Upstreams};
@@ -36,6 +37,14 @@ pub enum ServerError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    KillSwitch(#[from] KillSwitchError),
+    #[error("cannot watch the config folder: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("cannot listen for SIGHUP: {0}")]
+    Signal(std::io::Error),
 }
 
 /// Connection-level limits for one listener.
@@ -53,19 +62,43 @@ pub struct Server {
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Reload triggers (SIGHUP, folder watch); aborted at shutdown.
+    triggers: Vec<JoinHandle<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    shutdown_grace: Duration,
 }
 
 impl Server {
-    /// Binds both listeners (use port 0 for any free port) and starts serving.
-    pub async fn start(config: Config, listen: SocketAddr, admin_listen: SocketAddr) -> Result<Self, ServerError> {
+    /// Binds both listeners (use port 0 for any free port), opens the audit trail and starts
+    /// serving. `env` resolves credentials now and on every reload.
+    pub async fn start(
+        config: Config,
+        listen: SocketAddr,
+        admin_listen: SocketAddr,
+        env: SharedEnv,
+    ) -> Result<Self, ServerError> {
         let settings = config.settings;
         let metrics = Arc::new(Metrics::new()?);
+        let suspensions = match &settings.admin.state_file {
+            Some(path) => Suspensions::load(path)?,
+            None => Suspensions::default(),
+        };
+        let audit = Audit::open(&settings.audit, &*env, &metrics, config.policy.version())?;
+        let snapshot = Snapshot::new(config.policy, &settings.limits, &metrics, Arc::new(suspensions));
+        admin::reload::mark_loaded(&metrics);
         let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(Snapshot::new(config.policy, &settings.limits, &metrics)),
+            snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             upstreams: Upstreams::new(&settings.upstream)?,
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: settings.server.body_read_timeout,
+            audit,
+            admin: AdminState::new(
+                config.dir,
+                env,
+                settings.admin.token_env.clone(),
+                settings.admin.state_file.clone(),
+            ),
         });
         let limits = Limits {
             header_read_timeout: settings.server.header_read_timeout,
@@ -83,22 +116,50 @@ impl Server {
             let _ = rx.wait_for(|s| *s).await;
         };
 
+        let mut triggers = Vec::new();
+        #[cfg(unix)]
+        triggers.push(admin::reload::on_sighup(shared.clone()).map_err(ServerError::Signal)?);
+        let watcher = if settings.reload.watch {
+            let ignore = settings.audit.dir.iter().chain(settings.admin.state_file.iter()).cloned().collect();
+            let (watcher, task) = admin::reload::watch(shared.clone(), settings.reload.debounce, ignore)?;
+            triggers.push(task);
+            Some(watcher)
+        } else {
+            None
+        };
+
         let svc = stack::build(shared.clone(), Arc::new(Generator::new()));
         let main = tokio::spawn(serve(listener, svc, limits, wait(stopped.clone())));
         let admin_shared = shared.clone();
-        let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::handle(admin_shared.clone(), req));
+        let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::http::handle(admin_shared.clone(), req));
         let admin_limits = Limits { max_connections: 64, ..limits };
         let admin_task = tokio::spawn(serve(admin, admin_svc, admin_limits, wait(stopped)));
         tracing::info!(%addr, %admin_addr, policy_version = shared.snapshot.load().policy.version(), "Gateway listening.");
-        Ok(Self { addr, admin_addr, shared, stop, tasks: vec![main, admin_task] })
+        Ok(Self {
+            addr,
+            admin_addr,
+            shared,
+            stop,
+            tasks: vec![main, admin_task],
+            triggers,
+            _watcher: watcher,
+            shutdown_grace: limits.shutdown_grace,
+        })
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace period), then returns.
+    /// Every decided request's audit record is written before this returns.
     pub async fn shutdown(self) {
+        for t in &self.triggers {
+            t.abort();
+        }
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        let shared = self.shared.clone();
+        let patience = self.shutdown_grace.max(Duration::from_secs(5));
+        let _ = tokio::task::spawn_blocking(move || shared.audit.close(patience)).await;
     }
 }
 

@@ -10,7 +10,8 @@
 mod handles;
 
 use prometheus::{
-    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    CounterVec, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 pub use handles::{EndpointHandles, Handles, TokenKind, UpstreamErrorKind};
@@ -33,6 +34,19 @@ pub struct Metrics {
     pub(crate) rejections: IntCounterVec,
     pub(crate) in_flight: IntGauge,
     pub(crate) policy_info: IntGaugeVec,
+    pub audit: AuditFamilies,
+    pub reloads: IntCounterVec,
+    pub last_reload_success: Gauge,
+    pub kill_switch_suspended: IntGauge,
+}
+
+/// The audit trail's health.
+pub struct AuditFamilies {
+    pub written: IntCounter,
+    pub write_errors: IntCounter,
+    pub dropped: IntCounter,
+    pub pending: IntGauge,
+    pub up: IntGauge,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +139,44 @@ impl Metrics {
             &["version"],
         )?;
         registry.register(Box::new(policy_info.clone()))?;
+        let int_counter = |name: &str, help: &str| -> Result<IntCounter, MetricsError> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let int_gauge = |name: &str, help: &str| -> Result<IntGauge, MetricsError> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let audit = AuditFamilies {
+            written: int_counter("customs_audit_records_total", "Audit records written to the trail.")?,
+            write_errors: int_counter(
+                "customs_audit_write_errors_total",
+                "Failed writes to the audit trail; the records are kept and retried.",
+            )?,
+            dropped: int_counter(
+                "customs_audit_dropped_total",
+                "Decisions that could not be recorded: refused with audit_unavailable, or served unrecorded when audit.on_failure = allow.",
+            )?,
+            pending: int_gauge(
+                "customs_audit_pending_records",
+                "Audit records promised but not yet on disk (requests in flight plus the write backlog).",
+            )?,
+            up: int_gauge("customs_audit_up", "1 while the audit trail takes records, 0 while writes fail.")?,
+        };
+        let reloads = counter(
+            "customs_config_reloads_total",
+            "Config reload attempts by result (success, failure).",
+            &["result"],
+        )?;
+        let last_reload_success = Gauge::new(
+            "customs_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (start-up or reload).",
+        )?;
+        registry.register(Box::new(last_reload_success.clone()))?;
+        let kill_switch_suspended =
+            int_gauge("customs_kill_switch_suspended_tenants", "Tenants suspended through the admin kill switch.")?;
         Ok(Self {
             registry,
             requests,
@@ -140,6 +192,10 @@ impl Metrics {
             rejections,
             in_flight,
             policy_info,
+            audit,
+            reloads,
+            last_reload_success,
+            kill_switch_suspended,
         })
     }
 

@@ -1,12 +1,16 @@
 //! Integration tests over real sockets: the gateway and a mock upstream on 127.0.0.1:0.
 #![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly and at once")]
 
+mod audit_trail;
 mod azure;
 mod config_errors;
 mod explain_agrees;
 mod forwarding;
+mod kill_switch;
 mod limits;
 mod policy_codes;
+mod process;
+mod reload;
 mod requests;
 mod streaming;
 mod support;

@@ -5,26 +5,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::support::{Example, send_raw};
-
-fn stream_body(model: &str) -> String {
-    format!(r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#)
-}
-
-/// Reads frames until `needle` has arrived; fails if it takes longer than `within`.
-async fn read_until(body: &mut hyper::body::Incoming, seen: &mut String, needle: &str, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !seen.contains(needle) {
-        let frame = tokio::time::timeout_at(deadline, body.frame())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}; got {seen:?}"))
-            .expect("stream ended early")
-            .expect("stream error");
-        if let Ok(data) = frame.into_data() {
-            seen.push_str(std::str::from_utf8(&data).unwrap());
-        }
-    }
-}
+use crate::support::{Example, read_until, send_raw, stream_body};
 
 #[tokio::test]
 async fn stream_first_chunk_arrives_while_upstream_is_still_sending() {

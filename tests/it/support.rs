@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use tempfile::TempDir;
 
 pub const UPSTREAM_KEY: &str = "test-upstream-key";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const EXAMPLE_MOCK_ADDR: &str = "127.0.0.1:8081";
 
 /// A minimal jurisdiction for hand-written configs: the US, everything allowed from us-* endpoints.
@@ -33,14 +34,29 @@ pub fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
 }
 
-/// The example config, copied with its endpoints pointed at `mock`.
+/// The example config, copied with its endpoints pointed at `mock`, and its audit trail and
+/// kill-switch state inside the copy (`audit/`, `state/`).
 pub fn example_config_for(mock: SocketAddr) -> TempDir {
     let dir = TempDir::new().unwrap();
-    for (name, _) in config::FILES {
-        let text = std::fs::read_to_string(example_dir().join(name)).unwrap();
-        std::fs::write(dir.path().join(name), text.replace(EXAMPLE_MOCK_ADDR, &mock.to_string())).unwrap();
+    for entry in std::fs::read_dir(example_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace(EXAMPLE_MOCK_ADDR, &mock.to_string())
+            .replace("dir = \"audit\"", &format!("dir = {:?}", dir.path().join("audit")))
+            .replace("\"state/", &format!("\"{}/state/", dir.path().display()));
+        std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
     }
     dir
+}
+
+/// How tests resolve environment variables: the upstream key and the admin token.
+pub fn test_env() -> customs::admin::SharedEnv {
+    std::sync::Arc::new(|name: &str| match name {
+        "CUSTOMS_UPSTREAM_KEY" => Some(UPSTREAM_KEY.to_owned()),
+        "CUSTOMS_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
+        _ => None,
+    })
 }
 
 /// Writes a config folder from (file name, contents) pairs.
@@ -53,8 +69,7 @@ pub fn write_config(files: &[(&str, &str)]) -> TempDir {
 }
 
 pub fn load(dir: &Path) -> Config {
-    let env = |name: &str| (name == "CUSTOMS_UPSTREAM_KEY").then(|| UPSTREAM_KEY.to_owned());
-    match config::load(dir, &env) {
+    match config::load(dir, &*test_env()) {
         Ok(c) => c,
         Err(e) => panic!("config failed to load:\n{e}"),
     }
@@ -75,27 +90,86 @@ pub async fn mock(name: &str) -> MockUpstream {
 
 pub async fn gateway(dir: &Path) -> Server {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Server::start(load(dir), any, any).await.unwrap()
+    Server::start(load(dir), any, any, test_env()).await.unwrap()
 }
 
 /// The example config served against one mock upstream.
 pub struct Example {
     pub mock: MockUpstream,
     pub gw: Server,
-    _dir: TempDir,
+    pub dir: TempDir,
 }
 
 impl Example {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts after `edit` has changed the copied config folder.
+    pub async fn start_with(edit: impl FnOnce(&Path)) -> Self {
         let mock = mock("example").await;
         let dir = example_config_for(mock.addr);
+        edit(dir.path());
         let gw = gateway(dir.path()).await;
-        Self { mock, gw, _dir: dir }
+        Self { mock, gw, dir }
+    }
+
+    /// The example without the config-folder watcher, for tests that reload explicitly.
+    pub async fn start_unwatched() -> Self {
+        Self::start_with(|d| edit_file(d, "gateway.toml", "watch = true", "watch = false")).await
+    }
+
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.path().join("audit")
     }
 
     pub async fn stop(self) {
         self.gw.shutdown().await;
         self.mock.stop().await;
+    }
+}
+
+/// Replaces the first occurrence of `from` in a config file; fails if it is not there.
+pub fn edit_file(dir: &Path, name: &str, from: &str, to: &str) {
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{name} has no {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// POST to the admin API with the test token.
+pub async fn admin_post(admin: SocketAddr, path: &str, body: &str) -> Reply {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    send(admin, Method::POST, path, &[("authorization", auth.as_str())], body.to_owned()).await
+}
+
+/// Every record of a trail folder, in order.
+pub fn trail(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for file in customs::audit::trail_files(dir).unwrap() {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            out.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    out
+}
+
+pub fn stream_body(model: &str) -> String {
+    format!(r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#)
+}
+
+/// Reads frames until `needle` has arrived; fails if it takes longer than `within`.
+pub async fn read_until(body: &mut Incoming, seen: &mut String, needle: &str, within: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !seen.contains(needle) {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}; got {seen:?}"))
+            .expect("stream ended early")
+            .expect("stream error");
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(std::str::from_utf8(&data).unwrap());
+        }
     }
 }
 

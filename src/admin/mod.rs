@@ -1,0 +1,45 @@
+//! The operator's side of the gateway, on its own listener: health, readiness and metrics; and,
+//! behind a bearer token, config reload and the kill switch. Everything here changes what the
+//! request path sees only by swapping in a new snapshot, one change at a time.
+
+pub mod http;
+pub mod killswitch;
+pub mod reload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Looks up environment variables; shared so reloads read credentials the way start-up did.
+pub type SharedEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What admin actions need: where the config came from, the token, and the state file.
+pub struct AdminState {
+    pub config_dir: PathBuf,
+    pub env: SharedEnv,
+    /// SHA-256 of the admin token; `None` turns admin writes off.
+    token_digest: Option<[u8; 32]>,
+    pub token_env: String,
+    pub state_file: Option<PathBuf>,
+    /// One admin change at a time, so a reload and a suspension cannot undo each other.
+    pub lock: tokio::sync::Mutex<()>,
+}
+
+impl AdminState {
+    pub fn new(config_dir: PathBuf, env: SharedEnv, token_env: String, state_file: Option<PathBuf>) -> Self {
+        let token_digest = env(&token_env).filter(|t| !t.is_empty()).map(|t| Sha256::digest(t.as_bytes()).into());
+        Self { config_dir, env, token_digest, token_env, state_file, lock: tokio::sync::Mutex::new(()) }
+    }
+
+    pub fn writes_enabled(&self) -> bool {
+        self.token_digest.is_some()
+    }
+
+    /// Compares digests in constant time, so neither the token nor its length leaks by timing.
+    pub fn token_matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.token_digest.is_some_and(|d| bool::from(d.ct_eq(&presented)))
+    }
+}

@@ -1,0 +1,151 @@
+//! `customs audit verify`: re-derives the chain over a trail and reports the first record that
+//! was altered, removed, inserted or reordered, or where the trail was cut short.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::chain::{GENESIS, Sealer, unseal};
+use super::writer::trail_files;
+
+/// What a sound trail looks like.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub files: usize,
+    pub records: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: u64,
+    pub head: String,
+    /// The last record is a `stop`: nothing was cut from the end since the gateway shut down.
+    pub closed: bool,
+}
+
+/// The first place the trail is not what the writer wrote.
+#[derive(Debug)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub what: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}: {1}")]
+    Io(PathBuf, io::Error),
+    #[error("no audit files found in {0}")]
+    Empty(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Accept a trail whose first record is not seq 1 (older files removed by retention).
+    pub allow_partial_head: bool,
+}
+
+/// Expands directories into their trail files, in chain order; files are taken as given.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VerifyError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let found = trail_files(p).map_err(|e| VerifyError::Io(p.clone(), e))?;
+            if found.is_empty() {
+                return Err(VerifyError::Empty(p.clone()));
+            }
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Checks the whole chain; `Ok(Err(problem))` names the first record that breaks it.
+pub fn verify(files: &[PathBuf], sealer: &Sealer, opts: Options) -> Result<Result<Summary, Problem>, VerifyError> {
+    let mut s = Summary { head: GENESIS.to_owned(), ..Summary::default() };
+    let mut last_type = String::new();
+    for path in files {
+        s.files += 1;
+        if let Err(p) = verify_file(path, sealer, opts, &mut s, &mut last_type)? {
+            return Ok(Err(p));
+        }
+    }
+    s.closed = last_type == "stop";
+    Ok(Ok(s))
+}
+
+fn verify_file(
+    path: &Path,
+    sealer: &Sealer,
+    opts: Options,
+    s: &mut Summary,
+    last_type: &mut String,
+) -> Result<Result<(), Problem>, VerifyError> {
+    let file = File::open(path).map_err(|e| VerifyError::Io(path.to_owned(), e))?;
+    let mut reader = BufReader::new(file);
+    let mut buf = Vec::new();
+    let mut line_no = 0;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(|e| VerifyError::Io(path.to_owned(), e))?;
+        if n == 0 {
+            return Ok(Ok(()));
+        }
+        line_no += 1;
+        let problem = |what: String| Ok(Err(Problem { file: path.to_owned(), line: line_no, what }));
+        let Some(line) = buf.strip_suffix(b"\n") else {
+            return problem("the last line is cut off (the file was truncated)".into());
+        };
+        let Some(u) = unseal(line) else {
+            return problem("not a sealed record (edited, truncated or inserted by hand)".into());
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            return problem("not valid JSON (edited or truncated)".into());
+        };
+        let seq = v.get("seq").and_then(Value::as_u64);
+        let prev = v.get("prev").and_then(Value::as_str);
+        let (Some(seq), Some(prev)) = (seq, prev) else {
+            return problem("the record has no seq or prev".into());
+        };
+        if hex::encode(sealer.hash(&u.body)) != u.claimed {
+            let hint = if sealer.is_keyed() { " (or the key is wrong)" } else { "" };
+            return problem(format!("record seq {seq} was altered: its hash does not match its content{hint}"));
+        }
+        match s.first_seq {
+            None if seq != 1 && !opts.allow_partial_head => {
+                return problem(format!(
+                    "the trail starts at seq {seq}: records 1 to {} are missing (pass the earlier files, or \
+                     --allow-partial-head if retention removed them)",
+                    seq - 1
+                ));
+            }
+            None => {}
+            Some(_) if seq > s.last_seq + 1 => {
+                return problem(format!(
+                    "{} record(s) missing before seq {seq} (expected seq {}): removed or reordered",
+                    seq - s.last_seq - 1,
+                    s.last_seq + 1
+                ));
+            }
+            Some(_) if seq <= s.last_seq => {
+                return problem(format!("record seq {seq} follows seq {}: inserted or reordered", s.last_seq));
+            }
+            Some(_) if prev != s.head => {
+                return problem(format!(
+                    "record seq {seq} does not chain to the record before it: that record was replaced or \
+                     the order was changed"
+                ));
+            }
+            Some(_) => {}
+        }
+        if s.first_seq.is_none() && seq == 1 && prev != GENESIS {
+            return problem("the first record does not start the chain".into());
+        }
+        s.first_seq.get_or_insert(seq);
+        s.last_seq = seq;
+        s.records += 1;
+        u.claimed.clone_into(&mut s.head);
+        v.get("type").and_then(Value::as_str).unwrap_or_default().clone_into(last_type);
+    }
+}

@@ -1,0 +1,274 @@
+//! The writer thread: seals records into the chain and appends them to the current file in
+//! batches, rotates files by size, and keeps records it could not write (disk full, I/O error) in
+//! order until the disk takes them again. A record counts as pending until it is on disk; the
+//! request path refuses new work while too many are pending.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::State;
+use super::chain::{GENESIS, Sealer};
+use super::record::{AdminRecord, Event};
+
+/// How long the writer waits before trying the disk again after an error.
+const RETRY: Duration = Duration::from_millis(250);
+/// How often written data is forced to stable storage.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// At shutdown, how long to keep retrying records the disk refuses.
+const STOP_PATIENCE: Duration = Duration::from_secs(5);
+const MAX_BATCH: usize = 4096;
+
+pub enum Msg {
+    Event(Event),
+    /// Write everything received so far plus a `stop` record, sync, and exit.
+    Stop(std::sync::mpsc::Sender<()>),
+}
+
+/// The trail's files and the chain's head.
+pub struct Sink {
+    dir: PathBuf,
+    sealer: Sealer,
+    max_file_bytes: u64,
+    file: Option<File>,
+    file_index: u64,
+    file_len: u64,
+    seq: u64,
+    prev: String,
+    unsynced: bool,
+}
+
+/// Where an existing trail left off.
+pub struct Resume {
+    pub seq: u64,
+    pub hash: String,
+    /// Whether the last record was a clean `stop`.
+    pub clean: bool,
+}
+
+pub fn file_name(index: u64) -> String {
+    format!("audit-{index:06}.jsonl")
+}
+
+fn file_index(name: &str) -> Option<u64> {
+    name.strip_prefix("audit-")?.strip_suffix(".jsonl")?.parse().ok()
+}
+
+/// The trail's files in `dir`, in chain order.
+pub fn trail_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| file_index(&e.file_name().to_string_lossy()).map(|i| (i, e.path())))
+        .collect();
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+impl Sink {
+    /// Opens the trail in `dir` (created if missing), continuing the chain of the newest file.
+    /// Each process writes its own files, starting with a new one.
+    pub fn open(dir: &Path, sealer: Sealer, max_file_bytes: u64) -> io::Result<(Self, Option<Resume>)> {
+        fs::create_dir_all(dir)?;
+        let files = trail_files(dir)?;
+        let last_index = files.last().and_then(|p| file_index(&p.file_name()?.to_string_lossy())).unwrap_or(0);
+        let resume = match files.last() {
+            Some(p) => last_record(p)?,
+            None => None,
+        };
+        let (seq, prev) = match &resume {
+            Some(r) => (r.seq, r.hash.clone()),
+            None => (0, GENESIS.to_owned()),
+        };
+        let sink = Self {
+            dir: dir.to_owned(),
+            sealer,
+            max_file_bytes: max_file_bytes.max(1),
+            file: None,
+            file_index: last_index,
+            file_len: 0,
+            seq,
+            prev,
+            unsynced: false,
+        };
+        Ok((sink, resume))
+    }
+
+    /// Seals one record onto `batch`.
+    pub fn seal(&mut self, event: &Event, batch: &mut Vec<u8>) {
+        self.seq += 1;
+        let body = event.body(self.seq, &self.prev);
+        self.prev = self.sealer.seal(&body, batch);
+    }
+
+    /// Appends a batch of sealed lines. On failure the file is cut back to where it was, so a
+    /// retry does not leave half a batch behind.
+    pub fn write(&mut self, batch: &[u8]) -> io::Result<()> {
+        if self.file.is_none() || self.file_len >= self.max_file_bytes {
+            self.rotate()?;
+        }
+        let Some(file) = self.file.as_mut() else { return Err(io::Error::other("no audit file open")) };
+        if let Err(e) = file.write_all(batch) {
+            if file.set_len(self.file_len).and_then(|()| file.seek(SeekFrom::Start(self.file_len))).is_err() {
+                // The file cannot be repaired in place: continue the chain in a new one.
+                self.file = None;
+            }
+            return Err(e);
+        }
+        self.file_len += batch.len() as u64;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if let Some(f) = self.file.take() {
+            f.sync_all()?;
+            tracing::info!(seq = self.seq, hash = %self.prev, "Audit file rotated; chain head.");
+        }
+        fs::create_dir_all(&self.dir)?;
+        let index = self.file_index + 1;
+        let file = OpenOptions::new().create_new(true).append(true).open(self.dir.join(file_name(index)))?;
+        self.file_index = index;
+        self.file = Some(file);
+        self.file_len = 0;
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            if let Some(f) = &self.file {
+                f.sync_data()?;
+            }
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    pub fn head(&self) -> (u64, &str) {
+        (self.seq, &self.prev)
+    }
+}
+
+/// The `seq` and `hash` of the last record in `path`, and whether it was a `stop`.
+fn last_record(path: &Path) -> io::Result<Option<Resume>> {
+    let mut last = None;
+    for line in BufReader::new(File::open(path)?).split(b'\n') {
+        let line = line?;
+        if !line.is_empty() {
+            last = Some(line);
+        }
+    }
+    let Some(line) = last else { return Ok(None) };
+    let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: the last record is damaged ({e}); run `customs audit verify`", path.display()),
+        )
+    })?;
+    let seq = v.get("seq").and_then(serde_json::Value::as_u64);
+    let hash = v.get("hash").and_then(serde_json::Value::as_str);
+    match (seq, hash) {
+        (Some(seq), Some(hash)) => Ok(Some(Resume {
+            seq,
+            hash: hash.to_owned(),
+            clean: v.get("type").and_then(serde_json::Value::as_str) == Some("stop"),
+        })),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: the last record has no seq or hash; run `customs audit verify`", path.display()),
+        )),
+    }
+}
+
+/// The thread body. Returns when told to stop or when every sender is gone.
+pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
+    let mut batch = Vec::with_capacity(256 * 1024);
+    let mut in_batch = 0usize;
+    let mut last_sync = Instant::now();
+    let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
+    while stop.is_none() {
+        let first =
+            if in_batch == 0 { rx.recv().map_err(|_| RecvTimeoutError::Disconnected) } else { rx.recv_timeout(RETRY) };
+        match first {
+            Ok(Msg::Event(e)) => {
+                sink.seal(&e, &mut batch);
+                in_batch += 1;
+            }
+            Ok(Msg::Stop(ack)) => stop = Some(ack),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while stop.is_none() && in_batch < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Event(e)) => {
+                    sink.seal(&e, &mut batch);
+                    in_batch += 1;
+                }
+                Ok(Msg::Stop(ack)) => stop = Some(ack),
+                Err(_) => break,
+            }
+        }
+        if in_batch > 0
+            && flush(&mut sink, &state, &mut batch, &mut in_batch).is_ok()
+            && last_sync.elapsed() >= SYNC_EVERY
+        {
+            if let Err(e) = sink.sync() {
+                tracing::error!(error = %e, "Audit trail sync failed.");
+            }
+            last_sync = Instant::now();
+        }
+    }
+    // Stopping: everything that was sent before the stop is in the batch; seal the stop record
+    // after it and keep trying the disk for a while.
+    let (records, _) = sink.head();
+    let mut fields = serde_json::Map::new();
+    fields.insert("records".into(), serde_json::Value::from(records + 1));
+    sink.seal(&Event::Admin(AdminRecord { time: SystemTime::now(), kind: "stop", fields }), &mut batch);
+    state.pending.fetch_add(1, Ordering::AcqRel);
+    in_batch += 1;
+    let deadline = Instant::now() + STOP_PATIENCE;
+    while flush(&mut sink, &state, &mut batch, &mut in_batch).is_err() && Instant::now() < deadline {
+        std::thread::sleep(RETRY);
+    }
+    if in_batch > 0 {
+        tracing::error!(records = in_batch, "Audit records could not be written before shutdown; they are lost.");
+        state.metrics.dropped.inc_by(in_batch as u64);
+    }
+    if let Err(e) = sink.sync() {
+        tracing::error!(error = %e, "Audit trail sync failed at shutdown.");
+    }
+    let (seq, hash) = sink.head();
+    tracing::info!(seq, hash, "Audit trail closed; chain head.");
+    if let Some(ack) = stop {
+        let _ = ack.send(());
+    }
+}
+
+fn flush(sink: &mut Sink, state: &State, batch: &mut Vec<u8>, in_batch: &mut usize) -> io::Result<()> {
+    match sink.write(batch) {
+        Ok(()) => {
+            state.pending.fetch_sub(*in_batch, Ordering::AcqRel);
+            state.metrics.written.inc_by(*in_batch as u64);
+            state.metrics.pending.set(state.pending.load(Ordering::Relaxed) as i64);
+            *in_batch = 0;
+            batch.clear();
+            if !state.healthy.swap(true, Ordering::AcqRel) {
+                tracing::warn!("Audit trail writable again; accepting requests.");
+                state.metrics.up.set(1);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            state.metrics.write_errors.inc();
+            state.metrics.pending.set(state.pending.load(Ordering::Relaxed) as i64);
+            if state.healthy.swap(false, Ordering::AcqRel) {
+                tracing::error!(error = %e, pending = *in_batch, "Audit trail write failed; refusing requests until it recovers.");
+                state.metrics.up.set(0);
+            }
+            Err(e)
+        }
+    }
+}

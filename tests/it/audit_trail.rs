@@ -1,0 +1,302 @@
+//! The audit trail: one record per decision with what an auditor needs and nothing secret; a hash
+//! chain that `customs audit verify` checks across files; fail-closed when records cannot be
+//! taken.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+use crate::support::{
+    Example, UPSTREAM_KEY, chat, edit_file, read_until, scrape, send, send_raw, stream_body, trail, value,
+};
+
+/// Runs `customs audit verify` on `args`; returns (exit success, stdout).
+fn verify(args: &[&Path]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_customs")).arg("audit").arg("verify").args(args).output().unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+}
+
+#[tokio::test]
+async fn every_decision_is_one_record_with_no_secret_or_content() {
+    let ex = Example::start_unwatched().await;
+    let addr = ex.gw.addr;
+    let secret_prompt = "the launch codes are 0000";
+    let body = format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{secret_prompt}"}}]}}"#);
+    let ok = send(addr, Method::POST, "/v1/chat/completions", &[("authorization", "Bearer sk-demo-us")], body).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let streamed = send(
+        addr,
+        Method::POST,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-demo-us")],
+        stream_body("gpt-4o-mini"),
+    )
+    .await;
+    assert_eq!(streamed.status, StatusCode::OK);
+    assert_eq!(chat(addr, "sk-demo-cn", "gpt-4o", None).await.code(), "compute_threshold_exceeded");
+    assert_eq!(chat(addr, "sk-demo-cn", "gpt-4o-mini", Some("translation")).await.status, StatusCode::OK);
+    // A model with a declared parameter count is charged inference FLOPs.
+    assert_eq!(chat(addr, "sk-demo-de", "llama-3.1-8b-instruct", None).await.status, StatusCode::OK);
+    assert_eq!(chat(addr, "sk-not-a-key", "gpt-4o-mini", None).await.code(), "invalid_api_key");
+    assert_eq!(chat(addr, "sk-demo-us", "no-such-model", None).await.code(), "model_not_found");
+    ex.gw.shutdown().await;
+
+    let dir = ex.dir.path().join("audit");
+    let (ok_verify, out) = verify(&[&dir]);
+    assert!(ok_verify, "{out}");
+    assert!(out.contains("closed"), "{out}");
+    let raw: String =
+        customs::audit::trail_files(&dir).unwrap().iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    for secret in ["sk-demo-us", "sk-demo-cn", "sk-not-a-key", UPSTREAM_KEY, secret_prompt, "chunk 0"] {
+        assert!(!raw.contains(secret), "the trail holds {secret:?}");
+    }
+
+    let records = trail(&dir);
+    assert_eq!(records.first().unwrap()["type"], "start");
+    assert_eq!(records.last().unwrap()["type"], "stop");
+    let decisions: Vec<_> = records.iter().filter(|r| r["type"] == "decision").collect();
+    assert_eq!(decisions.len(), 7, "{decisions:#?}");
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64 + 1);
+    }
+
+    let allowed = decisions.iter().find(|r| r["reason"] == "allowed" && r["tenant"] == "demo-us").unwrap();
+    assert_eq!(allowed["decision"], "allow");
+    assert_eq!(allowed["status"], 200);
+    assert_eq!(allowed["tenant_country"], "US");
+    assert_eq!(allowed["jurisdiction"], "us");
+    assert_eq!(allowed["model"], "gpt-4o-mini");
+    assert!(allowed["training_flops"].as_f64().unwrap() > 1e23);
+    assert!(allowed["rule"].as_str().unwrap().contains("jurisdictions.toml:"));
+    assert!(allowed["endpoint"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(allowed["residency"].as_str().unwrap().starts_with("us-"));
+    assert!(allowed["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert!(allowed["flops"].is_null(), "gpt-4o-mini has no public parameter count");
+    assert!(allowed["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(allowed["request_id"].as_str().unwrap(), ok.headers["x-request-id"].to_str().unwrap());
+    assert_eq!(allowed["policy_version"].as_str().unwrap(), ok.headers["x-customs-policy-version"].to_str().unwrap());
+
+    let llama = decisions.iter().find(|r| r["model"] == "llama-3.1-8b-instruct").unwrap();
+    let tokens = llama["usage"]["total_tokens"].as_f64().unwrap();
+    assert_eq!(llama["flops"].as_f64().unwrap(), 2.0 * 8.03e9 * tokens);
+    let threshold = decisions.iter().find(|r| r["reason"] == "compute_threshold_exceeded").unwrap();
+    assert_eq!(threshold["decision"], "deny");
+    assert_eq!(threshold["status"], 403);
+    assert_eq!(threshold["model"], "gpt-4o");
+    assert!(threshold["rule"].as_str().unwrap().contains("max_training_flops"));
+    assert!(threshold["usage"].is_null() && threshold["endpoint"].is_null());
+    let purpose = decisions.iter().find(|r| r["purpose"] == "translation").unwrap();
+    assert_eq!(purpose["tenant"], "demo-cn");
+    let anonymous = decisions.iter().find(|r| r["reason"] == "invalid_api_key").unwrap();
+    assert!(anonymous["tenant"].is_null());
+    let unknown = decisions.iter().find(|r| r["reason"] == "model_not_found").unwrap();
+    assert_eq!(unknown["requested_model"], "no-such-model");
+    ex.mock.stop().await;
+}
+
+/// Runs traffic through a gateway whose trail rotates every few records, and returns the folder.
+async fn rotated_trail() -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
+    let ex = Example::start_with(|d| {
+        edit_file(d, "gateway.toml", "watch = true", "watch = false");
+        edit_file(d, "gateway.toml", "max_file_bytes = 67108864", "max_file_bytes = 2000");
+    })
+    .await;
+    for i in 0..24 {
+        let key = if i % 3 == 0 { "sk-demo-cn" } else { "sk-demo-us" };
+        chat(ex.gw.addr, key, "gpt-4o", None).await;
+    }
+    ex.gw.shutdown().await;
+    ex.mock.stop().await;
+    let files = customs::audit::trail_files(&ex.dir.path().join("audit")).unwrap();
+    assert!(files.len() >= 3, "the trail rotated: {files:?}");
+    let (ok, out) = verify(&[&ex.dir.path().join("audit")]);
+    assert!(ok, "{out}");
+    (ex.dir, files)
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| format!("{l}\n")).collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.concat()).unwrap();
+}
+
+#[tokio::test]
+async fn verify_catches_every_kind_of_tampering() {
+    let (dir, files) = rotated_trail().await;
+    let audit = dir.path().join("audit");
+    let second = files[1].clone();
+    let original = lines(&second);
+    assert!(original.len() >= 3);
+    let restore = || write_lines(&second, &original);
+    let fails = |what: &str, expect: &str| {
+        let (ok, out) = verify(&[&audit]);
+        assert!(!ok, "{what} went unnoticed: {out}");
+        assert!(out.contains(expect), "{what}: expected {expect:?} in {out}");
+        let file = second.file_name().unwrap().to_str().unwrap();
+        if !expect.contains("stop") {
+            assert!(out.contains(file), "{what}: the report names the file: {out}");
+        }
+    };
+
+    // Edit one field of one record.
+    let mut edited = original.clone();
+    edited[1] = edited[1].replacen("\"latency_ms\":", "\"latency_ms\":9", 1);
+    assert_ne!(edited[1], original[1]);
+    write_lines(&second, &edited);
+    fails("an edit", "was altered");
+    restore();
+
+    // Delete a record.
+    let mut deleted = original.clone();
+    deleted.remove(1);
+    write_lines(&second, &deleted);
+    fails("a deletion", "removed");
+    restore();
+
+    // Insert a copy of a record.
+    let mut inserted = original.clone();
+    inserted.insert(2, original[0].clone());
+    write_lines(&second, &inserted);
+    fails("an insertion", "inserted or reordered");
+    restore();
+
+    // Swap two records.
+    let mut swapped = original.clone();
+    swapped.swap(0, 1);
+    write_lines(&second, &swapped);
+    fails("a reordering", "reordered");
+    restore();
+
+    // Cut a record in half.
+    let mut cut = original.concat();
+    cut.truncate(cut.len() - 30);
+    std::fs::write(&second, cut).unwrap();
+    fails("a truncation mid-record", "cut off");
+    restore();
+
+    // Remove a whole file from the middle.
+    let moved = dir.path().join("moved.jsonl");
+    std::fs::rename(&second, &moved).unwrap();
+    fails_without_file(&audit, "removed");
+    std::fs::rename(&moved, &second).unwrap();
+
+    // Cut whole records off the end of the last file.
+    let last = files.last().unwrap();
+    let tail = lines(last);
+    write_lines(last, &tail[..tail.len() - 1]);
+    let (ok, out) = verify(&[&audit]);
+    assert!(!ok && out.contains("without a stop record"), "{out}");
+    write_lines(last, &tail);
+
+    let (ok, out) = verify(&[&audit]);
+    assert!(ok, "restored trail verifies: {out}");
+}
+
+fn fails_without_file(audit: &Path, expect: &str) {
+    let (ok, out) = verify(&[audit]);
+    assert!(!ok && out.contains(expect), "a removed file went unnoticed: {out}");
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_requests_with_audit_unavailable() {
+    // Room for one record: a stream held open by the mock occupies it.
+    let ex = Example::start_with(|d| {
+        edit_file(d, "gateway.toml", "watch = true", "watch = false");
+        edit_file(d, "gateway.toml", "queue = 65536", "queue = 1");
+    })
+    .await;
+    // The `start` record takes the one place until it is written.
+    while value(&scrape(ex.gw.admin_addr).await, "customs_audit_records_total", &[]) < 1.0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let res = send_raw(
+        ex.gw.addr,
+        Method::POST,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-demo-us"), ("x-mock-gate", "1")],
+        stream_body("gpt-4o-mini"),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "chunk 0. ", Duration::from_secs(10)).await;
+
+    let refused = chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.code(), "audit_unavailable");
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(value(&scrape(ex.gw.admin_addr).await, "customs_audit_dropped_total", &[]), 1.0);
+
+    ex.mock.open_gate();
+    read_until(&mut body, &mut seen, "data: [DONE]", Duration::from_secs(10)).await;
+    drop(body);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await.status != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered after the stream ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn an_unwritable_trail_fails_closed_and_recovers_without_losing_records() {
+    let ex = Example::start_with(|d| {
+        edit_file(d, "gateway.toml", "watch = true", "watch = false");
+        // Every write starts a new file, so a folder that disappears is noticed at once.
+        edit_file(d, "gateway.toml", "max_file_bytes = 67108864", "max_file_bytes = 1");
+    })
+    .await;
+    let (addr, admin) = (ex.gw.addr, ex.gw.admin_addr);
+    assert_eq!(chat(addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    let audit = ex.audit_dir();
+    let aside = ex.dir.path().join("audit-aside");
+    std::fs::rename(&audit, &aside).unwrap();
+    std::fs::write(&audit, b"not a folder").unwrap();
+
+    // Requests decided before the writer notices are answered (their records are held back);
+    // once it has failed, requests are refused.
+    let mut answered = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let r = chat(addr, "sk-demo-de", "gpt-4o-mini", None).await;
+        if r.status != StatusCode::OK {
+            break r;
+        }
+        answered.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
+        assert!(tokio::time::Instant::now() < deadline, "requests kept being served unrecorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.code(), "audit_unavailable");
+    let ready = send(admin, Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["audit"], "failing");
+    let m = scrape(admin).await;
+    assert_eq!(value(&m, "customs_audit_up", &[]), 0.0);
+    assert!(value(&m, "customs_audit_write_errors_total", &[]) >= 1.0);
+
+    std::fs::remove_file(&audit).unwrap();
+    std::fs::rename(&aside, &audit).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while chat(addr, "sk-demo-us", "gpt-4o-mini", None).await.status != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value(&scrape(admin).await, "customs_audit_up", &[]), 1.0);
+    ex.gw.shutdown().await;
+    let (ok, out) = verify(&[&audit]);
+    assert!(ok, "{out}");
+    let records = trail(&audit);
+    for id in &answered {
+        assert!(
+            records.iter().any(|r| r["request_id"] == id.as_str()),
+            "the record of {id}, held back while the disk failed, was written after it recovered"
+        );
+    }
+    assert!(records.iter().any(|r| r["reason"] == "allowed"));
+    ex.mock.stop().await;
+}

@@ -1,0 +1,112 @@
+//! The real binary, driven by signals: SIGHUP reloads; SIGTERM under load drains and loses no
+//! audit record of a request that was answered.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::support::{ADMIN_TOKEN, UPSTREAM_KEY, chat, chat_body, client, edit_file, example_config_for, mock, trail};
+
+struct Serving {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// Starts `customs serve` on the folder and reads the addresses it prints.
+fn serve(dir: &std::path::Path) -> Serving {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_customs"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
+        .arg(dir)
+        .env("CUSTOMS_UPSTREAM_KEY", UPSTREAM_KEY)
+        .env("CUSTOMS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    Serving { child, addr }
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap().success());
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config() {
+    let upstream = mock("hup").await;
+    let dir = example_config_for(upstream.addr);
+    edit_file(dir.path(), "gateway.toml", "watch = true", "watch = false");
+    let mut s = serve(dir.path());
+    assert_eq!(chat(s.addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    edit_file(dir.path(), "tenants.toml", "status = \"active\"", "status = \"suspended\"");
+    signal(&s.child, "HUP");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while chat(s.addr, "sk-demo-us", "gpt-4o-mini", None).await.status != StatusCode::FORBIDDEN {
+        assert!(tokio::time::Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&s.child, "TERM");
+    assert!(s.child.wait().unwrap().success());
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_audit_record() {
+    let upstream = mock("term").await;
+    let dir = example_config_for(upstream.addr);
+    edit_file(dir.path(), "gateway.toml", "watch = true", "watch = false");
+    let mut s = serve(dir.path());
+    let mut load = Vec::new();
+    for i in 0..8 {
+        let addr = s.addr;
+        load.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            let key = if i % 2 == 0 { "sk-demo-us" } else { "sk-demo-cn" };
+            let client = client();
+            loop {
+                let req = Request::post(format!("http://{addr}/v1/chat/completions"))
+                    .header("authorization", format!("Bearer {key}"))
+                    .body(Full::new(Bytes::from(chat_body("gpt-4o"))))
+                    .unwrap();
+                let Ok(res) = client.request(req).await else { return answered };
+                let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+                // Only a response read to its end counts as answered.
+                if res.into_body().collect().await.is_ok() {
+                    answered.push(id);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&s.child, "TERM");
+    let status = tokio::task::spawn_blocking(move || s.child.wait().unwrap()).await.unwrap();
+    assert!(status.success());
+    let mut answered = HashSet::new();
+    for t in load {
+        answered.extend(t.await.unwrap());
+    }
+
+    assert!(answered.len() > 50, "the load ran: {}", answered.len());
+    let records = trail(&dir.path().join("audit"));
+    let recorded: HashSet<String> =
+        records.iter().filter_map(|r| r["request_id"].as_str().map(str::to_owned)).collect();
+    let missing: Vec<_> = answered.difference(&recorded).collect();
+    assert!(missing.is_empty(), "{} answered requests have no audit record: {missing:?}", missing.len());
+    assert_eq!(records.last().unwrap()["type"], "stop");
+    let out = Command::new(env!("CARGO_BIN_EXE_customs"))
+        .args(["audit", "verify"])
+        .arg(dir.path().join("audit"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    upstream.stop().await;
+}

@@ -1,0 +1,158 @@
+//! Hot reload: a valid change applies to the next request; an invalid one changes nothing, even
+//! under load; a stream that started before a reload finishes under the policy it started with.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+use crate::support::{
+    Example, admin_post, chat, edit_file, read_until, scrape, send, send_raw, stream_body, trail, value,
+};
+
+const SUSPEND_DEMO_US: (&str, &str) = ("status = \"active\"", "status = \"suspended\"");
+
+#[tokio::test]
+async fn a_reload_that_suspends_a_tenant_applies_to_the_next_request() {
+    let ex = Example::start_unwatched().await;
+    let before = chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await;
+    assert_eq!(before.status, StatusCode::OK);
+    let old_version = before.headers["x-customs-policy-version"].to_str().unwrap().to_owned();
+
+    // demo-us is the first tenant in tenants.toml.
+    edit_file(ex.dir.path(), "tenants.toml", SUSPEND_DEMO_US.0, SUSPEND_DEMO_US.1);
+    let r = admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let new_version = r.json()["policy_version"].as_str().unwrap().to_owned();
+    assert_ne!(new_version, old_version);
+    assert_eq!(r.json()["changed"], true);
+
+    let after = chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await;
+    assert_eq!(after.status, StatusCode::FORBIDDEN);
+    assert_eq!(after.code(), "tenant_suspended");
+    assert_eq!(after.headers["x-customs-policy-version"], new_version.as_str());
+    // Other tenants are unaffected.
+    assert_eq!(chat(ex.gw.addr, "sk-demo-de", "gpt-4o-mini", None).await.status, StatusCode::OK);
+
+    let ready = send(ex.gw.admin_addr, Method::GET, "/readyz", &[], "").await;
+    assert_eq!(ready.json()["policy_version"], new_version.as_str());
+    let m = scrape(ex.gw.admin_addr).await;
+    assert_eq!(value(&m, "customs_config_reloads_total", &[("result", "success")]), 1.0);
+    assert_eq!(value(&m, "customs_policy_info", &[("version", &new_version)]), 1.0);
+    assert!(!m.iter().any(|s| s.name == "customs_policy_info" && s.labels[0].1 == old_version), "old version kept");
+
+    // The same config again is not a change.
+    let again = admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
+    assert_eq!(again.json()["changed"], false);
+    ex.gw.shutdown().await;
+
+    let records = trail(&ex.dir.path().join("audit"));
+    let reload = records.iter().find(|r| r["type"] == "reload").expect("a reload record");
+    assert_eq!(reload["result"], "success");
+    assert_eq!(reload["policy_version"], new_version.as_str());
+    let denied = records.iter().find(|r| r["reason"] == "tenant_suspended").unwrap();
+    assert_eq!(denied["policy_version"], new_version.as_str());
+    ex.mock.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_config_keeps_the_old_policy_with_no_failed_request_under_load() {
+    let ex = Example::start_unwatched().await;
+    let addr = ex.gw.addr;
+    let version = chat(addr, "sk-demo-us", "gpt-4o-mini", None).await.headers["x-customs-policy-version"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (stop, ok, bad, version) = (stop.clone(), ok.clone(), bad.clone(), version.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = chat(addr, "sk-demo-us", "gpt-4o-mini", None).await;
+                let same = r.headers.get("x-customs-policy-version").is_some_and(|v| v == version.as_str());
+                if r.status == StatusCode::OK && same { &ok } else { &bad }.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let tenants = ex.dir.path().join("tenants.toml");
+    let good = std::fs::read_to_string(&tenants).unwrap();
+    // A syntax error, then a semantic one (unknown jurisdiction), each rejected whole.
+    let broken = [
+        good.replacen("[[tenants]]", "[[tenants]", 1),
+        good.replacen("jurisdiction = \"us\"", "jurisdiction = \"atlantis\"", 1),
+    ];
+    for text in &broken {
+        std::fs::write(&tenants, text).unwrap();
+        let r = admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+        let errors = r.json()["errors"].to_string();
+        assert!(errors.contains("tenants.toml:"), "the error names the file and line: {errors}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let broken_unknown = r#"tenants[0] (demo-us).jurisdiction: unknown jurisdiction"#;
+    let last = admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
+    assert!(last.json()["errors"].to_string().contains(broken_unknown), "{:?}", last.body);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    assert_eq!(bad.load(Ordering::Relaxed), 0, "requests failed or changed policy during a rejected reload");
+    assert!(ok.load(Ordering::Relaxed) > 20, "the load did run: {}", ok.load(Ordering::Relaxed));
+
+    let m = scrape(ex.gw.admin_addr).await;
+    assert_eq!(value(&m, "customs_config_reloads_total", &[("result", "failure")]), 3.0);
+    assert_eq!(value(&m, "customs_policy_info", &[("version", &version)]), 1.0);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_started_before_a_reload_completes() {
+    let ex = Example::start_unwatched().await;
+    let res = send_raw(
+        ex.gw.addr,
+        Method::POST,
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-demo-us"), ("x-mock-gate", "1")],
+        stream_body("gpt-4o-mini"),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "chunk 0. ", Duration::from_secs(10)).await;
+
+    edit_file(ex.dir.path(), "tenants.toml", SUSPEND_DEMO_US.0, SUSPEND_DEMO_US.1);
+    assert_eq!(admin_post(ex.gw.admin_addr, "/admin/reload", "").await.status, StatusCode::OK);
+    assert_eq!(chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await.code(), "tenant_suspended");
+
+    ex.mock.open_gate();
+    read_until(&mut body, &mut seen, "data: [DONE]", Duration::from_secs(10)).await;
+    assert!(seen.contains("\"usage\""), "the stream ran to its end: {seen}");
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_in_the_folder_is_picked_up_by_the_watcher() {
+    let ex = Example::start().await;
+    assert_eq!(chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    edit_file(ex.dir.path(), "tenants.toml", SUSPEND_DEMO_US.0, SUSPEND_DEMO_US.1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await;
+        if r.status == StatusCode::FORBIDDEN {
+            assert_eq!(r.code(), "tenant_suspended");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the watcher never reloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = scrape(ex.gw.admin_addr).await;
+    assert!(value(&m, "customs_config_reloads_total", &[("result", "success")]) >= 1.0);
+    ex.stop().await;
+}
