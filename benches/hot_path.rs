@@ -194,6 +194,7 @@ fn bench_request_path(c: &mut Criterion) {
             let source = if scenario.exists() { scenario } else { root.join("config").join(name) };
             let text =
                 std::fs::read_to_string(source).unwrap_or_default().replace("127.0.0.1:8081", &mock.addr.to_string());
+            let text = text.replace("@BENCH_DIR@", &dir.path().display().to_string());
             let _ = std::fs::write(dir.path().join(name), text);
         }
         let config = config::load(dir.path(), &|_| Some("bench".into())).unwrap_or_else(|e| panic!("{e}"));

@@ -140,10 +140,13 @@ fn start_customs(mock: SocketAddr, large: bool) -> Result<Target, Box<dyn std::e
     if large {
         large_config::write(dir.path(), &mock.to_string())?;
     }
-    for (name, _) in customs::config::FILES.into_iter().filter(|_| !large) {
+    // The generated large config has no gateway.toml: it gets the scenario's, like the example.
+    for (name, _) in customs::config::FILES.into_iter().filter(|(name, _)| !large || *name == "gateway.toml") {
         let scenario = Path::new(ROOT).join("benches/load/scenario").join(name);
         let source = if scenario.exists() { scenario } else { Path::new(ROOT).join("config").join(name) };
-        let text = std::fs::read_to_string(source)?.replace("127.0.0.1:8081", &mock.to_string());
+        let text = std::fs::read_to_string(source)?
+            .replace("127.0.0.1:8081", &mock.to_string())
+            .replace("@BENCH_DIR@", &dir.path().display().to_string());
         std::fs::write(dir.path().join(name), text)?;
     }
     let mut cmd = pinned("0", release_bin("customs"));
