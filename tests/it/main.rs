@@ -7,6 +7,7 @@ mod explain_agrees;
 mod forwarding;
 mod limits;
 mod policy_codes;
+mod report_html;
 mod requests;
 mod streaming;
 mod support;
