@@ -16,7 +16,8 @@
 //! OpenAI-shaped error via [`error::GatewayError`].
 //!
 //! Beside the path: [`server::admin`] (health and readiness on a separate listener), [`mock`] (the
-//! mock upstream model server used by the demo, tests and benchmarks) and [`demo`].
+//! mock upstream model server used by the demo, tests and benchmarks) and [`demo`]. Off the path:
+//! [`report`] reads the audit trail back into the foreign-access report.
 
 pub mod admin;
 pub mod audit;
@@ -33,6 +34,7 @@ pub mod peek;
 pub mod policy;
 pub mod proxy;
 pub mod reason;
+pub mod report;
 pub mod request_id;
 pub mod route;
 pub mod server;

@@ -11,6 +11,7 @@ mod limits;
 mod policy_codes;
 mod process;
 mod reload;
+mod report_html;
 mod requests;
 mod streaming;
 mod support;
