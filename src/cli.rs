@@ -78,6 +78,33 @@ pub enum Command {
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Summarise foreign access to models above a training-compute line, and denials by reason,
+    /// from an audit trail.
+    Report {
+        /// Trail files or folders (their audit-*.jsonl files, in name order).
+        #[arg(long = "audit", required = true, value_name = "PATH")]
+        audit: Vec<PathBuf>,
+        /// First UTC day included (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        since: String,
+        /// Last UTC day included (YYYY-MM-DD); default: no end.
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = crate::report::Format::Csv)]
+        format: crate::report::Format,
+        /// Config folder whose gateway.toml `[report]` gives the defaults below.
+        #[arg(long, value_name = "DIR")]
+        config: Option<PathBuf>,
+        /// A home jurisdiction id (repeatable); overrides `report.home_jurisdictions`.
+        #[arg(long = "home", value_name = "ID")]
+        home: Vec<String>,
+        /// Training FLOPs at or above which a model is reported; overrides `report.flops_line`.
+        #[arg(long, value_name = "FLOPS")]
+        flops_line: Option<f64>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use customs::cli::{AuditCommand, Cli, Command, LogFormat};
 use customs::config::{self, ConfigErrors};
 use customs::policy::Day;
 use customs::server::Server;
-use customs::{auth, demo, explain};
+use customs::{auth, demo, explain, report};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -158,6 +158,41 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
             }
+        }
+        Command::Report { audit, since, until, format, config: dir, home, flops_line, output } => {
+            let defaults = match &dir {
+                Some(dir) => {
+                    let placeholder = |_: &str| Some("set-at-deploy".to_owned());
+                    config::load(dir, &placeholder).map_err(|e| config_failed(&e))?.settings.report
+                }
+                None => Default::default(),
+            };
+            let home = if home.is_empty() { defaults.home_jurisdictions } else { home };
+            if home.is_empty() {
+                return Err(anyhow!(
+                    "name the home jurisdictions: --home ID, or [report] home_jurisdictions in gateway.toml with --config"
+                ));
+            }
+            let flops_line = flops_line.or(defaults.flops_line).ok_or_else(|| {
+                anyhow!("give the training-compute line: --flops-line N, or [report] flops_line in gateway.toml with --config")
+            })?;
+            let day =
+                |s: &str, flag: &str| Day::parse(s).with_context(|| format!("{flag} {s:?} is not a date (YYYY-MM-DD)"));
+            let settings = report::ReportSettings {
+                home_jurisdictions: home,
+                flops_line,
+                since: day(&since, "--since")?,
+                until: until.as_deref().map(|u| day(u, "--until")).transpose()?,
+                generated_at: report::utc_timestamp(std::time::SystemTime::now()),
+            };
+            let text = report::read(&audit, &settings)?.render(format);
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?
+                }
+                None => out(&text)?,
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keygen => {
             let key = auth::generate_key();

@@ -25,6 +25,18 @@ pub struct GatewayFile {
     pub admin: AdminSection,
     #[serde(default)]
     pub reload: ReloadSection,
+    #[serde(default)]
+    pub report: ReportSection,
+}
+
+/// Defaults for `customs report`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSection {
+    /// The provider's own jurisdictions; access from any other counts as foreign.
+    pub home_jurisdictions: Vec<String>,
+    /// Models trained with at least this many FLOPs are reported.
+    pub flops_line: Option<f64>,
 }
 
 /// The audit trail. Off unless `dir` is set.

@@ -12,6 +12,7 @@ mod policy_codes;
 mod process;
 mod reload;
 mod report_html;
+mod report_traffic;
 mod requests;
 mod streaming;
 mod support;
