@@ -17,6 +17,9 @@
 //!
 //! Beside the path: [`server::admin`] (health and readiness on a separate listener), [`mock`] (the
 //! mock upstream model server used by the demo, tests and benchmarks) and [`demo`].
+//!
+//! Off the path: [`screening`] (denied-party screening of names against the Consolidated Screening
+//! List; pure, meant for config load time rather than per request).
 
 pub mod auth;
 pub mod cli;
@@ -33,6 +36,7 @@ pub mod proxy;
 pub mod reason;
 pub mod request_id;
 pub mod route;
+pub mod screening;
 pub mod server;
 pub mod snapshot;
 pub mod stack;
