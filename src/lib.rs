@@ -16,8 +16,11 @@
 //! OpenAI-shaped error via [`error::GatewayError`].
 //!
 //! Beside the path: [`server::admin`] (health and readiness on a separate listener), [`mock`] (the
-//! mock upstream model server used by the demo, tests and benchmarks) and [`demo`]. Off the path:
-//! [`report`] reads the audit trail back into the foreign-access report.
+//! mock upstream model server used by the demo, tests and benchmarks) and [`demo`].
+//!
+//! Off the path: [`screening`] (denied-party screening of tenant names against the Consolidated
+//! Screening List, at config load) and [`report`] (reads the audit trail back into the
+//! foreign-access report).
 
 pub mod admin;
 pub mod audit;
@@ -37,6 +40,7 @@ pub mod reason;
 pub mod report;
 pub mod request_id;
 pub mod route;
+pub mod screening;
 pub mod server;
 pub mod snapshot;
 pub mod stack;
