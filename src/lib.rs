@@ -4,10 +4,11 @@
 //! # The request path
 //!
 //! ```text
-//!  accept ──► request id ──► route ──► auth ──► body peek ──► policy ──► pick endpoint ──► forward
-//!  (server)   (request_id)   (route)   (auth)   (peek)        (policy)   (route)            (proxy)
-//!                                                                                            │
-//!  client ◄──────────────── stream back, chunk by chunk, never buffered ◄────────────────────┘
+//!  accept ──► request id ──► audit slot ──► route ──► auth ──► body peek ──► policy ──► limits ──► forward
+//!  (server)   (request_id)   (audit)        (route)   (auth)   (peek)        (policy)   (limits)   (proxy)
+//!                                                                                                  │
+//!  client ◄────────── stream back, chunk by chunk, never buffered; usage read on the side ◄────────┘
+//!                     when it ends: limits settled, metrics counted, one audit record queued (audit)
 //! ```
 //!
 //! Every phase reads one immutable [`policy::Policy`] snapshot, loaded once per request from an
@@ -15,8 +16,10 @@
 //! does no parsing, takes no lock and formats no strings. A refusal at any phase becomes an
 //! OpenAI-shaped error via [`error::GatewayError`].
 //!
-//! Beside the path: [`server::admin`] (health and readiness on a separate listener), [`mock`] (the
-//! mock upstream model server used by the demo, tests and benchmarks) and [`demo`].
+//! Beside the path: [`audit`] (the hash-chained trail, written by its own thread), [`admin`] (the
+//! admin listener: health, readiness, metrics, hot reload and the kill switch, each of which
+//! changes the request path only by swapping in a new snapshot), [`mock`] (the mock upstream
+//! model server used by the demo, tests and benchmarks) and [`demo`].
 //!
 //! Off the path: [`screening`] (denied-party screening of tenant names against the Consolidated
 //! Screening List, at config load) and [`report`] (reads the audit trail back into the

@@ -170,6 +170,10 @@ impl Metrics {
             "Config reload attempts by result (success, failure).",
             &["result"],
         )?;
+        // Both results exist from the start, so `increase()` sees the first failure.
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
         let last_reload_success = Gauge::new(
             "customs_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load (start-up or reload).",

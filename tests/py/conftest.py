@@ -20,9 +20,9 @@ class Gateway:
     admin: str
 
 
-def start(args, env=None):
+def start(args, env=None, cwd=None):
     """Starts a process whose first stdout line is 'NAME listening on http://ADDR ...'."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
     line = proc.stdout.readline()
     if "listening on http://" not in line:
         proc.kill()
@@ -35,12 +35,13 @@ def gateway(tmp_path_factory):
     mock, line = start([str(BIN_DIR / "customs-mock-upstream"), "--listen", "127.0.0.1:0", "--api-key", UPSTREAM_KEY])
     mock_addr = line.split("http://", 1)[1].split()[0]
     config = tmp_path_factory.mktemp("config")
-    for f in (ROOT / "config").glob("*.toml"):
+    for f in (ROOT / "config").iterdir():
         (config / f.name).write_text(f.read_text().replace("127.0.0.1:8081", mock_addr))
     env = dict(os.environ, CUSTOMS_UPSTREAM_KEY=UPSTREAM_KEY)
     gw, line = start(
         [str(BIN_DIR / "customs"), "serve", "--config", str(config), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
         env=env,
+        cwd=config,  # the example's audit trail and kill-switch state go beside the copied config
     )
     # "customs listening on http://A (admin http://B)"
     parts = line.split("http://")
