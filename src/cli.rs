@@ -75,6 +75,15 @@ pub enum Command {
     },
     /// Print a fresh random API key and the digest line to paste into a tenant.
     Keygen,
+    /// List every tenant name that matches the restricted-party screening list: blocked, cleared
+    /// by a reviewer, or in the review band, with scores and list sources.
+    Screen {
+        #[arg(long, value_name = "DIR")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),

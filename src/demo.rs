@@ -76,8 +76,12 @@ pub async fn start_mocks(config: &Config) -> Result<Vec<MockUpstream>, DemoError
     Ok(mocks)
 }
 
-/// The curl commands printed when the demo starts.
+/// The curl commands printed when the demo starts. The admin token is shown only when it is the
+/// demo's own; a token from the environment is a secret.
 pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
+    let token =
+        if config::process_env("CUSTOMS_ADMIN_TOKEN").is_some() { "$CUSTOMS_ADMIN_TOKEN" } else { DEMO_ADMIN_TOKEN };
+    let today = crate::policy::Day::today();
     let chat = |key: &str, model: &str| {
         format!(
             "curl -s http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n     -H 'Content-Type: application/json' \\\n     -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
@@ -87,7 +91,8 @@ pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
         "customs demo is running: gateway http://{addr}, admin http://{admin}\n\
          Demo keys: sk-demo-us (US), sk-demo-cn (China, end-use declaration on file), sk-demo-suspended,\n\
          sk-demo-de (Germany), sk-demo-mo (Macau, declaration expired), sk-demo-ir (Iran, embargoed),\n\
-         sk-demo-embed (embeddings only), sk-demo-limited (3 requests per minute).\n\n\
+         sk-demo-embed (embeddings only), sk-demo-limited (3 requests per minute),\n\
+         sk-demo-listed (matches a screening-list entry: denied_party), sk-demo-nl (same name, cleared).\n\n\
          # 1. allowed: a US tenant uses GPT-4o\n{}\n\n\
          # 2. compute_threshold_exceeded: GPT-4o (3.81e25 FLOPs) is above the D:5 + Macau line (1e25)\n{}\n\n\
          # 3. model_not_allowed: the D:5 + Macau jurisdiction denies claude-* outright\n{}\n\n\
@@ -97,7 +102,12 @@ pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
          for i in 1 2 3 4; do curl -s -o /dev/null -w '%{{http_code}}\\n' http://{addr}/v1/chat/completions \\\n     -H 'Authorization: Bearer sk-demo-limited' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[]}}'; done\n\
          curl -s http://{admin}/metrics | grep '^customs_requests_total'\n\
          cargo run --release -- explain --config config --tenant demo-cn --model gpt-4o\n\n\
-         Ctrl-C stops the demo.\n",
+         # the audit trail (in ./{DEMO_AUDIT_DIR}), the kill switch, screening and the foreign-access report:\n\
+         cargo run --release -- audit verify --allow-open {DEMO_AUDIT_DIR}\n\
+         curl -s -X POST http://{admin}/admin/tenants/demo-de/suspend -H \"Authorization: Bearer {token}\" \\\n     -d '{{\"by\":\"you@example.com\",\"reason\":\"trying the kill switch\"}}'\n\
+         cargo run --release -- screen --config config\n\
+         cargo run --release -- report --audit {DEMO_AUDIT_DIR} --since {today} --config config --format html -o report.html\n\n\
+         Ctrl-C stops the demo (the trail is closed with a stop record).\n",
         chat("sk-demo-us", "gpt-4o"),
         chat("sk-demo-cn", "gpt-4o"),
         chat("sk-demo-cn", "claude-3-5-sonnet"),

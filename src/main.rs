@@ -194,6 +194,72 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Screen { config: dir, json } => {
+            let placeholder = |_: &str| Some("set-at-deploy".to_owned());
+            let config = config::load(&dir, &placeholder).map_err(|e| config_failed(&e))?;
+            let policy = &config.policy;
+            let s = policy.screening();
+            let Some(list) = &s.list else {
+                out(&format!("{}: no screening list in the config folder\n", dir.display()))?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            let tenant = |f: &customs::policy::Finding| policy.tenant(f.tenant).map_or("?", |t| &*t.id).to_owned();
+            if json {
+                let findings: Vec<_> = s
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        let mut v = serde_json::json!({
+                            "status": f.status.as_str(), "tenant": tenant(f), "name": &*f.query,
+                            "matched": &*f.matched, "score": f.score, "entry": &*f.entry_id,
+                            "entry_name": &*f.entry_name, "source": &*f.source, "list_line": f.list_line,
+                        });
+                        if let customs::policy::FindingStatus::Cleared { reviewer, date, note } = &f.status {
+                            v["clearance"] = serde_json::json!({ "reviewer": &**reviewer, "date": date.to_string(), "note": &**note });
+                        }
+                        v
+                    })
+                    .collect();
+                let doc = serde_json::json!({
+                    "list": &**list, "entries": s.entries, "threshold": s.threshold,
+                    "review_threshold": s.review_threshold, "findings": findings,
+                });
+                out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut text = format!(
+                "{list}: {} entries screened against {} tenants; blocked at {:.0}, review from {:.0}\n",
+                s.entries,
+                policy.tenants().len(),
+                s.threshold,
+                s.review_threshold
+            );
+            for f in s.findings.iter() {
+                text.push_str(&format!(
+                    "{:<8} {:<20} {:>3.0}  {:?} ~ {:?}\n         entry {} ({}), {list}:{}\n",
+                    f.status.as_str().to_uppercase(),
+                    tenant(f),
+                    f.score,
+                    &*f.query,
+                    &*f.matched,
+                    f.entry_id,
+                    f.source,
+                    f.list_line
+                ));
+                if let customs::policy::FindingStatus::Cleared { reviewer, date, note } = &f.status {
+                    text.push_str(&format!("         cleared by {reviewer} on {date}: {note}\n"));
+                }
+            }
+            let count = |st: &str| s.findings.iter().filter(|f| f.status.as_str() == st).count();
+            text.push_str(&format!(
+                "{} blocked (denied_party), {} cleared, {} for review\n",
+                count("blocked"),
+                count("cleared"),
+                count("review")
+            ));
+            out(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen => {
             let key = auth::generate_key();
             let digest = hex::encode(auth::digest(key.as_bytes()));

@@ -12,8 +12,9 @@ use toml::Spanned;
 use super::error::{ConfigError, Source};
 use super::raw::{
     CountryGroupsFile, DeclarationRequirement, GatewayFile, JurisdictionsFile, ModelsFile, RawJurisdiction, RawLimits,
-    RawTenant, TenantStatus, TenantsFile,
+    RawTenant, ScreeningFile, TenantStatus, TenantsFile,
 };
+use super::screen::{self, ListSource};
 use crate::auth::{self, KeyIndex};
 use crate::limits::LimitSpec;
 use crate::policy::{
@@ -27,6 +28,8 @@ pub(super) struct Parsed<'s> {
     pub groups: (&'s Source, CountryGroupsFile),
     pub jurisdictions: (&'s Source, JurisdictionsFile),
     pub tenants: (&'s Source, TenantsFile),
+    pub screening: (&'s Source, ScreeningFile),
+    pub list: Option<ListSource>,
 }
 
 /// Collects errors and rules while compiling.
@@ -122,8 +125,16 @@ pub(super) fn compile(
     let groups = compile_groups(&mut ctx, p.groups.0, &p.groups.1);
     let (jurisdictions, coverage, verdicts, verdict_endpoints) =
         compile_jurisdictions(&mut ctx, p.jurisdictions.0, &p.jurisdictions.1, &groups, &models, &endpoints);
-    let (tenants, tenant_ids, keys) =
+    let (mut tenants, tenant_ids, keys) =
         compile_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &jurisdictions, &p.jurisdictions.1, &coverage, &models);
+    let screening = screen::screen(
+        &mut ctx.errors,
+        &mut ctx.rules,
+        (p.screening.0, &p.screening.1),
+        p.list.as_ref(),
+        &p.tenants.1,
+        &mut tenants,
+    );
     if !ctx.errors.is_empty() {
         return Err(ctx.errors);
     }
@@ -141,6 +152,7 @@ pub(super) fn compile(
         verdict_endpoints: verdict_endpoints.into(),
         endpoints: endpoints.into(),
         rules: ctx.rules.into(),
+        screening,
     };
     Ok((p.gateway.1, policy))
 }
@@ -766,6 +778,7 @@ fn compile_tenants(
             country: t.country.get_ref().as_str().into(),
             jurisdiction,
             suspended,
+            denied_party: None,
             declaration,
             allowlist,
             limits,

@@ -5,6 +5,7 @@
 mod compile;
 mod error;
 pub mod raw;
+mod screen;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,13 +19,15 @@ pub use raw::GatewayFile as Settings;
 
 use crate::policy::Policy;
 
-/// The files a config folder may hold. `gateway.toml` is optional; the policy files are not.
-pub const FILES: [(&str, bool); 5] = [
+/// The files a config folder may hold. `gateway.toml` and `screening.toml` are optional; the
+/// policy files are not. The screening list itself (CSV) is named in `screening.toml`.
+pub const FILES: [(&str, bool); 6] = [
     ("gateway.toml", false),
     ("models.toml", true),
     ("country-groups.toml", true),
     ("jurisdictions.toml", true),
     ("tenants.toml", true),
+    ("screening.toml", false),
 ];
 
 pub struct Config {
@@ -89,22 +92,46 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         }
     }
 
+    // The screening list is part of the policy (and of its version), at the path screening.toml
+    // names, or its default name.
+    let screening_file: Option<raw::ScreeningFile> = match sources.get(5) {
+        Some(Some(s)) => parse(s, &mut errors),
+        _ => None,
+    };
+    let list_name =
+        screening_file.as_ref().map_or_else(|| raw::ScreeningSettings::default().list, |f| f.screening.list.clone());
+    let list = match fs::read(dir.join(list_name.get_ref())) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(screen::ListSource { source: Source::new(display(list_name.get_ref()), text) }),
+            Err(_) => {
+                errors.push(file_err(display(list_name.get_ref()), "is not valid UTF-8".into()));
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            errors.push(file_err(display(list_name.get_ref()), format!("cannot be read: {e}")));
+            None
+        }
+    };
+
     let version = {
         let mut h = Sha256::new();
-        for s in sources.iter().flatten() {
+        for s in sources.iter().flatten().chain(list.iter().map(|l| &l.source)) {
             h.update((s.text.len() as u64).to_le_bytes());
             h.update(s.text.as_bytes());
         }
         hex::encode(&h.finalize()[..8])
     };
 
-    let [g, m, c, j, t] = match <[Option<Source>; 5]>::try_from(sources) {
+    let [g, m, c, j, t, sc] = match <[Option<Source>; 6]>::try_from(sources) {
         Ok(arr) => arr,
         Err(_) => return Err(ConfigErrors(errors)),
     };
-    let (Some(g), Some(m), Some(c), Some(j), Some(t)) = (g, m, c, j, t) else {
+    let (Some(g), Some(m), Some(c), Some(j), Some(t), Some(sc)) = (g, m, c, j, t, sc) else {
         return Err(ConfigErrors(errors));
     };
+    let Some(screening_file) = screening_file else { return Err(ConfigErrors(errors)) };
     let gateway = parse(&g, &mut errors);
     let models = parse(&m, &mut errors);
     let groups = parse(&c, &mut errors);
@@ -121,6 +148,8 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         groups: (&c, groups),
         jurisdictions: (&j, jurisdictions),
         tenants: (&t, tenants),
+        screening: (&sc, screening_file),
+        list,
     };
     match compile::compile(parsed, env, version) {
         Ok((settings, policy)) if errors.is_empty() => Ok(Config { dir: dir.to_owned(), settings, policy }),

@@ -381,3 +381,47 @@ pub struct RawDeclaration {
     pub expires: Spanned<toml::value::Datetime>,
     pub purposes: Vec<Spanned<String>>,
 }
+
+/// `screening.toml`: how tenants are screened against the restricted-party list, and the
+/// clearances compliance reviewers recorded for false positives.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreeningFile {
+    #[serde(default)]
+    pub screening: ScreeningSettings,
+    #[serde(default)]
+    pub clearances: Vec<RawClearance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScreeningSettings {
+    /// The list, in the Consolidated Screening List CSV format, relative to the config folder.
+    pub list: Spanned<String>,
+    /// Scores (0-100) at or above this block the tenant with `denied_party`.
+    pub threshold: Spanned<f64>,
+    /// `customs screen` lists scores from here up to the threshold for review.
+    pub review_threshold: Spanned<f64>,
+}
+
+impl Default for ScreeningSettings {
+    fn default() -> Self {
+        Self {
+            list: Spanned::new(0..0, "screening-list.csv".into()),
+            threshold: Spanned::new(0..0, crate::screening::DEFAULT_THRESHOLD),
+            review_threshold: Spanned::new(0..0, crate::screening::REVIEW_THRESHOLD),
+        }
+    }
+}
+
+/// A reviewer's decision that one tenant is not one list entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClearance {
+    pub tenant: Spanned<String>,
+    /// The entry's `_id` in the list.
+    pub entry: Spanned<String>,
+    pub reviewer: String,
+    pub date: Spanned<toml::value::Datetime>,
+    pub note: String,
+}

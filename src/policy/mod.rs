@@ -4,16 +4,18 @@
 //!
 //! Evaluation order (default deny; the first rule that refuses decides):
 //! 1. tenant suspended
-//! 2. tenant's jurisdiction embargoed
-//! 3. model name unknown (exact match on id or alias; no case folding or trimming)
-//! 4. jurisdiction `deny_models` (beats any allow), then `allow_models` (no match = deny)
-//! 5. tenant `allow_models` (may only narrow)
-//! 6. jurisdiction `max_training_flops`
-//! 7. end-use declaration (required, expired, purpose declared)
-//! 8. endpoint residency
+//! 2. tenant matches a restricted-party list entry (`denied_party`), unless cleared
+//! 3. tenant's jurisdiction embargoed
+//! 4. model name unknown (exact match on id or alias; no case folding or trimming)
+//! 5. jurisdiction `deny_models` (beats any allow), then `allow_models` (no match = deny)
+//! 6. tenant `allow_models` (may only narrow)
+//! 7. jurisdiction `max_training_flops`
+//! 8. end-use declaration (required, expired, purpose declared)
+//! 9. endpoint residency
 
 mod date;
 mod denial;
+mod screening;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +26,7 @@ use http::HeaderValue;
 
 pub use date::Day;
 pub use denial::Denial;
+pub use screening::{Finding, FindingStatus, Screening};
 
 use crate::auth::KeyIndex;
 use crate::config::raw::ComputeBasis;
@@ -51,6 +54,7 @@ pub struct Policy {
     pub(crate) verdict_endpoints: Box<[EndpointIdx]>,
     pub(crate) endpoints: Box<[Endpoint]>,
     pub(crate) rules: Box<[Rule]>,
+    pub(crate) screening: Screening,
 }
 
 pub struct Model {
@@ -76,6 +80,8 @@ pub struct Tenant {
     pub country: Box<str>,
     pub jurisdiction: u32,
     pub suspended: Option<RuleId>,
+    /// The screening-list entry that blocks this tenant, when it matched and was not cleared.
+    pub denied_party: Option<RuleId>,
     pub declaration: Option<Declaration>,
     pub allowlist: Option<ModelSet>,
     pub limits: LimitSpec,
@@ -163,6 +169,9 @@ impl Policy {
         };
         if let Some(rule) = t.suspended {
             return deny(None, Denial::TenantSuspended, Some(rule));
+        }
+        if let Some(rule) = t.denied_party {
+            return deny(None, Denial::DeniedParty, Some(rule));
         }
         let j = t.jurisdiction as usize;
         if let Some(rule) = self.jurisdictions.get(j).and_then(|j| j.embargoed) {
@@ -268,6 +277,10 @@ impl Policy {
 
     pub fn rule(&self, r: RuleId) -> Option<&Rule> {
         self.rules.get(r as usize)
+    }
+
+    pub fn screening(&self) -> &Screening {
+        &self.screening
     }
 
     pub fn keys(&self) -> &KeyIndex {

@@ -17,6 +17,8 @@ const KEYS: &[(&str, &str)] = &[
     ("demo-de", "sk-demo-de"),
     ("demo-ir", "sk-demo-ir"),
     ("demo-suspended", "sk-demo-suspended"),
+    ("demo-listed", "sk-demo-listed"),
+    ("demo-nl", "sk-demo-nl"),
 ];
 
 fn explain(tenant: &str, model: &str, purpose: Option<&str>) -> serde_json::Value {

@@ -14,5 +14,6 @@ mod reload;
 mod report_html;
 mod report_traffic;
 mod requests;
+mod screening;
 mod streaming;
 mod support;

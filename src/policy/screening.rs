@@ -1,0 +1,52 @@
+//! What denied-party screening found at load: every tenant name that scored in the review band or
+//! above against the restricted-party list, and what became of it (blocked, cleared by a reviewer,
+//! or left for review). The request path only reads each tenant's `denied_party` rule; this is
+//! for `customs screen` and `customs explain`.
+
+use super::{Day, RuleId, TenantIdx};
+
+#[derive(Debug, Default)]
+pub struct Screening {
+    /// The list file, when screening is configured.
+    pub list: Option<Box<str>>,
+    pub entries: usize,
+    pub threshold: f64,
+    pub review_threshold: f64,
+    pub findings: Box<[Finding]>,
+}
+
+#[derive(Debug)]
+pub struct Finding {
+    pub tenant: TenantIdx,
+    /// The tenant's legal name or alias that matched.
+    pub query: Box<str>,
+    pub entry_id: Box<str>,
+    pub entry_name: Box<str>,
+    pub source: Box<str>,
+    /// The entry's line in the list file.
+    pub list_line: usize,
+    /// The entry's name or alias that matched.
+    pub matched: Box<str>,
+    pub score: f64,
+    pub status: FindingStatus,
+}
+
+#[derive(Debug)]
+pub enum FindingStatus {
+    /// At or above the threshold, no clearance: the tenant is refused with `denied_party`.
+    Blocked(RuleId),
+    /// At or above the threshold, cleared by a reviewer for this exact tenant and entry.
+    Cleared { reviewer: Box<str>, date: Day, note: Box<str> },
+    /// In the review band: served, listed by `customs screen`.
+    Review,
+}
+
+impl FindingStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Blocked(_) => "blocked",
+            Self::Cleared { .. } => "cleared",
+            Self::Review => "review",
+        }
+    }
+}
