@@ -345,7 +345,9 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
             let thr = generate::closed_loop(t.addr, &plain, args.connections, d).await;
             let cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
+            let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
             let streamed = generate::closed_loop(t.addr, &stream, args.connections, d).await;
+            let stream_cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
             let mut lat = generate::open_loop(t.addr, &plain, args.rate, 16, d).await;
             let mut sttfb = generate::open_loop(t.addr, &stream, args.rate, 16, d).await;
             let row = json!({
@@ -357,6 +359,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 "p99_ms": quantile_ms(&mut lat.latency, 0.99),
                 "p999_ms": quantile_ms(&mut lat.latency, 0.999),
                 "stream_rps": streamed.ok as f64 / d.as_secs_f64(),
+                "stream_cpu_us_per_response": if pids.is_empty() { Value::Null } else { json!(stream_cpu * 1e6 / streamed.ok.max(1) as f64) },
                 "stream_ttfb_p50_ms": quantile_ms(&mut sttfb.first_byte, 0.5),
                 "stream_ttfb_p99_ms": quantile_ms(&mut sttfb.first_byte, 0.99),
             });
@@ -372,6 +375,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "p99_ms",
         "p999_ms",
         "stream_rps",
+        "stream_cpu_us_per_response",
         "stream_ttfb_p50_ms",
         "stream_ttfb_p99_ms",
     ];
@@ -405,19 +409,20 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
         "ratios_customs_over_bare": {
             "rps": ratio("rps"), "cpu_us_per_request": ratio("cpu_us_per_request"), "added_p99_ms": ratio("added_p99_ms"),
-            "stream_rps": ratio("stream_rps"), "stream_ttfb_p50_ms": ratio("stream_ttfb_p50_ms"),
+            "stream_rps": ratio("stream_rps"), "stream_cpu_us_per_response": ratio("stream_cpu_us_per_response"),
+            "stream_ttfb_p50_ms": ratio("stream_ttfb_p50_ms"),
         },
     });
     let out = Path::new(ROOT).join(&args.out);
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
     println!(
-        "\n| target | req/s | CPU µs/req | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | stream resp/s | stream TTFB p50 ms | peak RSS MiB |"
+        "\n| target | req/s | CPU µs/req | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | stream resp/s | stream CPU µs/resp | stream TTFB p50 ms | peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, v) in &results {
         let f = |k: &str| v[k].as_f64().map_or("-".to_owned(), |x| format!("{x:.3}"));
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+            "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
             v["rps"].as_f64().unwrap_or(f64::NAN),
             f("cpu_us_per_request"),
             f("p50_ms"),
@@ -426,6 +431,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             f("added_p50_ms"),
             f("added_p99_ms"),
             v["stream_rps"].as_f64().unwrap_or(f64::NAN),
+            f("stream_cpu_us_per_response"),
             f("stream_ttfb_p50_ms"),
             f("peak_rss_mib"),
         );

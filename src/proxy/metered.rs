@@ -1,5 +1,5 @@
 //! The upstream's response body on its way to the client: every frame is passed on the moment it
-//! arrives, while usage is read from it on the side (the final SSE chunk of a stream, or the JSON
+//! arrives (frames that arrived together, together: see `coalesce`), while usage is read from it on the side (the final SSE chunk of a stream, or the JSON
 //! body of a plain response). When the body ends, or the client goes away, the request is
 //! settled once: limits reconciled with the reported usage, tokens and FLOPs counted, durations
 //! observed.
@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use super::coalesce::Coalesce;
 use crate::audit::{DecisionRecord, Slot};
 use crate::limits::Ticket;
 use crate::policy::{EndpointIdx, ModelIdx, TenantIdx};
@@ -186,14 +187,14 @@ impl Settlement {
 }
 
 pub struct Metered {
-    inner: Incoming,
+    inner: Coalesce<Incoming>,
     scanner: UsageScanner,
     settlement: Option<Settlement>,
 }
 
 impl Metered {
     pub fn new(inner: Incoming, scanner: UsageScanner, settlement: Settlement) -> Self {
-        Self { inner, scanner, settlement: Some(settlement) }
+        Self { inner: Coalesce::new(inner), scanner, settlement: Some(settlement) }
     }
 
     fn finish(&mut self, end: End) {

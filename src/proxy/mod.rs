@@ -5,6 +5,7 @@
 //! Retries happen only when a connection could not be made, so the request never reached an
 //! upstream; anything after that is answered as it is.
 
+mod coalesce;
 mod headers;
 pub mod metered;
 
