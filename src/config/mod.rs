@@ -1,9 +1,12 @@
 //! The config folder: reads its files, parses them with line and column, and compiles them into an
-//! immutable [`Policy`] plus gateway [`Settings`]. A config is accepted whole or not at all; every
-//! problem found is reported at once, each naming its file, line, key and what is wrong.
+//! immutable [`Policy`] plus gateway [`Settings`] and the policy's [`Expectation`]s. A config is
+//! accepted whole or not at all; every problem found is reported at once, each naming its file,
+//! line, key and what is wrong.
 
 mod compile;
 mod error;
+mod expect;
+mod jurisdictions;
 pub mod raw;
 
 use std::fs;
@@ -17,19 +20,28 @@ pub use error::{ConfigError, ConfigErrors};
 pub use raw::GatewayFile as Settings;
 
 use crate::policy::Policy;
+use crate::policy::expect::Expectation;
 
-/// The files a config folder may hold. `gateway.toml` is optional; the policy files are not.
-pub const FILES: [(&str, bool); 5] = [
+/// The file of policy expectations: read and checked with the rest, but left out of the policy
+/// version, since it changes no decision.
+pub const EXPECTATIONS: &str = "expectations.toml";
+
+/// The files a config folder may hold, and whether each is required: `gateway.toml` and
+/// `expectations.toml` are optional, the policy files are not.
+pub const FILES: [(&str, bool); 6] = [
     ("gateway.toml", false),
     ("models.toml", true),
     ("country-groups.toml", true),
     ("jurisdictions.toml", true),
     ("tenants.toml", true),
+    (EXPECTATIONS, false),
 ];
 
 pub struct Config {
     pub settings: Settings,
     pub policy: Policy,
+    /// Evaluated by `customs check` ([`crate::policy::expect::evaluate`]); the server ignores them.
+    pub expectations: Vec<Expectation>,
 }
 
 /// Looks up environment variables for upstream credentials; a function so the demo and tests can
@@ -89,18 +101,19 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
 
     let version = {
         let mut h = Sha256::new();
-        for s in sources.iter().flatten() {
+        for (s, _) in sources.iter().zip(FILES).filter(|(_, (name, _))| *name != EXPECTATIONS) {
+            let Some(s) = s else { continue };
             h.update((s.text.len() as u64).to_le_bytes());
             h.update(s.text.as_bytes());
         }
         hex::encode(&h.finalize()[..8])
     };
 
-    let [g, m, c, j, t] = match <[Option<Source>; 5]>::try_from(sources) {
+    let [g, m, c, j, t, e] = match <[Option<Source>; 6]>::try_from(sources) {
         Ok(arr) => arr,
         Err(_) => return Err(ConfigErrors(errors)),
     };
-    let (Some(g), Some(m), Some(c), Some(j), Some(t)) = (g, m, c, j, t) else {
+    let (Some(g), Some(m), Some(c), Some(j), Some(t), Some(e)) = (g, m, c, j, t, e) else {
         return Err(ConfigErrors(errors));
     };
     let gateway = parse(&g, &mut errors);
@@ -108,8 +121,9 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     let groups = parse(&c, &mut errors);
     let jurisdictions = parse(&j, &mut errors);
     let tenants = parse(&t, &mut errors);
-    let (Some(gateway), Some(models), Some(groups), Some(jurisdictions), Some(tenants)) =
-        (gateway, models, groups, jurisdictions, tenants)
+    let expectations = parse(&e, &mut errors);
+    let (Some(gateway), Some(models), Some(groups), Some(jurisdictions), Some(tenants), Some(expectations)) =
+        (gateway, models, groups, jurisdictions, tenants, expectations)
     else {
         return Err(ConfigErrors(errors));
     };
@@ -119,9 +133,12 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         groups: (&c, groups),
         jurisdictions: (&j, jurisdictions),
         tenants: (&t, tenants),
+        expectations: (&e, expectations),
     };
     match compile::compile(parsed, env, version) {
-        Ok((settings, policy)) if errors.is_empty() => Ok(Config { settings, policy }),
+        Ok(c) if errors.is_empty() => {
+            Ok(Config { settings: c.settings, policy: c.policy, expectations: c.expectations })
+        }
         Ok(_) => Err(ConfigErrors(errors)),
         Err(mut more) => {
             errors.append(&mut more);

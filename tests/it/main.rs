@@ -2,6 +2,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly and at once")]
 
 mod azure;
+mod check_expectations;
 mod config_errors;
 mod explain_agrees;
 mod forwarding;
