@@ -189,7 +189,7 @@ fn bench_request_path(c: &mut Criterion) {
         let mock = MockUpstream::start(([127, 0, 0, 1], 0).into(), opts).await.unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for (name, _) in config::FILES {
+        for name in config::FILES.into_iter().map(|(name, _)| name).chain(["screening-list.csv"]) {
             let scenario = root.join("benches/load/scenario").join(name);
             let source = if scenario.exists() { scenario } else { root.join("config").join(name) };
             let text =

@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// customs: an inference gateway that enforces export-control policy on every request.
 ///
-/// Policy lives in a config folder (models, jurisdictions, country groups, tenants). Check it with
-/// `customs check`, ask it questions with `customs explain`, serve it with `customs serve`.
+/// Policy lives in a config folder (models, jurisdictions, country groups, tenants, and the
+/// expectations compliance keeps beside them). Check it and its expectations with `customs check`,
+/// ask it questions with `customs explain`, serve it with `customs serve`.
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 pub struct Cli {
@@ -45,13 +46,20 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = "config")]
         config: PathBuf,
     },
-    /// Validate a config folder; lists every problem and exits 1 if there is any.
+    /// Validate a config folder and evaluate its expectations.toml; lists every problem and every
+    /// failed expectation, and exits 1 if there is any.
     Check {
         #[arg(long, value_name = "DIR")]
         config: PathBuf,
         /// Also require every `api_key_env` variable to be set (for deploy pipelines).
         #[arg(long)]
         require_env: bool,
+        /// Evaluate expectations that name no `at` date as of this day (YYYY-MM-DD) instead of today.
+        #[arg(long, value_name = "DATE")]
+        at: Option<String>,
+        /// Also print a PASS line for every expectation that holds.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Show the decision for one tenant and model, and the rule that made it.
     Explain {

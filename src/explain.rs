@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::error::GatewayError;
-use crate::policy::{Day, Policy, Verdict};
+use crate::policy::{Day, Policy, Rule, Verdict};
 
 #[derive(Debug, Serialize)]
 pub struct Explanation {
@@ -12,6 +12,9 @@ pub struct Explanation {
     pub legal_name: String,
     pub country: String,
     pub jurisdiction: String,
+    /// When the jurisdiction's rules are dated: the version in force on `date` (its block, with
+    /// the days it is in force), or the rule saying none is. `None` for an undated jurisdiction.
+    pub jurisdiction_version: Option<RuleRef>,
     pub model: String,
     /// The catalog id the name resolved to, when it is known.
     pub resolved_model: Option<String>,
@@ -29,12 +32,18 @@ pub struct Explanation {
     pub policy_version: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct RuleRef {
     pub file: String,
     pub line: usize,
     pub key: String,
     pub detail: String,
+}
+
+impl From<&Rule> for RuleRef {
+    fn from(r: &Rule) -> Self {
+        Self { file: r.file.to_string(), line: r.line, key: r.key.to_string(), detail: r.detail.to_string() }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +69,8 @@ pub fn explain(
     let tenant = policy.tenant(t_idx).ok_or_else(|| ExplainError::UnknownTenant(tenant_id.to_owned()))?;
     let d = policy.decide(t_idx, model, purpose, at);
     let resolved = d.model.and_then(|m| policy.model(m));
+    let dated = policy.jurisdiction(tenant).is_some_and(|j| j.is_dated());
+    let version = policy.period(tenant, at).filter(|_| dated).and_then(|p| policy.rule(p.rule()));
     let (decision, reason, status, endpoints) = match d.verdict {
         Verdict::Allow { endpoints } => ("allow", None, 200, endpoints),
         Verdict::Deny(denial) => ("deny", Some(denial.code()), GatewayError::Policy(denial).status().as_u16(), &[][..]),
@@ -69,6 +80,7 @@ pub fn explain(
         legal_name: tenant.legal_name.to_string(),
         country: tenant.country.to_string(),
         jurisdiction: policy.jurisdiction(tenant).map(|j| j.id.to_string()).unwrap_or_default(),
+        jurisdiction_version: version.map(RuleRef::from),
         model: model.to_owned(),
         resolved_model: resolved.map(|m| m.id.to_string()),
         training_flops: resolved.map(|m| m.training_flops),
@@ -78,12 +90,7 @@ pub fn explain(
         decision,
         reason,
         status,
-        rule: d.rule.and_then(|r| policy.rule(r)).map(|r| RuleRef {
-            file: r.file.to_string(),
-            line: r.line,
-            key: r.key.to_string(),
-            detail: r.detail.to_string(),
-        }),
+        rule: d.rule.and_then(|r| policy.rule(r)).map(RuleRef::from),
         endpoints: endpoints
             .iter()
             .filter_map(|&e| policy.endpoint(e))
@@ -107,6 +114,10 @@ impl Explanation {
             "  tenant:       {} ({}, {}), jurisdiction {}",
             self.tenant, self.legal_name, self.country, self.jurisdiction
         );
+        // Said once: when no version is in force, that gap is also what decided.
+        if let Some(v) = self.jurisdiction_version.as_ref().filter(|v| self.rule.as_ref() != Some(*v)) {
+            let _ = writeln!(s, "  version:      {}:{}: {}\n                {}", v.file, v.line, v.key, v.detail);
+        }
         match (&self.resolved_model, self.training_flops) {
             (Some(id), Some(f)) => {
                 let basis = self.compute_basis.unwrap_or("-");

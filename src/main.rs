@@ -84,10 +84,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Check { config: dir, require_env } => {
+        Command::Check { config: dir, require_env, at, verbose } => {
             // Without --require-env, credentials are a deployment concern: only the names are checked.
             let placeholder = |_: &str| Some("set-at-deploy".to_owned());
             let env: config::EnvLookup<'_> = if require_env { &config::process_env } else { &placeholder };
+            let today = match at {
+                None => Day::today(),
+                Some(s) => Day::parse(&s).with_context(|| format!("--at {s:?} is not a date (YYYY-MM-DD)"))?,
+            };
             match config::load(&dir, env) {
                 Ok(c) => {
                     let p = &c.policy;
@@ -100,7 +104,25 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         p.jurisdictions().len(),
                         p.endpoints().len()
                     ))?;
-                    Ok(ExitCode::SUCCESS)
+                    // Not an error (a jurisdiction may start later or end), but rarely meant.
+                    for j in p.jurisdictions() {
+                        for gap in j.periods().iter().filter(|g| !g.has_version()) {
+                            if let Some(r) = p.rule(gap.rule()) {
+                                out(&format!("note: {}:{}: {}: {}\n", r.file, r.line, r.key, r.detail))?;
+                            }
+                        }
+                    }
+                    if c.expectations.is_empty() {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    let report = customs::policy::expect::evaluate(p, &c.expectations, today);
+                    let mut text = String::new();
+                    for o in report.outcomes.iter().filter(|o| verbose || !o.passed()) {
+                        text.push_str(&format!("{o}\n"));
+                    }
+                    text.push_str(&format!("{}\n", report.summary()));
+                    out(&text)?;
+                    Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
                 }
                 Err(errors) => {
                     out(&format!("{errors}\n{}: {} error(s)\n", dir.display(), errors.0.len()))?;

@@ -141,7 +141,9 @@ fn start_customs(mock: SocketAddr, large: bool) -> Result<Target, Box<dyn std::e
         large_config::write(dir.path(), &mock.to_string())?;
     }
     // The generated large config has no gateway.toml: it gets the scenario's, like the example.
-    for (name, _) in customs::config::FILES.into_iter().filter(|(name, _)| !large || *name == "gateway.toml") {
+    // The screening list is not a *.toml file of FILES, but it is screened against like the rest.
+    let files = customs::config::FILES.into_iter().map(|(name, _)| name).chain(["screening-list.csv"]);
+    for name in files.filter(|name| !large || *name == "gateway.toml") {
         let scenario = Path::new(ROOT).join("benches/load/scenario").join(name);
         let source = if scenario.exists() { scenario } else { Path::new(ROOT).join("config").join(name) };
         let text = std::fs::read_to_string(source)?

@@ -1,24 +1,28 @@
 //! Compiles the parsed files into a [`Policy`]: checks every cross-reference and range, collects
 //! every problem instead of stopping at the first, and resolves all patterns and thresholds into
-//! per-(jurisdiction, model) verdicts so nothing is evaluated lazily on the request path.
+//! per-(jurisdiction version, model) verdicts so nothing is evaluated lazily on the request path.
+//! Jurisdictions are compiled in `jurisdictions.rs`, expectations in `expect.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 
 use globset::{Glob, GlobMatcher};
 use http::HeaderValue;
 use toml::Spanned;
+use toml::value::Datetime;
 
 use super::error::{ConfigError, Source};
+use super::jurisdictions::{Coverage, compile_jurisdictions};
 use super::raw::{
-    CountryGroupsFile, DeclarationRequirement, GatewayFile, JurisdictionsFile, ModelsFile, RawJurisdiction, RawLimits,
-    RawTenant, ScreeningFile, TenantStatus, TenantsFile,
+    CountryGroupsFile, ExpectationsFile, GatewayFile, JurisdictionsFile, ModelsFile, RawLimits, RawTenant,
+    ScreeningFile, TenantStatus, TenantsFile,
 };
 use super::screen::{self, ListSource};
 use crate::auth::{self, KeyIndex};
 use crate::limits::LimitSpec;
+use crate::policy::expect::Expectation;
 use crate::policy::{
-    Day, Declaration, EndpointIdx, Jurisdiction, Model, ModelSet, Policy, RegionVerdict, Rule, RuleId, Tenant,
+    Day, Declaration, EndpointIdx, Jurisdiction, Model, ModelSet, Policy, Rule, RuleId, Suspension, Tenant, Window,
 };
 use crate::route::Endpoint;
 
@@ -30,46 +34,60 @@ pub(super) struct Parsed<'s> {
     pub tenants: (&'s Source, TenantsFile),
     pub screening: (&'s Source, ScreeningFile),
     pub list: Option<ListSource>,
+    pub expectations: (&'s Source, ExpectationsFile),
+}
+
+/// What a config compiles to.
+pub(super) struct Compiled {
+    pub settings: GatewayFile,
+    pub policy: Policy,
+    pub expectations: Vec<Expectation>,
 }
 
 /// Collects errors and rules while compiling.
-struct Ctx<'e> {
+pub(super) struct Ctx<'e> {
     errors: Vec<ConfigError>,
     rules: Vec<Rule>,
     env: &'e dyn Fn(&str) -> Option<String>,
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, src: &Source, span: Option<Range<usize>>, key: impl Into<String>, msg: impl Into<String>) {
+    pub(super) fn err(
+        &mut self,
+        src: &Source,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) {
         self.errors.push(src.error(span.as_ref(), key, msg));
     }
 
-    fn rule(&mut self, src: &Source, span: Range<usize>, key: String, detail: String) -> RuleId {
+    pub(super) fn rule(&mut self, src: &Source, span: Range<usize>, key: String, detail: String) -> RuleId {
         let (line, _) = src.position(&span);
         self.rules.push(Rule { file: src.name.as_str().into(), line, key: key.into(), detail: detail.into() });
         (self.rules.len() - 1) as RuleId
     }
 }
 
-fn entry(list: &str, i: usize, id: &str) -> String {
+pub(super) fn entry(list: &str, i: usize, id: &str) -> String {
     format!("{list}[{i}] ({id})")
 }
 
 /// Names that are compared byte for byte: printable ASCII without spaces, so look-alike Unicode,
 /// whitespace and control characters can never be part of a model, alias, tenant or group id.
-fn valid_name(s: &str) -> bool {
+pub(super) fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn valid_label(s: &str) -> bool {
+pub(super) fn valid_label(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn valid_country(s: &str) -> bool {
+pub(super) fn valid_country(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())
 }
 
-fn glob(ctx: &mut Ctx, src: &Source, key: &str, p: &Spanned<String>) -> Option<GlobMatcher> {
+pub(super) fn glob(ctx: &mut Ctx, src: &Source, key: &str, p: &Spanned<String>) -> Option<GlobMatcher> {
     let pat = p.get_ref();
     if !valid_name(pat) {
         ctx.err(src, Some(p.span()), key, format!("pattern {pat:?} must be printable ASCII without spaces"));
@@ -87,7 +105,7 @@ fn glob(ctx: &mut Ctx, src: &Source, key: &str, p: &Spanned<String>) -> Option<G
 /// Compiles a list of model patterns, each of which must match at least one of `names` (a
 /// pattern that matches nothing is almost always a typo, and a mistyped deny fails open).
 /// `None` if any pattern is invalid.
-fn model_patterns<'n, I: Iterator<Item = &'n str>>(
+pub(super) fn model_patterns<'n, I: Iterator<Item = &'n str>>(
     ctx: &mut Ctx,
     src: &Source,
     key: &str,
@@ -114,19 +132,61 @@ fn model_patterns<'n, I: Iterator<Item = &'n str>>(
     ok.then_some(out)
 }
 
+/// A TOML local date (`2027-01-01`) as a [`Day`]; a time or an offset is an error, since every
+/// date in the policy is a whole UTC day.
+pub(super) fn day(ctx: &mut Ctx, src: &Source, key: String, d: &Spanned<Datetime>) -> Option<Day> {
+    let v = d.get_ref();
+    let day = match (v.date, v.time, v.offset) {
+        (Some(date), None, None) => Day::from_ymd(i64::from(date.year), u32::from(date.month), u32::from(date.day)),
+        _ => None,
+    };
+    if day.is_none() {
+        ctx.err(src, Some(d.span()), key, "must be a date such as 2027-01-01 (no time of day)");
+    }
+    day
+}
+
+/// Two optional inclusive dates as a [`Window`]; an end before the start is an error. `None` if
+/// either date is invalid.
+pub(super) fn day_window(
+    ctx: &mut Ctx,
+    src: &Source,
+    key: &str,
+    (from_name, from): (&str, Option<&Spanned<Datetime>>),
+    (until_name, until): (&str, Option<&Spanned<Datetime>>),
+) -> Option<Window> {
+    let first = from.map(|d| day(ctx, src, format!("{key}.{from_name}"), d));
+    let last = until.map(|d| day(ctx, src, format!("{key}.{until_name}"), d));
+    let window = Window { from: first.unwrap_or(Some(Day::MIN))?, until: last.unwrap_or(Some(Day::MAX))? };
+    if window.until < window.from {
+        ctx.err(
+            src,
+            until.map(Spanned::span),
+            format!("{key}.{until_name}"),
+            format!("{} is before {from_name} {}", window.until, window.from),
+        );
+        return None;
+    }
+    Some(window)
+}
+
 pub(super) fn compile(
     p: Parsed<'_>,
     env: &dyn Fn(&str) -> Option<String>,
     version: String,
-) -> Result<(GatewayFile, Policy), Vec<ConfigError>> {
+) -> Result<Compiled, Vec<ConfigError>> {
     let mut ctx = Ctx { errors: Vec::new(), rules: Vec::new(), env };
     check_gateway(&mut ctx, p.gateway.0, &p.gateway.1);
     let (models, model_names, endpoints) = compile_models(&mut ctx, p.models.0, &p.models.1);
     let groups = compile_groups(&mut ctx, p.groups.0, &p.groups.1);
-    let (jurisdictions, coverage, verdicts, verdict_endpoints) =
-        compile_jurisdictions(&mut ctx, p.jurisdictions.0, &p.jurisdictions.1, &groups, &models, &endpoints);
+    let j = compile_jurisdictions(&mut ctx, p.jurisdictions.0, &p.jurisdictions.1, &groups, &models, &endpoints);
+    let regional_limits: Vec<Option<&RawLimits>> = j
+        .first_block
+        .iter()
+        .map(|&b| p.jurisdictions.1.jurisdictions.get(b).and_then(|r| r.limits.as_ref()).map(Spanned::get_ref))
+        .collect();
     let (mut tenants, tenant_ids, keys) =
-        compile_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &jurisdictions, &p.jurisdictions.1, &coverage, &models);
+        compile_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &j.jurisdictions, &regional_limits, &j.coverage, &models);
     let screening = screen::screen(
         &mut ctx.errors,
         &mut ctx.rules,
@@ -135,6 +195,8 @@ pub(super) fn compile(
         &p.tenants.1,
         &mut tenants,
     );
+    let expectations = super::expect::compile_expectations(&mut ctx, p.expectations.0, &p.expectations.1, &tenant_ids);
+    let (jurisdictions, verdicts, verdict_endpoints) = (j.jurisdictions, j.verdicts, j.verdict_endpoints);
     if !ctx.errors.is_empty() {
         return Err(ctx.errors);
     }
@@ -154,7 +216,7 @@ pub(super) fn compile(
         rules: ctx.rules.into(),
         screening,
     };
-    Ok((p.gateway.1, policy))
+    Ok(Compiled { settings: p.gateway.1, policy, expectations })
 }
 
 fn check_gateway(ctx: &mut Ctx, src: &Source, g: &GatewayFile) {
@@ -176,7 +238,7 @@ fn check_gateway(ctx: &mut Ctx, src: &Source, g: &GatewayFile) {
 }
 
 /// A model with the indices of its endpoints.
-type ModelEntry = (Model, Vec<EndpointIdx>);
+pub(super) type ModelEntry = (Model, Vec<EndpointIdx>);
 
 fn compile_models(
     ctx: &mut Ctx,
@@ -305,354 +367,6 @@ fn compile_groups<'f>(ctx: &mut Ctx, src: &Source, file: &'f CountryGroupsFile) 
     groups
 }
 
-/// Which jurisdiction each country belongs to, and the catch-all one (`countries = ["*"]`).
-pub(super) struct Coverage {
-    by_country: HashMap<String, u32>,
-    rest: Option<u32>,
-}
-
-impl Coverage {
-    fn of(&self, country: &str) -> Option<u32> {
-        self.by_country.get(country).copied().or(self.rest)
-    }
-}
-
-fn compile_jurisdictions(
-    ctx: &mut Ctx,
-    src: &Source,
-    file: &JurisdictionsFile,
-    groups: &HashMap<&str, Vec<&str>>,
-    models: &[ModelEntry],
-    endpoints: &[Endpoint],
-) -> (Vec<Jurisdiction>, Coverage, Vec<RegionVerdict>, Vec<EndpointIdx>) {
-    let mut out = Vec::new();
-    let mut verdicts = Vec::new();
-    let mut verdict_endpoints = Vec::new();
-    let mut coverage = Coverage { by_country: HashMap::new(), rest: None };
-    let mut ids = HashSet::new();
-    if file.jurisdictions.is_empty() {
-        ctx.err(src, None, "jurisdictions", "no jurisdictions are defined; every tenant needs one");
-    }
-    for (i, j) in file.jurisdictions.iter().enumerate() {
-        let idx = out.len() as u32;
-        let id = j.id.get_ref().as_str();
-        let key = entry("jurisdictions", i, id);
-        if !valid_label(id) {
-            ctx.err(src, Some(j.id.span()), format!("{key}.id"), "must be lowercase letters, digits and '-'");
-        }
-        if !ids.insert(id) {
-            ctx.err(src, Some(j.id.span()), format!("{key}.id"), format!("jurisdiction {id:?} is defined twice"));
-        }
-        cover_countries(ctx, src, &key, idx, j, groups, &mut coverage, &file.jurisdictions);
-        let embargoed = j.embargoed.as_ref().filter(|e| *e.get_ref()).map(|e| {
-            ctx.rule(src, e.span(), format!("{key}.embargoed"), "embargoed = true: every model is denied".into())
-        });
-        let regional = if embargoed.is_some() { None } else { region_rules(ctx, src, &key, j, models) };
-        for (model, eps) in models {
-            let v = match &regional {
-                Some(r) => r.verdict(model, eps, endpoints, &mut verdict_endpoints),
-                // Embargoed (or invalid, which fails the load): decided before any verdict is read.
-                None => RegionVerdict {
-                    pattern_rule: embargoed.unwrap_or(0),
-                    flags: RegionVerdict::DENIED_BY_PATTERN,
-                    endpoints_len: 0,
-                    endpoints_start: 0,
-                },
-            };
-            verdicts.push(v);
-        }
-        if let Some(l) = &j.limits {
-            check_limits(ctx, src, &format!("{key}.limits"), l);
-        }
-        let rule = |f: fn(&RegionRules) -> RuleId| regional.as_ref().map_or(0, f);
-        out.push(Jurisdiction {
-            id: id.into(),
-            embargoed,
-            threshold_rule: rule(|r| r.threshold_rule),
-            declaration_rule: rule(|r| r.declaration.map_or(0, |(_, rule)| rule)),
-            residency_rule: rule(|r| r.residency_rule),
-        });
-    }
-    (out, coverage, verdicts, verdict_endpoints)
-}
-
-#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename the arguments")]
-fn cover_countries(
-    ctx: &mut Ctx,
-    src: &Source,
-    key: &str,
-    idx: u32,
-    j: &RawJurisdiction,
-    groups: &HashMap<&str, Vec<&str>>,
-    coverage: &mut Coverage,
-    all: &[RawJurisdiction],
-) {
-    let mut expand = |list: &[Spanned<String>], field: &str, allow_star: bool| -> HashSet<String> {
-        let mut set = HashSet::new();
-        for (c, item) in list.iter().enumerate() {
-            let v = item.get_ref();
-            let k = format!("{key}.{field}[{c}]");
-            if field.ends_with("groups") {
-                match groups.get(v.as_str()) {
-                    Some(members) => set.extend(members.iter().map(|s| (*s).to_owned())),
-                    None => ctx.err(src, Some(item.span()), k, format!("unknown country group {v:?}")),
-                }
-            } else if allow_star && v == "*" {
-                set.insert("*".to_owned());
-            } else if valid_country(v) {
-                set.insert(v.clone());
-            } else {
-                ctx.err(src, Some(item.span()), k, format!("{v:?} is not an ISO 3166-1 alpha-2 code"));
-            }
-        }
-        set
-    };
-    let mut included = expand(&j.countries, "countries", true);
-    included.extend(expand(&j.country_groups, "country_groups", false));
-    let excluded: HashSet<String> = expand(&j.exclude_countries, "exclude_countries", false)
-        .into_iter()
-        .chain(expand(&j.exclude_country_groups, "exclude_country_groups", false))
-        .collect();
-    if included.remove("*") {
-        if let Some(prev) = coverage.rest.replace(idx) {
-            let other = all.get(prev as usize).map_or("?", |o| o.id.get_ref().as_str());
-            ctx.err(
-                src,
-                Some(j.id.span()),
-                format!("{key}.countries"),
-                format!("\"*\" is already claimed by jurisdiction {other:?}"),
-            );
-        }
-    }
-    if included.is_empty() && coverage.rest != Some(idx) {
-        ctx.err(src, Some(j.id.span()), format!("{key}.countries"), "covers no country");
-    }
-    let mut sorted: Vec<_> = included.difference(&excluded).cloned().collect();
-    sorted.sort();
-    for c in sorted {
-        if let Some(prev) = coverage.by_country.insert(c.clone(), idx) {
-            let other = all.get(prev as usize).map_or("?", |o| o.id.get_ref().as_str());
-            ctx.err(
-                src,
-                Some(j.id.span()),
-                format!("{key}.countries"),
-                format!("country {c} is also covered by jurisdiction {other:?}; exclude it from one of them"),
-            );
-        }
-    }
-}
-
-/// A non-embargoed jurisdiction's compiled rules.
-struct RegionRules {
-    deny: Vec<(GlobMatcher, RuleId)>,
-    allow: Vec<(GlobMatcher, RuleId)>,
-    no_allow_match: RuleId,
-    max_flops: f64,
-    threshold_rule: RuleId,
-    declaration: Option<(f64, RuleId)>,
-    residencies: Vec<GlobMatcher>,
-    residency_rule: RuleId,
-}
-
-impl RegionRules {
-    fn verdict(
-        &self,
-        model: &Model,
-        eps: &[EndpointIdx],
-        endpoints: &[Endpoint],
-        out: &mut Vec<EndpointIdx>,
-    ) -> RegionVerdict {
-        let names = || std::iter::once(&*model.id).chain(model.aliases.iter().map(|a| &**a));
-        // Deny looks at every name of the model, allow only at its id: an alias can never be the
-        // thing that grants access, and can never be a way around a deny.
-        let (pattern_rule, mut flags) = match self.deny.iter().find(|(g, _)| names().any(|n| g.is_match(n))) {
-            Some((_, rule)) => (*rule, RegionVerdict::DENIED_BY_PATTERN),
-            None => match self.allow.iter().find(|(g, _)| g.is_match(&*model.id)) {
-                Some((_, rule)) => (*rule, 0),
-                None => (self.no_allow_match, RegionVerdict::DENIED_BY_PATTERN),
-            },
-        };
-        if model.training_flops >= self.max_flops {
-            flags |= RegionVerdict::OVER_THRESHOLD;
-        }
-        if self.declaration.is_some_and(|(at, _)| model.training_flops >= at) {
-            flags |= RegionVerdict::NEEDS_DECLARATION;
-        }
-        let start = out.len();
-        out.extend(eps.iter().copied().filter(|&e| {
-            endpoints.get(e as usize).is_some_and(|ep| self.residencies.iter().any(|g| g.is_match(&*ep.residency)))
-        }));
-        RegionVerdict {
-            pattern_rule,
-            flags,
-            // Models have at most 255 endpoints (checked when they are compiled).
-            endpoints_len: u8::try_from(out.len() - start).unwrap_or(u8::MAX),
-            endpoints_start: start as u32,
-        }
-    }
-}
-
-fn region_rules(
-    ctx: &mut Ctx,
-    src: &Source,
-    key: &str,
-    j: &RawJurisdiction,
-    models: &[ModelEntry],
-) -> Option<RegionRules> {
-    let missing = |ctx: &mut Ctx, field: &str, hint: &str| {
-        ctx.err(
-            src,
-            Some(j.id.span()),
-            format!("{key}.{field}"),
-            format!("is required unless embargoed = true; {hint}"),
-        );
-    };
-    let all_names = || models.iter().flat_map(|(m, _)| std::iter::once(&*m.id).chain(m.aliases.iter().map(|a| &**a)));
-    let ids = || models.iter().map(|(m, _)| &*m.id);
-
-    let deny = model_patterns(ctx, src, &format!("{key}.deny_models"), &j.deny_models, all_names, "model id or alias");
-    let mut ok = deny.is_some();
-    let deny = deny.unwrap_or_default();
-    let (allow, no_allow_match) = match &j.allow_models {
-        None => {
-            missing(ctx, "allow_models", "list the model id patterns this jurisdiction may use");
-            ok = false;
-            (Vec::new(), 0)
-        }
-        Some(list) => {
-            let allow = model_patterns(ctx, src, &format!("{key}.allow_models"), list.get_ref(), ids, "model id");
-            ok &= allow.is_some();
-            let allow = allow.unwrap_or_default();
-            let rule = ctx.rule(
-                src,
-                list.span(),
-                format!("{key}.allow_models"),
-                "no allow_models pattern matches the model id (default deny)".into(),
-            );
-            (allow, rule)
-        }
-    };
-    let (max_flops, threshold_rule) = match &j.max_training_flops {
-        None => {
-            missing(
-                ctx,
-                "max_training_flops",
-                "models trained with this many FLOPs or more are denied (use inf for no line)",
-            );
-            ok = false;
-            (0.0, 0)
-        }
-        Some(v) => {
-            let f = *v.get_ref();
-            if f.is_nan() || f <= 0.0 {
-                ctx.err(src, Some(v.span()), format!("{key}.max_training_flops"), "must be a number > 0 (or inf)");
-                ok = false;
-            }
-            let rule = ctx.rule(
-                src,
-                v.span(),
-                format!("{key}.max_training_flops"),
-                format!("models trained with {f:e} FLOPs or more are denied"),
-            );
-            (f, rule)
-        }
-    };
-    let declaration = match (&j.require_declaration, &j.declaration_flops) {
-        (None, _) => {
-            missing(ctx, "require_declaration", "one of \"always\", \"never\", \"at-or-above-flops\"");
-            ok = false;
-            None
-        }
-        (Some(r), flops) => match (*r.get_ref(), flops) {
-            (DeclarationRequirement::Always, None) => Some((
-                f64::NEG_INFINITY,
-                ctx.rule(
-                    src,
-                    r.span(),
-                    format!("{key}.require_declaration"),
-                    "an end-use declaration is required for every model".into(),
-                ),
-            )),
-            (DeclarationRequirement::Never, None) => None,
-            (DeclarationRequirement::AtOrAboveFlops, Some(f)) if f.get_ref().is_finite() && *f.get_ref() >= 0.0 => {
-                let at = *f.get_ref();
-                Some((
-                    at,
-                    ctx.rule(
-                        src,
-                        f.span(),
-                        format!("{key}.declaration_flops"),
-                        format!("an end-use declaration is required for models trained with {at:e} FLOPs or more"),
-                    ),
-                ))
-            }
-            (DeclarationRequirement::AtOrAboveFlops, Some(f)) => {
-                ctx.err(src, Some(f.span()), format!("{key}.declaration_flops"), "must be a finite number >= 0");
-                ok = false;
-                None
-            }
-            (DeclarationRequirement::AtOrAboveFlops, None) => {
-                ctx.err(
-                    src,
-                    Some(r.span()),
-                    format!("{key}.declaration_flops"),
-                    "is required when require_declaration = \"at-or-above-flops\"",
-                );
-                ok = false;
-                None
-            }
-            (_, Some(f)) => {
-                ctx.err(
-                    src,
-                    Some(f.span()),
-                    format!("{key}.declaration_flops"),
-                    "only applies when require_declaration = \"at-or-above-flops\"",
-                );
-                ok = false;
-                None
-            }
-        },
-    };
-    let (residencies, residency_rule) = match &j.allowed_residencies {
-        None => {
-            missing(
-                ctx,
-                "allowed_residencies",
-                "list the endpoint residency labels (patterns) that may serve this jurisdiction",
-            );
-            ok = false;
-            (Vec::new(), 0)
-        }
-        Some(list) => {
-            let mut gs = Vec::new();
-            for (i, p) in list.get_ref().iter().enumerate() {
-                match glob(ctx, src, &format!("{key}.allowed_residencies[{i}]"), p) {
-                    Some(g) => gs.push(g),
-                    None => ok = false,
-                }
-            }
-            let shown: Vec<&str> = list.get_ref().iter().map(|s| s.get_ref().as_str()).collect();
-            let rule = ctx.rule(
-                src,
-                list.span(),
-                format!("{key}.allowed_residencies"),
-                format!("endpoints may run in {shown:?}"),
-            );
-            (gs, rule)
-        }
-    };
-    ok.then_some(RegionRules {
-        deny,
-        allow,
-        no_allow_match,
-        max_flops,
-        threshold_rule,
-        declaration,
-        residencies,
-        residency_rule,
-    })
-}
-
 type TenantOut = (Vec<Tenant>, HashMap<Box<str>, u32>, KeyIndex);
 
 fn compile_tenants(
@@ -660,7 +374,7 @@ fn compile_tenants(
     src: &Source,
     file: &TenantsFile,
     jurisdictions: &[Jurisdiction],
-    raw_jurisdictions: &JurisdictionsFile,
+    regional_limits: &[Option<&RawLimits>],
     coverage: &Coverage,
     models: &[ModelEntry],
 ) -> TenantOut {
@@ -726,14 +440,8 @@ fn compile_tenants(
             if !valid_name(d.id.get_ref()) {
                 ctx.err(src, Some(d.id.span()), format!("{dk}.id"), "must be printable ASCII without spaces");
             }
-            let date = d.expires.get_ref();
-            let expires = match (date.date, date.time) {
-                (Some(day), None) => Day::from_ymd(i64::from(day.year), u32::from(day.month), u32::from(day.day)),
-                _ => None,
-            };
-            if expires.is_none() {
-                ctx.err(src, Some(d.expires.span()), format!("{dk}.expires"), "must be a date such as 2027-06-30");
-            }
+            let valid =
+                day_window(ctx, src, &dk, ("effective_from", d.effective_from.as_ref()), ("expires", Some(&d.expires)));
             if d.purposes.is_empty() {
                 ctx.err(
                     src,
@@ -752,32 +460,63 @@ fn compile_tenants(
                     );
                 }
             }
-            let expires = expires?;
+            let valid = valid?;
             let purposes: Vec<&str> = d.purposes.iter().map(|p| p.get_ref().as_str()).collect();
+            let decl = d.id.get_ref();
             let rule = ctx.rule(
                 src,
                 d.id.span(),
-                dk,
-                format!("declaration {} valid through {expires}, purposes {purposes:?}", d.id.get_ref()),
+                dk.clone(),
+                format!("declaration {decl} valid {valid}, purposes {purposes:?}"),
             );
+            let pending_rule = match &d.effective_from {
+                Some(from) => ctx.rule(
+                    src,
+                    from.span(),
+                    format!("{dk}.effective_from"),
+                    format!("declaration {decl} does not count before {}: as if none were on file", valid.from),
+                ),
+                None => rule,
+            };
             Some(Declaration {
-                id: d.id.get_ref().as_str().into(),
-                expires,
+                id: decl.as_str().into(),
+                effective_from: valid.from,
+                expires: valid.until,
                 purposes: purposes.into_iter().map(Into::into).collect(),
                 rule,
+                pending_rule,
             })
+        });
+        let suspension = t.suspension.as_ref().and_then(|s| {
+            let sk = format!("{key}.suspension");
+            let raw = s.get_ref();
+            let window = day_window(
+                ctx,
+                src,
+                &sk,
+                ("effective_from", raw.effective_from.as_ref()),
+                ("until", raw.until.as_ref()),
+            );
+            let reason = raw.reason.get_ref().trim();
+            if reason.is_empty() {
+                ctx.err(src, Some(raw.reason.span()), format!("{sk}.reason"), "must say why the tenant is suspended");
+            }
+            let window = window?;
+            let rule = ctx.rule(src, s.span(), sk, format!("suspended {window}: {reason}"));
+            Some(Suspension { window, rule })
         });
         if let Some(l) = &t.limits {
             check_limits(ctx, src, &format!("{key}.limits"), l);
         }
-        let regional = raw_jurisdictions.jurisdictions.get(jurisdiction as usize).and_then(|j| j.limits.as_ref());
-        let limits = merge_limits(t.limits.as_ref().map(|l| l.get_ref()), regional.map(|l| l.get_ref()));
+        let regional = regional_limits.get(jurisdiction as usize).copied().flatten();
+        let limits = merge_limits(t.limits.as_ref().map(|l| l.get_ref()), regional);
         out.push(Tenant {
             id: id.into(),
             legal_name: t.legal_name.as_str().into(),
             country: t.country.get_ref().as_str().into(),
             jurisdiction,
             suspended,
+            suspension,
             denied_party: None,
             declaration,
             allowlist,
@@ -838,7 +577,7 @@ fn tenant_jurisdiction(
     j as u32
 }
 
-fn check_limits(ctx: &mut Ctx, src: &Source, key: &str, l: &Spanned<RawLimits>) {
+pub(super) fn check_limits(ctx: &mut Ctx, src: &Source, key: &str, l: &Spanned<RawLimits>) {
     let v = l.get_ref();
     if let Some(f) = v.daily_inference_flops {
         if !(f.is_finite() && f > 0.0) {

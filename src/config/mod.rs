@@ -1,9 +1,12 @@
 //! The config folder: reads its files, parses them with line and column, and compiles them into an
-//! immutable [`Policy`] plus gateway [`Settings`]. A config is accepted whole or not at all; every
-//! problem found is reported at once, each naming its file, line, key and what is wrong.
+//! immutable [`Policy`] plus gateway [`Settings`] and the policy's [`Expectation`]s. A config is
+//! accepted whole or not at all; every problem found is reported at once, each naming its file,
+//! line, key and what is wrong.
 
 mod compile;
 mod error;
+mod expect;
+mod jurisdictions;
 pub mod raw;
 mod screen;
 
@@ -18,16 +21,23 @@ pub use error::{ConfigError, ConfigErrors};
 pub use raw::GatewayFile as Settings;
 
 use crate::policy::Policy;
+use crate::policy::expect::Expectation;
 
-/// The files a config folder may hold. `gateway.toml` and `screening.toml` are optional; the
-/// policy files are not. The screening list itself (CSV) is named in `screening.toml`.
-pub const FILES: [(&str, bool); 6] = [
+/// The file of policy expectations: read and checked with the rest, but left out of the policy
+/// version, since it changes no decision.
+pub const EXPECTATIONS: &str = "expectations.toml";
+
+/// The files a config folder may hold, and whether each is required: `gateway.toml`,
+/// `screening.toml` and `expectations.toml` are optional, the policy files are not. The screening
+/// list itself (CSV) is named in `screening.toml`.
+pub const FILES: [(&str, bool); 7] = [
     ("gateway.toml", false),
     ("models.toml", true),
     ("country-groups.toml", true),
     ("jurisdictions.toml", true),
     ("tenants.toml", true),
     ("screening.toml", false),
+    (EXPECTATIONS, false),
 ];
 
 pub struct Config {
@@ -35,6 +45,8 @@ pub struct Config {
     pub dir: PathBuf,
     pub settings: Settings,
     pub policy: Policy,
+    /// Evaluated by `customs check` ([`crate::policy::expect::evaluate`]); the server ignores them.
+    pub expectations: Vec<Expectation>,
 }
 
 /// Looks up environment variables for upstream credentials; a function so the demo and tests can
@@ -117,18 +129,23 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
 
     let version = {
         let mut h = Sha256::new();
-        for s in sources.iter().flatten().chain(list.iter().map(|l| &l.source)) {
+        for (s, _) in sources.iter().zip(FILES).filter(|(_, (name, _))| *name != EXPECTATIONS) {
+            let Some(s) = s else { continue };
             h.update((s.text.len() as u64).to_le_bytes());
             h.update(s.text.as_bytes());
+        }
+        if let Some(l) = &list {
+            h.update((l.source.text.len() as u64).to_le_bytes());
+            h.update(l.source.text.as_bytes());
         }
         hex::encode(&h.finalize()[..8])
     };
 
-    let [g, m, c, j, t, sc] = match <[Option<Source>; 6]>::try_from(sources) {
+    let [g, m, c, j, t, sc, e] = match <[Option<Source>; 7]>::try_from(sources) {
         Ok(arr) => arr,
         Err(_) => return Err(ConfigErrors(errors)),
     };
-    let (Some(g), Some(m), Some(c), Some(j), Some(t), Some(sc)) = (g, m, c, j, t, sc) else {
+    let (Some(g), Some(m), Some(c), Some(j), Some(t), Some(sc), Some(e)) = (g, m, c, j, t, sc, e) else {
         return Err(ConfigErrors(errors));
     };
     let Some(screening_file) = screening_file else { return Err(ConfigErrors(errors)) };
@@ -137,8 +154,9 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     let groups = parse(&c, &mut errors);
     let jurisdictions = parse(&j, &mut errors);
     let tenants = parse(&t, &mut errors);
-    let (Some(gateway), Some(models), Some(groups), Some(jurisdictions), Some(tenants)) =
-        (gateway, models, groups, jurisdictions, tenants)
+    let expectations = parse(&e, &mut errors);
+    let (Some(gateway), Some(models), Some(groups), Some(jurisdictions), Some(tenants), Some(expectations)) =
+        (gateway, models, groups, jurisdictions, tenants, expectations)
     else {
         return Err(ConfigErrors(errors));
     };
@@ -150,9 +168,12 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         tenants: (&t, tenants),
         screening: (&sc, screening_file),
         list,
+        expectations: (&e, expectations),
     };
     match compile::compile(parsed, env, version) {
-        Ok((settings, policy)) if errors.is_empty() => Ok(Config { dir: dir.to_owned(), settings, policy }),
+        Ok(c) if errors.is_empty() => {
+            Ok(Config { dir: dir.to_owned(), settings: c.settings, policy: c.policy, expectations: c.expectations })
+        }
         Ok(_) => Err(ConfigErrors(errors)),
         Err(mut more) => {
             errors.append(&mut more);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
+use toml::value::Datetime;
 
 /// `gateway.toml`: listeners, limits and timeouts. Optional; every key has a default.
 #[derive(Debug, Default, Deserialize)]
@@ -286,9 +287,17 @@ pub struct JurisdictionsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJurisdiction {
+    /// Tenants bind to the id. An id may have several blocks, one per version, whose
+    /// `effective_from`..`until` ranges must not overlap.
     pub id: Spanned<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// First day this version is in force (UTC); unset: since always.
+    #[serde(default)]
+    pub effective_from: Option<Spanned<Datetime>>,
+    /// Last day this version is in force (UTC); unset: until further notice.
+    #[serde(default)]
+    pub until: Option<Spanned<Datetime>>,
     #[serde(default)]
     pub countries: Vec<Spanned<String>>,
     #[serde(default)]
@@ -317,7 +326,7 @@ pub struct RawJurisdiction {
 }
 
 /// Rate limits and quotas. Every key is optional; an unset key means no such limit.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub requests_per_minute: Option<NonZeroU32>,
@@ -363,6 +372,9 @@ pub struct RawTenant {
     pub allow_models: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub end_use: Option<RawDeclaration>,
+    /// A scheduled suspension, beside `status` (which suspends at once and indefinitely).
+    #[serde(default)]
+    pub suspension: Option<Spanned<RawSuspension>>,
     #[serde(default)]
     pub limits: Option<Spanned<RawLimits>>,
 }
@@ -378,7 +390,11 @@ pub enum TenantStatus {
 #[serde(deny_unknown_fields)]
 pub struct RawDeclaration {
     pub id: Spanned<String>,
-    pub expires: Spanned<toml::value::Datetime>,
+    /// First day the declaration counts; unset: from the day it is on file.
+    #[serde(default)]
+    pub effective_from: Option<Spanned<Datetime>>,
+    /// Last day the declaration counts.
+    pub expires: Spanned<Datetime>,
     pub purposes: Vec<Spanned<String>>,
 }
 
@@ -424,4 +440,51 @@ pub struct RawClearance {
     pub reviewer: String,
     pub date: Spanned<toml::value::Datetime>,
     pub note: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuspension {
+    /// First day suspended; unset: already.
+    #[serde(default)]
+    pub effective_from: Option<Spanned<Datetime>>,
+    /// Last day suspended; unset: until further notice.
+    #[serde(default)]
+    pub until: Option<Spanned<Datetime>>,
+    /// Why, for whoever reads `explain` or the config; never sent to the tenant.
+    pub reason: Spanned<String>,
+}
+
+/// `expectations.toml`: what the policy should decide, checked by `customs check`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectationsFile {
+    #[serde(default)]
+    pub expect: Vec<Spanned<RawExpectation>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpectation {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub tenant: Spanned<String>,
+    /// As a client would send it: an unknown name is a valid expectation (`model_not_found`).
+    pub model: Spanned<String>,
+    #[serde(default)]
+    pub purpose: Option<Spanned<String>>,
+    /// The day decided for; unset: the day `customs check` runs.
+    #[serde(default)]
+    pub at: Option<Spanned<Datetime>>,
+    pub decision: Spanned<ExpectedDecision>,
+    /// The reason code of a denial; required with `decision = "deny"`.
+    #[serde(default)]
+    pub reason: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpectedDecision {
+    Allow,
+    Deny,
 }

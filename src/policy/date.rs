@@ -1,5 +1,5 @@
-//! Calendar days for declaration expiry: a plain day count, so comparing against today is one
-//! integer compare on the hot path.
+//! Calendar days and inclusive day ranges for effective dates and expiry: a plain day count, so
+//! comparing against today is one integer compare on the hot path.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Day(pub i64);
 
 impl Day {
+    /// Open ends of a [`Window`]: before and after every date a config can name. Never displayed.
+    pub const MIN: Day = Day(i64::MIN);
+    pub const MAX: Day = Day(i64::MAX);
+
     pub fn today() -> Self {
         let secs = match SystemTime::now().duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
@@ -41,6 +45,16 @@ impl Day {
         Self::from_ymd(y, m, d)
     }
 
+    /// The next day; `None` for [`Day::MAX`].
+    pub fn succ(self) -> Option<Self> {
+        self.0.checked_add(1).map(Day)
+    }
+
+    /// The previous day; `None` for [`Day::MIN`].
+    pub fn pred(self) -> Option<Self> {
+        self.0.checked_sub(1).map(Day)
+    }
+
     pub fn to_ymd(self) -> (i64, u32, u32) {
         let z = self.0 + 719_468;
         let era = z.div_euclid(146_097);
@@ -68,5 +82,36 @@ impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (y, m, d) = self.to_ymd();
         write!(f, "{y:04}-{m:02}-{d:02}")
+    }
+}
+
+/// The days something is in force: from `from` through `until`, both inclusive. An open end is
+/// [`Day::MIN`] or [`Day::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: Day,
+    pub until: Day,
+}
+
+impl Window {
+    pub const ALWAYS: Window = Window { from: Day::MIN, until: Day::MAX };
+
+    pub fn contains(self, day: Day) -> bool {
+        self.from <= day && day <= self.until
+    }
+
+    pub fn overlaps(self, other: Window) -> bool {
+        self.from <= other.until && other.from <= self.until
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.from == Day::MIN, self.until == Day::MAX) {
+            (true, true) => f.write_str("on every day"),
+            (false, true) => write!(f, "from {}", self.from),
+            (true, false) => write!(f, "through {}", self.until),
+            (false, false) => write!(f, "from {} through {}", self.from, self.until),
+        }
     }
 }

@@ -2,19 +2,22 @@
 //! every pattern and threshold already resolved into per-(jurisdiction, model) verdicts, and the one
 //! function, [`Policy::decide`], that the server and `customs explain` both call.
 //!
-//! Evaluation order (default deny; the first rule that refuses decides):
-//! 1. tenant suspended
+//! Evaluation order (default deny; the first rule that refuses decides). "Today" is the day
+//! decided for; every dated rule is read as of that day:
+//! 1. tenant suspended (`status`, or a suspension window covering today)
 //! 2. tenant matches a restricted-party list entry (`denied_party`), unless cleared
-//! 3. tenant's jurisdiction embargoed
+//! 3. the version of the tenant's jurisdiction in force today is embargoed
 //! 4. model name unknown (exact match on id or alias; no case folding or trimming)
-//! 5. jurisdiction `deny_models` (beats any allow), then `allow_models` (no match = deny)
+//! 5. no version of the jurisdiction in force today; else its `deny_models` (beats any allow),
+//!    then `allow_models` (no match = deny)
 //! 6. tenant `allow_models` (may only narrow)
 //! 7. jurisdiction `max_training_flops`
-//! 8. end-use declaration (required, expired, purpose declared)
+//! 8. end-use declaration (required, in force yet, expired, purpose declared)
 //! 9. endpoint residency
 
 mod date;
 mod denial;
+pub mod expect;
 mod screening;
 #[cfg(test)]
 mod tests;
@@ -24,7 +27,7 @@ use std::fmt;
 
 use http::HeaderValue;
 
-pub use date::Day;
+pub use date::{Day, Window};
 pub use denial::Denial;
 pub use screening::{Finding, FindingStatus, Screening};
 
@@ -48,7 +51,7 @@ pub struct Policy {
     pub(crate) tenants: Box<[Tenant]>,
     pub(crate) tenant_ids: HashMap<Box<str>, TenantIdx>,
     pub(crate) keys: KeyIndex,
-    /// Jurisdiction-major: `verdicts[j * models.len() + m]`.
+    /// Version-major: `verdicts[row * models.len() + m]`, one row per jurisdiction version.
     pub(crate) verdicts: Box<[RegionVerdict]>,
     /// The endpoints each verdict allows, as runs the verdicts point into.
     pub(crate) verdict_endpoints: Box<[EndpointIdx]>,
@@ -66,9 +69,35 @@ pub struct Model {
     pub developer: Option<Box<str>>,
 }
 
+/// What tenants bind to: one id, and the versions of its rules over time. A tenant's binding never
+/// changes with the date; which version's rules apply does.
 pub struct Jurisdiction {
     pub id: Box<str>,
-    pub embargoed: Option<RuleId>,
+    /// Every day from [`Day::MIN`] to [`Day::MAX`], in order and without overlap: the versions,
+    /// and the gaps between them in which none is in force. Almost always one period long.
+    pub(crate) periods: Box<[Period]>,
+}
+
+/// A run of days in a jurisdiction's timeline.
+pub struct Period {
+    pub window: Window,
+    pub(crate) in_force: InForce,
+}
+
+pub(crate) enum InForce {
+    Version(JurisdictionVersion),
+    /// No version covers these days, so nothing is allowed (default deny). The rule names the
+    /// dates that bound the gap.
+    Nothing(RuleId),
+}
+
+/// One `[[jurisdictions]]` block: its row of verdicts and the rules that are the same for every
+/// model.
+pub(crate) struct JurisdictionVersion {
+    pub(crate) row: u32,
+    /// The block itself, with the days it is in force.
+    pub(crate) rule: RuleId,
+    pub(crate) embargoed: Option<RuleId>,
     pub(crate) threshold_rule: RuleId,
     pub(crate) declaration_rule: RuleId,
     pub(crate) residency_rule: RuleId,
@@ -79,7 +108,10 @@ pub struct Tenant {
     pub legal_name: Box<str>,
     pub country: Box<str>,
     pub jurisdiction: u32,
+    /// `status = "suspended"`: from now on, until the status changes.
     pub suspended: Option<RuleId>,
+    /// A scheduled suspension, `[tenants.suspension]`.
+    pub suspension: Option<Suspension>,
     /// The screening-list entry that blocks this tenant, when it matched and was not cleared.
     pub denied_party: Option<RuleId>,
     pub declaration: Option<Declaration>,
@@ -87,12 +119,21 @@ pub struct Tenant {
     pub limits: LimitSpec,
 }
 
+pub struct Suspension {
+    pub window: Window,
+    pub rule: RuleId,
+}
+
 pub struct Declaration {
     pub id: Box<str>,
+    /// First day on which the declaration counts; [`Day::MIN`] when it names none.
+    pub effective_from: Day,
     /// Last day on which the declaration is valid.
     pub expires: Day,
     pub purposes: Box<[Box<str>]>,
     pub rule: RuleId,
+    /// Cited when a request comes before `effective_from`.
+    pub(crate) pending_rule: RuleId,
 }
 
 /// A set of models as a bitset, with the rule that defined it.
@@ -100,6 +141,44 @@ pub struct ModelSet {
     pub(crate) bits: Box<[u64]>,
     pub(crate) rule: RuleId,
 }
+
+// === impl Jurisdiction ===
+
+impl Jurisdiction {
+    /// The version (or gap) in force on `day`.
+    pub fn period(&self, day: Day) -> Option<&Period> {
+        self.periods.iter().find(|p| p.window.contains(day))
+    }
+
+    /// Its timeline: every version and every gap between them, in date order.
+    pub fn periods(&self) -> &[Period] {
+        &self.periods
+    }
+
+    /// Whether its rules change with the date: a version is staged, ends, or starts later.
+    pub fn is_dated(&self) -> bool {
+        self.periods.len() > 1
+    }
+}
+
+// === impl Period ===
+
+impl Period {
+    /// The version's block (with the days it is in force), or the rule that names the gap.
+    pub fn rule(&self) -> RuleId {
+        match &self.in_force {
+            InForce::Version(v) => v.rule,
+            InForce::Nothing(rule) => *rule,
+        }
+    }
+
+    /// Whether a version is in force, rather than none.
+    pub fn has_version(&self) -> bool {
+        matches!(self.in_force, InForce::Version(_))
+    }
+}
+
+// === impl ModelSet ===
 
 impl ModelSet {
     pub fn contains(&self, m: ModelIdx) -> bool {
@@ -170,22 +249,40 @@ impl Policy {
         if let Some(rule) = t.suspended {
             return deny(None, Denial::TenantSuspended, Some(rule));
         }
+        if let Some(s) = &t.suspension {
+            if s.window.contains(today) {
+                return deny(None, Denial::TenantSuspended, Some(s.rule));
+            }
+        }
         if let Some(rule) = t.denied_party {
             return deny(None, Denial::DeniedParty, Some(rule));
         }
-        let j = t.jurisdiction as usize;
-        if let Some(rule) = self.jurisdictions.get(j).and_then(|j| j.embargoed) {
-            return deny(None, Denial::JurisdictionEmbargoed, Some(rule));
+        // The version of the tenant's jurisdiction in force today, or the rule that says none is.
+        let version = match self.jurisdictions.get(t.jurisdiction as usize).and_then(|j| j.period(today)) {
+            Some(Period { in_force: InForce::Version(v), .. }) => Ok(v),
+            Some(Period { in_force: InForce::Nothing(rule), .. }) => Err(Some(*rule)),
+            None => Err(None),
+        };
+        if let Ok(JurisdictionVersion { embargoed: Some(rule), .. }) = version {
+            return deny(None, Denial::JurisdictionEmbargoed, Some(*rule));
         }
         let Some(&m) = self.model_names.get(model_name) else {
             return deny(None, Denial::ModelNotFound, None);
         };
-        let (Some(v), Some(region)) =
-            (self.verdicts.get(j * self.models.len() + m as usize), self.jurisdictions.get(j))
-        else {
-            return deny(Some(m), Denial::ModelNotAllowed, None);
-        };
         let model = Some(m);
+        let region = match version {
+            Ok(v) => v,
+            // No version is in force today, so no allow_models list is either: the model is
+            // refused as any model no allow pattern matches is (`model_not_allowed`, default
+            // deny). Not `jurisdiction_embargoed`: an embargo is a legal fact that compliance
+            // reports count, a gap is a state of the config. Nor a new code, which clients,
+            // dashboards and alerts would have to learn. The rule names the gap's dates, so
+            // `explain` says why.
+            Err(rule) => return deny(model, Denial::ModelNotAllowed, rule),
+        };
+        let Some(v) = self.verdicts.get(region.row as usize * self.models.len() + m as usize) else {
+            return deny(model, Denial::ModelNotAllowed, None);
+        };
         if v.has(RegionVerdict::DENIED_BY_PATTERN) {
             return deny(model, Denial::ModelNotAllowed, Some(v.pattern_rule));
         }
@@ -197,9 +294,18 @@ impl Policy {
         if v.has(RegionVerdict::OVER_THRESHOLD) {
             return deny(model, Denial::ComputeThresholdExceeded, Some(region.threshold_rule));
         }
+        // Before its effective_from a declaration does not count: the tenant is refused as if it
+        // had none on file, and the refusal names the day the declaration starts.
+        let (declaration, absent_rule) = match &t.declaration {
+            Some(d) if today < d.effective_from => (None, Some(d.pending_rule)),
+            d => (d.as_ref(), None),
+        };
         if v.has(RegionVerdict::NEEDS_DECLARATION) {
-            match &t.declaration {
-                None => return deny(model, Denial::EndUseDeclarationRequired, Some(region.declaration_rule)),
+            match declaration {
+                None => {
+                    let rule = absent_rule.unwrap_or(region.declaration_rule);
+                    return deny(model, Denial::EndUseDeclarationRequired, Some(rule));
+                }
                 Some(d) if today > d.expires => {
                     return deny(model, Denial::EndUseDeclarationExpired, Some(d.rule));
                 }
@@ -207,13 +313,13 @@ impl Policy {
             }
         }
         if let Some(p) = purpose {
-            match &t.declaration {
+            match declaration {
                 Some(d) if today > d.expires => {
                     return deny(model, Denial::EndUseDeclarationExpired, Some(d.rule));
                 }
                 Some(d) if d.purposes.iter().any(|dp| &**dp == p) => {}
                 Some(d) => return deny(model, Denial::PurposeNotDeclared, Some(d.rule)),
-                None => return deny(model, Denial::PurposeNotDeclared, None),
+                None => return deny(model, Denial::PurposeNotDeclared, absent_rule),
             }
         }
         let start = v.endpoints_start as usize;
@@ -229,6 +335,11 @@ impl Policy {
         self.models
             .iter()
             .filter(move |m| matches!(self.decide(tenant, &m.id, None, today).verdict, Verdict::Allow { .. }))
+    }
+
+    /// The version of the tenant's jurisdiction in force on `day` (or the gap in which none is).
+    pub fn period(&self, t: &Tenant, day: Day) -> Option<&Period> {
+        self.jurisdiction(t).and_then(|j| j.period(day))
     }
 
     pub fn version(&self) -> &str {

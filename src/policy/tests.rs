@@ -174,3 +174,219 @@ fn day_round_trips_and_rejects_impossible_dates() {
         assert_eq!(Day::parse(s), None, "{s}");
     }
 }
+
+/// A policy from the shared models and the given jurisdictions and tenants.
+fn policy_with(jurisdictions: &str, tenants: &str) -> Policy {
+    let dir = tempfile::TempDir::new().unwrap();
+    for (name, text) in [
+        ("models.toml", MODELS),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", jurisdictions),
+        ("tenants.toml", tenants),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    match config::load(dir.path(), &|_| None) {
+        Ok(c) => c.policy,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn rule_of<'p>(p: &'p Policy, tenant: &str, model: &str, purpose: Option<&str>, day: &str) -> &'p Rule {
+    let t = p.tenant_by_id(tenant).unwrap();
+    let d = p.decide(t, model, purpose, Day::parse(day).unwrap());
+    p.rule(d.rule.unwrap()).unwrap()
+}
+
+const TENANT_DE: &str = r#"
+[[tenants]]
+id = "de"
+legal_name = "DE GmbH"
+country = "DE"
+jurisdiction = "rest"
+status = "active"
+"#;
+
+/// Three versions of one jurisdiction, written out of date order, with a gap between the second
+/// and the third.
+const STAGED: &str = r#"
+[[jurisdictions]]
+id = "rest"
+effective_from = 2027-09-01
+countries = ["*"]
+embargoed = true
+
+[[jurisdictions]]
+id = "rest"
+until = 2026-12-31
+countries = ["*"]
+max_training_flops = 1e26
+allow_models = ["*"]
+require_declaration = "never"
+allowed_residencies = ["*"]
+
+[[jurisdictions]]
+id = "rest"
+effective_from = 2027-01-01
+until = 2027-06-30
+countries = ["*"]
+max_training_flops = 1e25
+allow_models = ["*"]
+require_declaration = "never"
+allowed_residencies = ["*"]
+"#;
+
+#[test]
+fn policy_jurisdiction_version_in_force_on_the_day_decides() {
+    let p = policy_with(STAGED, TENANT_DE);
+    assert_eq!(p.jurisdictions().len(), 1, "one jurisdiction, three versions");
+    // "mid" is trained with 2e25 FLOPs: under the first version's line, over the second's.
+    assert_eq!(code(&p, "de", "mid", None, "2026-12-31"), "allow");
+    assert_eq!(code(&p, "de", "mid", None, "2027-01-01"), "compute_threshold_exceeded");
+    assert_eq!(&*rule_of(&p, "de", "mid", None, "2027-01-01").key, "jurisdictions[2] (rest).max_training_flops");
+    assert_eq!(code(&p, "de", "mid", None, "2027-06-30"), "compute_threshold_exceeded");
+    assert_eq!(code(&p, "de", "mid", None, "2027-09-01"), "jurisdiction_embargoed");
+    assert_eq!(code(&p, "de", "mid", None, "2099-01-01"), "jurisdiction_embargoed");
+    assert_eq!(code(&p, "de", "small", None, "1970-01-01"), "allow");
+}
+
+#[test]
+fn policy_day_no_version_covers_denies_every_model_naming_the_gap() {
+    let p = policy_with(STAGED, TENANT_DE);
+    for day in ["2027-07-01", "2027-08-31"] {
+        assert_eq!(code(&p, "de", "small", None, day), "model_not_allowed", "{day}");
+        let rule = rule_of(&p, "de", "small", None, day);
+        assert_eq!(&*rule.key, "jurisdictions[0] (rest).effective_from");
+        assert_eq!(rule.line, 4);
+        assert_eq!(
+            &*rule.detail,
+            "no version of jurisdiction \"rest\" is in force from 2027-07-01 through 2027-08-31, so every model is denied (default deny)"
+        );
+    }
+    // An unknown name is still not found: the gap refuses models, it does not invent them.
+    assert_eq!(code(&p, "de", "nope", None, "2027-07-01"), "model_not_found");
+    let t = p.tenant(p.tenant_by_id("de").unwrap()).unwrap();
+    let j = p.jurisdiction(t).unwrap();
+    assert!(j.is_dated());
+    let windows: Vec<String> = j.periods().iter().map(|p| p.window.to_string()).collect();
+    assert_eq!(
+        windows,
+        [
+            "through 2026-12-31",
+            "from 2027-01-01 through 2027-06-30",
+            "from 2027-07-01 through 2027-08-31",
+            "from 2027-09-01"
+        ]
+    );
+}
+
+#[test]
+fn policy_jurisdiction_before_its_first_and_after_its_last_version_denies() {
+    let one = |dates: &str| {
+        format!(
+            "[[jurisdictions]]\nid = \"rest\"\n{dates}\ncountries = [\"*\"]\nmax_training_flops = 1e26\nallow_models = [\"*\"]\nrequire_declaration = \"never\"\nallowed_residencies = [\"*\"]\n"
+        )
+    };
+    let p = policy_with(&one("effective_from = 2027-01-01"), TENANT_DE);
+    assert_eq!(code(&p, "de", "small", None, "2026-12-31"), "model_not_allowed");
+    let rule = rule_of(&p, "de", "small", None, "2026-12-31");
+    assert_eq!((&*rule.key, rule.line), ("jurisdictions[0] (rest).effective_from", 3));
+    assert!(rule.detail.contains("is in force before 2027-01-01"), "{}", rule.detail);
+    assert_eq!(code(&p, "de", "small", None, "2027-01-01"), "allow");
+
+    let p = policy_with(&one("until = 2026-12-31"), TENANT_DE);
+    assert_eq!(code(&p, "de", "small", None, "2026-12-31"), "allow");
+    let rule = rule_of(&p, "de", "small", None, "2027-01-01");
+    assert_eq!(&*rule.key, "jurisdictions[0] (rest).until");
+    assert!(rule.detail.contains("is in force after 2026-12-31"), "{}", rule.detail);
+
+    let p = policy_with(&one(""), TENANT_DE);
+    let t = p.tenant(p.tenant_by_id("de").unwrap()).unwrap();
+    assert!(!p.jurisdiction(t).unwrap().is_dated());
+}
+
+const NEEDS_DECLARATION: &str = r#"
+[[jurisdictions]]
+id = "rest"
+countries = ["*"]
+max_training_flops = 1e27
+allow_models = ["*"]
+require_declaration = "at-or-above-flops"
+declaration_flops = 1e25
+allowed_residencies = ["*"]
+"#;
+
+#[test]
+fn policy_declaration_counts_from_effective_from_through_expires() {
+    let tenants = format!(
+        "{TENANT_DE}[tenants.end_use]\nid = \"D2\"\neffective_from = 2026-03-01\nexpires = 2026-06-30\npurposes = [\"translation\"]\n"
+    );
+    let p = policy_with(NEEDS_DECLARATION, &tenants);
+    // "big" (1e26) needs a declaration; "small" (1e22) does not, but a stated purpose must be declared.
+    assert_eq!(code(&p, "de", "big", None, "2026-02-28"), "end_use_declaration_required");
+    let rule = rule_of(&p, "de", "big", None, "2026-02-28");
+    assert_eq!(&*rule.key, "tenants[0] (de).end_use.effective_from");
+    assert_eq!(&*rule.detail, "declaration D2 does not count before 2026-03-01: as if none were on file");
+    assert_eq!(code(&p, "de", "small", Some("translation"), "2026-02-28"), "purpose_not_declared");
+    assert_eq!(
+        &*rule_of(&p, "de", "small", Some("translation"), "2026-02-28").key,
+        "tenants[0] (de).end_use.effective_from"
+    );
+    assert_eq!(code(&p, "de", "small", None, "2026-02-28"), "allow");
+    for day in ["2026-03-01", "2026-06-30"] {
+        assert_eq!(code(&p, "de", "big", None, day), "allow", "{day}");
+        assert_eq!(code(&p, "de", "small", Some("translation"), day), "allow", "{day}");
+    }
+    assert_eq!(code(&p, "de", "big", None, "2026-07-01"), "end_use_declaration_expired");
+    assert_eq!(code(&p, "de", "small", Some("translation"), "2026-07-01"), "end_use_declaration_expired");
+    assert_eq!(&*rule_of(&p, "de", "big", None, "2026-07-01").key, "tenants[0] (de).end_use");
+
+    // Without a declaration at all, the jurisdiction's requirement is what refuses.
+    let p = policy_with(NEEDS_DECLARATION, TENANT_DE);
+    assert_eq!(&*rule_of(&p, "de", "big", None, "2026-02-28").key, "jurisdictions[0] (rest).declaration_flops");
+}
+
+#[test]
+fn policy_suspension_window_suspends_only_within_its_days() {
+    let tenants = format!(
+        "{TENANT_DE}[tenants.suspension]\neffective_from = 2027-01-01\nuntil = 2027-03-31\nreason = \"screening review\"\n"
+    );
+    let p = policy_with(NEEDS_DECLARATION, &tenants);
+    assert_eq!(code(&p, "de", "small", None, "2026-12-31"), "allow");
+    for day in ["2027-01-01", "2027-03-31"] {
+        assert_eq!(code(&p, "de", "small", None, day), "tenant_suspended", "{day}");
+        // Suspension comes first: whatever the model, even an unknown one.
+        assert_eq!(code(&p, "de", "nope", None, day), "tenant_suspended", "{day}");
+    }
+    let rule = rule_of(&p, "de", "small", None, "2027-02-01");
+    assert_eq!((&*rule.key, rule.line), ("tenants[0] (de).suspension", 8));
+    assert_eq!(&*rule.detail, "suspended from 2027-01-01 through 2027-03-31: screening review");
+    assert_eq!(code(&p, "de", "small", None, "2027-04-01"), "allow");
+
+    // Open-ended on either side.
+    let tenants = format!("{TENANT_DE}[tenants.suspension]\nuntil = 2027-03-31\nreason = \"unpaid\"\n");
+    let p = policy_with(NEEDS_DECLARATION, &tenants);
+    assert_eq!(code(&p, "de", "small", None, "2000-01-01"), "tenant_suspended");
+    assert_eq!(code(&p, "de", "small", None, "2027-04-01"), "allow");
+    let tenants = format!("{TENANT_DE}[tenants.suspension]\neffective_from = 2027-01-01\nreason = \"closed\"\n");
+    let p = policy_with(NEEDS_DECLARATION, &tenants);
+    assert_eq!(code(&p, "de", "small", None, "2026-12-31"), "allow");
+    assert_eq!(code(&p, "de", "small", None, "2999-12-31"), "tenant_suspended");
+}
+
+#[test]
+fn window_contains_overlaps_and_reads_as_words() {
+    let d = |s| Day::parse(s).unwrap();
+    let w = Window { from: d("2027-01-01"), until: d("2027-03-31") };
+    assert!(w.contains(d("2027-01-01")) && w.contains(d("2027-03-31")));
+    assert!(!w.contains(d("2026-12-31")) && !w.contains(d("2027-04-01")));
+    assert!(w.overlaps(Window { from: d("2027-03-31"), until: Day::MAX }));
+    assert!(!w.overlaps(Window { from: d("2027-04-01"), until: Day::MAX }));
+    assert!(Window::ALWAYS.overlaps(w) && Window::ALWAYS.contains(Day::MIN) && Window::ALWAYS.contains(Day::MAX));
+    assert_eq!(w.to_string(), "from 2027-01-01 through 2027-03-31");
+    assert_eq!(Window { from: Day::MIN, until: d("2027-03-31") }.to_string(), "through 2027-03-31");
+    assert_eq!(Window { from: d("2027-01-01"), until: Day::MAX }.to_string(), "from 2027-01-01");
+    assert_eq!(Window::ALWAYS.to_string(), "on every day");
+    assert_eq!(Day::MAX.succ(), None);
+    assert_eq!(Day::MIN.pred(), None);
+}

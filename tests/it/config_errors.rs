@@ -114,6 +114,125 @@ countries = ["US"]
 }
 
 #[test]
+fn config_jurisdiction_version_errors_name_both_lines() {
+    let jurisdictions = format!(
+        r#"{JURISDICTIONS}until = 2026-12-31
+[jurisdictions.limits]
+requests_per_minute = 60
+
+[[jurisdictions]]
+id = "us"
+effective_from = 2027-01-01
+until = 2026-06-30
+countries = ["US"]
+embargoed = true
+[jurisdictions.limits]
+requests_per_minute = 60
+
+[[jurisdictions]]
+id = "us"
+effective_from = 2026-07-01
+countries = ["US", "CA"]
+embargoed = true
+[jurisdictions.limits]
+requests_per_minute = 30
+
+[[jurisdictions]]
+id = "us"
+effective_from = 2027-01-01T00:00:00Z
+countries = ["US"]
+embargoed = true
+[jurisdictions.limits]
+requests_per_minute = 60
+"#
+    );
+    assert_eq!(
+        errors_for(MODELS, GROUPS, &jurisdictions, TENANTS),
+        [
+            "jurisdictions.toml:15:9: jurisdictions[1] (us).until: 2026-06-30 is before effective_from 2027-01-01",
+            "jurisdictions.toml:22:6: jurisdictions[2] (us).countries: covers other countries than its version at jurisdictions.toml:2 (only here: CA; only there: none); every version covers the same countries, since tenants are bound to the jurisdiction",
+            "jurisdictions.toml:26:1: jurisdictions[2] (us).limits: differ from its version at jurisdictions.toml:2; limits are not dated, so every version sets the same",
+            "jurisdictions.toml:31:18: jurisdictions[3] (us).effective_from: must be a date such as 2027-01-01 (no time of day)",
+            "jurisdictions.toml:22:6: jurisdictions[2] (us): in force from 2026-07-01, which overlaps its version at jurisdictions.toml:2 (in force through 2026-12-31); versions of a jurisdiction need effective_from/until ranges that do not overlap",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn config_tenant_date_errors_name_the_key() {
+    let tenants = format!(
+        r#"{TENANTS}[tenants.end_use]
+id = "D1"
+effective_from = 2027-01-01
+expires = 2026-12-31
+purposes = ["research"]
+[tenants.suspension]
+effective_from = 2027-03-01
+until = 2027-02-28
+reason = " "
+"#
+    );
+    assert_eq!(
+        errors_for(MODELS, GROUPS, JURISDICTIONS, &tenants),
+        [
+            "tenants.toml:10:11: tenants[0] (t).end_use.expires: 2026-12-31 is before effective_from 2027-01-01",
+            "tenants.toml:14:9: tenants[0] (t).suspension.until: 2027-02-28 is before effective_from 2027-03-01",
+            "tenants.toml:15:10: tenants[0] (t).suspension.reason: must say why the tenant is suspended",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn config_expectation_errors_name_the_key() {
+    let expectations = r#"[[expect]]
+tenant = "nobody"
+model = "m"
+decision = "allow"
+
+[[expect]]
+tenant = "t"
+model = "m"
+decision = "deny"
+reason = "compute_too_high"
+
+[[expect]]
+tenant = "t"
+model = "m"
+purpose = "Research"
+at = 2026-02-03T10:00:00
+decision = "deny"
+
+[[expect]]
+tenant = "t"
+model = "m"
+decision = "allow"
+reason = "model_not_allowed"
+"#;
+    let dir = write_config(&[
+        ("models.toml", MODELS),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", JURISDICTIONS),
+        ("tenants.toml", TENANTS),
+        ("expectations.toml", expectations),
+    ]);
+    let prefix = format!("{}/", dir.path().display());
+    assert_eq!(
+        load_err(dir.path()).replace(&prefix, ""),
+        [
+            "expectations.toml:2:10: expect[0].tenant: unknown tenant \"nobody\"",
+            "expectations.toml:10:10: expect[1].reason: unknown reason code \"compute_too_high\"; one of tenant_suspended, denied_party, jurisdiction_embargoed, model_not_found, model_not_allowed, compute_threshold_exceeded, end_use_declaration_required, end_use_declaration_expired, purpose_not_declared, no_resident_endpoint",
+            "expectations.toml:15:11: expect[2].purpose: must be lowercase letters, digits and '-', as x-customs-purpose",
+            "expectations.toml:16:6: expect[2].at: must be a date such as 2027-01-01 (no time of day)",
+            "expectations.toml:17:12: expect[2].reason: is required when decision = \"deny\": name the reason code expected",
+            "expectations.toml:23:10: expect[3].reason: only applies when decision = \"deny\"",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
 fn config_model_errors_name_the_key() {
     let models = r#"[[models]]
 id = "m"
@@ -173,7 +292,7 @@ fn config_missing_and_unexpected_files_are_errors() {
         lines,
         [
             "jurisdictions.toml: cannot be read: No such file or directory (os error 2)",
-            "tenant.toml: unexpected file; a config folder holds only gateway.toml, models.toml, country-groups.toml, jurisdictions.toml, tenants.toml, screening.toml",
+            "tenant.toml: unexpected file; a config folder holds only gateway.toml, models.toml, country-groups.toml, jurisdictions.toml, tenants.toml, screening.toml, expectations.toml",
             "tenants.toml: cannot be read: No such file or directory (os error 2)",
         ]
     );

@@ -3,6 +3,7 @@
 
 mod audit_trail;
 mod azure;
+mod check_expectations;
 mod config_errors;
 mod explain_agrees;
 mod forwarding;
