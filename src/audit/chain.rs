@@ -47,16 +47,18 @@ impl Sealer {
         }
     }
 
-    /// Seals `body` (a serialized JSON object ending in `}`) into `out` as one line, returning
-    /// the hash as hex.
-    pub fn seal(&self, body: &[u8], out: &mut Vec<u8>) -> String {
-        let hex = hex::encode(self.hash(body));
-        let open = body.strip_suffix(b"}").unwrap_or(body);
-        out.extend_from_slice(open);
+    /// Seals the JSON object at `out[start..]` (ending in `}`) in place into one line, and
+    /// writes its hash, as hex, into `hash`.
+    pub fn seal_in_place(&self, out: &mut Vec<u8>, start: usize, hash: &mut [u8; 64]) {
+        let digest = self.hash(out.get(start..).unwrap_or_default());
+        // Both are fixed sizes: 32 bytes encode to exactly 64 hex digits.
+        let _ = hex::encode_to_slice(digest, hash);
+        if out.last() == Some(&b'}') {
+            out.pop();
+        }
         out.extend_from_slice(br#","hash":""#);
-        out.extend_from_slice(hex.as_bytes());
+        out.extend_from_slice(hash);
         out.extend_from_slice(b"\"}\n");
-        hex
     }
 }
 
@@ -92,8 +94,10 @@ mod tests {
     #[test]
     fn seal_then_unseal_round_trips_and_detects_edits() {
         for sealer in [Sealer::new(None), Sealer::new(Some(b"k"))] {
-            let mut line = Vec::new();
-            let hex = sealer.seal(br#"{"seq":1,"prev":"00"}"#, &mut line);
+            let mut line = br#"{"seq":1,"prev":"00"}"#.to_vec();
+            let mut hash = [0u8; 64];
+            sealer.seal_in_place(&mut line, 0, &mut hash);
+            let hex = std::str::from_utf8(&hash).unwrap();
             assert_eq!(line.last(), Some(&b'\n'));
             let line = &line[..line.len() - 1];
             serde_json::from_slice::<serde_json::Value>(line).unwrap();

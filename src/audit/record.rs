@@ -92,7 +92,7 @@ struct DecisionLine<'a> {
     prev: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
-    time: String,
+    time: Stamp,
     request_id: Option<&'a str>,
     tenant: Option<&'a str>,
     tenant_country: Option<&'a str>,
@@ -104,7 +104,7 @@ struct DecisionLine<'a> {
     decision: &'static str,
     reason: &'static str,
     status: u16,
-    rule: Option<String>,
+    rule: Option<RuleText<'a>>,
     endpoint: Option<&'a str>,
     residency: Option<&'a str>,
     policy_version: &'a str,
@@ -119,7 +119,7 @@ struct AdminLine<'a> {
     prev: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
-    time: String,
+    time: Stamp,
     #[serde(flatten)]
     fields: &'a serde_json::Map<String, serde_json::Value>,
 }
@@ -128,17 +128,46 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
+/// A time written straight into the line, RFC 3339 UTC with microseconds.
+struct Stamp(SystemTime);
+
+impl Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_micros(self.0))
+    }
+}
+
+/// The deciding rule, written straight into the line.
+enum RuleText<'a> {
+    Policy(&'a crate::policy::Rule),
+    KillSwitch(&'a crate::admin::killswitch::Suspension),
+}
+
+impl Serialize for RuleText<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Policy(r) => s.collect_str(r),
+            Self::KillSwitch(k) => s.collect_str(&k.describe()),
+        }
+    }
+}
+
 impl Event {
-    /// The record's JSON object, without its hash.
-    pub fn body(&self, seq: u64, prev: &str) -> Vec<u8> {
-        let out = match self {
-            Self::Decision(d) => serde_json::to_vec(&d.line(seq, prev)),
-            Self::Admin(a) => {
-                serde_json::to_vec(&AdminLine { seq, prev, kind: a.kind, time: timestamp(a.time), fields: &a.fields })
-            }
+    /// Appends the record's JSON object, without its hash, to `out`.
+    pub fn write_body(&self, seq: u64, prev: &str, out: &mut Vec<u8>) {
+        let start = out.len();
+        let written = match self {
+            Self::Decision(d) => serde_json::to_writer(&mut *out, &d.line(seq, prev)),
+            Self::Admin(a) => serde_json::to_writer(
+                &mut *out,
+                &AdminLine { seq, prev, kind: a.kind, time: Stamp(a.time), fields: &a.fields },
+            ),
         };
-        // Serializing plain strings and numbers cannot fail; an empty object still chains.
-        out.unwrap_or_else(|_| b"{}".to_vec())
+        if written.is_err() {
+            // Serializing plain strings and numbers cannot fail; still, a record always chains.
+            out.truncate(start);
+            out.extend_from_slice(format!("{{\"seq\":{seq},\"prev\":\"{prev}\"}}").as_bytes());
+        }
     }
 }
 
@@ -150,15 +179,15 @@ impl DecisionRecord {
         let model = self.model.and_then(|m| policy.model(m));
         let endpoint = self.endpoint.and_then(|e| policy.endpoint(e));
         let rule = match self.rule {
-            Some(RuleRef::Policy(r)) => policy.rule(r).map(ToString::to_string),
-            Some(RuleRef::KillSwitch) => tenant.and_then(|t| s.suspensions.get(&t.id)).map(|k| k.describe()),
+            Some(RuleRef::Policy(r)) => policy.rule(r).map(RuleText::Policy),
+            Some(RuleRef::KillSwitch) => tenant.and_then(|t| s.suspensions.get(&t.id)).map(RuleText::KillSwitch),
             None => None,
         };
         DecisionLine {
             seq,
             prev,
             kind: "decision",
-            time: timestamp(self.time),
+            time: Stamp(self.time),
             request_id: self.request_id.as_str(),
             tenant: tenant.map(|t| &*t.id),
             tenant_country: tenant.map(|t| &*t.country),
