@@ -321,3 +321,51 @@ fn check_cli_exits_1_and_lists_every_error() {
         .unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
 }
+
+/// A tenants.toml large enough to be parsed in slices: `n` tenants with multi-byte names and a
+/// sub-table each, and whatever `extra` says about tenant `bad`.
+fn many_tenants(n: usize, bad: usize, extra: &str) -> String {
+    let mut text = String::from("# A large tenants file.\n\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[tenants]]\nid = \"t{i:05}\"\nlegal_name = \"Zürich Société Nº{i} — a long legal name to make the file large, GmbH\"\ncountry = \"US\"\njurisdiction = \"us\"\nstatus = \"active\"\n"
+        ));
+        if i == bad {
+            text.push_str(extra);
+        }
+        text.push_str("[tenants.limits]\nrequests_per_minute = 60\n\n");
+    }
+    assert!(text.len() > 256 * 1024, "{} bytes is below the slicing size", text.len());
+    text
+}
+
+#[test]
+fn config_a_large_tenants_file_loads_and_reports_errors_at_the_files_own_lines() {
+    let ok = many_tenants(1800, usize::MAX, "");
+    let dir = write_config(&[
+        ("models.toml", MODELS),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", JURISDICTIONS),
+        ("tenants.toml", &ok),
+    ]);
+    let config = crate::support::load(dir.path());
+    let tenants = config.policy.tenants();
+    assert_eq!(tenants.len(), 1800);
+    assert_eq!(&*tenants[1234].id, "t01234");
+    assert!(tenants[1799].legal_name.starts_with("Zürich Société Nº1799 —"));
+
+    // A compile error (spans from a sliced parse), an unknown key and a syntax error, all in late
+    // slices: the line and column are the file's own.
+    let pattern = many_tenants(1800, 1500, "allow_models = [\"nope-*\"]\n");
+    let line = pattern.lines().position(|l| l.starts_with("allow_models")).unwrap() + 1;
+    let got = errors_for(MODELS, GROUPS, JURISDICTIONS, &pattern);
+    assert!(got.starts_with(&format!("tenants.toml:{line}:17: tenants[1500] (t01500).allow_models[0]:")), "{got}");
+    let bad = many_tenants(1800, 1600, "country_code = \"US\"\n");
+    let line = bad.lines().position(|l| l == "country_code = \"US\"").unwrap() + 1;
+    let got = errors_for(MODELS, GROUPS, JURISDICTIONS, &bad);
+    assert!(got.starts_with(&format!("tenants.toml:{line}:1: unknown field `country_code`")), "{got}");
+    let broken = many_tenants(1800, 1700, "status = \n");
+    let line = broken.lines().position(|l| l == "status = ").unwrap() + 1;
+    let got = errors_for(MODELS, GROUPS, JURISDICTIONS, &broken);
+    assert!(got.starts_with(&format!("tenants.toml:{line}:")), "{got}");
+}
