@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 use crate::support::{
-    Example, UPSTREAM_KEY, chat, edit_file, read_until, scrape, send, send_raw, stream_body, trail, value,
+    Example, UPSTREAM_KEY, chat, edit_file, gated_stream, read_until, scrape, send, stream_body, trail, value,
 };
 
 /// Runs `customs audit verify` on `args`; returns (exit success, stdout).
@@ -213,18 +213,7 @@ async fn a_full_queue_refuses_requests_with_audit_unavailable() {
     while value(&scrape(ex.gw.admin_addr).await, "customs_audit_records_total", &[]) < 1.0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let res = send_raw(
-        ex.gw.addr,
-        Method::POST,
-        "/v1/chat/completions",
-        &[("authorization", "Bearer sk-demo-us"), ("x-mock-gate", "1")],
-        stream_body("gpt-4o-mini"),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut body = res.into_body();
-    let mut seen = String::new();
-    read_until(&mut body, &mut seen, "chunk 0. ", Duration::from_secs(10)).await;
+    let (mut body, mut seen) = gated_stream(ex.gw.addr, "sk-demo-us").await;
 
     let refused = chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
-use crate::support::{
-    Example, admin_post, chat, edit_file, read_until, scrape, send, send_raw, stream_body, trail, value,
-};
+use crate::support::{Example, admin_post, chat, edit_file, gated_stream, read_until, scrape, send, trail, value};
 
 const SUSPEND_DEMO_US: (&str, &str) = ("status = \"active\"", "status = \"suspended\"");
 
@@ -114,18 +112,7 @@ async fn a_broken_config_keeps_the_old_policy_with_no_failed_request_under_load(
 #[tokio::test]
 async fn a_stream_started_before_a_reload_completes() {
     let ex = Example::start_unwatched().await;
-    let res = send_raw(
-        ex.gw.addr,
-        Method::POST,
-        "/v1/chat/completions",
-        &[("authorization", "Bearer sk-demo-us"), ("x-mock-gate", "1")],
-        stream_body("gpt-4o-mini"),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut body = res.into_body();
-    let mut seen = String::new();
-    read_until(&mut body, &mut seen, "chunk 0. ", Duration::from_secs(10)).await;
+    let (mut body, mut seen) = gated_stream(ex.gw.addr, "sk-demo-us").await;
 
     edit_file(ex.dir.path(), "tenants.toml", SUSPEND_DEMO_US.0, SUSPEND_DEMO_US.1);
     assert_eq!(admin_post(ex.gw.admin_addr, "/admin/reload", "").await.status, StatusCode::OK);

@@ -5,26 +5,14 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::support::{Example, read_until, send_raw, stream_body};
+use crate::support::{Example, gated_stream, read_until, send_raw, stream_body};
 
 #[tokio::test]
 async fn stream_first_chunk_arrives_while_upstream_is_still_sending() {
     let ex = Example::start().await;
     // The mock sends its first event, then holds the stream until the gate opens. If the gateway
     // buffered anything, the first event could not arrive before the gate is opened.
-    let res = send_raw(
-        ex.gw.addr,
-        Method::POST,
-        "/v1/chat/completions",
-        &[("authorization", "Bearer sk-demo-us"), ("x-mock-gate", "1")],
-        stream_body("gpt-4o-mini"),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let mut body = res.into_body();
-    let mut seen = String::new();
-    read_until(&mut body, &mut seen, "chunk 0. ", Duration::from_secs(10)).await;
+    let (mut body, mut seen) = gated_stream(ex.gw.addr, "sk-demo-us").await;
     assert!(!seen.contains("chunk 1. "), "the upstream has not sent chunk 1 yet: {seen}");
     ex.mock.open_gate();
     read_until(&mut body, &mut seen, "data: [DONE]", Duration::from_secs(10)).await;

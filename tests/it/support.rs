@@ -173,6 +173,20 @@ pub async fn read_until(body: &mut Incoming, seen: &mut String, needle: &str, wi
     }
 }
 
+/// Starts a stream the mock holds open after its first chunk (until `open_gate`), and returns
+/// the body with what has arrived so far.
+pub async fn gated_stream(addr: SocketAddr, key: &str) -> (Incoming, String) {
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str()), ("x-mock-gate", "1")];
+    let res = send_raw(addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = res.into_body();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "chunk 0. ", std::time::Duration::from_secs(10)).await;
+    (body, seen)
+}
+
 /// A port nothing listens on.
 pub fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
