@@ -121,6 +121,9 @@ impl Audit {
         fields.insert("pid".into(), std::process::id().into());
         fields.insert("keyed".into(), key.is_some().into());
         fields.insert("after_unclean_stop".into(), resume.as_ref().is_some_and(|r| !r.clean).into());
+        if let Some(at) = resume.as_ref().and_then(|r| r.damaged.clone()) {
+            fields.insert("damaged_tail".into(), at.into());
+        }
         audit.admin("start", fields);
         tracing::info!(dir = %dir.display(), "Audit trail open.");
         Ok(audit)

@@ -52,6 +52,8 @@ pub struct Resume {
     pub hash: String,
     /// Whether the last record was a clean `stop`.
     pub clean: bool,
+    /// `path:line` of damaged lines after the last intact record, if any.
+    pub damaged: Option<String>,
 }
 
 pub fn file_name(index: u64) -> String {
@@ -171,34 +173,51 @@ impl Sink {
     }
 }
 
-/// The `seq` and `hash` of the last record in `path`, and whether it was a `stop`.
+/// The `seq` and `hash` of the last intact record in `path`, and whether it was a `stop`. Lines
+/// after it that do not parse (a write torn by a crash or power loss) are reported, not fatal:
+/// the chain continues from the last intact record, the `start` record says where the damage is,
+/// and `customs audit verify` still flags it.
 fn last_record(path: &Path) -> io::Result<Option<Resume>> {
-    let mut last = None;
-    for line in BufReader::new(File::open(path)?).split(b'\n') {
+    let mut last: Option<(u64, String, bool)> = None;
+    let mut damaged = None;
+    for (i, line) in BufReader::new(File::open(path)?).split(b'\n').enumerate() {
         let line = line?;
-        if !line.is_empty() {
-            last = Some(line);
+        if line.is_empty() {
+            continue;
+        }
+        let v: Option<serde_json::Value> = serde_json::from_slice(&line).ok();
+        let seq = v.as_ref().and_then(|v| v.get("seq")?.as_u64());
+        let hash = v.as_ref().and_then(|v| v.get("hash")?.as_str().map(str::to_owned));
+        match (seq, hash) {
+            (Some(seq), Some(hash)) if damaged.is_none() => {
+                let stop = v.as_ref().and_then(|v| v.get("type")?.as_str()) == Some("stop");
+                last = Some((seq, hash, stop));
+            }
+            _ => {
+                damaged.get_or_insert(i + 1);
+            }
         }
     }
-    let Some(line) = last else { return Ok(None) };
-    let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| {
-        io::Error::new(
+    match (last, damaged) {
+        (None, None) => Ok(None),
+        (None, Some(line)) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{}: the last record is damaged ({e}); run `customs audit verify`", path.display()),
-        )
-    })?;
-    let seq = v.get("seq").and_then(serde_json::Value::as_u64);
-    let hash = v.get("hash").and_then(serde_json::Value::as_str);
-    match (seq, hash) {
-        (Some(seq), Some(hash)) => Ok(Some(Resume {
-            seq,
-            hash: hash.to_owned(),
-            clean: v.get("type").and_then(serde_json::Value::as_str) == Some("stop"),
-        })),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: the last record has no seq or hash; run `customs audit verify`", path.display()),
+            format!(
+                "{}:{line}: no intact record to continue the chain from; run `customs audit verify`",
+                path.display()
+            ),
         )),
+        (Some((seq, hash, clean)), damaged) => {
+            let damaged = damaged.map(|line| format!("{}:{line}", path.display()));
+            if let Some(at) = &damaged {
+                tracing::error!(
+                    at,
+                    seq,
+                    "The audit trail ends in a damaged record; continuing the chain after the last intact one."
+                );
+            }
+            Ok(Some(Resume { seq, hash, clean: clean && damaged.is_none(), damaged }))
+        }
     }
 }
 

@@ -289,3 +289,33 @@ async fn an_unwritable_trail_fails_closed_and_recovers_without_losing_records() 
     assert!(records.iter().any(|r| r["reason"] == "allowed"));
     ex.mock.stop().await;
 }
+
+#[tokio::test]
+async fn a_restart_after_a_torn_write_continues_the_chain_and_says_where_the_damage_is() {
+    let ex = Example::start_unwatched().await;
+    assert_eq!(chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    ex.gw.shutdown().await;
+    let audit = ex.dir.path().join("audit");
+    // A crash mid-write: the last line is cut short.
+    let file = customs::audit::trail_files(&audit).unwrap().pop().unwrap();
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.truncate(text.len() - 40);
+    std::fs::write(&file, &text).unwrap();
+    let lines = text.lines().count();
+
+    let gw = crate::support::gateway(ex.dir.path()).await;
+    assert_eq!(chat(gw.addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    gw.shutdown().await;
+    let records: Vec<serde_json::Value> = customs::audit::trail_files(&audit)
+        .unwrap()
+        .last()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+        .unwrap();
+    let start = &records[0];
+    assert_eq!(start["type"], "start");
+    assert_eq!(start["after_unclean_stop"], true);
+    assert!(start["damaged_tail"].as_str().unwrap().ends_with(&format!(":{lines}")), "{start}");
+    let (ok, out) = verify(&[&audit]);
+    assert!(!ok && out.contains(&format!(":{lines}: ")), "verify still reports the torn line: {out}");
+    ex.mock.stop().await;
+}
