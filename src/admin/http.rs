@@ -121,7 +121,10 @@ where
         return match reload::reload(shared, "admin").await {
             Ok(r) => reply(
                 StatusCode::OK,
-                json!({ "policy_version": r.version, "previous_version": r.previous, "changed": r.changed() }),
+                json!({
+                    "policy_version": r.version, "previous_version": r.previous, "changed": r.changed(),
+                    "restart_required": r.restart_required,
+                }),
             ),
             Err(ReloadError::Config(errors)) => reply(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -25,12 +25,23 @@ pub struct AdminState {
     pub state_file: Option<PathBuf>,
     /// One admin change at a time, so a reload and a suspension cannot undo each other.
     pub lock: tokio::sync::Mutex<()>,
+    /// What the running gateway.toml says outside `[limits]` ([`reload::startup_settings`]).
+    pub startup_settings: String,
 }
 
 impl AdminState {
-    pub fn new(config_dir: PathBuf, env: SharedEnv, token_env: String, state_file: Option<PathBuf>) -> Self {
+    pub fn new(config_dir: PathBuf, env: SharedEnv, settings: &crate::config::Settings) -> Self {
+        let token_env = settings.admin.token_env.clone();
         let token_digest = env(&token_env).filter(|t| !t.is_empty()).map(|t| Sha256::digest(t.as_bytes()).into());
-        Self { config_dir, env, token_digest, token_env, state_file, lock: tokio::sync::Mutex::new(()) }
+        Self {
+            config_dir,
+            env,
+            token_digest,
+            token_env,
+            state_file: settings.admin.state_file.clone(),
+            lock: tokio::sync::Mutex::new(()),
+            startup_settings: reload::startup_settings(settings),
+        }
     }
 
     pub fn writes_enabled(&self) -> bool {

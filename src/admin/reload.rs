@@ -12,7 +12,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::{self, ConfigErrors};
+use crate::config::{self, ConfigErrors, Settings};
 use crate::gateway::Shared;
 use crate::snapshot::Snapshot;
 
@@ -28,6 +28,18 @@ pub enum ReloadError {
 pub struct Reloaded {
     pub previous: String,
     pub version: String,
+    /// gateway.toml changed in a section that only applies at start-up.
+    pub restart_required: bool,
+}
+
+/// The part of gateway.toml that a reload cannot apply (listeners, timeouts, the audit trail's
+/// settings, admin, reload), as text to compare. Paths the demo overrides are left out.
+pub fn startup_settings(s: &Settings) -> String {
+    let a = &s.audit;
+    format!(
+        "{:?}|{:?}|{:?}|{}/{}/{:?}/{:?}|{}",
+        s.server, s.upstream, s.reload, a.max_file_bytes, a.queue, a.on_failure, a.key_env, s.admin.token_env
+    )
 }
 
 impl Reloaded {
@@ -44,12 +56,13 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<Reloa
     let dir = shared.admin.config_dir.clone();
     let env = shared.admin.env.clone();
     let metrics = shared.metrics.clone();
-    let built = tokio::task::spawn_blocking(move || -> Result<Option<Snapshot>, ConfigErrors> {
+    let built = tokio::task::spawn_blocking(move || -> Result<Option<(Snapshot, String)>, ConfigErrors> {
         let config = config::load(&dir, &*env)?;
         if config.policy.version() == previous.policy.version() {
             return Ok(None);
         }
-        Ok(Some(Snapshot::reloaded(config.policy, &config.settings.limits, &metrics, &previous)))
+        let startup = startup_settings(&config.settings);
+        Ok(Some((Snapshot::reloaded(config.policy, &config.settings.limits, &metrics, &previous), startup)))
     })
     .await
     .map_err(|e| ReloadError::Task(e.to_string()))?;
@@ -67,9 +80,17 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<Reloa
         }
         Ok(None) => {
             tracing::debug!(trigger, version = %previous_version, "Config unchanged; nothing to reload.");
-            Ok(Reloaded { version: previous_version.clone(), previous: previous_version })
+            Ok(Reloaded { version: previous_version.clone(), previous: previous_version, restart_required: false })
         }
-        Ok(Some(snapshot)) => {
+        Ok(Some((snapshot, startup))) => {
+            let restart_required = startup != shared.admin.startup_settings;
+            if restart_required {
+                tracing::warn!(
+                    trigger,
+                    "gateway.toml changed outside [limits]; those sections apply at the next restart."
+                );
+            }
+            fields.insert("restart_required".into(), restart_required.into());
             let version = snapshot.policy.version().to_owned();
             shared.snapshot.store(Arc::new(snapshot));
             shared.metrics.reloads.with_label_values(&["success"]).inc();
@@ -78,7 +99,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<Reloa
             fields.insert("result".into(), "success".into());
             fields.insert("policy_version".into(), version.as_str().into());
             shared.audit.admin("reload", fields);
-            Ok(Reloaded { previous: previous_version, version })
+            Ok(Reloaded { previous: previous_version, version, restart_required })
         }
     }
 }

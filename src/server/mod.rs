@@ -93,12 +93,7 @@ impl Server {
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: settings.server.body_read_timeout,
             audit,
-            admin: AdminState::new(
-                config.dir,
-                env,
-                settings.admin.token_env.clone(),
-                settings.admin.state_file.clone(),
-            ),
+            admin: AdminState::new(config.dir, env, &settings),
         });
         let limits = Limits {
             header_read_timeout: settings.server.header_read_timeout,

@@ -40,9 +40,14 @@ async fn a_reload_that_suspends_a_tenant_applies_to_the_next_request() {
     assert_eq!(value(&m, "customs_policy_info", &[("version", &new_version)]), 1.0);
     assert!(!m.iter().any(|s| s.name == "customs_policy_info" && s.labels[0].1 == old_version), "old version kept");
 
+    assert_eq!(r.json()["restart_required"], false);
     // The same config again is not a change.
     let again = admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
     assert_eq!(again.json()["changed"], false);
+    // A listener setting changes only at a restart, and the reload says so.
+    edit_file(ex.dir.path(), "gateway.toml", "max_body_bytes = 4194304", "max_body_bytes = 1048576");
+    let r = admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
+    assert_eq!((r.json()["changed"].clone(), r.json()["restart_required"].clone()), (true.into(), true.into()));
     ex.gw.shutdown().await;
 
     let records = trail(&ex.dir.path().join("audit"));
