@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower::Service;
 
 use crate::admin::AdminState;
-use crate::audit::{Audit, DecisionRecord, RequestIdBuf, RuleRef, Slot};
+use crate::audit::{Audit, DecisionRecord, OpenRecord, RequestIdBuf, RuleRef, Slot};
 use crate::auth;
 use crate::error::{self, GatewayError};
 use crate::limits::Demand;
@@ -89,8 +89,9 @@ struct Trail {
     model: Option<u32>,
     endpoint: Option<u32>,
     rule: Option<RuleRef>,
-    /// Kept only when the name did not resolve, or when a purpose was stated.
+    /// The name the client sent, kept only when it did not resolve.
     requested_model: Option<Box<str>>,
+    /// Kept only when the client stated one.
     purpose: Option<Box<str>>,
     /// The upstream's time to first byte, which is not the gateway's overhead.
     upstream_first_byte: Option<Duration>,
@@ -133,7 +134,7 @@ where
     let elapsed = started.elapsed();
     if let Some(slot) = trail.slot.take() {
         // Refusals and gateway-answered requests; forwarded ones are recorded when they end.
-        slot.send(DecisionRecord {
+        slot.send(|| DecisionRecord {
             time,
             request_id,
             snapshot: snapshot.clone(),
@@ -248,22 +249,8 @@ where
     let (mut head, body) = response.into_parts();
     error::rate_limit_headers(&mut head.headers, &status, false);
     let scanner = UsageScanner::for_content_type(head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
-    let record = DecisionRecord {
-        time,
-        request_id,
-        snapshot: snapshot.clone(),
-        tenant: Some(tenant),
-        model: Some(model),
-        requested_model: None,
-        purpose: trail.purpose.take(),
-        reason: Reason::Allowed,
-        status: head.status.as_u16(),
-        rule: trail.rule,
-        endpoint: Some(endpoint),
-        usage: None,
-        flops: None,
-        latency: Duration::ZERO,
-    };
+    let record =
+        OpenRecord { time, request_id, purpose: trail.purpose.take(), rule: trail.rule, status: head.status.as_u16() };
     let settlement = Settlement {
         audit: trail.slot.take().map(|slot| (slot, record)),
         snapshot: snapshot.clone(),

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::admin::killswitch::{Suspension, Suspensions};
+use crate::admin::killswitch::Suspensions;
 use crate::config::raw::LimitsSection;
 use crate::limits::Limiter;
 use crate::policy::{Policy, TenantIdx};
@@ -62,8 +62,7 @@ impl Snapshot {
             .collect();
         metrics.policy_info.reset();
         metrics.policy_info.with_label_values(&[policy.version()]).set(1);
-        let suspended = resolve(&policy, &suspensions);
-        metrics.kill_switch_suspended.set(suspended.iter().filter(|s| **s).count() as i64);
+        let suspended = resolve(&policy, &suspensions, metrics);
         Self {
             metrics: Arc::new(Handles::new(metrics, &policy)),
             policy: Arc::new(policy),
@@ -77,8 +76,7 @@ impl Snapshot {
 
     /// The same snapshot with another set of suspensions.
     pub fn with_suspensions(&self, suspensions: Arc<Suspensions>, metrics: &Metrics) -> Self {
-        let suspended = resolve(&self.policy, &suspensions);
-        metrics.kill_switch_suspended.set(suspended.iter().filter(|s| **s).count() as i64);
+        let suspended = resolve(&self.policy, &suspensions, metrics);
         Self {
             policy: self.policy.clone(),
             metrics: self.metrics.clone(),
@@ -99,11 +97,15 @@ impl Snapshot {
         self.suspended.get(t as usize).copied().unwrap_or(false)
     }
 
-    pub fn suspension(&self, t: TenantIdx) -> Option<&Suspension> {
-        self.suspensions.get(&self.policy.tenant(t)?.id)
+    /// How many of this policy's tenants the kill switch suspends.
+    pub fn kill_switched_count(&self) -> usize {
+        self.suspended.iter().filter(|s| **s).count()
     }
 }
 
-fn resolve(policy: &Policy, suspensions: &Suspensions) -> Box<[bool]> {
-    policy.tenants().iter().map(|t| suspensions.get(&t.id).is_some()).collect()
+/// The suspensions as a flag per tenant of `policy`; the gauge follows.
+fn resolve(policy: &Policy, suspensions: &Suspensions, metrics: &Metrics) -> Box<[bool]> {
+    let suspended: Box<[bool]> = policy.tenants().iter().map(|t| suspensions.get(&t.id).is_some()).collect();
+    metrics.kill_switch_suspended.set(suspended.iter().filter(|s| **s).count() as i64);
+    suspended
 }

@@ -85,7 +85,7 @@ fn readyz(shared: &Shared) -> Reply {
         "models": policy.models().len(),
         "endpoints": policy.endpoints().len(),
         "audit": audit,
-        "kill_switch_suspended": policy.tenants().iter().filter(|t| snapshot.suspensions.get(&t.id).is_some()).count(),
+        "kill_switch_suspended": snapshot.kill_switched_count(),
     });
     reply(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::{IntCounter, IntGauge};
 
 pub use chain::Sealer;
-pub use record::{AdminRecord, DecisionRecord, Event, RequestIdBuf, RuleRef};
+pub use record::{AdminRecord, DecisionRecord, Event, OpenRecord, RequestIdBuf, RuleRef};
 pub use writer::trail_files;
 
 use crate::config::raw::{AuditSection, OnAuditFailure};
@@ -178,10 +178,11 @@ impl Audit {
 // === impl Slot ===
 
 impl Slot {
-    /// Hands the record to the writer; the slot's reservation passes to it.
-    pub fn send(mut self, record: DecisionRecord) {
+    /// Hands the record to the writer; the slot's reservation passes to it. The record is built
+    /// only when the trail is on.
+    pub fn send(mut self, record: impl FnOnce() -> DecisionRecord) {
         let Some(inner) = self.inner.take() else { return };
-        if inner.tx.send(Msg::Event(Event::Decision(Box::new(record)))).is_err() {
+        if inner.tx.send(Msg::Event(Event::Decision(Box::new(record())))).is_err() {
             inner.state.pending.fetch_sub(1, Ordering::AcqRel);
             inner.state.metrics.dropped.inc();
         }

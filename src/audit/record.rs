@@ -67,6 +67,16 @@ pub struct DecisionRecord {
     pub latency: Duration,
 }
 
+/// What an allowed request's record holds before its response ends; the rest (tenant, model,
+/// endpoint, snapshot) is the settlement's, and usage and latency come at the end.
+pub struct OpenRecord {
+    pub time: SystemTime,
+    pub request_id: RequestIdBuf,
+    pub purpose: Option<Box<str>>,
+    pub rule: Option<RuleRef>,
+    pub status: u16,
+}
+
 /// An operator action: reload, suspension, reinstatement.
 pub struct AdminRecord {
     pub time: SystemTime,

@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::State;
@@ -29,7 +29,7 @@ const GATHER: Duration = Duration::from_millis(2);
 pub enum Msg {
     Event(Event),
     /// Write everything received so far plus a `stop` record, sync, and exit.
-    Stop(std::sync::mpsc::Sender<()>),
+    Stop(Sender<()>),
 }
 
 /// The trail's files and the chain's head.
@@ -226,7 +226,7 @@ pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
     let mut batch = Vec::with_capacity(256 * 1024);
     let mut in_batch = 0usize;
     let mut last_sync = Instant::now();
-    let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
+    let mut stop: Option<Sender<()>> = None;
     let mut busy = false;
     while stop.is_none() {
         // Under load, records gather for a moment between writes instead of waking this thread
@@ -238,29 +238,18 @@ pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
         let first = match (in_batch, busy) {
             // Records the disk refused are waiting: try again at the retry pace.
             (1.., _) => rx.recv_timeout(RETRY),
-            (0, true) => rx.try_recv().map_err(|e| match e {
-                TryRecvError::Empty => RecvTimeoutError::Timeout,
-                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            }),
+            (0, true) => rx.recv_timeout(Duration::ZERO),
             (0, false) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         busy = first.is_ok();
         match first {
-            Ok(Msg::Event(e)) => {
-                sink.seal(&e, &mut batch);
-                in_batch += 1;
-            }
-            Ok(Msg::Stop(ack)) => stop = Some(ack),
+            Ok(msg) => accept(msg, &mut sink, &mut batch, &mut in_batch, &mut stop),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         while stop.is_none() && in_batch < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Msg::Event(e)) => {
-                    sink.seal(&e, &mut batch);
-                    in_batch += 1;
-                }
-                Ok(Msg::Stop(ack)) => stop = Some(ack),
+                Ok(msg) => accept(msg, &mut sink, &mut batch, &mut in_batch, &mut stop),
                 Err(_) => break,
             }
         }
@@ -297,6 +286,17 @@ pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
     tracing::info!(seq, hash, "Audit trail closed; chain head.");
     if let Some(ack) = stop {
         let _ = ack.send(());
+    }
+}
+
+/// Seals an event onto the batch, or takes note of the stop request.
+fn accept(msg: Msg, sink: &mut Sink, batch: &mut Vec<u8>, in_batch: &mut usize, stop: &mut Option<Sender<()>>) {
+    match msg {
+        Msg::Event(e) => {
+            sink.seal(&e, batch);
+            *in_batch += 1;
+        }
+        Msg::Stop(ack) => *stop = Some(ack),
     }
 }
 

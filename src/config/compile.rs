@@ -17,7 +17,7 @@ use super::raw::{
     CountryGroupsFile, ExpectationsFile, GatewayFile, JurisdictionsFile, ModelsFile, RawLimits, RawTenant,
     ScreeningFile, TenantStatus, TenantsFile,
 };
-use super::screen::{self, ListSource};
+use super::screen;
 use crate::auth::{self, KeyIndex};
 use crate::limits::LimitSpec;
 use crate::policy::expect::Expectation;
@@ -33,7 +33,7 @@ pub(super) struct Parsed<'s> {
     pub jurisdictions: (&'s Source, JurisdictionsFile),
     pub tenants: (&'s Source, TenantsFile),
     pub screening: (&'s Source, ScreeningFile),
-    pub list: Option<ListSource>,
+    pub list: Option<Source>,
     pub expectations: (&'s Source, ExpectationsFile),
 }
 
@@ -62,9 +62,18 @@ impl Ctx<'_> {
         self.errors.push(src.error(span.as_ref(), key, msg));
     }
 
+    pub(super) fn push(&mut self, e: ConfigError) {
+        self.errors.push(e);
+    }
+
     pub(super) fn rule(&mut self, src: &Source, span: Range<usize>, key: String, detail: String) -> RuleId {
         let (line, _) = src.position(&span);
-        self.rules.push(Rule { file: src.name.as_str().into(), line, key: key.into(), detail: detail.into() });
+        self.rule_at(&src.name, line, key, detail)
+    }
+
+    /// A rule at a known line of a file that is not TOML (the screening list).
+    pub(super) fn rule_at(&mut self, file: &str, line: usize, key: String, detail: String) -> RuleId {
+        self.rules.push(Rule { file: file.into(), line, key: key.into(), detail: detail.into() });
         (self.rules.len() - 1) as RuleId
     }
 }
@@ -188,12 +197,11 @@ pub(super) fn compile(
     let (mut tenants, tenant_ids, keys) =
         compile_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &j.jurisdictions, &regional_limits, &j.coverage, &models);
     let screening = screen::screen(
-        &mut ctx.errors,
-        &mut ctx.rules,
+        &mut ctx,
         (p.screening.0, &p.screening.1),
         p.list.as_ref(),
         &p.tenants.1,
-        &mut tenants,
+        (&mut tenants, &tenant_ids),
     );
     let expectations = super::expect::compile_expectations(&mut ctx, p.expectations.0, &p.expectations.1, &tenant_ids);
     let (jurisdictions, verdicts, verdict_endpoints) = (j.jurisdictions, j.verdicts, j.verdict_endpoints);

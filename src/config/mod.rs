@@ -114,7 +114,7 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         screening_file.as_ref().map_or_else(|| raw::ScreeningSettings::default().list, |f| f.screening.list.clone());
     let list = match fs::read(dir.join(list_name.get_ref())) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Some(screen::ListSource { source: Source::new(display(list_name.get_ref()), text) }),
+            Ok(text) => Some(Source::new(display(list_name.get_ref()), text)),
             Err(_) => {
                 errors.push(file_err(display(list_name.get_ref()), "is not valid UTF-8".into()));
                 None
@@ -135,8 +135,8 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
             h.update(s.text.as_bytes());
         }
         if let Some(l) = &list {
-            h.update((l.source.text.len() as u64).to_le_bytes());
-            h.update(l.source.text.as_bytes());
+            h.update((l.text.len() as u64).to_le_bytes());
+            h.update(l.text.as_bytes());
         }
         hex::encode(&h.finalize()[..8])
     };

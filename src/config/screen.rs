@@ -4,88 +4,62 @@
 
 use std::collections::HashMap;
 
+use super::compile::{Ctx, day};
 use super::error::{ConfigError, Source};
 use super::raw::{ScreeningFile, TenantsFile};
-use crate::policy::{Day, Finding, FindingStatus, Rule, RuleId, Screening, Tenant};
-use crate::screening::{ListEntry, Screener, ScreeningError, parse_csl_csv};
-
-/// The list as read from the folder, if there is one.
-pub(super) struct ListSource {
-    pub source: Source,
-}
+use crate::policy::{Day, Finding, FindingStatus, Screening, Tenant, TenantIdx};
+use crate::screening::{Screener, parse_csl_csv};
 
 pub(super) fn screen(
-    errors: &mut Vec<ConfigError>,
-    rules: &mut Vec<Rule>,
-    settings: (&Source, &ScreeningFile),
-    list: Option<&ListSource>,
+    ctx: &mut Ctx,
+    (src, file): (&Source, &ScreeningFile),
+    list: Option<&Source>,
     raw_tenants: &TenantsFile,
-    tenants: &mut [Tenant],
+    (tenants, tenant_ids): (&mut [Tenant], &HashMap<Box<str>, TenantIdx>),
 ) -> Screening {
-    let (src, file) = settings;
     let s = &file.screening;
     let (threshold, review) = (*s.threshold.get_ref(), *s.review_threshold.get_ref());
     if !(0.0..=100.0).contains(&threshold) {
-        errors.push(src.error(Some(&s.threshold.span()), "screening.threshold", "must be between 0 and 100"));
+        ctx.err(src, Some(s.threshold.span()), "screening.threshold", "must be between 0 and 100");
     }
     if !(0.0..=threshold).contains(&review) {
-        errors.push(src.error(
-            Some(&s.review_threshold.span()),
+        ctx.err(
+            src,
+            Some(s.review_threshold.span()),
             "screening.review_threshold",
             "must be between 0 and screening.threshold",
-        ));
+        );
     }
-    let ids: HashMap<&str, usize> = tenants.iter().enumerate().map(|(i, t)| (&*t.id, i)).collect();
-    let mut clearances: HashMap<(usize, &str), (&str, Day, &str)> = HashMap::new();
+    let mut clearances: HashMap<(TenantIdx, &str), (&str, Day, &str)> = HashMap::new();
     for (i, c) in file.clearances.iter().enumerate() {
         let key = format!("clearances[{i}]");
-        let Some(&t) = ids.get(c.tenant.get_ref().as_str()) else {
-            errors.push(src.error(
-                Some(&c.tenant.span()),
-                format!("{key}.tenant"),
-                format!("unknown tenant {:?}", c.tenant.get_ref()),
-            ));
+        let Some(&t) = tenant_ids.get(c.tenant.get_ref().as_str()) else {
+            let msg = format!("unknown tenant {:?}", c.tenant.get_ref());
+            ctx.err(src, Some(c.tenant.span()), format!("{key}.tenant"), msg);
             continue;
         };
-        let date = c.date.get_ref();
-        let day = match (date.date, date.time) {
-            (Some(d), None) => Day::from_ymd(i64::from(d.year), u32::from(d.month), u32::from(d.day)),
-            _ => None,
-        };
-        let Some(day) = day else {
-            errors.push(src.error(Some(&c.date.span()), format!("{key}.date"), "must be a date such as 2026-11-20"));
-            continue;
-        };
+        let Some(date) = day(ctx, src, format!("{key}.date"), &c.date) else { continue };
         if c.reviewer.trim().is_empty() || c.note.trim().is_empty() {
-            errors.push(src.error(
-                Some(&c.entry.span()),
-                key.clone(),
-                "a clearance names its reviewer and says why (note)",
-            ));
+            ctx.err(src, Some(c.entry.span()), key.clone(), "a clearance names its reviewer and says why (note)");
         }
-        if clearances.insert((t, c.entry.get_ref().as_str()), (&c.reviewer, day, &c.note)).is_some() {
-            errors.push(src.error(
-                Some(&c.entry.span()),
-                format!("{key}.entry"),
-                "this tenant and entry are cleared twice",
-            ));
+        if clearances.insert((t, c.entry.get_ref().as_str()), (&c.reviewer, date, &c.note)).is_some() {
+            ctx.err(src, Some(c.entry.span()), format!("{key}.entry"), "this tenant and entry are cleared twice");
         }
     }
 
     let Some(list) = list else {
         if !file.clearances.is_empty() {
-            errors.push(src.error(
-                Some(&s.list.span()),
-                "screening.list",
-                format!("clearances are recorded but the list {:?} is not in the config folder", s.list.get_ref()),
-            ));
+            let msg =
+                format!("clearances are recorded but the list {:?} is not in the config folder", s.list.get_ref());
+            ctx.err(src, Some(s.list.span()), "screening.list", msg);
         }
         return Screening { threshold, review_threshold: review, ..Screening::default() };
     };
-    let entries = match parse_csl_csv(&list.source.text) {
+    let entries = match parse_csl_csv(&list.text) {
         Ok(e) => e,
         Err(e) => {
-            errors.push(list_error(&list.source, &e));
+            let position = Some((e.line(), e.column().unwrap_or(1)));
+            ctx.push(ConfigError { file: list.name.clone(), position, key: String::new(), message: e.to_string() });
             return Screening::default();
         }
     };
@@ -98,10 +72,14 @@ pub(super) fn screen(
             let Some(entry) = screener.entries().get(hit.entry) else { continue };
             let status = if hit.score < threshold {
                 FindingStatus::Review
-            } else if let Some((reviewer, date, note)) = clearances.get(&(t, entry.id.as_str())) {
+            } else if let Some((reviewer, date, note)) = clearances.get(&(t as TenantIdx, entry.id.as_str())) {
                 FindingStatus::Cleared { reviewer: (*reviewer).into(), date: *date, note: (*note).into() }
             } else {
-                let rule = block(rules, &list.source, entry, &hit.query, &hit.matched, hit.score, threshold);
+                let detail = format!(
+                    "{:?} matches the listed {:?} with score {:.0} (threshold {threshold:.0}); no clearance on file",
+                    hit.query, hit.matched, hit.score
+                );
+                let rule = ctx.rule_at(&list.name, entry.line, format!("{} ({})", entry.id, entry.source), detail);
                 tenant.denied_party.get_or_insert(rule);
                 FindingStatus::Blocked(rule)
             };
@@ -119,40 +97,10 @@ pub(super) fn screen(
         }
     }
     Screening {
-        list: Some(list.source.name.as_str().into()),
+        list: Some(list.name.as_str().into()),
         entries: screener.entries().len(),
         threshold,
         review_threshold: review,
         findings: findings.into(),
-    }
-}
-
-fn block(
-    rules: &mut Vec<Rule>,
-    list: &Source,
-    entry: &ListEntry,
-    query: &str,
-    matched: &str,
-    score: f64,
-    threshold: f64,
-) -> RuleId {
-    rules.push(Rule {
-        file: list.name.as_str().into(),
-        line: entry.line,
-        key: format!("{} ({})", entry.id, entry.source).into(),
-        detail: format!(
-            "{query:?} matches the listed {matched:?} with score {score:.0} (threshold {threshold:.0}); no clearance on file"
-        )
-        .into(),
-    });
-    (rules.len() - 1) as RuleId
-}
-
-fn list_error(src: &Source, e: &ScreeningError) -> ConfigError {
-    ConfigError {
-        file: src.name.clone(),
-        position: Some((e.line(), e.column().unwrap_or(1))),
-        key: String::new(),
-        message: e.to_string(),
     }
 }

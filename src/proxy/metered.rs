@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::coalesce::Coalesce;
-use crate::audit::{DecisionRecord, Slot};
+use crate::audit::{DecisionRecord, OpenRecord, Slot};
 use crate::limits::Ticket;
 use crate::policy::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::reason::Reason;
@@ -125,7 +125,7 @@ fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
 /// Everything needed to settle a request once its response is over.
 pub struct Settlement {
     /// The request's audit record, completed with usage and latency when the response ends.
-    pub audit: Option<(Slot, DecisionRecord)>,
+    pub audit: Option<(Slot, OpenRecord)>,
     pub snapshot: Arc<Snapshot>,
     pub tenant: TenantIdx,
     pub model: ModelIdx,
@@ -177,11 +177,23 @@ impl Settlement {
         let elapsed = self.started.elapsed();
         m.duration(Reason::Allowed).observe(elapsed.as_secs_f64());
         m.in_flight.dec();
-        if let Some((slot, mut record)) = self.audit {
-            record.usage = usage;
-            record.flops = flops;
-            record.latency = elapsed;
-            slot.send(record);
+        if let Some((slot, open)) = self.audit {
+            slot.send(|| DecisionRecord {
+                time: open.time,
+                request_id: open.request_id,
+                snapshot: self.snapshot,
+                tenant: Some(self.tenant),
+                model: Some(self.model),
+                requested_model: None,
+                purpose: open.purpose,
+                reason: Reason::Allowed,
+                status: open.status,
+                rule: open.rule,
+                endpoint: Some(self.endpoint),
+                usage,
+                flops,
+                latency: elapsed,
+            });
         }
     }
 }

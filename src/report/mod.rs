@@ -52,7 +52,7 @@ mod to_json;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::policy::Day;
 
@@ -112,6 +112,28 @@ pub struct ForeignAccess {
     pub last_seen: Option<String>,
 }
 
+impl ForeignAccess {
+    /// A row with nothing counted yet.
+    pub(crate) fn new(tenant: &str, tenant_country: Option<&str>, jurisdiction: &str, model: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            tenant_country: tenant_country.map(str::to_owned),
+            jurisdiction: jurisdiction.to_owned(),
+            model: model.to_owned(),
+            training_flops: 0.0,
+            requests: 0,
+            denied: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            flops: 0.0,
+            unmetered: 0,
+            first_seen: None,
+            last_seen: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DenialCount {
     pub reason: String,
@@ -168,13 +190,7 @@ pub fn read(paths: &[PathBuf], settings: &ReportSettings) -> Result<Report, Repo
 /// `time` as RFC 3339 UTC to the second, e.g. `2026-11-28T09:00:00Z`, for
 /// [`ReportSettings::generated_at`].
 pub fn utc_timestamp(time: SystemTime) -> String {
-    let secs = match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
-    let day = Day(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!("{day}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 // === impl Report ===

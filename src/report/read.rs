@@ -239,22 +239,7 @@ impl<'s> Fold<'s> {
             Some(i) => i,
             None => {
                 let i = self.rows.len();
-                self.rows.push(ForeignAccess {
-                    tenant: tenant.to_owned(),
-                    tenant_country: country.map(str::to_owned),
-                    jurisdiction: jurisdiction.to_owned(),
-                    model: model.to_owned(),
-                    training_flops: 0.0,
-                    requests: 0,
-                    denied: 0,
-                    prompt_tokens: 0,
-                    completion_tokens: 0,
-                    total_tokens: 0,
-                    flops: 0.0,
-                    unmetered: 0,
-                    first_seen: None,
-                    last_seen: None,
-                });
+                self.rows.push(ForeignAccess::new(tenant, country, jurisdiction, model));
                 match self.by_tenant.get_mut(tenant) {
                     Some(ids) => ids.push(i),
                     None => {

@@ -104,22 +104,7 @@ fn fixture_report() -> (tempfile::TempDir, Report) {
 }
 
 fn row(tenant: &str, country: &str, jurisdiction: &str, model: &str, training_flops: f64) -> ForeignAccess {
-    ForeignAccess {
-        tenant: tenant.to_owned(),
-        tenant_country: Some(country.to_owned()),
-        jurisdiction: jurisdiction.to_owned(),
-        model: model.to_owned(),
-        training_flops,
-        requests: 0,
-        denied: 0,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        total_tokens: 0,
-        flops: 0.0,
-        unmetered: 0,
-        first_seen: None,
-        last_seen: None,
-    }
+    ForeignAccess { training_flops, ..ForeignAccess::new(tenant, Some(country), jurisdiction, model) }
 }
 
 fn expected_foreign() -> Vec<ForeignAccess> {

@@ -9,7 +9,7 @@ use customs::config;
 use customs::policy::{Day, expect};
 use tempfile::TempDir;
 
-use crate::support::{example_dir, load};
+use crate::support::{example_copy, example_dir, load};
 
 fn customs(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_customs")).args(args).arg("--config").arg(dir).output().unwrap()
@@ -21,16 +21,10 @@ fn stdout(out: &Output) -> String {
 
 /// The example config, copied, with `more` appended to its expectations.
 fn example_with_expectations(more: &str) -> TempDir {
-    let dir = TempDir::new().unwrap();
-    for entry in std::fs::read_dir(example_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        if name == config::EXPECTATIONS {
-            text.push_str(more);
-        }
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
+    let dir = example_copy();
+    let path = dir.path().join(config::EXPECTATIONS);
+    let text = std::fs::read_to_string(&path).unwrap() + more;
+    std::fs::write(path, text).unwrap();
     dir
 }
 

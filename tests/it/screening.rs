@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{example_dir, load_err};
+use crate::support::{example_copy, example_dir, load_err};
 
 fn screen(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_customs")).arg("screen").args(args).output().unwrap();
@@ -46,11 +46,7 @@ fn explain_names_the_list_entry_that_blocks() {
 }
 
 fn with_screening(screening_toml: &str, list: Option<&str>) -> String {
-    let dir = tempfile::TempDir::new().unwrap();
-    for entry in std::fs::read_dir(example_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
+    let dir = example_copy();
     std::fs::write(dir.path().join("screening.toml"), screening_toml).unwrap();
     if let Some(list) = list {
         std::fs::write(dir.path().join("screening-list.csv"), list).unwrap();

@@ -34,6 +34,16 @@ pub fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
 }
 
+/// The example config folder, copied as it is.
+pub fn example_copy() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for entry in std::fs::read_dir(example_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
 /// The example config, copied with its endpoints pointed at `mock`, and its audit trail and
 /// kill-switch state inside the copy (`audit/`, `state/`).
 pub fn example_config_for(mock: SocketAddr) -> TempDir {
