@@ -235,7 +235,7 @@ where
     let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
     let (ticket, status) = limiter.admit(Demand { tokens: estimate, flops_per_token, day: today.0 })?;
 
-    let forwarded = shared.upstreams.forward(policy, &snapshot.metrics, endpoints, op, parts, bytes).await;
+    let forwarded = shared.upstreams.forward(snapshot, endpoints, op, parts, bytes).await;
     let Forwarded { endpoint, response, started: upstream_started, first_byte } = match forwarded {
         Ok(f) => f,
         Err(e) => {

@@ -71,8 +71,11 @@ pub struct Endpoint {
     pub model: ModelIdx,
     pub residency: Box<str>,
     pub kind: EndpointKind,
-    scheme: Scheme,
     authority: Authority,
+    /// `scheme://authority`, what a connection is made to.
+    origin: Uri,
+    /// The `Host` header for the authority.
+    host: HeaderValue,
     paths: [PathAndQuery; 3],
     credential: Option<(HeaderName, HeaderValue)>,
     /// The URL as configured, for logs and `explain`; never holds a secret.
@@ -93,6 +96,14 @@ pub enum EndpointError {
     NotAzure,
     #[error("the credential is not a valid header value")]
     Credential,
+}
+
+fn op_index(op: Operation) -> usize {
+    match op {
+        Operation::ChatCompletions => 0,
+        Operation::Completions => 1,
+        Operation::Embeddings => 2,
+    }
 }
 
 // === impl Endpoint ===
@@ -145,22 +156,37 @@ impl Endpoint {
                 Ok((name, value))
             })
             .transpose()?;
-        Ok(Self { model, residency: residency.into(), kind, scheme, authority, paths, credential, url: url.into() })
+        let origin = Uri::builder()
+            .scheme(scheme)
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| EndpointError::InvalidUrl)?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| EndpointError::InvalidUrl)?;
+        Ok(Self {
+            model,
+            residency: residency.into(),
+            kind,
+            authority,
+            origin,
+            host,
+            paths,
+            credential,
+            url: url.into(),
+        })
     }
 
-    /// The upstream URI for an operation: three reference-count bumps, no formatting.
-    pub fn uri(&self, op: Operation) -> Uri {
-        let idx = match op {
-            Operation::ChatCompletions => 0,
-            Operation::Completions => 1,
-            Operation::Embeddings => 2,
-        };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(self.paths[idx].clone());
-        // Every part was validated when the endpoint was built.
-        Uri::from_parts(parts).unwrap_or_default()
+    /// The origin-form request target for an operation (what goes on the request line).
+    pub fn path(&self, op: Operation) -> &PathAndQuery {
+        &self.paths[op_index(op)]
+    }
+
+    pub fn origin(&self) -> &Uri {
+        &self.origin
+    }
+
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
     }
 
     pub fn credential(&self) -> Option<(&HeaderName, &HeaderValue)> {
@@ -210,7 +236,9 @@ mod tests {
     fn endpoint_uri_and_credentials_are_precomputed() {
         let e = Endpoint::build(0, "http://127.0.0.1:1/v1/", EndpointKind::Openai, "us-east", None, None, Some("k"))
             .unwrap();
-        assert_eq!(e.uri(Operation::ChatCompletions).to_string(), "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(e.origin().to_string(), "http://127.0.0.1:1/");
+        assert_eq!(e.host(), "127.0.0.1:1");
+        assert_eq!(e.path(Operation::ChatCompletions).as_str(), "/v1/chat/completions");
         let (name, value) = e.credential().unwrap();
         assert_eq!((name.as_str(), value.as_bytes()), ("authorization", &b"Bearer k"[..]));
         assert!(value.is_sensitive());
@@ -225,9 +253,10 @@ mod tests {
             Some("k"),
         )
         .unwrap();
+        assert_eq!(a.origin().to_string(), "https://r.openai.azure.com/");
         assert_eq!(
-            a.uri(Operation::Embeddings).to_string(),
-            "https://r.openai.azure.com/openai/deployments/gpt4o-prod/embeddings?api-version=2024-10-21"
+            a.path(Operation::Embeddings).as_str(),
+            "/openai/deployments/gpt4o-prod/embeddings?api-version=2024-10-21"
         );
         assert_eq!(a.credential().unwrap().0.as_str(), "api-key");
     }

@@ -1,20 +1,25 @@
 //! The unit the request path reads: a compiled [`Policy`] plus what serving it needs at run time
-//! (each tenant's limiter, the resolved metric handles and the kill switch's suspensions). One
+//! (each tenant's limiter, each endpoint's connection pool, the resolved metric handles and the
+//! kill switch's suspensions). One
 //! `Arc<Snapshot>` is loaded per request and used for every phase of it; reloads and the kill
 //! switch build a new one and swap it in whole.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::admin::killswitch::Suspensions;
 use crate::config::raw::LimitsSection;
 use crate::limits::Limiter;
-use crate::policy::{Policy, TenantIdx};
+use crate::policy::{EndpointIdx, Policy, TenantIdx};
+use crate::proxy::client::OriginPool;
 use crate::telemetry::{Handles, Metrics};
 
 pub struct Snapshot {
     pub policy: Arc<Policy>,
     pub metrics: Arc<Handles>,
     limiters: Arc<[Arc<Limiter>]>,
+    /// By endpoint; endpoints on one origin share one.
+    pools: Arc<[Arc<OriginPool>]>,
     /// Operator suspensions by tenant id, as persisted.
     pub suspensions: Arc<Suspensions>,
     /// The same, resolved against this policy's tenants for the request path.
@@ -60,6 +65,7 @@ impl Snapshot {
                 kept.unwrap_or_else(|| Arc::new(Limiter::with_clock(t.limits, &clock)))
             })
             .collect();
+        let pools = pools(&policy, previous);
         metrics.policy_info.reset();
         metrics.policy_info.with_label_values(&[policy.version()]).set(1);
         let suspended = resolve(&policy, &suspensions, metrics);
@@ -67,6 +73,7 @@ impl Snapshot {
             metrics: Arc::new(Handles::new(metrics, &policy)),
             policy: Arc::new(policy),
             limiters,
+            pools,
             suspensions,
             suspended,
             default_max_tokens: estimate.default_max_tokens,
@@ -81,6 +88,7 @@ impl Snapshot {
             policy: self.policy.clone(),
             metrics: self.metrics.clone(),
             limiters: self.limiters.clone(),
+            pools: self.pools.clone(),
             suspensions,
             suspended,
             default_max_tokens: self.default_max_tokens,
@@ -92,6 +100,14 @@ impl Snapshot {
         self.limiters.get(t as usize)
     }
 
+    pub fn pool(&self, e: EndpointIdx) -> Option<&Arc<OriginPool>> {
+        self.pools.get(e as usize)
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<OriginPool>> {
+        self.pools.iter()
+    }
+
     /// Whether an operator has suspended this tenant.
     pub fn kill_switched(&self, t: TenantIdx) -> bool {
         self.suspended.get(t as usize).copied().unwrap_or(false)
@@ -101,6 +117,18 @@ impl Snapshot {
     pub fn kill_switched_count(&self) -> usize {
         self.suspended.iter().filter(|s| **s).count()
     }
+}
+
+/// A pool per endpoint, one per origin; an origin the previous snapshot had keeps its pool (and
+/// its open connections) across a reload.
+fn pools(policy: &Policy, previous: Option<&Snapshot>) -> Arc<[Arc<OriginPool>]> {
+    let mut by_origin: HashMap<&http::Uri, Arc<OriginPool>> = HashMap::new();
+    if let Some(p) = previous {
+        for (e, pool) in p.policy.endpoints().iter().zip(p.pools.iter()) {
+            by_origin.entry(e.origin()).or_insert_with(|| pool.clone());
+        }
+    }
+    policy.endpoints().iter().map(|e| by_origin.entry(e.origin()).or_default().clone()).collect()
 }
 
 /// The suspensions as a flag per tenant of `policy`; the gauge follows.

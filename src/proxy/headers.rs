@@ -44,10 +44,16 @@ fn connection_listed(headers: &HeaderMap, name: &HeaderName) -> bool {
         .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))))
 }
 
-/// The headers sent upstream: the client's, less the strip list, plus the upstream credential.
-pub fn request_headers(client: &HeaderMap, credential: Option<(&HeaderName, &HeaderValue)>) -> HeaderMap {
+/// The headers sent upstream: the upstream's `Host`, the client's headers less the strip list,
+/// and the upstream credential.
+pub fn request_headers(
+    client: &HeaderMap,
+    host: &HeaderValue,
+    credential: Option<(&HeaderName, &HeaderValue)>,
+) -> HeaderMap {
     let has_connection = client.contains_key(header::CONNECTION);
-    let mut out = HeaderMap::with_capacity(client.len() + 1);
+    let mut out = HeaderMap::with_capacity(client.len() + 2);
+    out.insert(header::HOST, host.clone());
     for (name, value) in client {
         if strip_on_request(name) || (has_connection && connection_listed(client, name)) {
             continue;
@@ -102,9 +108,10 @@ mod tests {
             client.append(k, HeaderValue::from_static(v));
         }
         let cred = (header::AUTHORIZATION, HeaderValue::from_static("Bearer upstream"));
-        let out = request_headers(&client, Some((&cred.0, &cred.1)));
+        let out = request_headers(&client, &HeaderValue::from_static("upstream:443"), Some((&cred.0, &cred.1)));
         let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["content-type", "x-request-id", "authorization"]);
+        assert_eq!(names, ["host", "content-type", "x-request-id", "authorization"]);
+        assert_eq!(out["host"], "upstream:443");
         assert_eq!(out.get_all("authorization").iter().count(), 1);
         assert_eq!(out["authorization"], "Bearer upstream");
     }

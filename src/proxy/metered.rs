@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
+use super::client::UpstreamBody;
 use super::coalesce::Coalesce;
 use crate::audit::{DecisionRecord, OpenRecord, Slot};
 use crate::limits::Ticket;
@@ -199,13 +199,13 @@ impl Settlement {
 }
 
 pub struct Metered {
-    inner: Coalesce<Incoming>,
+    inner: Coalesce<UpstreamBody>,
     scanner: UsageScanner,
     settlement: Option<Settlement>,
 }
 
 impl Metered {
-    pub fn new(inner: Incoming, scanner: UsageScanner, settlement: Settlement) -> Self {
+    pub fn new(inner: UpstreamBody, scanner: UsageScanner, settlement: Settlement) -> Self {
         Self { inner: Coalesce::new(inner), scanner, settlement: Some(settlement) }
     }
 

@@ -1,10 +1,13 @@
-//! Forwarding to the upstream: a pooled hyper client over rustls, request headers rewritten
-//! (client credentials and hop-by-hop headers out, the upstream's credential in), the original
-//! body bytes sent unchanged, and the response streamed back frame by frame as it arrives.
+//! Forwarding to the upstream: an HTTP/1.1 client over rustls whose pooled connections are driven
+//! by the request's own task (`client`), request headers rewritten (client credentials and
+//! hop-by-hop headers out, the upstream's credential in), the original body bytes sent
+//! unchanged, and the response streamed back as it arrives, frames already read forwarded
+//! together.
 //!
 //! Retries happen only when a connection could not be made, so the request never reached an
 //! upstream; anything after that is answered as it is.
 
+pub mod client;
 mod coalesce;
 mod headers;
 pub mod metered;
@@ -15,18 +18,16 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use crate::telemetry::{Handles, UpstreamErrorKind};
-
 use crate::config::raw::UpstreamSection;
-use crate::policy::{EndpointIdx, Policy};
+use crate::policy::EndpointIdx;
 use crate::route::Operation;
+use crate::snapshot::Snapshot;
+use crate::telemetry::UpstreamErrorKind;
+use client::{Client, SendError, UpstreamBody};
 
 pub use headers::{request_headers, response_headers};
 
@@ -49,14 +50,14 @@ pub enum ClientError {
 /// An upstream response head, with where and when it came from.
 pub struct Forwarded {
     pub endpoint: EndpointIdx,
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     pub started: std::time::Instant,
     /// From sending the request (the first attempt's) to the response head.
     pub first_byte: Duration,
 }
 
 pub struct Upstreams {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client,
     first_byte_timeout: Duration,
 }
 
@@ -68,26 +69,30 @@ impl Upstreams {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(settings.connect_timeout));
+        // HTTP/1.1 only: ALPN offers nothing else, so a TLS upstream never switches to HTTP/2.
         let https = HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
             .https_or_http()
             .enable_http1()
-            .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
-        Ok(Self { client, first_byte_timeout: settings.first_byte_timeout })
+        Ok(Self {
+            client: Client::new(https, settings.pool_idle_timeout),
+            first_byte_timeout: settings.first_byte_timeout,
+        })
+    }
+
+    /// Closes pooled connections idle for longer than the configured timeout; run periodically.
+    pub fn evict_idle(&self, snapshot: &Snapshot) {
+        for pool in snapshot.pools() {
+            pool.evict(self.client.idle_timeout());
+        }
     }
 
     /// Sends the request to the first endpoint that accepts a connection, within one deadline
     /// for the upstream's response head.
     pub async fn forward(
         &self,
-        policy: &Policy,
-        metrics: &Handles,
+        snapshot: &Snapshot,
         endpoints: &[EndpointIdx],
         op: Operation,
         parts: &Parts,
@@ -95,8 +100,9 @@ impl Upstreams {
     ) -> Result<Forwarded, UpstreamError> {
         let started = std::time::Instant::now();
         let deadline = Instant::now() + self.first_byte_timeout;
+        let metrics = &snapshot.metrics;
         for &e in endpoints {
-            let Some(ep) = policy.endpoint(e) else { continue };
+            let (Some(ep), Some(pool)) = (snapshot.policy.endpoint(e), snapshot.pool(e)) else { continue };
             let error = |kind| {
                 if let Some(h) = metrics.endpoint(e) {
                     h.error(kind);
@@ -104,15 +110,15 @@ impl Upstreams {
             };
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = ep.uri(op);
-            *req.headers_mut() = request_headers(&parts.headers, ep.credential());
-            let res = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
+            *req.uri_mut() = ep.path(op).clone().into();
+            *req.headers_mut() = request_headers(&parts.headers, ep.host(), ep.credential());
+            let res = match tokio::time::timeout_at(deadline, self.client.send(pool, ep.origin(), req)).await {
                 Err(_) => {
                     error(UpstreamErrorKind::Timeout);
                     tracing::warn!(endpoint = %ep.url, "Upstream response head timed out.");
                     return Err(UpstreamError::Timeout);
                 }
-                Ok(Err(err)) if err.is_connect() => {
+                Ok(Err(err @ SendError::Connect(_))) => {
                     error(UpstreamErrorKind::Connect);
                     tracing::warn!(endpoint = %ep.url, error = %err, "Upstream connect failed; trying the next endpoint.");
                     continue;

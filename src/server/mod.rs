@@ -62,7 +62,7 @@ pub struct Server {
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    /// Reload triggers (SIGHUP, folder watch); aborted at shutdown.
+    /// Background tasks (reload triggers, idle-connection eviction); aborted at shutdown.
     triggers: Vec<JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
     shutdown_grace: Duration,
@@ -123,6 +123,8 @@ impl Server {
             None
         };
 
+        triggers.push(tokio::spawn(evict_idle_connections(shared.clone(), settings.upstream.pool_idle_timeout)));
+
         let svc = stack::build(shared.clone(), Arc::new(Generator::new()));
         let main = tokio::spawn(serve(listener, svc, limits, wait(stopped.clone())));
         let admin_shared = shared.clone();
@@ -155,6 +157,17 @@ impl Server {
         let shared = self.shared.clone();
         let patience = self.shutdown_grace.max(Duration::from_secs(5));
         let _ = tokio::task::spawn_blocking(move || shared.audit.close(patience)).await;
+    }
+}
+
+/// Upstream connections idle past the timeout are closed even when no request comes to reuse
+/// (and so check) them.
+async fn evict_idle_connections(shared: Arc<Shared>, timeout: Duration) {
+    let mut tick = tokio::time::interval((timeout / 2).max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.upstreams.evict_idle(&shared.snapshot.load());
     }
 }
 
