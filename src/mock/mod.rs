@@ -27,11 +27,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use body::ChannelBody;
+pub use body::EventBody;
 
 use crate::server::{self, Limits};
 
-type MockBody = Either<Full<Bytes>, ChannelBody>;
+type MockBody = Either<Full<Bytes>, EventBody>;
 
 #[derive(Clone, Debug)]
 pub struct MockOptions {
@@ -264,51 +264,126 @@ fn stream_response(
     let delay = header_num(h, "x-mock-chunk-delay-ms").map_or(state.opts.chunk_delay, Duration::from_millis);
     let fail_after = header_num(h, "x-mock-fail-after-chunks").map(|n| n as usize);
     let gated = h.contains_key("x-mock-gate");
-    let (tx, rx) = mpsc::channel(16);
-    let name = state.opts.name.clone();
-    let gate = gated.then(|| state.clone());
-    tokio::spawn(async move {
-        let (object, id) =
-            if chat { ("chat.completion.chunk", "chatcmpl-mock") } else { ("text_completion", "cmpl-mock") };
-        for i in 0..chunks {
-            if fail_after == Some(i) {
-                let _ = tx.send(Err(std::io::Error::other("mock: stream aborted"))).await;
-                return;
-            }
-            let choice = if chat {
-                json!({"index": 0, "delta": {"role": "assistant", "content": format!("{name} chunk {i}. ")}, "finish_reason": null})
-            } else {
-                json!({"index": 0, "text": format!("{name} chunk {i}. "), "finish_reason": null})
-            };
-            let event = json!({"id": id, "object": object, "created": now, "model": model, "choices": [choice]});
-            if tx.send(Ok(Bytes::from(format!("data: {event}\n\n")))).await.is_err() {
-                return;
-            }
-            if i == 0 {
-                if let Some(g) = &gate {
+    let events = sse_events(chat, &state.opts.name, &model, chunks, &usage, now);
+    let body = if delay.is_zero() && fail_after.is_none() && !gated {
+        EventBody::Ready(events.into_iter())
+    } else {
+        let (tx, rx) = mpsc::channel(16);
+        let gate = gated.then(|| state.clone());
+        tokio::spawn(async move {
+            for (i, event) in events.into_iter().enumerate() {
+                if fail_after == Some(i) {
+                    let _ = tx.send(Err(std::io::Error::other("mock: stream aborted"))).await;
+                    return;
+                }
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+                if i == 0
+                    && let Some(g) = &gate
+                {
                     let _ = g.gate.acquire().await;
                 }
+                if i < chunks && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
             }
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-        }
-        let done_choice = if chat {
-            json!({"index": 0, "delta": {}, "finish_reason": "stop"})
-        } else {
-            json!({"index": 0, "text": "", "finish_reason": "stop"})
-        };
-        let last = json!({"id": id, "object": object, "created": now, "model": model, "choices": [done_choice]});
-        let usage_event = json!({"id": id, "object": object, "created": now, "model": model, "choices": [],
-                                  "usage": usage});
-        for event in [format!("data: {last}\n\n"), format!("data: {usage_event}\n\n"), "data: [DONE]\n\n".to_owned()] {
-            if tx.send(Ok(Bytes::from(event))).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut res = Response::new(Either::Right(ChannelBody::new(rx)));
+        });
+        EventBody::Paced(rx)
+    };
+    let mut res = Response::new(Either::Right(body));
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     res.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
     res
+}
+
+/// A stream's SSE events: `chunks` content chunks, the finishing chunk, the usage chunk and
+/// `[DONE]`. Written into one buffer and sliced, so a long load run spends little of the
+/// generator's CPU here.
+fn sse_events(chat: bool, name: &str, model: &str, chunks: usize, usage: &Value, now: u64) -> Vec<Bytes> {
+    use std::fmt::Write;
+    let (object, id) = if chat { ("chat.completion.chunk", "chatcmpl-mock") } else { ("text_completion", "cmpl-mock") };
+    let model = Value::from(model);
+    // The name JSON-escaped, without its quotes, to go inside the content string.
+    let name = Value::from(name).to_string();
+    let name = &name[1..name.len() - 1];
+    let head = format!(r#"data: {{"id":"{id}","object":"{object}","created":{now},"model":{model},"choices":["#);
+    let mut all = String::with_capacity((chunks + 3) * (head.len() + 96));
+    let mut ends = Vec::with_capacity(chunks + 3);
+    for i in 0..chunks {
+        all.push_str(&head);
+        let _ = if chat {
+            write!(
+                all,
+                r#"{{"index":0,"delta":{{"role":"assistant","content":"{name} chunk {i}. "}},"finish_reason":null}}]}}"#
+            )
+        } else {
+            write!(all, r#"{{"index":0,"text":"{name} chunk {i}. ","finish_reason":null}}]}}"#)
+        };
+        all.push_str("\n\n");
+        ends.push(all.len());
+    }
+    all.push_str(&head);
+    all.push_str(if chat {
+        r#"{"index":0,"delta":{},"finish_reason":"stop"}]}"#
+    } else {
+        r#"{"index":0,"text":"","finish_reason":"stop"}]}"#
+    });
+    all.push_str("\n\n");
+    ends.push(all.len());
+    all.push_str(&head);
+    let _ = write!(all, r#"],"usage":{usage}}}"#);
+    all.push_str("\n\n");
+    ends.push(all.len());
+    all.push_str("data: [DONE]\n\n");
+    ends.push(all.len());
+    let all = Bytes::from(all);
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let event = all.slice(start..end);
+            start = end;
+            event
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_are_json_chunks_then_done() {
+        let usage = usage(7, 2);
+        let events = sse_events(true, "a \"quoted\" name", "gpt-4o", 2, &usage, 42);
+        assert_eq!(events.len(), 5);
+        let parsed: Vec<Value> = events[..4]
+            .iter()
+            .map(|e| {
+                let text = std::str::from_utf8(e).unwrap();
+                let json = text.strip_prefix("data: ").and_then(|t| t.strip_suffix("\n\n")).unwrap();
+                serde_json::from_str(json).unwrap()
+            })
+            .collect();
+        for p in &parsed {
+            assert_eq!(
+                (p["id"].as_str(), p["object"].as_str()),
+                (Some("chatcmpl-mock"), Some("chat.completion.chunk"))
+            );
+            assert_eq!((p["model"].as_str(), p["created"].as_u64()), (Some("gpt-4o"), Some(42)));
+        }
+        assert_eq!(parsed[1]["choices"][0]["delta"]["content"], "a \"quoted\" name chunk 1. ");
+        assert_eq!(parsed[2]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(parsed[3]["usage"], usage);
+        assert_eq!(parsed[3]["choices"], json!([]));
+        assert_eq!(&events[4][..], b"data: [DONE]\n\n");
+
+        let text = sse_events(false, "m", "x", 1, &Value::Null, 0);
+        let first: Value = serde_json::from_slice(&text[0][6..]).unwrap();
+        assert_eq!(
+            (first["object"].as_str(), first["choices"][0]["text"].as_str()),
+            (Some("text_completion"), Some("m chunk 0. "))
+        );
+        assert!(std::str::from_utf8(&text[2]).unwrap().contains(r#""usage":null"#));
+    }
 }

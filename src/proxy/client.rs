@@ -137,7 +137,9 @@ impl Client {
         loop {
             let (mut link, reused) = match pool.take(self.idle_timeout) {
                 Some(link) => (link, true),
-                None => (self.connect(origin).await?, false),
+                // Boxed: connecting (TLS state included) would otherwise size every request's
+                // future, which is moved and allocated per request, for the rare new connection.
+                None => (Box::pin(self.connect(origin)).await?, false),
             };
             let mut conn_done = false;
             let sent = {

@@ -47,7 +47,7 @@ async fn body_over_limit_returns_413_with_or_without_content_length() {
         tx.send(Ok(bytes::Bytes::copy_from_slice(chunk))).await.unwrap();
     }
     drop(tx);
-    let body = customs::mock::ChannelBody::new(rx);
+    let body = customs::mock::EventBody::Paced(rx);
     let req = http::Request::post(format!("http://{}/v1/chat/completions", gw.addr))
         .header("authorization", "Bearer sk-demo-us")
         .body(body)
