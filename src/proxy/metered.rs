@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use memchr::memmem;
 use serde::Deserialize;
 
 use super::client::UpstreamBody;
@@ -68,7 +69,15 @@ impl UsageScanner {
             }
             Self::Sse { line, usage } => {
                 let mut rest = data;
-                while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+                // Most chunks are whole lines that do not mention usage: only their unfinished
+                // last line (if any) is kept.
+                if line.is_empty()
+                    && let Some(last) = memchr::memrchr(b'\n', data)
+                    && memmem::find(&data[..last], USAGE_KEY).is_none()
+                {
+                    rest = &data[last + 1..];
+                }
+                while let Some(pos) = memchr::memchr(b'\n', rest) {
                     let (head, tail) = rest.split_at(pos);
                     if line.is_empty() {
                         sse_line(head, usage);
@@ -97,14 +106,15 @@ impl UsageScanner {
     }
 }
 
+const USAGE_KEY: &[u8] = b"\"usage\"";
+
 /// The `usage` object of a JSON response, read without parsing the rest of the body: OpenAI
 /// puts it after `choices`, so the last `"usage"` key is found from the end and only the object
 /// after it is parsed. Content cannot forge the key: inside JSON strings its quotes are escaped.
 /// Anything unexpected reads as no usage, which charges the (higher) estimate.
 fn usage_from_json(body: &[u8]) -> Option<Usage> {
-    const KEY: &[u8] = b"\"usage\"";
-    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
-    let rest = body.get(at + KEY.len()..)?;
+    let at = memmem::rfind(body, USAGE_KEY)?;
+    let rest = body.get(at + USAGE_KEY.len()..)?;
     let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
     let rest = rest.strip_prefix(b":")?;
     serde_json::Deserializer::from_slice(rest).into_iter::<Option<Usage>>().next()?.ok()?
@@ -115,7 +125,7 @@ fn usage_from_json(body: &[u8]) -> Option<Usage> {
 fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Some(payload) = line.strip_prefix(b"data:") else { return };
-    if payload.windows(7).any(|w| w == b"\"usage\"") {
+    if memmem::find(payload, USAGE_KEY).is_some() {
         if let Ok(WithUsage { usage: Some(u) }) = serde_json::from_slice(payload) {
             *usage = Some(u);
         }
@@ -277,6 +287,27 @@ mod tests {
             s.feed(chunk);
         }
         assert_eq!(s.finish(), Some(Usage { prompt_tokens: 11, completion_tokens: 5 }));
+    }
+
+    #[test]
+    fn usage_from_sse_in_whole_events_or_split_inside_the_key() {
+        let events = [
+            &b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"[..],
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+            b"data: [DONE]\n\n",
+        ];
+        let mut whole = UsageScanner::for_content_type(Some(b"text/event-stream"));
+        for e in events {
+            whole.feed(e);
+        }
+        assert_eq!(whole.finish(), Some(Usage { prompt_tokens: 3, completion_tokens: 4 }));
+
+        let all = events.concat();
+        let cut = memmem::find(&all, b"sage").unwrap();
+        let mut split = UsageScanner::for_content_type(Some(b"text/event-stream"));
+        split.feed(&all[..cut]);
+        split.feed(&all[cut..]);
+        assert_eq!(split.finish(), Some(Usage { prompt_tokens: 3, completion_tokens: 4 }));
     }
 
     #[test]
