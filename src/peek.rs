@@ -54,7 +54,8 @@ impl PeekError {
 /// Validates `body` and extracts the fields the gateway routes and accounts on.
 pub fn peek(body: &[u8]) -> Result<Peeked<'_>, PeekError> {
     let failure = Cell::new(None);
-    let mut keys = Vec::new();
+    // Room for a usual request's keys (nested ones included) in one allocation.
+    let mut keys = Vec::with_capacity(16);
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut out = Peeked::default();
     let mut top = Top { out: &mut out, keys: &mut keys, failure: &failure };
