@@ -4,7 +4,8 @@
 //!
 //! - `x-mock-delay-ms: N`: wait before sending the response head;
 //! - `x-mock-fail: 500|503|429|close`: answer with that status, or drop the connection;
-//! - `x-mock-chunks: N` / `x-mock-chunk-delay-ms: N`: shape a stream;
+//! - `x-mock-chunks: N` / `x-mock-chunk-delay-ms: N`: shape a stream (without a delay, every event
+//!   is ready at once and goes out as one burst);
 //! - `x-mock-fail-after-chunks: N`: abort a stream after N chunks;
 //! - `x-mock-gate: 1`: after the first chunk, wait until the test calls [`MockUpstream::open_gate`];
 //! - `x-mock-no-usage: 1`: report no `usage`, as upstreams that do not count tokens do.
