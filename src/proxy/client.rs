@@ -256,6 +256,8 @@ impl Drop for UpstreamBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -300,11 +302,11 @@ mod tests {
     -> Result<(), Box<dyn std::error::Error>> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     while let Some(head) = read_request(&mut s).await {
                         assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"), "{head}");
@@ -328,7 +330,7 @@ mod tests {
             let body = res.into_body().collect().await?.to_bytes();
             assert_eq!(&body[..], b"hello world");
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection served all three");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection served all three");
         assert_eq!(pool.idle_count(), 1);
 
         // Dropped before the end: that connection is closed, the next request opens another.
@@ -337,7 +339,7 @@ mod tests {
         assert_eq!(pool.idle_count(), 0);
         let res = client.send(&pool, &origin, request(&host)).await?;
         assert_eq!(&res.into_body().collect().await?.to_bytes()[..], b"hello world");
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
         Ok(())
     }
 
@@ -377,11 +379,14 @@ mod tests {
 
     /// An upstream answering `ok` with a length, to `per_connection` requests per connection
     /// before it closes the connection (as a keep-alive timeout would).
-    async fn ok_upstream(per_connection: usize) -> std::io::Result<std::net::SocketAddr> {
+    async fn ok_upstream(per_connection: usize) -> std::io::Result<(std::net::SocketAddr, Arc<AtomicUsize>)> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     for _ in 0..per_connection {
                         if read_request(&mut s).await.is_none()
@@ -394,12 +399,27 @@ mod tests {
                 });
             }
         });
-        Ok(addr)
+        Ok((addr, accepted))
+    }
+
+    #[tokio::test]
+    async fn a_response_of_known_length_read_to_its_end_frees_the_connection() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let (addr, accepted) = ok_upstream(usize::MAX).await?;
+        let client = client();
+        let pool = Arc::new(OriginPool::default());
+        let origin: Uri = format!("http://{addr}").parse()?;
+        for _ in 0..5 {
+            let res = client.send(&pool, &origin, request(&addr.to_string())).await?;
+            assert_eq!(&res.into_body().collect().await?.to_bytes()[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        Ok(())
     }
 
     #[tokio::test]
     async fn an_idle_connection_the_upstream_closed_is_not_used() -> Result<(), Box<dyn std::error::Error>> {
-        let addr = ok_upstream(1).await?;
+        let (addr, accepted) = ok_upstream(1).await?;
         let client = client();
         let pool = Arc::new(OriginPool::default());
         let origin: Uri = format!("http://{addr}").parse()?;
@@ -410,12 +430,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let res = client.send(&pool, &origin, request(&host)).await?;
         assert_eq!(&res.into_body().collect().await?.to_bytes()[..], b"ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
         Ok(())
     }
 
     #[tokio::test]
     async fn eviction_closes_connections_idle_too_long() -> Result<(), Box<dyn std::error::Error>> {
-        let addr = ok_upstream(usize::MAX).await?;
+        let (addr, _) = ok_upstream(usize::MAX).await?;
         let client = client();
         let pool = Arc::new(OriginPool::default());
         let origin: Uri = format!("http://{addr}").parse()?;
