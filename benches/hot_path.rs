@@ -176,56 +176,77 @@ fn bench_large_policy(c: &mut Criterion) {
 /// upstream on loopback, and the response body is read to the end. No client socket.
 fn bench_request_path(c: &mut Criterion) {
     use customs::mock::{MockOptions, MockUpstream};
+    use customs::proxy::Upstreams;
     use customs::server::Server;
     use http_body_util::{BodyExt, Full};
     use tower::ServiceExt;
 
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => panic!("{e}"),
     };
-    let (server, mock, _dir) = rt.block_on(async {
-        let opts = MockOptions { record: false, ..MockOptions::default() };
-        let mock = MockUpstream::start(([127, 0, 0, 1], 0).into(), opts).await.unwrap_or_else(|e| panic!("{e}"));
-        let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for name in config::FILES.into_iter().map(|(name, _)| name).chain(["screening-list.csv"]) {
-            let scenario = root.join("benches/load/scenario").join(name);
-            let source = if scenario.exists() { scenario } else { root.join("config").join(name) };
-            let text =
-                std::fs::read_to_string(source).unwrap_or_default().replace("127.0.0.1:8081", &mock.addr.to_string());
-            let text = text.replace("@BENCH_DIR@", &dir.path().display().to_string());
-            let _ = std::fs::write(dir.path().join(name), text);
-        }
-        let config = config::load(dir.path(), &|_| Some("bench".into())).unwrap_or_else(|e| panic!("{e}"));
-        let any = ([127, 0, 0, 1], 0).into();
-        let server = Server::start(config, any, any, Arc::new(|_: &str| Some("bench".to_owned())))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        (server, mock, dir)
-    });
-    let stack = customs::stack::build(server.shared.clone(), Arc::new(customs::request_id::Generator::new()));
-    let body = Bytes::from_static(
-        br#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}"#,
-    );
-    c.bench_function("request_path/in_process_allowed", |b| {
-        b.to_async(&rt).iter(|| {
-            let stack = stack.clone();
-            let req = http::Request::post("/v1/chat/completions")
-                .header("authorization", "Bearer sk-bench-load")
-                .header("content-type", "application/json")
-                .body(Full::new(body.clone()))
-                .unwrap_or_default();
-            async move {
-                let res = stack.oneshot(req).await.ok()?;
-                res.into_body().collect().await.ok().map(|b| b.to_bytes().len())
+    // The same request path to the mock over loopback, and to the mock in memory (no socket).
+    for name in ["request_path/in_process_allowed", "request_path/in_memory_upstream_allowed"] {
+        let in_memory = name.contains("in_memory");
+        let (server, mock, _dir) = rt.block_on(async {
+            let opts = MockOptions { record: false, ..MockOptions::default() };
+            let (mock, upstream_addr) = if in_memory {
+                (None, "127.0.0.1:8081".to_owned())
+            } else {
+                let mock = MockUpstream::start(([127, 0, 0, 1], 0).into(), opts.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let addr = mock.addr.to_string();
+                (Some(mock), addr)
+            };
+            let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            for name in config::FILES.into_iter().map(|(name, _)| name).chain(["screening-list.csv"]) {
+                let scenario = root.join("benches/load/scenario").join(name);
+                let source = if scenario.exists() { scenario } else { root.join("config").join(name) };
+                let text =
+                    std::fs::read_to_string(source).unwrap_or_default().replace("127.0.0.1:8081", &upstream_addr);
+                let text = text.replace("@BENCH_DIR@", &dir.path().display().to_string());
+                let _ = std::fs::write(dir.path().join(name), text);
             }
-        })
-    });
-    rt.block_on(async {
-        server.shutdown().await;
-        mock.stop().await;
-    });
+            let config = config::load(dir.path(), &|_| Some("bench".into())).unwrap_or_else(|e| panic!("{e}"));
+            let upstreams = if in_memory {
+                Upstreams::in_memory(MockUpstream::in_memory(opts), &config.settings.upstream)
+            } else {
+                Upstreams::new(&config.settings.upstream).unwrap_or_else(|e| panic!("{e}"))
+            };
+            let any = ([127, 0, 0, 1], 0).into();
+            let server = Server::start_with(config, any, any, Arc::new(|_: &str| Some("bench".to_owned())), upstreams)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (server, mock, dir)
+        });
+        let stack = customs::stack::build(server.shared.clone(), Arc::new(customs::request_id::Generator::new()));
+        let body = Bytes::from_static(
+            br#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}"#,
+        );
+        c.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| {
+                let stack = stack.clone();
+                let req = http::Request::post("/v1/chat/completions")
+                    .header("authorization", "Bearer sk-bench-load")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))
+                    .unwrap_or_default();
+                async move {
+                    let res = stack.oneshot(req).await.ok()?;
+                    assert_eq!(res.status(), http::StatusCode::OK);
+                    res.into_body().collect().await.ok().map(|b| b.to_bytes().len())
+                }
+            })
+        });
+        rt.block_on(async {
+            server.shutdown().await;
+            if let Some(mock) = mock {
+                mock.stop().await;
+            }
+        });
+    }
 }
 
 criterion_group!(benches, bench, bench_limits_and_metrics, bench_large_policy, bench_request_path);

@@ -75,18 +75,19 @@ pub struct MockUpstream {
     task: JoinHandle<()>,
 }
 
+impl State {
+    fn new(opts: MockOptions) -> Arc<Self> {
+        Arc::new(Self { opts, recorded: Mutex::new(Vec::new()), gate: Semaphore::new(0), counter: AtomicU64::new(0) })
+    }
+}
+
 // === impl MockUpstream ===
 
 impl MockUpstream {
     pub async fn start(listen: SocketAddr, opts: MockOptions) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State {
-            opts,
-            recorded: Mutex::new(Vec::new()),
-            gate: Semaphore::new(0),
-            counter: AtomicU64::new(0),
-        });
+        let state = State::new(opts);
         let (stop, mut stopped) = watch::channel(false);
         let svc_state = state.clone();
         let svc = tower::service_fn(move |req: Request<Incoming>| handle(svc_state.clone(), req));
@@ -99,6 +100,24 @@ impl MockUpstream {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         Ok(Self { addr, state, stop, task })
+    }
+
+    /// A dialer for [`crate::proxy::Upstreams::in_memory`]: each call opens an in-memory
+    /// connection to a mock with these options, served on the current runtime.
+    pub fn in_memory(opts: MockOptions) -> crate::proxy::client::Dial {
+        let state = State::new(opts);
+        let rt = tokio::runtime::Handle::current();
+        Arc::new(move || {
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            let state = state.clone();
+            rt.spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(theirs), svc);
+                let _ = conn.await;
+            });
+            ours
+        })
     }
 
     /// Every request received so far, oldest first.

@@ -29,8 +29,79 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 type Connection = http1::Connection<Io, Full<Bytes>>;
+
+/// Opens an in-memory connection to an upstream served in this process (the in-process
+/// benchmark's mock), in place of a socket.
+pub type Dial = Arc<dyn Fn() -> tokio::io::DuplexStream + Send + Sync>;
+
+/// Where connections come from: the network (TCP, TLS when the origin is https), or memory.
+#[derive(Clone)]
+pub enum Connector {
+    Net(HttpsConnector<HttpConnector>),
+    Memory(Dial),
+}
+
+/// A connection's transport.
+#[expect(clippy::large_enum_variant, reason = "it lives in the boxed `Link`, once per connection")]
+enum Io {
+    Net(MaybeHttpsStream<TokioIo<TcpStream>>),
+    Memory(TokioIo<tokio::io::DuplexStream>),
+}
+
+impl hyper::rt::Read for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Net(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Memory(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Net(io) => Pin::new(io).poll_write(cx, buf),
+            Io::Memory(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Net(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Io::Memory(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Net(io) => io.is_write_vectored(),
+            Io::Memory(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Net(io) => Pin::new(io).poll_flush(cx),
+            Io::Memory(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Net(io) => Pin::new(io).poll_shutdown(cx),
+            Io::Memory(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Idle connections kept per origin; one released while this many wait is closed.
 const MAX_IDLE: usize = 512;
@@ -112,12 +183,12 @@ impl OriginPool {
 }
 
 pub struct Client {
-    connector: HttpsConnector<HttpConnector>,
+    connector: Connector,
     idle_timeout: Duration,
 }
 
 impl Client {
-    pub fn new(connector: HttpsConnector<HttpConnector>, idle_timeout: Duration) -> Self {
+    pub fn new(connector: Connector, idle_timeout: Duration) -> Self {
         Self { connector, idle_timeout }
     }
 
@@ -168,7 +239,10 @@ impl Client {
     }
 
     async fn connect(&self, origin: &Uri) -> Result<Box<Link>, SendError> {
-        let io = self.connector.clone().oneshot(origin.clone()).await.map_err(SendError::Connect)?;
+        let io = match &self.connector {
+            Connector::Net(net) => Io::Net(net.clone().oneshot(origin.clone()).await.map_err(SendError::Connect)?),
+            Connector::Memory(dial) => Io::Memory(TokioIo::new(dial())),
+        };
         let (tx, conn) = http1::Builder::new().handshake(io).await?;
         Ok(Box::new(Link { tx, conn, idle_since: Instant::now() }))
     }
@@ -270,7 +344,7 @@ mod tests {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Client::new(https, Duration::from_secs(60))
+        Client::new(Connector::Net(https), Duration::from_secs(60))
     }
 
     fn request(host: &str) -> Request<Full<Bytes>> {

@@ -27,7 +27,7 @@ use crate::policy::EndpointIdx;
 use crate::route::Operation;
 use crate::snapshot::Snapshot;
 use crate::telemetry::UpstreamErrorKind;
-use client::{Client, SendError, UpstreamBody};
+use client::{Client, Connector, Dial, SendError, UpstreamBody};
 
 pub use headers::{request_headers, response_headers};
 
@@ -75,10 +75,20 @@ impl Upstreams {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(Self {
-            client: Client::new(https, settings.pool_idle_timeout),
+        Ok(Self::with_connector(Connector::Net(https), settings))
+    }
+
+    /// Upstreams reached through `dial` instead of the network, whatever their URLs say: for
+    /// running the whole request path in one process (the in-process benchmark).
+    pub fn in_memory(dial: Dial, settings: &UpstreamSection) -> Self {
+        Self::with_connector(Connector::Memory(dial), settings)
+    }
+
+    fn with_connector(connector: Connector, settings: &UpstreamSection) -> Self {
+        Self {
+            client: Client::new(connector, settings.pool_idle_timeout),
             first_byte_timeout: settings.first_byte_timeout,
-        })
+        }
     }
 
     /// Closes pooled connections idle for longer than the configured timeout; run periodically.

@@ -77,6 +77,19 @@ impl Server {
         admin_listen: SocketAddr,
         env: SharedEnv,
     ) -> Result<Self, ServerError> {
+        let upstreams = Upstreams::new(&config.settings.upstream)?;
+        Self::start_with(config, listen, admin_listen, env, upstreams).await
+    }
+
+    /// [`Server::start`] with upstreams of the caller's making (in memory, for the in-process
+    /// benchmark).
+    pub async fn start_with(
+        config: Config,
+        listen: SocketAddr,
+        admin_listen: SocketAddr,
+        env: SharedEnv,
+        upstreams: Upstreams,
+    ) -> Result<Self, ServerError> {
         let settings = config.settings;
         let metrics = Arc::new(Metrics::new()?);
         let suspensions = match &settings.admin.state_file {
@@ -89,7 +102,7 @@ impl Server {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
-            upstreams: Upstreams::new(&settings.upstream)?,
+            upstreams,
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: settings.server.body_read_timeout,
             audit,

@@ -177,3 +177,23 @@ async fn slow_clients_are_cut_off_by_the_read_deadlines() {
     gw.shutdown().await;
     mock.stop().await;
 }
+
+#[tokio::test]
+async fn an_in_memory_upstream_serves_the_whole_request_path() {
+    // What the in-process benchmark runs: no upstream socket, the example's endpoint URL ignored.
+    let nothing_listens: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let dir = crate::support::example_config_for(nothing_listens);
+    let config = crate::support::load(dir.path());
+    let opts = customs::mock::MockOptions { name: "in-memory".into(), ..Default::default() };
+    let dial = customs::mock::MockUpstream::in_memory(opts);
+    let upstreams = customs::proxy::Upstreams::in_memory(dial, &config.settings.upstream);
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let gw =
+        customs::server::Server::start_with(config, any, any, crate::support::test_env(), upstreams).await.unwrap();
+    for _ in 0..3 {
+        let r = send(gw.addr, Method::POST, "/v1/chat/completions", &[US], chat_body("gpt-4o")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["x-mock-upstream"], "in-memory");
+    }
+    gw.shutdown().await;
+}
