@@ -69,15 +69,19 @@ pub fn request_headers(
 /// Cleans the upstream's response headers in place. The upstream's own request id is kept under
 /// another name so ours stays the one the client correlates on.
 pub fn response_headers(headers: &mut HeaderMap) {
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
     // The upstream's rate-limit headers describe the gateway's own upstream account; the
     // client gets its tenant's limits from the gateway instead.
-    let upstream_limits: Vec<HeaderName> =
-        headers.keys().filter(|k| k.as_str().starts_with("x-ratelimit-")).cloned().collect();
-    for name in upstream_limits {
-        headers.remove(name);
+    let upstream_limit = |k: &HeaderName| k.as_str().starts_with("x-ratelimit-");
+    // One look over the few headers a response has, instead of a lookup per name to strip:
+    // a plain JSON answer usually carries none of them.
+    if headers.keys().any(|k| HOP_BY_HOP.contains(k) || upstream_limit(k)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+        let upstream_limits: Vec<HeaderName> = headers.keys().filter(|k| upstream_limit(k)).cloned().collect();
+        for name in upstream_limits {
+            headers.remove(name);
+        }
     }
     if let Some(id) = headers.remove(request_id::HEADER) {
         headers.insert(HeaderName::from_static("x-upstream-request-id"), id);
