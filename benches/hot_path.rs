@@ -172,8 +172,9 @@ fn bench_large_policy(c: &mut Criterion) {
 }
 
 /// The whole request path in-process: a request built in memory goes through the service stack
-/// (request id, route, auth, peek, policy, limits, metrics, forwarding, metering) to the mock
-/// upstream on loopback, and the response body is read to the end. No client socket.
+/// (request id, route, auth, peek, policy, limits, metrics, forwarding, metering, the audit
+/// record) to the mock upstream, over loopback or in memory, and the response body is read to
+/// the end. No client socket; everything on one current-thread runtime.
 fn bench_request_path(c: &mut Criterion) {
     use customs::mock::{MockOptions, MockUpstream};
     use customs::proxy::Upstreams;
@@ -185,9 +186,9 @@ fn bench_request_path(c: &mut Criterion) {
         Ok(rt) => rt,
         Err(e) => panic!("{e}"),
     };
-    // The same request path to the mock over loopback, and to the mock in memory (no socket).
-    for name in ["request_path/in_process_allowed", "request_path/in_memory_upstream_allowed"] {
-        let in_memory = name.contains("in_memory");
+    for (name, in_memory) in
+        [("request_path/in_process_allowed", false), ("request_path/in_memory_upstream_allowed", true)]
+    {
         let (server, mock, _dir) = rt.block_on(async {
             let opts = MockOptions { record: false, ..MockOptions::default() };
             let (mock, upstream_addr) = if in_memory {

@@ -53,7 +53,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
 pub async fn start_mocks(config: &Config) -> Result<Vec<MockUpstream>, DemoError> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in config.policy.endpoints().iter().filter(|e| e.is_loopback()) {
-        let keys = wanted.entry(e.authority().as_str().to_owned()).or_default();
+        let keys = wanted.entry(e.authority().to_owned()).or_default();
         if let Some((_, v)) = e.credential() {
             let v = v.to_str().unwrap_or_default();
             let key = v.strip_prefix("Bearer ").unwrap_or(v).to_owned();

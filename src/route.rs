@@ -71,7 +71,6 @@ pub struct Endpoint {
     pub model: ModelIdx,
     pub residency: Box<str>,
     pub kind: EndpointKind,
-    authority: Authority,
     /// `scheme://authority`, what a connection is made to.
     origin: Uri,
     /// The `Host` header for the authority.
@@ -156,24 +155,14 @@ impl Endpoint {
                 Ok((name, value))
             })
             .transpose()?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| EndpointError::InvalidUrl)?;
         let origin = Uri::builder()
             .scheme(scheme)
-            .authority(authority.clone())
+            .authority(authority)
             .path_and_query("/")
             .build()
             .map_err(|_| EndpointError::InvalidUrl)?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| EndpointError::InvalidUrl)?;
-        Ok(Self {
-            model,
-            residency: residency.into(),
-            kind,
-            authority,
-            origin,
-            host,
-            paths,
-            credential,
-            url: url.into(),
-        })
+        Ok(Self { model, residency: residency.into(), kind, origin, host, paths, credential, url: url.into() })
     }
 
     /// The origin-form request target for an operation (what goes on the request line).
@@ -193,12 +182,12 @@ impl Endpoint {
         self.credential.as_ref().map(|(n, v)| (n, v))
     }
 
-    pub fn authority(&self) -> &Authority {
-        &self.authority
+    pub fn authority(&self) -> &str {
+        self.origin.authority().map_or("", Authority::as_str)
     }
 
     pub fn is_loopback(&self) -> bool {
-        matches!(self.authority.host(), "127.0.0.1" | "localhost" | "[::1]")
+        matches!(self.origin.host(), Some("127.0.0.1" | "localhost" | "[::1]"))
     }
 }
 
@@ -238,6 +227,8 @@ mod tests {
             .unwrap();
         assert_eq!(e.origin().to_string(), "http://127.0.0.1:1/");
         assert_eq!(e.host(), "127.0.0.1:1");
+        assert_eq!(e.authority(), "127.0.0.1:1");
+        assert!(e.is_loopback());
         assert_eq!(e.path(Operation::ChatCompletions).as_str(), "/v1/chat/completions");
         let (name, value) = e.credential().unwrap();
         assert_eq!((name.as_str(), value.as_bytes()), ("authorization", &b"Bearer k"[..]));
@@ -254,6 +245,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.origin().to_string(), "https://r.openai.azure.com/");
+        assert!(!a.is_loopback());
+        let v6 = Endpoint::build(0, "http://[::1]:8081/v1", EndpointKind::Openai, "x", None, None, None).unwrap();
+        assert!(v6.is_loopback());
         assert_eq!(
             a.path(Operation::Embeddings).as_str(),
             "/openai/deployments/gpt4o-prod/embeddings?api-version=2024-10-21"

@@ -1,8 +1,7 @@
 //! The unit the request path reads: a compiled [`Policy`] plus what serving it needs at run time
 //! (each tenant's limiter, each endpoint's connection pool, the resolved metric handles and the
-//! kill switch's suspensions). One
-//! `Arc<Snapshot>` is loaded per request and used for every phase of it; reloads and the kill
-//! switch build a new one and swap it in whole.
+//! kill switch's suspensions). One `Arc<Snapshot>` is loaded per request and used for every phase
+//! of it; reloads and the kill switch build a new one and swap it in whole.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +17,7 @@ pub struct Snapshot {
     pub policy: Arc<Policy>,
     pub metrics: Arc<Handles>,
     limiters: Arc<[Arc<Limiter>]>,
-    /// By endpoint; endpoints on one origin share one.
-    pools: Arc<[Arc<OriginPool>]>,
+    pools: Arc<Pools>,
     /// Operator suspensions by tenant id, as persisted.
     pub suspensions: Arc<Suspensions>,
     /// The same, resolved against this policy's tenants for the request path.
@@ -101,11 +99,12 @@ impl Snapshot {
     }
 
     pub fn pool(&self, e: EndpointIdx) -> Option<&Arc<OriginPool>> {
-        self.pools.get(e as usize)
+        self.pools.origins.get(*self.pools.of_endpoint.get(e as usize)? as usize)
     }
 
+    /// Each origin's pool, once.
     pub fn pools(&self) -> impl Iterator<Item = &Arc<OriginPool>> {
-        self.pools.iter()
+        self.pools.origins.iter()
     }
 
     /// Whether an operator has suspended this tenant.
@@ -119,16 +118,36 @@ impl Snapshot {
     }
 }
 
-/// A pool per endpoint, one per origin; an origin the previous snapshot had keeps its pool (and
-/// its open connections) across a reload.
-fn pools(policy: &Policy, previous: Option<&Snapshot>) -> Arc<[Arc<OriginPool>]> {
-    let mut by_origin: HashMap<&http::Uri, Arc<OriginPool>> = HashMap::new();
+/// The connection pools: one per origin, shared by the endpoints on it.
+struct Pools {
+    /// By endpoint, the index of its origin's pool.
+    of_endpoint: Box<[u32]>,
+    origins: Box<[Arc<OriginPool>]>,
+}
+
+/// An origin the previous snapshot had keeps its pool (and its open connections) across a reload.
+fn pools(policy: &Policy, previous: Option<&Snapshot>) -> Arc<Pools> {
+    let mut kept: HashMap<&http::Uri, &Arc<OriginPool>> = HashMap::new();
     if let Some(p) = previous {
-        for (e, pool) in p.policy.endpoints().iter().zip(p.pools.iter()) {
-            by_origin.entry(e.origin()).or_insert_with(|| pool.clone());
+        for (e, ep) in p.policy.endpoints().iter().enumerate() {
+            if let Some(pool) = p.pool(e as EndpointIdx) {
+                kept.entry(ep.origin()).or_insert(pool);
+            }
         }
     }
-    policy.endpoints().iter().map(|e| by_origin.entry(e.origin()).or_default().clone()).collect()
+    let mut index: HashMap<&http::Uri, u32> = HashMap::new();
+    let mut origins: Vec<Arc<OriginPool>> = Vec::new();
+    let of_endpoint = policy
+        .endpoints()
+        .iter()
+        .map(|ep| {
+            *index.entry(ep.origin()).or_insert_with(|| {
+                origins.push(kept.get(ep.origin()).map_or_else(Default::default, |p| Arc::clone(p)));
+                (origins.len() - 1) as u32
+            })
+        })
+        .collect();
+    Arc::new(Pools { of_endpoint, origins: origins.into() })
 }
 
 /// The suspensions as a flag per tenant of `policy`; the gauge follows.

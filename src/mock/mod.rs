@@ -330,31 +330,21 @@ fn sse_events(chat: bool, name: &str, model: &str, chunks: usize, usage: &Value,
     let head = format!(r#"data: {{"id":"{id}","object":"{object}","created":{now},"model":{model},"choices":["#);
     let mut all = String::with_capacity((chunks + 3) * (head.len() + 96));
     let mut ends = Vec::with_capacity(chunks + 3);
-    for i in 0..chunks {
-        all.push_str(&head);
-        let _ = if chat {
-            write!(
-                all,
-                r#"{{"index":0,"delta":{{"role":"assistant","content":"{name} chunk {i}. "}},"finish_reason":null}}]}}"#
-            )
-        } else {
-            write!(all, r#"{{"index":0,"text":"{name} chunk {i}. ","finish_reason":null}}]}}"#)
-        };
-        all.push_str("\n\n");
+    let mut event = |all: &mut String, rest: std::fmt::Arguments<'_>| {
+        let _ = write!(all, "{head}{rest}\n\n");
         ends.push(all.len());
+    };
+    for i in 0..chunks {
+        if chat {
+            let delta = format_args!(r#"{{"role":"assistant","content":"{name} chunk {i}. "}}"#);
+            event(&mut all, format_args!(r#"{{"index":0,"delta":{delta},"finish_reason":null}}]}}"#));
+        } else {
+            event(&mut all, format_args!(r#"{{"index":0,"text":"{name} chunk {i}. ","finish_reason":null}}]}}"#));
+        }
     }
-    all.push_str(&head);
-    all.push_str(if chat {
-        r#"{"index":0,"delta":{},"finish_reason":"stop"}]}"#
-    } else {
-        r#"{"index":0,"text":"","finish_reason":"stop"}]}"#
-    });
-    all.push_str("\n\n");
-    ends.push(all.len());
-    all.push_str(&head);
-    let _ = write!(all, r#"],"usage":{usage}}}"#);
-    all.push_str("\n\n");
-    ends.push(all.len());
+    let stop = if chat { r#"{"index":0,"delta":{}"# } else { r#"{"index":0,"text":"""# };
+    event(&mut all, format_args!(r#"{stop},"finish_reason":"stop"}}]}}"#));
+    event(&mut all, format_args!(r#"],"usage":{usage}}}"#));
     all.push_str("data: [DONE]\n\n");
     ends.push(all.len());
     let all = Bytes::from(all);

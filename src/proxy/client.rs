@@ -22,7 +22,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1};
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -40,6 +40,23 @@ pub type Dial = Arc<dyn Fn() -> tokio::io::DuplexStream + Send + Sync>;
 pub enum Connector {
     Net(HttpsConnector<HttpConnector>),
     Memory(Dial),
+}
+
+impl Connector {
+    /// TCP with `TCP_NODELAY`, TLS (webpki roots) for https origins. HTTP/1.1 only: ALPN offers
+    /// nothing else, so a TLS upstream never switches to HTTP/2.
+    pub fn net(connect_timeout: Duration) -> Result<Self, rustls::Error> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        let https = HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Self::Net(https))
+    }
 }
 
 /// A connection's transport.
@@ -205,8 +222,9 @@ impl Client {
         origin: &Uri,
         mut req: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        let mut from_pool = true;
         loop {
-            let (mut link, reused) = match pool.take(self.idle_timeout) {
+            let (mut link, reused) = match from_pool.then(|| pool.take(self.idle_timeout)).flatten() {
                 Some(link) => (link, true),
                 // Boxed: connecting (TLS state included) would otherwise size every request's
                 // future, which is moved and allocated per request, for the rare new connection.
@@ -231,7 +249,10 @@ impl Client {
                     return Ok(res.map(|body| UpstreamBody { body, link, pool: pool.clone(), ended: false }));
                 }
                 Err(e) => match retry(e, reused) {
-                    Ok(again) => req = again,
+                    Ok(again) => {
+                        req = again;
+                        from_pool = false;
+                    }
                     Err(e) => return Err(SendError::Http(e)),
                 },
             }
@@ -267,14 +288,24 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    /// Lets the connection read and decode what has arrived; false once it has finished.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(link) = &mut self.link else { return false };
-        if Pin::new(&mut link.conn).poll(cx).is_ready() {
+    /// Lets the connection read and decode what has arrived, moving the next chunk into the body.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(link) = &mut self.link
+            && Pin::new(&mut link.conn).poll(cx).is_ready()
+        {
+            // Finished: it has handed over all it read, and the body will end.
             self.link = None;
-            return false;
         }
-        true
+    }
+
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Err(_))) => self.link = None,
+            _ => {}
+        }
+        polled
     }
 }
 
@@ -286,26 +317,11 @@ impl Body for UpstreamBody {
         let this = &mut *self;
         // Body first: its first poll tells the connection the body is wanted. Then the
         // connection, which moves the next decoded chunk (if it has one) into the body.
-        let mut driven = false;
-        loop {
-            match Pin::new(&mut this.body).poll_frame(cx) {
-                Poll::Ready(None) => {
-                    this.ended = true;
-                    return Poll::Ready(None);
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.link = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
-                Poll::Pending if driven => return Poll::Pending,
-                Poll::Pending => {
-                    driven = true;
-                    // A finished connection has handed over all it read; the body will end.
-                    this.drive(cx);
-                }
-            }
+        if let Poll::Ready(frame) = this.poll_body(cx) {
+            return Poll::Ready(frame);
         }
+        this.drive(cx);
+        this.poll_body(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -337,14 +353,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn client() -> Client {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Client::new(Connector::Net(https), Duration::from_secs(60))
+        Client::new(Connector::net(Duration::from_secs(5)).unwrap(), Duration::from_secs(60))
     }
 
     fn request(host: &str) -> Request<Full<Bytes>> {
@@ -374,26 +383,10 @@ mod tests {
     #[tokio::test]
     async fn a_connection_read_to_the_end_is_reused_and_one_dropped_early_is_not()
     -> Result<(), Box<dyn std::error::Error>> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    while let Some(head) = read_request(&mut s).await {
-                        assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"), "{head}");
-                        // Three chunks in one write: they arrive together.
-                        let body = "5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n";
-                        let res = format!("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{body}");
-                        if s.write_all(res.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
+        // Three chunks in one write: they arrive together.
+        let chunked =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n";
+        let (addr, accepted) = upstream(chunked, usize::MAX).await?;
         let client = client();
         let pool = Arc::new(OriginPool::default());
         let origin: Uri = format!("http://{addr}").parse()?;
@@ -451,9 +444,13 @@ mod tests {
         Ok(())
     }
 
-    /// An upstream answering `ok` with a length, to `per_connection` requests per connection
-    /// before it closes the connection (as a keep-alive timeout would).
-    async fn ok_upstream(per_connection: usize) -> std::io::Result<(std::net::SocketAddr, Arc<AtomicUsize>)> {
+    /// An upstream that answers each request (checked to be the one `request` builds) with
+    /// `response`, `per_connection` times per connection, then closes the connection (as a
+    /// keep-alive timeout would). Counts the connections it accepts.
+    async fn upstream(
+        response: &'static [u8],
+        per_connection: usize,
+    ) -> std::io::Result<(std::net::SocketAddr, Arc<AtomicUsize>)> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -463,9 +460,9 @@ mod tests {
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     for _ in 0..per_connection {
-                        if read_request(&mut s).await.is_none()
-                            || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err()
-                        {
+                        let Some(head) = read_request(&mut s).await else { return };
+                        assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"), "{head}");
+                        if s.write_all(response).await.is_err() {
                             return;
                         }
                     }
@@ -476,10 +473,12 @@ mod tests {
         Ok((addr, accepted))
     }
 
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
     #[tokio::test]
     async fn a_response_of_known_length_read_to_its_end_frees_the_connection() -> Result<(), Box<dyn std::error::Error>>
     {
-        let (addr, accepted) = ok_upstream(usize::MAX).await?;
+        let (addr, accepted) = upstream(OK, usize::MAX).await?;
         let client = client();
         let pool = Arc::new(OriginPool::default());
         let origin: Uri = format!("http://{addr}").parse()?;
@@ -493,7 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_the_upstream_closed_is_not_used() -> Result<(), Box<dyn std::error::Error>> {
-        let (addr, accepted) = ok_upstream(1).await?;
+        let (addr, accepted) = upstream(OK, 1).await?;
         let client = client();
         let pool = Arc::new(OriginPool::default());
         let origin: Uri = format!("http://{addr}").parse()?;
@@ -510,7 +509,7 @@ mod tests {
 
     #[tokio::test]
     async fn eviction_closes_connections_idle_too_long() -> Result<(), Box<dyn std::error::Error>> {
-        let (addr, _) = ok_upstream(usize::MAX).await?;
+        let (addr, _) = upstream(OK, usize::MAX).await?;
         let client = client();
         let pool = Arc::new(OriginPool::default());
         let origin: Uri = format!("http://{addr}").parse()?;

@@ -5,7 +5,7 @@
 //! observed.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -73,7 +73,7 @@ impl UsageScanner {
                 // last line (if any) is kept.
                 if line.is_empty()
                     && let Some(last) = memchr::memrchr(b'\n', data)
-                    && memmem::find(&data[..last], USAGE_KEY).is_none()
+                    && USAGE.find(&data[..last]).is_none()
                 {
                     rest = &data[last + 1..];
                 }
@@ -108,6 +108,9 @@ impl UsageScanner {
 
 const USAGE_KEY: &[u8] = b"\"usage\"";
 
+/// Built once: `memmem::find` would set up a searcher on every call, once per chunk and line.
+static USAGE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(USAGE_KEY));
+
 /// The `usage` object of a JSON response, read without parsing the rest of the body: OpenAI
 /// puts it after `choices`, so the last `"usage"` key is found from the end and only the object
 /// after it is parsed. Content cannot forge the key: inside JSON strings its quotes are escaped.
@@ -125,7 +128,7 @@ fn usage_from_json(body: &[u8]) -> Option<Usage> {
 fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Some(payload) = line.strip_prefix(b"data:") else { return };
-    if memmem::find(payload, USAGE_KEY).is_some() {
+    if USAGE.find(payload).is_some() {
         if let Ok(WithUsage { usage: Some(u) }) = serde_json::from_slice(payload) {
             *usage = Some(u);
         }

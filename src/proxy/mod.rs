@@ -18,8 +18,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_rustls::HttpsConnectorBuilder;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 
 use crate::config::raw::UpstreamSection;
@@ -65,17 +63,7 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(settings: &UpstreamSection) -> Result<Self, ClientError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        // HTTP/1.1 only: ALPN offers nothing else, so a TLS upstream never switches to HTTP/2.
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(Self::with_connector(Connector::Net(https), settings))
+        Ok(Self::with_connector(Connector::net(settings.connect_timeout)?, settings))
     }
 
     /// Upstreams reached through `dial` instead of the network, whatever their URLs say: for
