@@ -6,7 +6,8 @@
 //! installed; plus the mock on its own ("direct") as the latency floor. The target runs pinned to
 //! CPU 0; this driver (the load generator) and the mock share CPU 1. Rounds are interleaved and
 //! repeated, each measurement bounded in time, all on loopback. Prints a table and writes the JSON
-//! it was made from (default `target/load-bench.json`).
+//! it was made from (default `target/load-bench.json`). customs and the mock are the binaries cargo
+//! built for this bench (`CARGO_BIN_EXE_*`, the bench profile), so what runs is what was just built.
 
 #![expect(clippy::print_stdout, reason = "a benchmark's report goes to stdout")]
 
@@ -60,6 +61,11 @@ struct Args {
     /// Serve customs the generated 10,000-tenant, 1,000-model, 250-jurisdiction config instead.
     #[arg(long)]
     large: bool,
+    /// Also run this customs binary (an earlier build, say) as the target "baseline", on the same
+    /// config, interleaved with the current one: how a change moved the numbers, measured side by
+    /// side rather than across runs on a drifting machine.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// cargo passes --bench to bench targets.
     #[arg(long, hide = true)]
     bench: bool,
@@ -131,11 +137,12 @@ fn pinned(cpu: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
-fn release_bin(name: &str) -> PathBuf {
-    Path::new(ROOT).join("target/release").join(name)
-}
-
-fn start_customs(mock: SocketAddr, large: bool) -> Result<Target, Box<dyn std::error::Error>> {
+fn start_customs(
+    name: &'static str,
+    bin: &Path,
+    mock: SocketAddr,
+    large: bool,
+) -> Result<Target, Box<dyn std::error::Error>> {
     let dir = tempfile::TempDir::new()?;
     if large {
         large_config::write(dir.path(), &mock.to_string())?;
@@ -151,12 +158,12 @@ fn start_customs(mock: SocketAddr, large: bool) -> Result<Target, Box<dyn std::e
             .replace("@BENCH_DIR@", &dir.path().display().to_string());
         std::fs::write(dir.path().join(name), text)?;
     }
-    let mut cmd = pinned("0", release_bin("customs"));
+    let mut cmd = pinned("0", bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
         .arg(dir.path())
         .env("CUSTOMS_UPSTREAM_KEY", "bench-upstream-key");
     let (child, addr) = spawn_listening(cmd)?;
-    Ok(Target { name: "customs", addr, children: vec![child], _dir: Some(dir) })
+    Ok(Target { name, addr, children: vec![child], _dir: Some(dir) })
 }
 
 fn start_bare(mock: SocketAddr) -> Result<Target, Box<dyn std::error::Error>> {
@@ -311,17 +318,16 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let build = Command::new("cargo").args(["build", "--release", "--bins", "--quiet"]).current_dir(ROOT).status()?;
-    if !build.success() {
-        return Err("cargo build --release --bins failed".into());
-    }
-    let mut mock_cmd = pinned("1", release_bin("customs-mock-upstream"));
+    let mut mock_cmd = pinned("1", env!("CARGO_BIN_EXE_customs-mock-upstream"));
     mock_cmd.args(["--listen", "127.0.0.1:0"]);
     let (mut mock_child, mock) = spawn_listening(mock_cmd)?;
     let wanted = |n: &str| args.only.is_empty() || args.only.iter().any(|o| o == n);
     let mut targets = Vec::new();
     if wanted("customs") {
-        targets.push(start_customs(mock, args.large)?);
+        targets.push(start_customs("customs", Path::new(env!("CARGO_BIN_EXE_customs")), mock, args.large)?);
+    }
+    if let Some(bin) = &args.baseline {
+        targets.push(start_customs("baseline", bin, mock, args.large)?);
     }
     if wanted("bare") {
         targets.push(start_bare(mock)?);
@@ -342,7 +348,10 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut rows: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
     let all: Vec<&Target> = targets.iter().chain(direct.iter()).collect();
     for round in 0..args.rounds {
-        for t in &all {
+        // Each round starts with the next target, so that none always runs first (right after
+        // the previous round's last streaming run) or last.
+        for i in 0..all.len() {
+            let t = all[(i + round) % all.len()];
             let pids = t.pids();
             let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
             let thr = generate::closed_loop(t.addr, &plain, args.connections, d).await;
@@ -399,22 +408,29 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         results.push((t.name.to_owned(), Value::Object(summary)));
     }
     let get = |name: &str, k: &str| results.iter().find(|(n, _)| n == name).and_then(|(_, v)| v[k].as_f64());
-    let ratio = |k: &str| match (get("customs", k), get("bare", k)) {
-        (Some(a), Some(b)) if b != 0.0 => json!(a / b),
-        _ => Value::Null,
+    let ratios = |over: &str| {
+        let ratio = |k: &str| match (get("customs", k), get(over, k)) {
+            (Some(a), Some(b)) if b != 0.0 => json!(a / b),
+            _ => Value::Null,
+        };
+        json!({
+            "rps": ratio("rps"), "cpu_us_per_request": ratio("cpu_us_per_request"), "added_p99_ms": ratio("added_p99_ms"),
+            "stream_rps": ratio("stream_rps"), "stream_cpu_us_per_response": ratio("stream_cpu_us_per_response"),
+            "stream_ttfb_p50_ms": ratio("stream_ttfb_p50_ms"),
+        })
     };
-    let report = json!({
+    let mut report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "machine": machine(),
         "settings": {"large_config": args.large, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
                      "stream_chunks": 20, "target_cpu": 0, "driver_and_mock_cpu": 1},
         "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
-        "ratios_customs_over_bare": {
-            "rps": ratio("rps"), "cpu_us_per_request": ratio("cpu_us_per_request"), "added_p99_ms": ratio("added_p99_ms"),
-            "stream_rps": ratio("stream_rps"), "stream_cpu_us_per_response": ratio("stream_cpu_us_per_response"),
-            "stream_ttfb_p50_ms": ratio("stream_ttfb_p50_ms"),
-        },
+        "ratios_customs_over_bare": ratios("bare"),
     });
+    if let (Some(bin), Some(obj)) = (&args.baseline, report.as_object_mut()) {
+        obj.insert("baseline_bin".into(), json!(bin.display().to_string()));
+        obj.insert("ratios_customs_over_baseline".into(), ratios("baseline"));
+    }
     let out = Path::new(ROOT).join(&args.out);
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
     println!(
@@ -439,6 +455,9 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("\nratios customs / bare: {}", report["ratios_customs_over_bare"]);
+    if args.baseline.is_some() {
+        println!("ratios customs / baseline: {}", report["ratios_customs_over_baseline"]);
+    }
     println!("written to {}", out.display());
     drop(targets);
     let _ = mock_child.kill();
