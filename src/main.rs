@@ -15,6 +15,11 @@ use customs::server::Server;
 use customs::{auth, demo, explain, report};
 use tracing_subscriber::EnvFilter;
 
+/// Why jemalloc: see its entry in Cargo.toml.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Flushes buffered log lines when main returns.

@@ -1,6 +1,7 @@
 //! The speed-of-light baseline: a pass-through proxy on the same stack as customs (hyper 1.x
-//! server, hyper-util pooled client, tokio), with no policy, limits, metrics or logging. It
-//! forwards the request body as it streams in and the response as it streams back.
+//! server, hyper-util pooled client, tokio, and jemalloc as customs has), with no policy, limits,
+//! metrics or logging. It forwards the request body as it streams in and the response as it
+//! streams back.
 
 use std::convert::Infallible;
 use std::io::Write;
