@@ -7,6 +7,8 @@ use std::path::Path;
 
 #[path = "support/large_config.rs"]
 mod large_config;
+#[path = "support/scenario.rs"]
+mod scenario;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::num::{NonZeroU32, NonZeroU64};
@@ -201,15 +203,7 @@ fn bench_request_path(c: &mut Criterion) {
                 (Some(mock), addr)
             };
             let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            for name in config::FILES.into_iter().map(|(name, _)| name).chain(["screening-list.csv"]) {
-                let scenario = root.join("benches/load/scenario").join(name);
-                let source = if scenario.exists() { scenario } else { root.join("config").join(name) };
-                let text =
-                    std::fs::read_to_string(source).unwrap_or_default().replace("127.0.0.1:8081", &upstream_addr);
-                let text = text.replace("@BENCH_DIR@", &dir.path().display().to_string());
-                let _ = std::fs::write(dir.path().join(name), text);
-            }
+            scenario::write(dir.path(), &upstream_addr, false).unwrap_or_else(|e| panic!("{e}"));
             let config = config::load(dir.path(), &|_| Some("bench".into())).unwrap_or_else(|e| panic!("{e}"));
             let upstreams = if in_memory {
                 Upstreams::in_memory(MockUpstream::in_memory(opts), &config.settings.upstream)

@@ -15,6 +15,8 @@ mod bare_proxy;
 mod generate;
 #[path = "../support/large_config.rs"]
 mod large_config;
+#[path = "../support/scenario.rs"]
+mod scenario;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -154,16 +156,7 @@ fn start_customs(
         large_config::write(dir.path(), &mock.to_string())?;
     }
     // The generated large config has no gateway.toml: it gets the scenario's, like the example.
-    // The screening list is not a *.toml file of FILES, but it is screened against like the rest.
-    let files = customs::config::FILES.into_iter().map(|(name, _)| name).chain(["screening-list.csv"]);
-    for name in files.filter(|name| !large || *name == "gateway.toml") {
-        let scenario = Path::new(ROOT).join("benches/load/scenario").join(name);
-        let source = if scenario.exists() { scenario } else { Path::new(ROOT).join("config").join(name) };
-        let text = std::fs::read_to_string(source)?
-            .replace("127.0.0.1:8081", &mock.to_string())
-            .replace("@BENCH_DIR@", &dir.path().display().to_string());
-        std::fs::write(dir.path().join(name), text)?;
-    }
+    scenario::write(dir.path(), &mock.to_string(), large)?;
     let mut cmd = pinned("0", bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
         .arg(dir.path())
