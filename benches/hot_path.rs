@@ -125,6 +125,49 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
     });
 }
 
+/// What the audit writer thread does per request: render an allowed request's decision line
+/// (names, rule, endpoint read from the snapshot) and seal it into the hash chain.
+fn bench_audit(c: &mut Criterion) {
+    use customs::audit::{DecisionRecord, Event, RequestIdBuf, RuleRef, Sealer};
+    use customs::proxy::metered::Usage;
+
+    let metrics = match Metrics::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => panic!("{e}"),
+    };
+    let snapshot = Arc::new(Snapshot::new(example_policy(), &LimitsSection::default(), &metrics, Default::default()));
+    let policy = &snapshot.policy;
+    let tenant = policy.tenant_by_id("demo-us");
+    let decision = policy.decide(tenant.unwrap_or(0), "gpt-4o", None, Day::today());
+    let event = Event::Decision(Box::new(DecisionRecord {
+        time: std::time::SystemTime::now(),
+        request_id: RequestIdBuf::new(b"c6a857d2744a-0000000000000000"),
+        snapshot: snapshot.clone(),
+        tenant,
+        model: decision.model,
+        requested_model: None,
+        purpose: None,
+        reason: Reason::Allowed,
+        status: 200,
+        rule: decision.rule.map(RuleRef::Policy),
+        endpoint: Some(0),
+        usage: Some(Usage { prompt_tokens: 17, completion_tokens: 5 }),
+        flops: None,
+        latency: std::time::Duration::from_micros(3017),
+    }));
+    let sealer = Sealer::new(None);
+    let mut prev = [b'0'; 64];
+    let mut batch = Vec::with_capacity(4096);
+    c.bench_function("audit/seal_decision", |b| {
+        b.iter(|| {
+            batch.clear();
+            event.write_body(black_box(7), std::str::from_utf8(&prev).unwrap_or_default(), &mut batch);
+            sealer.seal_in_place(&mut batch, 0, &mut prev);
+            batch.len()
+        })
+    });
+}
+
 /// Authentication, decision and endpoint choice on the generated 10,000-tenant, 1,000-model,
 /// 250-jurisdiction config.
 fn bench_large_policy(c: &mut Criterion) {
@@ -244,5 +287,5 @@ fn bench_request_path(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, bench_limits_and_metrics, bench_large_policy, bench_request_path);
+criterion_group!(benches, bench, bench_limits_and_metrics, bench_audit, bench_large_policy, bench_request_path);
 criterion_main!(benches);

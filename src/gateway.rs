@@ -76,8 +76,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { Ok(handle(&shared, req).await) })
+        Box::pin(handle(self.shared.clone(), req))
     }
 }
 
@@ -99,7 +98,7 @@ struct Trail {
     slot: Option<Slot>,
 }
 
-async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Body>
+async fn handle<B>(shared: Arc<Shared>, req: Request<B>) -> Result<Response<Body>, Infallible>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -115,7 +114,7 @@ where
     let result = if trail.slot.is_none() {
         Err(GatewayError::AuditUnavailable)
     } else {
-        serve(shared, &snapshot, &parts, body, &mut trail, (started, time, request_id)).await
+        serve(&shared, &snapshot, &parts, body, &mut trail, (started, time, request_id)).await
     };
     let (mut res, reason) = match result {
         // The metered body settles the rest (duration, tokens, in-flight) when it ends.
@@ -173,7 +172,7 @@ where
         micros = elapsed.as_micros() as u64,
         "Request."
     );
-    res
+    Ok(res)
 }
 
 async fn serve<B>(
@@ -200,14 +199,16 @@ where
         trail.rule = Some(RuleRef::KillSwitch);
         return Err(GatewayError::Policy(Denial::TenantSuspended));
     }
-    let today = Day::today();
+    // The day the request arrived on, from the time its record carries: one clock read fewer.
+    let today = Day::of(time);
     let (op, deployment) = match route {
         Route::ListModels => return Ok(list_models(policy, tenant, today)),
         Route::GetModel(id) => return get_model(policy, tenant, id, today),
         Route::Inference { op, deployment } => (op, deployment),
     };
 
-    let bytes = read_body(parts, body, shared.max_body_bytes, shared.body_read_timeout).await?;
+    let read_by = tokio::time::Instant::from_std(started) + shared.body_read_timeout;
+    let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
     let peeked = peek::peek(&bytes)?;
     let model_name = model_name(policy, deployment, &peeked)?;
     let purpose = purpose(parts)?;
@@ -267,8 +268,8 @@ where
 }
 
 /// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a
-/// byte, and by counting when the length is not declared) or slower than the read deadline.
-async fn read_body<B>(parts: &Parts, body: B, limit: u64, timeout: Duration) -> Result<Bytes, GatewayError>
+/// byte, and by counting when the length is not declared) or not all read by `deadline`.
+async fn read_body<B>(parts: &Parts, body: B, limit: u64, deadline: tokio::time::Instant) -> Result<Bytes, GatewayError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -278,7 +279,7 @@ where
         return Err(GatewayError::TooLarge);
     }
     let collect = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect();
-    match tokio::time::timeout(timeout, collect).await.map_err(|_| GatewayError::BodyTimeout)? {
+    match tokio::time::timeout_at(deadline, collect).await.map_err(|_| GatewayError::BodyTimeout)? {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(GatewayError::TooLarge),
         Err(_) => Err(GatewayError::InvalidRequest { message: "The request body could not be read.", param: None }),

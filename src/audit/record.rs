@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use std::io::Write as _;
+
 use serde::Serialize;
 
 use crate::policy::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
@@ -90,40 +92,6 @@ pub enum Event {
 }
 
 #[derive(Serialize)]
-struct UsageLine {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-}
-
-#[derive(Serialize)]
-struct DecisionLine<'a> {
-    seq: u64,
-    prev: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    time: Stamp,
-    request_id: Option<&'a str>,
-    tenant: Option<&'a str>,
-    tenant_country: Option<&'a str>,
-    jurisdiction: Option<&'a str>,
-    model: Option<&'a str>,
-    requested_model: Option<&'a str>,
-    training_flops: Option<f64>,
-    purpose: Option<&'a str>,
-    decision: &'static str,
-    reason: &'static str,
-    status: u16,
-    rule: Option<RuleText<'a>>,
-    endpoint: Option<&'a str>,
-    residency: Option<&'a str>,
-    policy_version: &'a str,
-    usage: Option<UsageLine>,
-    flops: Option<f64>,
-    latency_ms: f64,
-}
-
-#[derive(Serialize)]
 struct AdminLine<'a> {
     seq: u64,
     prev: &'a str,
@@ -147,79 +115,329 @@ impl Serialize for Stamp {
     }
 }
 
-/// The deciding rule, written straight into the line.
-enum RuleText<'a> {
-    Policy(&'a crate::policy::Rule),
-    KillSwitch(&'a crate::admin::killswitch::Suspension),
-}
-
-impl Serialize for RuleText<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Policy(r) => s.collect_str(r),
-            Self::KillSwitch(k) => s.collect_str(&k.describe()),
-        }
-    }
-}
-
 impl Event {
     /// Appends the record's JSON object, without its hash, to `out`.
     pub fn write_body(&self, seq: u64, prev: &str, out: &mut Vec<u8>) {
-        let start = out.len();
-        let written = match self {
-            Self::Decision(d) => serde_json::to_writer(&mut *out, &d.line(seq, prev)),
-            Self::Admin(a) => serde_json::to_writer(
-                &mut *out,
-                &AdminLine { seq, prev, kind: a.kind, time: Stamp(a.time), fields: &a.fields },
-            ),
-        };
-        if written.is_err() {
-            // Serializing plain strings and numbers cannot fail; still, a record always chains.
-            out.truncate(start);
-            out.extend_from_slice(format!("{{\"seq\":{seq},\"prev\":\"{prev}\"}}").as_bytes());
+        match self {
+            Self::Decision(d) => d.write_line(seq, prev, out),
+            Self::Admin(a) => {
+                let start = out.len();
+                let line = AdminLine { seq, prev, kind: a.kind, time: Stamp(a.time), fields: &a.fields };
+                if serde_json::to_writer(&mut *out, &line).is_err() {
+                    // Serializing plain strings and numbers cannot fail; still, a record always
+                    // chains.
+                    out.truncate(start);
+                    out.extend_from_slice(format!("{{\"seq\":{seq},\"prev\":\"{prev}\"}}").as_bytes());
+                }
+            }
         }
     }
 }
 
 impl DecisionRecord {
-    fn line<'a>(&'a self, seq: u64, prev: &'a str) -> DecisionLine<'a> {
+    /// Writes the line by hand rather than through serde's per-field machinery: keys are
+    /// literals, and names that need no escaping (nearly all) are copied as they are.
+    fn write_line(&self, seq: u64, prev: &str, out: &mut Vec<u8>) {
         let s = &self.snapshot;
         let policy = &s.policy;
         let tenant = self.tenant.and_then(|t| policy.tenant(t));
         let model = self.model.and_then(|m| policy.model(m));
         let endpoint = self.endpoint.and_then(|e| policy.endpoint(e));
-        let rule = match self.rule {
-            Some(RuleRef::Policy(r)) => policy.rule(r).map(RuleText::Policy),
-            Some(RuleRef::KillSwitch) => tenant.and_then(|t| s.suspensions.get(&t.id)).map(RuleText::KillSwitch),
-            None => None,
-        };
-        DecisionLine {
-            seq,
-            prev,
-            kind: "decision",
-            time: Stamp(self.time),
-            request_id: self.request_id.as_str(),
-            tenant: tenant.map(|t| &*t.id),
-            tenant_country: tenant.map(|t| &*t.country),
-            jurisdiction: tenant.and_then(|t| policy.jurisdiction(t)).map(|j| &*j.id),
-            model: model.map(|m| &*m.id),
-            requested_model: self.requested_model.as_deref(),
-            training_flops: model.map(|m| m.training_flops),
-            purpose: self.purpose.as_deref(),
-            decision: self.reason.decision().as_str(),
-            reason: self.reason.as_str(),
-            status: self.status,
-            rule,
-            endpoint: endpoint.map(|e| &*e.url),
-            residency: endpoint.map(|e| &*e.residency),
-            policy_version: policy.version(),
-            usage: self.usage.map(|u| UsageLine {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-                total_tokens: u.prompt_tokens + u.completion_tokens,
-            }),
-            flops: self.flops,
-            latency_ms: self.latency.as_secs_f64() * 1000.0,
+        let mut l = Line(out);
+        l.raw(b"{\"seq\":");
+        l.u64(seq);
+        l.raw(b",\"prev\":");
+        l.str(prev);
+        l.raw(b",\"type\":\"decision\",\"time\":\"");
+        // RFC 3339 digits and punctuation never need escaping.
+        let _ = write!(l.0, "{}", humantime::format_rfc3339_micros(self.time));
+        l.raw(b"\",\"request_id\":");
+        l.opt_str(self.request_id.as_str());
+        l.raw(b",\"tenant\":");
+        l.opt_str(tenant.map(|t| &*t.id));
+        l.raw(b",\"tenant_country\":");
+        l.opt_str(tenant.map(|t| &*t.country));
+        l.raw(b",\"jurisdiction\":");
+        l.opt_str(tenant.and_then(|t| policy.jurisdiction(t)).map(|j| &*j.id));
+        l.raw(b",\"model\":");
+        l.opt_str(model.map(|m| &*m.id));
+        l.raw(b",\"requested_model\":");
+        l.opt_str(self.requested_model.as_deref());
+        l.raw(b",\"training_flops\":");
+        l.opt_f64(model.map(|m| m.training_flops));
+        l.raw(b",\"purpose\":");
+        l.opt_str(self.purpose.as_deref());
+        l.raw(b",\"decision\":");
+        l.str(self.reason.decision().as_str());
+        l.raw(b",\"reason\":");
+        l.str(self.reason.as_str());
+        l.raw(b",\"status\":");
+        l.u64(u64::from(self.status));
+        l.raw(b",\"rule\":");
+        match self.rule {
+            Some(RuleRef::Policy(r)) => l.opt_display(policy.rule(r)),
+            Some(RuleRef::KillSwitch) => {
+                l.opt_str(tenant.and_then(|t| s.suspensions.get(&t.id)).map(|k| k.describe()).as_deref());
+            }
+            None => l.raw(b"null"),
+        }
+        l.raw(b",\"endpoint\":");
+        l.opt_str(endpoint.map(|e| &*e.url));
+        l.raw(b",\"residency\":");
+        l.opt_str(endpoint.map(|e| &*e.residency));
+        l.raw(b",\"policy_version\":");
+        l.str(policy.version());
+        l.raw(b",\"usage\":");
+        match self.usage {
+            Some(u) => {
+                l.raw(b"{\"prompt_tokens\":");
+                l.u64(u.prompt_tokens);
+                l.raw(b",\"completion_tokens\":");
+                l.u64(u.completion_tokens);
+                l.raw(b",\"total_tokens\":");
+                l.u64(u.prompt_tokens.saturating_add(u.completion_tokens));
+                l.raw(b"}");
+            }
+            None => l.raw(b"null"),
+        }
+        l.raw(b",\"flops\":");
+        l.opt_f64(self.flops);
+        l.raw(b",\"latency_ms\":");
+        l.opt_f64(Some(self.latency.as_secs_f64() * 1000.0));
+        l.raw(b"}");
+    }
+}
+
+/// A JSON line being written: the pieces a decision line is made of, written the way
+/// serde_json writes them.
+struct Line<'a>(&'a mut Vec<u8>);
+
+impl Line<'_> {
+    fn raw(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+
+    fn u64(&mut self, n: u64) {
+        let _ = serde_json::to_writer(&mut *self.0, &n);
+    }
+
+    /// Floats through serde_json, so that the line reads back as the same number (and a
+    /// non-finite one is `null`).
+    fn opt_f64(&mut self, x: Option<f64>) {
+        match x {
+            Some(x) => {
+                let _ = serde_json::to_writer(&mut *self.0, &x);
+            }
+            None => self.raw(b"null"),
         }
     }
+
+    fn str(&mut self, s: &str) {
+        self.0.push(b'"');
+        escape_into(self.0, s);
+        self.0.push(b'"');
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.raw(b"null"),
+        }
+    }
+
+    fn opt_display(&mut self, d: Option<impl std::fmt::Display>) {
+        let Some(d) = d else { return self.raw(b"null") };
+        self.0.push(b'"');
+        let _ = std::fmt::Write::write_fmt(&mut Escaping(self.0), format_args!("{d}"));
+        self.0.push(b'"');
+    }
+}
+
+/// Formats into a JSON string's contents.
+struct Escaping<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// Appends `s` as JSON string contents, escaped as serde_json escapes (`\"`, `\\`, the short
+/// forms of control characters, `\u00XX` for the others; everything else as UTF-8).
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    // The common case, checked without an early exit so the compiler can do it in wide steps.
+    let dirty = bytes.iter().fold(0u8, |d, &b| d | u8::from((b < 0x20) | (b == b'"') | (b == b'\\')));
+    if dirty == 0 {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[from..i]);
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        from = i + 1;
+    }
+    out.extend_from_slice(&bytes[from..]);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::admin::killswitch::{Suspension, Suspensions};
+    use crate::config::raw::LimitsSection;
+    use crate::telemetry::Metrics;
+
+    /// An object as serde_json writes each member, in the given order.
+    fn expected(fields: &[(&str, String)]) -> String {
+        let members: Vec<String> =
+            fields.iter().map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap())).collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    fn j(v: impl serde::Serialize) -> String {
+        serde_json::to_string(&v).unwrap()
+    }
+
+    #[test]
+    fn escaping_matches_serde_json_for_every_ascii_byte_and_beyond() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é \u{2028} 漢字 🦀");
+        for s in [all.as_str(), "plain", "", "\"", "\\", "a\"b\\c\nd"] {
+            let mut out = Vec::new();
+            Line(&mut out).str(s);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn decision_line_is_what_serde_json_writes_field_by_field() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let policy = crate::config::load(&dir, &|_| Some("test".into())).unwrap().policy;
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let suspension = Suspension {
+            reason: "said \"no\"\tthen\\left".into(),
+            by: "alice".into(),
+            at: "2026-11-28T00:00:00Z".into(),
+        };
+        let suspensions = Arc::new(Suspensions::default().with("demo-us", suspension.clone()));
+        let snapshot = Arc::new(Snapshot::new(policy, &LimitsSection::default(), &metrics, suspensions));
+        let p = &snapshot.policy;
+        let tenant = p.tenant_by_id("demo-us").unwrap();
+        let decision = p.decide(tenant, "gpt-4o", None, crate::policy::Day::today());
+        let (model, rule) = (decision.model.unwrap(), decision.rule.unwrap());
+        let time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456);
+        let t = p.tenant(tenant).unwrap();
+        let m = p.model(model).unwrap();
+        let e = p.endpoint(0).unwrap();
+
+        let allowed = DecisionRecord {
+            time,
+            request_id: RequestIdBuf::new(b"req-1"),
+            snapshot: snapshot.clone(),
+            tenant: Some(tenant),
+            model: Some(model),
+            requested_model: None,
+            purpose: Some("trans\"lation\u{1}".into()),
+            reason: Reason::Allowed,
+            status: 200,
+            rule: Some(RuleRef::Policy(rule)),
+            endpoint: Some(0),
+            usage: Some(Usage { prompt_tokens: 17, completion_tokens: 5 }),
+            flops: Some(1.5e13),
+            latency: Duration::from_nanos(3_016_906),
+        };
+        let mut out = Vec::new();
+        Event::Decision(Box::new(allowed)).write_body(9, GENESIS_FOR_TEST, &mut out);
+        let want = expected(&[
+            ("seq", j(9)),
+            ("prev", j(GENESIS_FOR_TEST)),
+            ("type", j("decision")),
+            ("time", j("2026-11-18T11:06:40.123456Z")),
+            ("request_id", j("req-1")),
+            ("tenant", j(&*t.id)),
+            ("tenant_country", j(&*t.country)),
+            ("jurisdiction", j(&*p.jurisdiction(t).unwrap().id)),
+            ("model", j(&*m.id)),
+            ("requested_model", j(())),
+            ("training_flops", j(m.training_flops)),
+            ("purpose", j("trans\"lation\u{1}")),
+            ("decision", j("allow")),
+            ("reason", j("allowed")),
+            ("status", j(200)),
+            ("rule", j(p.rule(rule).unwrap().to_string())),
+            ("endpoint", j(&*e.url)),
+            ("residency", j(&*e.residency)),
+            ("policy_version", j(p.version())),
+            ("usage", expected(&[("prompt_tokens", j(17)), ("completion_tokens", j(5)), ("total_tokens", j(22))])),
+            ("flops", j(1.5e13)),
+            ("latency_ms", j(0.003_016_906_f64 * 1000.0)),
+        ]);
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+
+        // A refusal: unknown model kept as sent, the kill switch as the rule, no usage.
+        let refused = DecisionRecord {
+            time,
+            request_id: RequestIdBuf::new(b""),
+            snapshot: snapshot.clone(),
+            tenant: Some(tenant),
+            model: None,
+            requested_model: Some("no\\such\nmodel".into()),
+            purpose: None,
+            reason: Reason::TenantSuspended,
+            status: 403,
+            rule: Some(RuleRef::KillSwitch),
+            endpoint: None,
+            usage: None,
+            flops: None,
+            latency: Duration::from_micros(12),
+        };
+        let mut out = Vec::new();
+        Event::Decision(Box::new(refused)).write_body(10, GENESIS_FOR_TEST, &mut out);
+        let want = expected(&[
+            ("seq", j(10)),
+            ("prev", j(GENESIS_FOR_TEST)),
+            ("type", j("decision")),
+            ("time", j("2026-11-18T11:06:40.123456Z")),
+            ("request_id", j(())),
+            ("tenant", j(&*t.id)),
+            ("tenant_country", j(&*t.country)),
+            ("jurisdiction", j(&*p.jurisdiction(t).unwrap().id)),
+            ("model", j(())),
+            ("requested_model", j("no\\such\nmodel")),
+            ("training_flops", j(())),
+            ("purpose", j(())),
+            ("decision", j("deny")),
+            ("reason", j("tenant_suspended")),
+            ("status", j(403)),
+            ("rule", j(suspension.describe())),
+            ("endpoint", j(())),
+            ("residency", j(())),
+            ("policy_version", j(p.version())),
+            ("usage", j(())),
+            ("flops", j(())),
+            ("latency_ms", j(0.012)),
+        ]);
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    const GENESIS_FOR_TEST: &str = "00000000000000000000000000000000000000000000000000000000000000ab";
 }

@@ -14,7 +14,12 @@ impl Day {
     pub const MAX: Day = Day(i64::MAX);
 
     pub fn today() -> Self {
-        let secs = match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Self::of(SystemTime::now())
+    }
+
+    /// The UTC day `t` falls on.
+    pub fn of(t: SystemTime) -> Self {
+        let secs = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
             Err(e) => -(e.duration().as_secs() as i64),
         };

@@ -212,13 +212,14 @@ impl Settlement {
         if let Some(flops) = flops {
             m.flops(t, flops);
         }
+        let now = Instant::now();
         if let Some(e) = m.endpoint(self.endpoint) {
-            e.duration.observe(self.upstream_started.elapsed().as_secs_f64());
+            e.duration.observe(now.saturating_duration_since(self.upstream_started).as_secs_f64());
             if end == End::UpstreamFailed {
                 e.error(UpstreamErrorKind::Stream);
             }
         }
-        let elapsed = self.started.elapsed();
+        let elapsed = now.saturating_duration_since(self.started);
         m.duration(Reason::Allowed).observe(elapsed.as_secs_f64());
         m.in_flight.dec();
         if let Some((slot, open)) = self.audit {

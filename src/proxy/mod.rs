@@ -97,7 +97,7 @@ impl Upstreams {
         body: Bytes,
     ) -> Result<Forwarded, UpstreamError> {
         let started = std::time::Instant::now();
-        let deadline = Instant::now() + self.first_byte_timeout;
+        let deadline = Instant::from_std(started) + self.first_byte_timeout;
         let metrics = &snapshot.metrics;
         for &e in endpoints {
             let (Some(ep), Some(pool)) = (snapshot.policy.endpoint(e), snapshot.pool(e)) else { continue };
