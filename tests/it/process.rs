@@ -1,5 +1,6 @@
 //! The real binary, driven by signals: SIGHUP reloads; SIGTERM under load drains and loses no
-//! audit record of a request that was answered.
+//! audit record of a request that was answered, on several CPUs and pinned to one (where the
+//! binary runs a current-thread runtime).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -20,7 +21,11 @@ struct Serving {
 
 /// Starts `customs serve` on the folder and reads the addresses it prints.
 fn serve(dir: &std::path::Path) -> Serving {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_customs"))
+    serve_with(dir, Command::new(env!("CARGO_BIN_EXE_customs")))
+}
+
+fn serve_with(dir: &std::path::Path, mut command: Command) -> Serving {
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
         .arg(dir)
         .env("CUSTOMS_UPSTREAM_KEY", UPSTREAM_KEY)
@@ -61,10 +66,22 @@ async fn sighup_reloads_the_config() {
 
 #[tokio::test]
 async fn sigterm_under_load_loses_no_audit_record() {
+    sigterm_under_load(Command::new(env!("CARGO_BIN_EXE_customs"))).await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_audit_record_on_one_cpu() {
+    // taskset execs the binary: the pid signalled is customs'.
+    let mut pinned = Command::new("taskset");
+    pinned.args(["-c", "0", env!("CARGO_BIN_EXE_customs")]);
+    sigterm_under_load(pinned).await;
+}
+
+async fn sigterm_under_load(command: Command) {
     let upstream = mock("term").await;
     let dir = example_config_for(upstream.addr);
     edit_file(dir.path(), "gateway.toml", "watch = true", "watch = false");
-    let mut s = serve(dir.path());
+    let mut s = serve_with(dir.path(), command);
     let mut load = Vec::new();
     for i in 0..8 {
         let addr = s.addr;
