@@ -153,20 +153,17 @@ where
     metrics.overhead.observe(elapsed.saturating_sub(trail.upstream_first_byte.unwrap_or_default()).as_secs_f64());
     let policy = &snapshot.policy;
     res.headers_mut().insert(POLICY_VERSION_HEADER, policy.version_header().clone());
-    let tenant = trail.tenant.and_then(|t| policy.tenant(t)).map_or("-", |t| &*t.id);
-    let model = trail.model.and_then(|m| policy.model(m)).map_or("-", |m| &*m.id);
-    let endpoint = trail.endpoint.and_then(|e| policy.endpoint(e)).map_or("-", |e| &*e.url);
-    let request_id = parts.headers.get(request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
     // One line per request, at debug: formatting it cost 5.5 us of CPU per request in the load
-    // bench, and metrics already account for every request.
+    // bench, and metrics already account for every request. The field values are looked up
+    // inside the macro, so only when the line is on.
     tracing::debug!(
         target: "customs::access",
-        request_id,
+        request_id = parts.headers.get(request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
         method = %parts.method,
         path = parts.uri.path(),
-        tenant,
-        model,
-        endpoint,
+        tenant = trail.tenant.and_then(|t| policy.tenant(t)).map_or("-", |t| &*t.id),
+        model = trail.model.and_then(|m| policy.model(m)).map_or("-", |m| &*m.id),
+        endpoint = trail.endpoint.and_then(|e| policy.endpoint(e)).map_or("-", |e| &*e.url),
         status = res.status().as_u16(),
         reason = reason.as_str(),
         micros = elapsed.as_micros() as u64,
