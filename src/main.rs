@@ -299,17 +299,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// On one CPU (a pinned process, a container with a one-CPU quota) a current-thread runtime:
-/// the same single worker without the multi-thread scheduler's cross-thread bookkeeping. Blocking
-/// work (reloads, state saves, the audit writer) runs off the worker either way.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_cpu {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    Ok(builder.enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,5 @@
 //! The real binary, driven by signals: SIGHUP reloads; SIGTERM under load drains and loses no
-//! audit record of a request that was answered, on several CPUs and pinned to one (where the
-//! binary runs a current-thread runtime).
+//! audit record of a request that was answered, on several CPUs and pinned to one.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
