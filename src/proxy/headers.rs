@@ -21,6 +21,9 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Headers the gateway adds to an upstream's response.
+const RESPONSE_ROOM: usize = 8;
+
 fn strip_on_request(name: &HeaderName) -> bool {
     let n = name.as_str();
     HOP_BY_HOP.contains(name)
@@ -52,7 +55,10 @@ pub fn request_headers(
     credential: Option<(&HeaderName, &HeaderValue)>,
 ) -> HeaderMap {
     let has_connection = client.contains_key(header::CONNECTION);
-    let mut out = HeaderMap::with_capacity(client.len() + 2);
+    // hyper parses the upstream's response head into the map of the request it last sent on
+    // the connection, and the gateway adds its own headers to that response (request id, policy
+    // version, rate limits): room for them now saves growing the map then.
+    let mut out = HeaderMap::with_capacity(client.len() + 2 + RESPONSE_ROOM);
     out.insert(header::HOST, host.clone());
     for (name, value) in client {
         if strip_on_request(name) || (has_connection && connection_listed(client, name)) {
