@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName};
 use rand::Rng;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
@@ -14,7 +14,7 @@ use crate::policy::TenantIdx;
 
 pub type Digest = [u8; 32];
 
-pub const API_KEY_HEADER: &str = "api-key";
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("api-key");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -77,13 +77,13 @@ pub fn authenticate(keys: &KeyIndex, headers: &HeaderMap) -> Result<TenantIdx, A
 /// The one key a request presents. Several headers, or two different keys, are refused rather
 /// than resolved by picking one.
 fn presented_key(headers: &HeaderMap) -> Result<&[u8], AuthError> {
-    let bearer = single(headers, AUTHORIZATION.as_str())?
+    let bearer = single(headers, &AUTHORIZATION)?
         .map(|v| {
             let (scheme, rest) = v.split_at_checked(7).ok_or(AuthError::Malformed)?;
             if scheme.eq_ignore_ascii_case(b"bearer ") { Ok(rest) } else { Err(AuthError::Malformed) }
         })
         .transpose()?;
-    let api_key = single(headers, API_KEY_HEADER)?;
+    let api_key = single(headers, &API_KEY_HEADER)?;
     let key = match (bearer, api_key) {
         (None, None) => return Err(AuthError::Missing),
         (Some(a), Some(b)) if a != b => return Err(AuthError::Conflicting),
@@ -95,7 +95,7 @@ fn presented_key(headers: &HeaderMap) -> Result<&[u8], AuthError> {
     Ok(key)
 }
 
-fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>, AuthError> {
+fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h [u8]>, AuthError> {
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {

@@ -34,7 +34,7 @@ use crate::telemetry::Metrics;
 /// Response bodies: a canned body from the gateway, or the upstream's, streamed through.
 pub type Body = Either<Full<Bytes>, Metered>;
 
-pub const PURPOSE_HEADER: &str = "x-customs-purpose";
+pub const PURPOSE_HEADER: HeaderName = HeaderName::from_static("x-customs-purpose");
 pub const POLICY_VERSION_HEADER: HeaderName = HeaderName::from_static("x-customs-policy-version");
 
 /// State shared by every request: the swappable snapshot, the upstream client, limits, the
@@ -311,7 +311,7 @@ fn model_name<'a>(
 
 /// The declared purpose from `x-customs-purpose`, if the client stated one.
 fn purpose(parts: &Parts) -> Result<Option<&str>, GatewayError> {
-    let mut values = parts.headers.get_all(PURPOSE_HEADER).iter();
+    let mut values = parts.headers.get_all(&PURPOSE_HEADER).iter();
     let Some(v) = values.next() else { return Ok(None) };
     let valid = values.next().is_none()
         && !v.is_empty()

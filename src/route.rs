@@ -148,7 +148,7 @@ impl Endpoint {
             .map(|secret| {
                 let (name, value) = match kind {
                     EndpointKind::Openai => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
-                    EndpointKind::Azure => (HeaderName::from_static(API_KEY_HEADER), secret.to_owned()),
+                    EndpointKind::Azure => (API_KEY_HEADER, secret.to_owned()),
                 };
                 let mut value = HeaderValue::try_from(value).map_err(|_| EndpointError::Credential)?;
                 value.set_sensitive(true);

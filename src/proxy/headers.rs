@@ -32,7 +32,7 @@ fn strip_on_request(name: &HeaderName) -> bool {
         || *name == header::COOKIE
         || *name == header::CONTENT_LENGTH
         || *name == header::FORWARDED
-        || n == API_KEY_HEADER
+        || *name == API_KEY_HEADER
         || n.starts_with("x-forwarded-")
         || n.starts_with("x-customs-")
         || n == "openai-organization"
