@@ -8,10 +8,9 @@
 //! policy_version, usage{prompt_tokens,completion_tokens,total_tokens}, flops, latency_ms, hash`.
 //! Keys and prompt or completion content are never part of a record.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use std::io::Write as _;
 
 use serde::Serialize;
 
