@@ -92,7 +92,7 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
         b.iter(|| {
             let (ticket, status) = limiter.admit(black_box(demand)).ok()?;
             black_box(status);
-            ticket.settle(black_box(180))
+            ticket.settle(black_box(180), std::time::Instant::now())
         })
     });
     let m = &snapshot.metrics;
@@ -113,7 +113,7 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
             m.in_flight.inc();
             let (ticket, _) = limiter.admit(black_box(demand)).ok()?;
             m.request(Some(tenant), Some(model), Reason::Allowed);
-            let flops = ticket.settle(black_box(180));
+            let flops = ticket.settle(black_box(180), std::time::Instant::now());
             m.tokens(Some(tenant), Some(model), TokenKind::Prompt, 150);
             m.tokens(Some(tenant), Some(model), TokenKind::Completion, 30);
             m.flops(Some(tenant), flops.unwrap_or_default());

@@ -238,7 +238,7 @@ where
         Ok(f) => f,
         Err(e) => {
             // Nothing was served: give the reservations back.
-            ticket.settle(0);
+            ticket.settle(0, Instant::now());
             return Err(e.into());
         }
     };

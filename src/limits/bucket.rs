@@ -33,13 +33,15 @@ impl TokenBucket {
         self.capacity
     }
 
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+    /// `at` on the bucket's own scale. Callers pass the instant in, so one clock read serves
+    /// every check a request makes.
+    fn ticks(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
-    /// Takes `n` tokens, or says how long until they would fit.
-    pub fn take(&self, n: u64) -> Result<(), Duration> {
-        let now = self.now();
+    /// Takes `n` tokens at `at`, or says how long until they would fit.
+    pub fn take(&self, n: u64, at: Instant) -> Result<(), Duration> {
+        let now = self.ticks(at);
         let cost = n.saturating_mul(self.per_token);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
@@ -57,8 +59,8 @@ impl TokenBucket {
 
     /// Adjusts a reservation of `reserved` tokens to the `used` count: gives back the difference,
     /// or charges the excess (which may put the bucket in debt, delaying later requests).
-    pub fn settle(&self, reserved: u64, used: u64) {
-        let now = self.now();
+    pub fn settle(&self, reserved: u64, used: u64, at: Instant) {
+        let now = self.ticks(at);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let next = if used >= reserved {
@@ -74,16 +76,16 @@ impl TokenBucket {
         }
     }
 
-    /// Tokens that could be taken now.
-    pub fn remaining(&self) -> u64 {
-        let now = self.now();
+    /// Tokens that could be taken at `at`.
+    pub fn remaining(&self, at: Instant) -> u64 {
+        let now = self.ticks(at);
         let backlog = self.tat.load(Ordering::Acquire).saturating_sub(now);
         self.tolerance.saturating_sub(backlog) / self.per_token
     }
 
-    /// Time until the bucket is full again.
-    pub fn reset(&self) -> Duration {
-        Duration::from_nanos(self.tat.load(Ordering::Acquire).saturating_sub(self.now()))
+    /// Time from `at` until the bucket is full again.
+    pub fn reset(&self, at: Instant) -> Duration {
+        Duration::from_nanos(self.tat.load(Ordering::Acquire).saturating_sub(self.ticks(at)))
     }
 }
 
@@ -150,32 +152,38 @@ mod tests {
     #[test]
     fn bucket_takes_up_to_capacity_then_refuses_with_a_wait() {
         let b = TokenBucket::per_minute(600);
-        assert_eq!(b.remaining(), 600);
-        assert!(b.take(500).is_ok());
-        assert!(b.take(100).is_ok());
-        let wait = b.take(60).unwrap_err();
-        // 60 tokens at 600/min take about 6 s to come back.
-        assert!(wait > Duration::from_millis(5_900) && wait <= Duration::from_secs(6), "{wait:?}");
-        assert!(b.remaining() < 1);
+        let t = b.epoch;
+        assert_eq!(b.remaining(t), 600);
+        assert!(b.take(500, t).is_ok());
+        assert!(b.take(100, t).is_ok());
+        // 60 tokens at 600/min take 6 s to come back.
+        assert_eq!(b.take(60, t), Err(Duration::from_secs(6)));
+        assert_eq!(b.remaining(t), 0);
+        assert_eq!(b.reset(t), Duration::from_secs(60));
+        // A second later, 10 tokens have come back.
+        let later = t + Duration::from_secs(1);
+        assert_eq!(b.remaining(later), 10);
+        assert!(b.take(10, later).is_ok());
+        assert!(b.take(1, later).is_err());
     }
 
     #[test]
     fn bucket_settle_gives_back_unused_and_charges_excess() {
         let b = TokenBucket::per_minute(1_000);
-        b.take(800).unwrap();
-        b.settle(800, 100);
-        let r = b.remaining();
-        assert!((899..=900).contains(&r), "{r}");
-        b.settle(0, 850);
-        assert!(b.remaining() <= 50);
-        assert!(b.take(100).is_err());
+        let t = b.epoch;
+        b.take(800, t).unwrap();
+        b.settle(800, 100, t);
+        assert_eq!(b.remaining(t), 900);
+        b.settle(0, 850, t);
+        assert_eq!(b.remaining(t), 50);
+        assert!(b.take(100, t).is_err());
     }
 
     #[test]
     fn bucket_request_larger_than_a_minute_never_fits() {
         let b = TokenBucket::per_minute(100);
-        assert!(b.take(101).is_err());
-        assert!(b.take(100).is_ok());
+        assert!(b.take(101, b.epoch).is_err());
+        assert!(b.take(100, b.epoch).is_ok());
     }
 
     #[test]

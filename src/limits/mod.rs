@@ -8,7 +8,7 @@ mod bucket;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -156,6 +156,7 @@ impl Limiter {
     /// Admits a request against every configured limit, or refuses it with the first limit it
     /// breaks. Reservations already made are released when a later check refuses.
     pub fn admit(self: &Arc<Self>, demand: Demand) -> Result<(Ticket, Status), RateLimited> {
+        let now = Instant::now();
         let mut status = Status::default();
         if let Some(rl) = &self.requests {
             let limit = u64::from(self.spec.requests_per_minute.map_or(0, NonZeroU32::get));
@@ -171,7 +172,7 @@ impl Limiter {
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(rl.clock().now());
                     status.requests = Some(Window { limit, remaining: 0, reset: wait });
-                    status.tokens = self.token_window();
+                    status.tokens = self.token_window(now);
                     return Err(RateLimited { kind: LimitKind::Requests, retry_after: wait, status });
                 }
             }
@@ -188,14 +189,15 @@ impl Limiter {
             let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
             ticket.holds_slot = true;
             if before >= max.get() {
-                status.tokens = self.token_window();
+                status.tokens = self.token_window(now);
                 // Dropping the ticket gives the slot back.
                 return Err(RateLimited { kind: LimitKind::Concurrency, retry_after: Duration::from_secs(1), status });
             }
         }
         if let Some(bucket) = &self.tokens {
-            if let Err(wait) = bucket.take(demand.tokens) {
-                status.tokens = Some(Window { limit: bucket.capacity(), remaining: bucket.remaining(), reset: wait });
+            if let Err(wait) = bucket.take(demand.tokens, now) {
+                status.tokens =
+                    Some(Window { limit: bucket.capacity(), remaining: bucket.remaining(now), reset: wait });
                 return Err(RateLimited { kind: LimitKind::Tokens, retry_after: wait, status });
             }
             ticket.tokens = demand.tokens;
@@ -204,20 +206,20 @@ impl Limiter {
             let gflops = gflops(fpt, demand.tokens);
             if !budget.take(gflops, demand.day) {
                 if let Some(bucket) = &self.tokens {
-                    bucket.settle(std::mem::take(&mut ticket.tokens), 0);
+                    bucket.settle(std::mem::take(&mut ticket.tokens), 0, now);
                 }
-                status.tokens = self.token_window();
+                status.tokens = self.token_window(now);
                 let retry_after = until_next_utc_day();
                 return Err(RateLimited { kind: LimitKind::Compute, retry_after, status });
             }
             ticket.gflops = gflops;
         }
-        status.tokens = self.token_window();
+        status.tokens = self.token_window(now);
         Ok((ticket, status))
     }
 
-    fn token_window(&self) -> Option<Window> {
-        self.tokens.as_ref().map(|b| Window { limit: b.capacity(), remaining: b.remaining(), reset: b.reset() })
+    fn token_window(&self, at: Instant) -> Option<Window> {
+        self.tokens.as_ref().map(|b| Window { limit: b.capacity(), remaining: b.remaining(at), reset: b.reset(at) })
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -242,15 +244,14 @@ fn until_next_utc_day() -> Duration {
 // === impl Ticket ===
 
 impl Ticket {
-    /// Replaces the reservations with what the request actually used. Returns the FLOPs charged
+    /// Replaces the reservations, as of `at`, with what the request actually used. Returns the FLOPs charged
     /// to the compute quota, when the model declares a parameter count.
-    pub fn settle(mut self, tokens_used: u64) -> Option<f64> {
-        let limiter = self.limiter.clone();
-        if let Some(bucket) = &limiter.tokens {
-            bucket.settle(std::mem::take(&mut self.tokens), tokens_used);
+    pub fn settle(mut self, tokens_used: u64, at: Instant) -> Option<f64> {
+        if let Some(bucket) = &self.limiter.tokens {
+            bucket.settle(std::mem::take(&mut self.tokens), tokens_used, at);
         }
         let flops = self.flops_per_token.map(|fpt| fpt * tokens_used as f64);
-        if let (Some(budget), Some(fpt)) = (&limiter.compute, self.flops_per_token) {
+        if let (Some(budget), Some(fpt)) = (&self.limiter.compute, self.flops_per_token) {
             budget.settle(std::mem::take(&mut self.gflops), gflops(fpt, tokens_used), self.day);
         }
         flops
@@ -310,7 +311,7 @@ mod tests {
         let (t, status) = l.admit(demand(900)).ok().unwrap();
         assert!(status.tokens.unwrap().remaining <= 100);
         assert_eq!(l.admit(demand(200)).err().unwrap().kind, LimitKind::Tokens);
-        assert_eq!(t.settle(50), None);
+        assert_eq!(t.settle(50, Instant::now()), None);
         assert!(l.admit(demand(900)).is_ok(), "unused tokens were given back");
     }
 
@@ -321,7 +322,7 @@ mod tests {
         let l = Arc::new(Limiter::new(spec));
         let d = |tokens| Demand { tokens, flops_per_token: Some(1.6e10), day: 7 };
         let (t, _) = l.admit(d(600)).ok().unwrap();
-        assert_eq!(t.settle(500), Some(8e12));
+        assert_eq!(t.settle(500, Instant::now()), Some(8e12));
         assert_eq!(l.compute_used(7), Some(8_000));
         assert!(l.admit(d(500)).is_ok());
         let e = l.admit(d(1)).err().unwrap();

@@ -208,11 +208,11 @@ impl Settlement {
             }
             None => 0,
         };
-        let flops = self.ticket.settle(used);
+        let now = Instant::now();
+        let flops = self.ticket.settle(used, now);
         if let Some(flops) = flops {
             m.flops(t, flops);
         }
-        let now = Instant::now();
         if let Some(e) = m.endpoint(self.endpoint) {
             e.duration.observe(now.saturating_duration_since(self.upstream_started).as_secs_f64());
             if end == End::UpstreamFailed {
