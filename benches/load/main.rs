@@ -2,8 +2,8 @@
 //!
 //! Starts the mock upstream, then each target in turn behind it: customs (the example policy with
 //! `benches/load/scenario/` laid over it: every check, limit and metric on, limits too high to
-//! refuse), the bare pass-through proxy on the same stack (`bare_proxy.rs`), and nginx when it is
-//! installed; plus the mock on its own ("direct") as the latency floor. The target runs pinned to
+//! refuse), the same without its audit trail ("no-audit"), the bare pass-through proxy on the same
+//! stack (`bare_proxy.rs`), and nginx when it is installed; plus the mock on its own ("direct") as the latency floor. The target runs pinned to
 //! CPU 0; this driver (the load generator) and the mock share CPU 1. Rounds are interleaved and
 //! repeated, each measurement bounded in time, all on loopback. Prints a table and writes the JSON
 //! it was made from (default `target/load-bench.json`). customs and the mock are the binaries cargo
@@ -54,7 +54,7 @@ struct Args {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/load-bench.json")]
     out: PathBuf,
-    /// Only these targets (customs, bare, nginx, direct).
+    /// Only these targets (customs, no-audit, bare, nginx, direct).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also measure LiteLLM's proxy (from PyPI, installed into target/litellm-venv on first use).
@@ -150,6 +150,7 @@ fn start_customs(
     bin: &Path,
     mock: SocketAddr,
     large: bool,
+    audit: bool,
 ) -> Result<Target, Box<dyn std::error::Error>> {
     let dir = tempfile::TempDir::new()?;
     if large {
@@ -157,6 +158,12 @@ fn start_customs(
     }
     // The generated large config has no gateway.toml: it gets the scenario's, like the example.
     scenario::write(dir.path(), &mock.to_string(), large)?;
+    if !audit {
+        let path = dir.path().join("gateway.toml");
+        let mut gateway: toml::Table = std::fs::read_to_string(&path)?.parse()?;
+        gateway.remove("audit");
+        std::fs::write(&path, toml::to_string(&gateway)?)?;
+    }
     let mut cmd = pinned("0", bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
         .arg(dir.path())
@@ -322,11 +329,16 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (mut mock_child, mock) = spawn_listening(mock_cmd)?;
     let wanted = |n: &str| args.only.is_empty() || args.only.iter().any(|o| o == n);
     let mut targets = Vec::new();
+    let customs = Path::new(env!("CARGO_BIN_EXE_customs"));
     if wanted("customs") {
-        targets.push(start_customs("customs", Path::new(env!("CARGO_BIN_EXE_customs")), mock, args.large)?);
+        targets.push(start_customs("customs", customs, mock, args.large, true)?);
+    }
+    // The same build and policy without the audit trail: what the trail costs, side by side.
+    if wanted("no-audit") {
+        targets.push(start_customs("no-audit", customs, mock, args.large, false)?);
     }
     if let Some(bin) = &args.baseline {
-        targets.push(start_customs("baseline", bin, mock, args.large)?);
+        targets.push(start_customs("baseline", bin, mock, args.large, true)?);
     }
     if wanted("bare") {
         targets.push(start_bare(mock)?);
@@ -407,8 +419,8 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         results.push((t.name.to_owned(), Value::Object(summary)));
     }
     let get = |name: &str, k: &str| results.iter().find(|(n, _)| n == name).and_then(|(_, v)| v[k].as_f64());
-    let ratios = |over: &str| {
-        let ratio = |k: &str| match (get("customs", k), get(over, k)) {
+    let ratios = |of: &str, over: &str| {
+        let ratio = |k: &str| match (get(of, k), get(over, k)) {
             (Some(a), Some(b)) if b != 0.0 => json!(a / b),
             _ => Value::Null,
         };
@@ -424,11 +436,12 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "settings": {"large_config": args.large, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
                      "stream_chunks": 20, "target_cpu": 0, "driver_and_mock_cpu": 1},
         "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
-        "ratios_customs_over_bare": ratios("bare"),
+        "ratios_customs_over_bare": ratios("customs", "bare"),
+        "ratios_no_audit_over_bare": ratios("no-audit", "bare"),
     });
     if let (Some(bin), Some(obj)) = (&args.baseline, report.as_object_mut()) {
         obj.insert("baseline_bin".into(), json!(bin.display().to_string()));
-        obj.insert("ratios_customs_over_baseline".into(), ratios("baseline"));
+        obj.insert("ratios_customs_over_baseline".into(), ratios("customs", "baseline"));
     }
     let out = Path::new(ROOT).join(&args.out);
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
@@ -454,6 +467,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("\nratios customs / bare: {}", report["ratios_customs_over_bare"]);
+    println!("ratios no-audit / bare: {}", report["ratios_no_audit_over_bare"]);
     if args.baseline.is_some() {
         println!("ratios customs / baseline: {}", report["ratios_customs_over_baseline"]);
     }
