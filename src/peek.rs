@@ -53,10 +53,14 @@ impl PeekError {
 
 /// Validates `body` and extracts the fields the gateway routes and accounts on.
 pub fn peek(body: &[u8]) -> Result<Peeked<'_>, PeekError> {
+    // The whole body is checked for UTF-8 in one pass, so the parser reads a `str` and does not
+    // check each string it meets again.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| PeekError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
     let failure = Cell::new(None);
     // Room for a usual request's keys (nested ones included) in one allocation.
     let mut keys = Vec::with_capacity(16);
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(text);
     let mut out = Peeked::default();
     let mut top = Top { out: &mut out, keys: &mut keys, failure: &failure };
     let result = de.deserialize_any(&mut top).and_then(|()| de.end());
@@ -404,6 +408,8 @@ mod tests {
         ] {
             assert!(matches!(peek(body), Err(PeekError::Syntax(_))), "{}", String::from_utf8_lossy(body));
         }
+        // Where the bytes stop being UTF-8, and none of them echoed back.
+        assert_eq!(peek(b"{\"x\":\"\xc3\x28\"}"), Err(PeekError::Syntax("invalid UTF-8 at byte 6".into())));
     }
 
     #[test]
