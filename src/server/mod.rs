@@ -2,6 +2,8 @@
 //! deadline actually armed (hyper ignores it without a timer), and graceful drain on shutdown.
 //! [`Server::start`] wires a loaded config to both listeners.
 
+mod drain;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +14,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -28,6 +29,7 @@ use crate::request_id::Generator;
 use crate::snapshot::Snapshot;
 use crate::stack;
 use crate::telemetry::{Metrics, MetricsError};
+use drain::Drain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -204,8 +206,11 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(100)
         .max_header_list_size(32 * 1024);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let drain = Arc::new(Drain::default());
+    // At most u32::MAX: a semaphore panics above its maximum, and draining waits for them all
+    // in one acquire, which counts in u32.
+    let connections = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(connections as usize));
     tokio::pin!(shutdown);
     loop {
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
@@ -226,17 +231,91 @@ where
         };
         let _ = stream.set_nodelay(true);
         let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-        let conn = graceful.watch(conn.into_owned());
+        let conn = drain.watch(conn.into_owned());
         tokio::spawn(async move {
             let _ = conn.await;
             drop(permit);
         });
     }
     drop(listener);
+    drain.stop();
+    // Every connection holds a slot until it closes: all slots free means all drained.
     tokio::select! {
-        () = graceful.shutdown() => {}
+        _ = slots.acquire_many(connections) => {}
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("Shutdown grace period over; closing remaining connections.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+
+    async fn read_response(s: &mut TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.ends_with(b"ok") {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the response: {}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// On stop, a keep-alive connection waiting for its next request is closed rather than
+    /// holding the drain up for the grace period, and a request in flight is still answered.
+    #[tokio::test]
+    async fn stop_closes_idle_connections_and_answers_requests_in_flight() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (entered_tx, mut entered) = mpsc::unbounded_channel::<()>();
+        let (release_tx, release) = watch::channel(false);
+        let service = tower::service_fn(move |req: Request<Incoming>| {
+            let (entered_tx, mut release) = (entered_tx.clone(), release.clone());
+            async move {
+                if req.uri().path() == "/slow" {
+                    let _ = entered_tx.send(());
+                    let _ = release.wait_for(|r| *r).await;
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }
+        });
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 8,
+            shutdown_grace: Duration::from_secs(60),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, service, limits, async {
+            let _ = stopped.await;
+        }));
+
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+        let mut busy = TcpStream::connect(addr).await.unwrap();
+        busy.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        entered.recv().await.unwrap();
+
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        release_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("drained long before the 60 s grace period")
+            .unwrap();
+        assert!(read_response(&mut busy).await.starts_with("HTTP/1.1 200"));
+        let (mut rest_idle, mut rest_busy) = (Vec::new(), Vec::new());
+        assert_eq!(idle.read_to_end(&mut rest_idle).await.unwrap(), 0, "the idle connection was closed");
+        assert_eq!(busy.read_to_end(&mut rest_busy).await.unwrap(), 0, "closed after its answer");
     }
 }
