@@ -433,6 +433,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "machine": machine(),
+        "commit": commit(),
         "settings": {"large_config": args.large, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
                      "stream_chunks": 20, "target_cpu": 0, "driver_and_mock_cpu": 1},
         "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
@@ -476,6 +477,22 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let _ = mock_child.kill();
     let _ = mock_child.wait();
     Ok(())
+}
+
+/// The checkout the run was built from, so a table can name it: `git describe`'s short hash,
+/// `-dirty` when tracked files had changes; null outside a git checkout.
+fn commit() -> Value {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(ROOT)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+    };
+    git(&["describe", "--always", "--dirty", "--abbrev=7"]).map_or(Value::Null, |s| json!(s.trim()))
 }
 
 fn machine() -> Value {
