@@ -156,7 +156,9 @@ impl Limiter {
     /// Admits a request against every configured limit, or refuses it with the first limit it
     /// breaks. Reservations already made are released when a later check refuses.
     pub fn admit(self: &Arc<Self>, demand: Demand) -> Result<(Ticket, Status), RateLimited> {
-        let now = Instant::now();
+        // The token bucket's checks share one clock read, taken only when there is a bucket
+        // (the request-rate limiter reads its own clock).
+        let tokens = self.tokens.as_ref().map(|bucket| (bucket, Instant::now()));
         let mut status = Status::default();
         if let Some(rl) = &self.requests {
             let limit = u64::from(self.spec.requests_per_minute.map_or(0, NonZeroU32::get));
@@ -172,7 +174,7 @@ impl Limiter {
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(rl.clock().now());
                     status.requests = Some(Window { limit, remaining: 0, reset: wait });
-                    status.tokens = self.token_window(now);
+                    status.tokens = token_window(tokens);
                     return Err(RateLimited { kind: LimitKind::Requests, retry_after: wait, status });
                 }
             }
@@ -189,12 +191,12 @@ impl Limiter {
             let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
             ticket.holds_slot = true;
             if before >= max.get() {
-                status.tokens = self.token_window(now);
+                status.tokens = token_window(tokens);
                 // Dropping the ticket gives the slot back.
                 return Err(RateLimited { kind: LimitKind::Concurrency, retry_after: Duration::from_secs(1), status });
             }
         }
-        if let Some(bucket) = &self.tokens {
+        if let Some((bucket, now)) = tokens {
             if let Err(wait) = bucket.take(demand.tokens, now) {
                 status.tokens =
                     Some(Window { limit: bucket.capacity(), remaining: bucket.remaining(now), reset: wait });
@@ -205,21 +207,17 @@ impl Limiter {
         if let (Some(budget), Some(fpt)) = (&self.compute, demand.flops_per_token) {
             let gflops = gflops(fpt, demand.tokens);
             if !budget.take(gflops, demand.day) {
-                if let Some(bucket) = &self.tokens {
+                if let Some((bucket, now)) = tokens {
                     bucket.settle(std::mem::take(&mut ticket.tokens), 0, now);
                 }
-                status.tokens = self.token_window(now);
+                status.tokens = token_window(tokens);
                 let retry_after = until_next_utc_day();
                 return Err(RateLimited { kind: LimitKind::Compute, retry_after, status });
             }
             ticket.gflops = gflops;
         }
-        status.tokens = self.token_window(now);
+        status.tokens = token_window(tokens);
         Ok((ticket, status))
-    }
-
-    fn token_window(&self, at: Instant) -> Option<Window> {
-        self.tokens.as_ref().map(|b| Window { limit: b.capacity(), remaining: b.remaining(at), reset: b.reset(at) })
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -241,11 +239,16 @@ fn until_next_utc_day() -> Duration {
     Duration::from_secs(86_400 - now % 86_400)
 }
 
+/// The token bucket's state as of `at`, for the rate-limit headers.
+fn token_window(tokens: Option<(&TokenBucket, Instant)>) -> Option<Window> {
+    tokens.map(|(b, at)| Window { limit: b.capacity(), remaining: b.remaining(at), reset: b.reset(at) })
+}
+
 // === impl Ticket ===
 
 impl Ticket {
-    /// Replaces the reservations, as of `at`, with what the request actually used. Returns the FLOPs charged
-    /// to the compute quota, when the model declares a parameter count.
+    /// Replaces the reservations, as of `at`, with what the request actually used. Returns the
+    /// FLOPs charged to the compute quota, when the model declares a parameter count.
     pub fn settle(mut self, tokens_used: u64, at: Instant) -> Option<f64> {
         if let Some(bucket) = &self.limiter.tokens {
             bucket.settle(std::mem::take(&mut self.tokens), tokens_used, at);
