@@ -3,11 +3,12 @@
 //! Starts the mock upstream, then each target in turn behind it: customs (the example policy with
 //! `benches/load/scenario/` laid over it: every check, limit and metric on, limits too high to
 //! refuse), the same without its audit trail ("no-audit"), the bare pass-through proxy on the same
-//! stack (`bare_proxy.rs`), and nginx when it is installed; plus the mock on its own ("direct") as the latency floor. The target runs pinned to
-//! CPU 0; this driver (the load generator) and the mock share CPU 1. Rounds are interleaved and
-//! repeated, each measurement bounded in time, all on loopback. Prints a table and writes the JSON
-//! it was made from (default `target/load-bench.json`). customs and the mock are the binaries cargo
-//! built for this bench (`CARGO_BIN_EXE_*`, the bench profile), so what runs is what was just built.
+//! stack (`bare_proxy.rs`), and nginx when it is installed; plus the mock on its own ("direct")
+//! as the latency floor. The target runs pinned to CPU 0; this driver (the load generator) and the
+//! mock share CPU 1. Rounds are interleaved and repeated, each measurement bounded in time, all on
+//! loopback. Prints a table and writes the JSON it was made from (default
+//! `target/load-bench.json`). customs and the mock are the binaries cargo built for this bench
+//! (`CARGO_BIN_EXE_*`, the bench profile), so what runs is what was just built.
 
 #![expect(clippy::print_stdout, reason = "a benchmark's report goes to stdout")]
 
@@ -482,17 +483,13 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// The checkout the run was built from, so a table can name it: `git describe`'s short hash,
 /// `-dirty` when tracked files had changes; null outside a git checkout.
 fn commit() -> Value {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(ROOT)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-    };
-    git(&["describe", "--always", "--dirty", "--abbrev=7"]).map_or(Value::Null, |s| json!(s.trim()))
+    Command::new("git")
+        .args(["-C", ROOT, "describe", "--always", "--dirty", "--abbrev=7"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or(Value::Null, |s| json!(s.trim()))
 }
 
 fn machine() -> Value {
