@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use customs::config::raw::LimitsSection;
 use customs::limits::{Demand, LimitSpec, Limiter};
-use customs::policy::{Day, Policy};
+use customs::policy::{Day, DayClock, Policy, Verdict};
 use customs::reason::Reason;
 use customs::snapshot::Snapshot;
 use customs::telemetry::{Metrics, TokenKind};
@@ -59,7 +59,15 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let tenant = policy.tenant_by_id("demo-cn").unwrap_or(0);
-    let today = Day::today();
+    // demo-cn's declaration expires: a fixed day inside it keeps "allow" an allow on any date.
+    let today = Day::from_ymd(2026, 11, 28).unwrap_or(Day(0));
+    assert!(
+        matches!(
+            policy.decide(tenant, "llama-3.1-8b-instruct", Some("translation"), today).verdict,
+            Verdict::Allow { .. }
+        ),
+        "decide_allow must measure an allowed decision"
+    );
     c.bench_function("policy/decide_allow", |b| {
         b.iter(|| policy.decide(black_box(tenant), black_box("llama-3.1-8b-instruct"), Some("translation"), today))
     });
@@ -254,7 +262,8 @@ fn bench_request_path(c: &mut Criterion) {
                 Upstreams::new(&config.settings.upstream).unwrap_or_else(|e| panic!("{e}"))
             };
             let any = ([127, 0, 0, 1], 0).into();
-            let server = Server::start_with(config, any, any, Arc::new(|_: &str| Some("bench".to_owned())), upstreams)
+            let env = Arc::new(|_: &str| Some("bench".to_owned()));
+            let server = Server::start_with(config, any, any, env, DayClock::Utc, upstreams)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             (server, mock, dir)

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::policy::Day;
+
 /// customs: an inference gateway that enforces export-control policy on every request.
 ///
 /// Policy lives in a config folder (models, jurisdictions, country groups, tenants, and the
@@ -39,12 +41,19 @@ pub enum Command {
         /// Admin listener (/healthz, /readyz); overrides `server.admin_listen`.
         #[arg(long, value_name = "ADDR")]
         admin_listen: Option<SocketAddr>,
+        /// Decide every request as of this day (YYYY-MM-DD) instead of the day it arrives on,
+        /// for demos, tests and replays of a staged change. Never in production.
+        #[arg(long, value_name = "DATE", value_parser = parse_day)]
+        at: Option<Day>,
     },
     /// Run the example config with the mock upstream in-process, and print curl commands to try.
     Demo {
         /// The config folder to demo.
         #[arg(long, value_name = "DIR", default_value = "config")]
         config: PathBuf,
+        /// Decide every request as of this day (YYYY-MM-DD) instead of today.
+        #[arg(long, value_name = "DATE", value_parser = parse_day)]
+        at: Option<Day>,
     },
     /// Validate a config folder and evaluate its expectations.toml; lists every problem and every
     /// failed expectation, and exits 1 if there is any.
@@ -55,8 +64,8 @@ pub enum Command {
         #[arg(long)]
         require_env: bool,
         /// Evaluate expectations that name no `at` date as of this day (YYYY-MM-DD) instead of today.
-        #[arg(long, value_name = "DATE")]
-        at: Option<String>,
+        #[arg(long, value_name = "DATE", value_parser = parse_day)]
+        at: Option<Day>,
         /// Also print a PASS line for every expectation that holds.
         #[arg(long, short)]
         verbose: bool,
@@ -75,8 +84,8 @@ pub enum Command {
         #[arg(long)]
         purpose: Option<String>,
         /// Decide as of this day (YYYY-MM-DD) instead of today.
-        #[arg(long, value_name = "DATE")]
-        at: Option<String>,
+        #[arg(long, value_name = "DATE", value_parser = parse_day)]
+        at: Option<Day>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -102,11 +111,11 @@ pub enum Command {
         #[arg(long = "audit", required = true, value_name = "PATH")]
         audit: Vec<PathBuf>,
         /// First UTC day included (YYYY-MM-DD).
-        #[arg(long, value_name = "DATE")]
-        since: String,
+        #[arg(long, value_name = "DATE", value_parser = parse_day)]
+        since: Day,
         /// Last UTC day included (YYYY-MM-DD); default: no end.
-        #[arg(long, value_name = "DATE")]
-        until: Option<String>,
+        #[arg(long, value_name = "DATE", value_parser = parse_day)]
+        until: Option<Day>,
         #[arg(long, value_enum, default_value_t = crate::report::Format::Csv)]
         format: crate::report::Format,
         /// Config folder whose gateway.toml `[report]` gives the defaults below.
@@ -142,4 +151,8 @@ pub enum AuditCommand {
         #[arg(long)]
         allow_partial_head: bool,
     },
+}
+
+fn parse_day(s: &str) -> Result<Day, String> {
+    Day::parse(s).ok_or_else(|| format!("{s:?} is not a date (YYYY-MM-DD)"))
 }

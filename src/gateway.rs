@@ -22,7 +22,7 @@ use crate::auth;
 use crate::error::{self, GatewayError};
 use crate::limits::Demand;
 use crate::peek::{self, Peeked};
-use crate::policy::{Day, Denial, Policy, TenantIdx, Verdict};
+use crate::policy::{Day, DayClock, Denial, Policy, TenantIdx, Verdict};
 use crate::proxy::metered::{Metered, Settlement, UsageScanner};
 use crate::proxy::{Forwarded, Upstreams};
 use crate::reason::Reason;
@@ -45,6 +45,8 @@ pub struct Shared {
     pub upstreams: Upstreams,
     pub max_body_bytes: u64,
     pub body_read_timeout: Duration,
+    /// The day the policy decides as of: the real one unless `serve --at` fixed it.
+    pub day: DayClock,
     pub audit: Audit,
     pub admin: AdminState,
 }
@@ -197,7 +199,7 @@ where
         return Err(GatewayError::Policy(Denial::TenantSuspended));
     }
     // The day the request arrived on, from the time its record carries: one clock read fewer.
-    let today = Day::of(time);
+    let today = shared.day.day_of(time);
     let (op, deployment) = match route {
         Route::ListModels => return Ok(list_models(policy, tenant, today)),
         Route::GetModel(id) => return get_model(policy, tenant, id, today),
@@ -231,7 +233,9 @@ where
     let estimate = prompt.saturating_add(completion);
     let flops_per_token = policy.model(model).and_then(|m| m.parameters).map(|p| 2.0 * p);
     let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
-    let (ticket, status) = limiter.admit(Demand { tokens: estimate, flops_per_token, day: today.0 })?;
+    // Daily quotas count real days even when the policy's day is fixed.
+    let quota_day = Day::of(time).0;
+    let (ticket, status) = limiter.admit(Demand { tokens: estimate, flops_per_token, day: quota_day })?;
 
     let forwarded = shared.upstreams.forward(snapshot, endpoints, op, parts, bytes).await;
     let Forwarded { endpoint, response, started: upstream_started, first_byte } = match forwarded {

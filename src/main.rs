@@ -10,7 +10,7 @@ use customs::admin::SharedEnv;
 use customs::audit::{Sealer, verify};
 use customs::cli::{AuditCommand, Cli, Command, LogFormat};
 use customs::config::{self, ConfigErrors};
-use customs::policy::Day;
+use customs::policy::{Day, DayClock};
 use customs::server::Server;
 use customs::{auth, demo, explain, report};
 use tracing_subscriber::EnvFilter;
@@ -46,6 +46,10 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     guard
 }
 
+fn day_clock(at: Option<Day>) -> DayClock {
+    at.map_or(DayClock::Utc, DayClock::Fixed)
+}
+
 fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     stdout.write_all(text.as_bytes())?;
@@ -59,27 +63,27 @@ fn config_failed(errors: &ConfigErrors) -> anyhow::Error {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config: dir, listen, admin_listen } => {
+        Command::Serve { config: dir, listen, admin_listen, at } => {
             let config = config::load(&dir, &config::process_env).map_err(|e| config_failed(&e))?;
             let listen = listen.unwrap_or(config.settings.server.listen);
             let admin = admin_listen.unwrap_or(config.settings.server.admin_listen);
             let env: SharedEnv = std::sync::Arc::new(config::process_env);
             runtime()?.block_on(async {
-                let server = Server::start(config, listen, admin, env).await?;
+                let server = Server::start(config, listen, admin, env, day_clock(at)).await?;
                 out(&format!("customs listening on http://{} (admin http://{})\n", server.addr, server.admin_addr))?;
                 shutdown_signal().await;
                 server.shutdown().await;
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Demo { config: dir } => {
+        Command::Demo { config: dir, at } => {
             let config = demo::load(&dir).map_err(|e| config_failed(&e))?;
             let env = demo::env();
             let listen: SocketAddr = demo::DEMO_LISTEN.parse()?;
             let admin: SocketAddr = demo::DEMO_ADMIN_LISTEN.parse()?;
             runtime()?.block_on(async {
                 let mocks = demo::start_mocks(&config).await?;
-                let server = Server::start(config, listen, admin, env).await?;
+                let server = Server::start(config, listen, admin, env, day_clock(at)).await?;
                 out(&demo::instructions(server.addr, server.admin_addr))?;
                 shutdown_signal().await;
                 server.shutdown().await;
@@ -93,10 +97,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             // Without --require-env, credentials are a deployment concern: only the names are checked.
             let placeholder = |_: &str| Some("set-at-deploy".to_owned());
             let env: config::EnvLookup<'_> = if require_env { &config::process_env } else { &placeholder };
-            let today = match at {
-                None => Day::today(),
-                Some(s) => Day::parse(&s).with_context(|| format!("--at {s:?} is not a date (YYYY-MM-DD)"))?,
-            };
+            let today = at.unwrap_or_else(Day::today);
             match config::load(&dir, env) {
                 Ok(c) => {
                     let p = &c.policy;
@@ -138,10 +139,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Explain { config: dir, tenant, model, purpose, at, json } => {
             let placeholder = |_: &str| Some("set-at-deploy".to_owned());
             let config = config::load(&dir, &placeholder).map_err(|e| config_failed(&e))?;
-            let day = match at {
-                None => Day::today(),
-                Some(s) => Day::parse(&s).with_context(|| format!("--at {s:?} is not a date (YYYY-MM-DD)"))?,
-            };
+            let day = at.unwrap_or_else(Day::today);
             let e = explain::explain(&config.policy, &tenant, &model, purpose.as_deref(), day)?;
             if json {
                 out(&format!("{}\n", serde_json::to_string_pretty(&e)?))?;
@@ -203,13 +201,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let flops_line = flops_line.or(defaults.flops_line).ok_or_else(|| {
                 anyhow!("give the training-compute line: --flops-line N, or [report] flops_line in gateway.toml with --config")
             })?;
-            let day =
-                |s: &str, flag: &str| Day::parse(s).with_context(|| format!("{flag} {s:?} is not a date (YYYY-MM-DD)"));
             let settings = report::ReportSettings {
                 home_jurisdictions: home,
                 flops_line,
-                since: day(&since, "--since")?,
-                until: until.as_deref().map(|u| day(u, "--until")).transpose()?,
+                since,
+                until,
                 generated_at: report::utc_timestamp(std::time::SystemTime::now()),
             };
             let text = report::read(&audit, &settings)?.render(format);

@@ -74,6 +74,27 @@ impl Day {
     }
 }
 
+/// The day requests are decided as of: the UTC day each one arrives on, or one fixed day
+/// (`customs serve --at`), so that a demo, a test or a replay can see a staged change before or
+/// after it binds without waiting for the calendar. Only the policy reads it: timestamps, daily
+/// quotas and the audit trail keep the real time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DayClock {
+    #[default]
+    Utc,
+    Fixed(Day),
+}
+
+impl DayClock {
+    /// The policy day for a request that arrived at `t`.
+    pub fn day_of(self, t: SystemTime) -> Day {
+        match self {
+            Self::Utc => Day::of(t),
+            Self::Fixed(day) => day,
+        }
+    }
+}
+
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,

@@ -27,7 +27,7 @@ use std::fmt;
 
 use http::HeaderValue;
 
-pub use date::{Day, Window};
+pub use date::{Day, DayClock, Window};
 pub use denial::Denial;
 pub use screening::{Finding, FindingStatus, Screening};
 

@@ -24,6 +24,7 @@ use crate::admin::{self, AdminState, SharedEnv};
 use crate::audit::{Audit, AuditError};
 use crate::config::Config;
 use crate::gateway::Shared;
+use crate::policy::DayClock;
 use crate::proxy::{ClientError, Upstreams};
 use crate::request_id::Generator;
 use crate::snapshot::Snapshot;
@@ -72,15 +73,17 @@ pub struct Server {
 
 impl Server {
     /// Binds both listeners (use port 0 for any free port), opens the audit trail and starts
-    /// serving. `env` resolves credentials now and on every reload.
+    /// serving, deciding as of the days `day` gives. `env` resolves credentials now and on every
+    /// reload.
     pub async fn start(
         config: Config,
         listen: SocketAddr,
         admin_listen: SocketAddr,
         env: SharedEnv,
+        day: DayClock,
     ) -> Result<Self, ServerError> {
         let upstreams = Upstreams::new(&config.settings.upstream)?;
-        Self::start_with(config, listen, admin_listen, env, upstreams).await
+        Self::start_with(config, listen, admin_listen, env, day, upstreams).await
     }
 
     /// [`Server::start`] with upstreams of the caller's making (in memory, for the in-process
@@ -90,9 +93,13 @@ impl Server {
         listen: SocketAddr,
         admin_listen: SocketAddr,
         env: SharedEnv,
+        day: DayClock,
         upstreams: Upstreams,
     ) -> Result<Self, ServerError> {
         let settings = config.settings;
+        if let DayClock::Fixed(d) = day {
+            tracing::warn!(day = %d, "Policy decided as of a fixed day, not today's date (--at).");
+        }
         let metrics = Arc::new(Metrics::new()?);
         let suspensions = match &settings.admin.state_file {
             Some(path) => Suspensions::load(path)?,
@@ -107,6 +114,7 @@ impl Server {
             upstreams,
             max_body_bytes: settings.server.max_body_bytes,
             body_read_timeout: settings.server.body_read_timeout,
+            day,
             audit,
             admin: AdminState::new(config.dir, env, &settings),
         });

@@ -188,8 +188,10 @@ async fn an_in_memory_upstream_serves_the_whole_request_path() {
     let dial = customs::mock::MockUpstream::in_memory(opts);
     let upstreams = customs::proxy::Upstreams::in_memory(dial, &config.settings.upstream);
     let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let gw =
-        customs::server::Server::start_with(config, any, any, crate::support::test_env(), upstreams).await.unwrap();
+    let day = customs::policy::DayClock::Utc;
+    let gw = customs::server::Server::start_with(config, any, any, crate::support::test_env(), day, upstreams)
+        .await
+        .unwrap();
     for _ in 0..3 {
         let r = send(gw.addr, Method::POST, "/v1/chat/completions", &[US], chat_body("gpt-4o")).await;
         assert_eq!(r.status, StatusCode::OK);

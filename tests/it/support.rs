@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use customs::config::{self, Config};
 use customs::mock::{MockOptions, MockUpstream};
+use customs::policy::{Day, DayClock};
 use customs::server::Server;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -98,12 +99,17 @@ pub async fn mock(name: &str) -> MockUpstream {
     MockUpstream::start("127.0.0.1:0".parse().unwrap(), opts).await.unwrap()
 }
 
+/// The gateway on a config folder, deciding as of the real date.
 pub async fn gateway(dir: &Path) -> Server {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Server::start(load(dir), any, any, test_env()).await.unwrap()
+    gateway_on(dir, DayClock::Utc).await
 }
 
-/// The example config served against one mock upstream.
+pub async fn gateway_on(dir: &Path, day: DayClock) -> Server {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Server::start(load(dir), any, any, test_env(), day).await.unwrap()
+}
+
+/// The example config served against one mock upstream, deciding as of [`EXAMPLE_DAY`].
 pub struct Example {
     pub mock: MockUpstream,
     pub gw: Server,
