@@ -5,25 +5,12 @@ use std::process::Command;
 
 use http::StatusCode;
 
-use crate::support::{Example, chat, example_dir};
-
-/// The demo tenants' documented keys.
-const KEYS: &[(&str, &str)] = &[
-    ("demo-us", "sk-demo-us"),
-    ("demo-us-embeddings", "sk-demo-embed"),
-    ("demo-limited", "sk-demo-limited"),
-    ("demo-cn", "sk-demo-cn"),
-    ("demo-mo", "sk-demo-mo"),
-    ("demo-de", "sk-demo-de"),
-    ("demo-ir", "sk-demo-ir"),
-    ("demo-suspended", "sk-demo-suspended"),
-    ("demo-listed", "sk-demo-listed"),
-    ("demo-nl", "sk-demo-nl"),
-];
+use crate::support::{DEMO_KEYS, EXAMPLE_DAY, Example, chat, example_dir};
 
 fn explain(tenant: &str, model: &str, purpose: Option<&str>) -> serde_json::Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_customs"));
-    cmd.args(["explain", "--json", "--tenant", tenant, "--model", model, "--config"]).arg(example_dir());
+    cmd.args(["explain", "--json", "--at", EXAMPLE_DAY, "--tenant", tenant, "--model", model, "--config"])
+        .arg(example_dir());
     if let Some(p) = purpose {
         cmd.args(["--purpose", p]);
     }
@@ -38,7 +25,7 @@ async fn explain_and_server_agree_on_every_tenant_and_model() {
     let snapshot = ex.gw.shared.snapshot.load_full();
     let policy = &snapshot.policy;
     let tenants: Vec<String> = policy.tenants().iter().map(|t| t.id.to_string()).collect();
-    let mut keyed: Vec<String> = KEYS.iter().map(|(t, _)| (*t).to_owned()).collect();
+    let mut keyed: Vec<String> = DEMO_KEYS.iter().map(|(t, _)| (*t).to_owned()).collect();
     keyed.sort();
     let mut sorted = tenants.clone();
     sorted.sort();
@@ -52,7 +39,7 @@ async fn explain_and_server_agree_on_every_tenant_and_model() {
     names.push("not-a-model".into());
     let mut compared = 0;
     let mut codes = std::collections::BTreeSet::new();
-    for (tenant, key) in KEYS {
+    for (tenant, key) in DEMO_KEYS {
         for model in &names {
             for purpose in [None, Some("translation")] {
                 let e = explain(tenant, model, purpose);
@@ -79,7 +66,7 @@ async fn explain_and_server_agree_on_every_tenant_and_model() {
             }
         }
     }
-    assert_eq!(compared, KEYS.len() * names.len() * 2);
+    assert_eq!(compared, DEMO_KEYS.len() * names.len() * 2);
     // The example config exercises every policy outcome.
     let all: std::collections::BTreeSet<String> =
         customs::policy::Denial::ALL.iter().map(|d| d.code().to_owned()).chain(["allowed".to_owned()]).collect();

@@ -3,7 +3,7 @@
 
 use http::{Method, StatusCode};
 
-use crate::support::{ADMIN_TOKEN, Example, admin_post, chat, gateway, scrape, send, trail, value};
+use crate::support::{ADMIN_TOKEN, Example, admin_post, chat, example_day, gateway_on, scrape, send, trail, value};
 
 const SUSPEND: &str = r#"{"by": "compliance@example.com", "reason": "suspected diversion, case 2026-114"}"#;
 
@@ -37,7 +37,7 @@ async fn suspend_applies_at_once_survives_reload_and_restart_and_reinstate_lifts
 
     // So does a restart on the same folder.
     ex.gw.shutdown().await;
-    let gw = gateway(ex.dir.path()).await;
+    let gw = gateway_on(ex.dir.path(), example_day()).await;
     assert_eq!(chat(gw.addr, "sk-demo-de", "gpt-4o-mini", None).await.code(), "tenant_suspended");
     let r = admin_post(
         gw.admin_addr,

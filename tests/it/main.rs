@@ -5,6 +5,7 @@ mod audit_trail;
 mod azure;
 mod check_expectations;
 mod config_errors;
+mod dates;
 mod explain_agrees;
 mod forwarding;
 mod kill_switch;

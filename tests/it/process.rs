@@ -20,13 +20,16 @@ struct Serving {
 
 /// Starts `customs serve` on the folder and reads the addresses it prints.
 fn serve(dir: &std::path::Path) -> Serving {
-    serve_with(dir, Command::new(env!("CARGO_BIN_EXE_customs")))
+    serve_with(dir, Command::new(env!("CARGO_BIN_EXE_customs")), &[])
 }
 
-fn serve_with(dir: &std::path::Path, mut command: Command) -> Serving {
+/// `customs serve` through `command` (the binary, or a launcher in front of it), with `extra`
+/// arguments after the subcommand's own.
+fn serve_with(dir: &std::path::Path, mut command: Command, extra: &[&str]) -> Serving {
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
         .arg(dir)
+        .args(extra)
         .env("CUSTOMS_UPSTREAM_KEY", UPSTREAM_KEY)
         .env("CUSTOMS_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
@@ -64,6 +67,32 @@ async fn sighup_reloads_the_config() {
 }
 
 #[tokio::test]
+async fn serve_at_decides_as_of_the_day_given() {
+    let upstream = mock("at").await;
+    let dir = example_config_for(upstream.addr);
+    edit_file(dir.path(), "gateway.toml", "watch = true", "watch = false");
+    for (at, code) in [("2026-12-31", None), ("2027-01-01", Some("end_use_declaration_required"))] {
+        let mut s = serve_with(dir.path(), Command::new(env!("CARGO_BIN_EXE_customs")), &["--at", at]);
+        let r = chat(s.addr, "sk-demo-de", "gpt-4o-mini", None).await;
+        match code {
+            None => assert_eq!(r.status, StatusCode::OK, "{at}"),
+            Some(code) => assert_eq!(r.code(), code, "{at}"),
+        }
+        signal(&s.child, "TERM");
+        assert!(s.child.wait().unwrap().success());
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_customs"))
+        .args(["serve", "--at", "2027-02-30", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("\"2027-02-30\" is not a date (YYYY-MM-DD)"), "{stderr}");
+    upstream.stop().await;
+}
+
+#[tokio::test]
 async fn sigterm_under_load_loses_no_audit_record() {
     sigterm_under_load(Command::new(env!("CARGO_BIN_EXE_customs"))).await;
 }
@@ -80,7 +109,7 @@ async fn sigterm_under_load(command: Command) {
     let upstream = mock("term").await;
     let dir = example_config_for(upstream.addr);
     edit_file(dir.path(), "gateway.toml", "watch = true", "watch = false");
-    let mut s = serve_with(dir.path(), command);
+    let mut s = serve_with(dir.path(), command, &[]);
     let mut load = Vec::new();
     for i in 0..8 {
         let addr = s.addr;

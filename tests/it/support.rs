@@ -21,6 +21,29 @@ pub const UPSTREAM_KEY: &str = "test-upstream-key";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const EXAMPLE_MOCK_ADDR: &str = "127.0.0.1:8081";
 
+/// The day tests on the example config decide as of: one the example's expectations.toml pins
+/// (before the staged 2027-01-01 change, inside demo-cn's declaration), so the suite asserts the
+/// same answers whatever the date it runs on. Tests of other days pin their own.
+pub const EXAMPLE_DAY: &str = "2026-11-28";
+
+pub fn example_day() -> DayClock {
+    DayClock::Fixed(Day::parse(EXAMPLE_DAY).unwrap())
+}
+
+/// The demo tenants' documented keys.
+pub const DEMO_KEYS: &[(&str, &str)] = &[
+    ("demo-us", "sk-demo-us"),
+    ("demo-us-embeddings", "sk-demo-embed"),
+    ("demo-limited", "sk-demo-limited"),
+    ("demo-cn", "sk-demo-cn"),
+    ("demo-mo", "sk-demo-mo"),
+    ("demo-de", "sk-demo-de"),
+    ("demo-ir", "sk-demo-ir"),
+    ("demo-suspended", "sk-demo-suspended"),
+    ("demo-listed", "sk-demo-listed"),
+    ("demo-nl", "sk-demo-nl"),
+];
+
 /// A minimal jurisdiction for hand-written configs: the US, everything allowed from us-* endpoints.
 pub const US_JURISDICTION: &str = r#"[[jurisdictions]]
 id = "us"
@@ -123,10 +146,15 @@ impl Example {
 
     /// Starts after `edit` has changed the copied config folder.
     pub async fn start_with(edit: impl FnOnce(&Path)) -> Self {
+        Self::start_on(example_day(), edit).await
+    }
+
+    /// Starts deciding as of the days `day` gives, after `edit`.
+    pub async fn start_on(day: DayClock, edit: impl FnOnce(&Path)) -> Self {
         let mock = mock("example").await;
         let dir = example_config_for(mock.addr);
         edit(dir.path());
-        let gw = gateway(dir.path()).await;
+        let gw = gateway_on(dir.path(), day).await;
         Self { mock, gw, dir }
     }
 
