@@ -3,94 +3,59 @@
 
 use http::StatusCode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Reason {
-    Allowed,
-    InvalidApiKey,
-    TenantSuspended,
-    DeniedParty,
-    JurisdictionEmbargoed,
-    ModelNotFound,
-    ModelNotAllowed,
-    ComputeThresholdExceeded,
-    EndUseDeclarationRequired,
-    EndUseDeclarationExpired,
-    PurposeNotDeclared,
-    NoResidentEndpoint,
-    InvalidRequest,
-    RequestTooLarge,
-    RequestTimeout,
-    RouteNotFound,
-    MethodNotAllowed,
-    RateLimitExceeded,
-    TokenRateLimitExceeded,
-    ConcurrencyLimitExceeded,
-    ComputeQuotaExceeded,
-    UpstreamUnavailable,
-    UpstreamTimeout,
-    AuditUnavailable,
+/// Declares [`Reason`] from one list, so its variants, [`Reason::ALL`], [`Reason::COUNT`] and
+/// the codes cannot drift apart.
+macro_rules! reasons {
+    ($($variant:ident => $code:literal,)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Reason {
+            $($variant,)+
+        }
+
+        impl Reason {
+            pub const COUNT: usize = [$(Reason::$variant),+].len();
+
+            /// Every reason, in declaration order: `ALL[r.index()] == r`.
+            pub const ALL: [Reason; Self::COUNT] = [$(Reason::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $code,)+
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    Allowed => "allowed",
+    InvalidApiKey => "invalid_api_key",
+    TenantSuspended => "tenant_suspended",
+    DeniedParty => "denied_party",
+    JurisdictionEmbargoed => "jurisdiction_embargoed",
+    ModelNotFound => "model_not_found",
+    ModelNotAllowed => "model_not_allowed",
+    ComputeThresholdExceeded => "compute_threshold_exceeded",
+    EndUseDeclarationRequired => "end_use_declaration_required",
+    EndUseDeclarationExpired => "end_use_declaration_expired",
+    PurposeNotDeclared => "purpose_not_declared",
+    NoResidentEndpoint => "no_resident_endpoint",
+    InvalidRequest => "invalid_request",
+    RequestTooLarge => "request_too_large",
+    RequestTimeout => "request_timeout",
+    RouteNotFound => "route_not_found",
+    MethodNotAllowed => "method_not_allowed",
+    RateLimitExceeded => "rate_limit_exceeded",
+    TokenRateLimitExceeded => "token_rate_limit_exceeded",
+    ConcurrencyLimitExceeded => "concurrency_limit_exceeded",
+    ComputeQuotaExceeded => "compute_quota_exceeded",
+    UpstreamUnavailable => "upstream_unavailable",
+    UpstreamTimeout => "upstream_timeout",
+    AuditUnavailable => "audit_unavailable",
 }
 
 impl Reason {
-    pub const COUNT: usize = 24;
-
-    pub const ALL: [Reason; Self::COUNT] = [
-        Reason::Allowed,
-        Reason::InvalidApiKey,
-        Reason::TenantSuspended,
-        Reason::DeniedParty,
-        Reason::JurisdictionEmbargoed,
-        Reason::ModelNotFound,
-        Reason::ModelNotAllowed,
-        Reason::ComputeThresholdExceeded,
-        Reason::EndUseDeclarationRequired,
-        Reason::EndUseDeclarationExpired,
-        Reason::PurposeNotDeclared,
-        Reason::NoResidentEndpoint,
-        Reason::InvalidRequest,
-        Reason::RequestTooLarge,
-        Reason::RequestTimeout,
-        Reason::RouteNotFound,
-        Reason::MethodNotAllowed,
-        Reason::RateLimitExceeded,
-        Reason::TokenRateLimitExceeded,
-        Reason::ConcurrencyLimitExceeded,
-        Reason::ComputeQuotaExceeded,
-        Reason::UpstreamUnavailable,
-        Reason::UpstreamTimeout,
-        Reason::AuditUnavailable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allowed => "allowed",
-            Self::InvalidApiKey => "invalid_api_key",
-            Self::TenantSuspended => "tenant_suspended",
-            Self::DeniedParty => "denied_party",
-            Self::JurisdictionEmbargoed => "jurisdiction_embargoed",
-            Self::ModelNotFound => "model_not_found",
-            Self::ModelNotAllowed => "model_not_allowed",
-            Self::ComputeThresholdExceeded => "compute_threshold_exceeded",
-            Self::EndUseDeclarationRequired => "end_use_declaration_required",
-            Self::EndUseDeclarationExpired => "end_use_declaration_expired",
-            Self::PurposeNotDeclared => "purpose_not_declared",
-            Self::NoResidentEndpoint => "no_resident_endpoint",
-            Self::InvalidRequest => "invalid_request",
-            Self::RequestTooLarge => "request_too_large",
-            Self::RequestTimeout => "request_timeout",
-            Self::RouteNotFound => "route_not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::RateLimitExceeded => "rate_limit_exceeded",
-            Self::TokenRateLimitExceeded => "token_rate_limit_exceeded",
-            Self::ConcurrencyLimitExceeded => "concurrency_limit_exceeded",
-            Self::ComputeQuotaExceeded => "compute_quota_exceeded",
-            Self::UpstreamUnavailable => "upstream_unavailable",
-            Self::UpstreamTimeout => "upstream_timeout",
-            Self::AuditUnavailable => "audit_unavailable",
-        }
-    }
-
     pub fn status(self) -> StatusCode {
         match self {
             Self::Allowed => StatusCode::OK,
@@ -156,13 +121,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reason_all_is_complete_and_indexed_in_order() {
+    fn reason_codes_are_distinct_snake_case_and_indexed_in_order() {
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
+            let code = r.as_str();
+            assert!(!code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{code}");
         }
         let mut codes: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
         codes.sort();
         codes.dedup();
-        assert_eq!(codes.len(), Reason::COUNT);
+        assert_eq!(codes.len(), Reason::ALL.len(), "two reasons share a code");
+    }
+
+    #[test]
+    fn every_denial_is_a_reason_with_its_code() {
+        for d in crate::policy::Denial::ALL {
+            let r = d.reason();
+            assert_eq!(r.as_str(), d.code());
+            assert_ne!(r, Reason::Allowed);
+        }
     }
 }

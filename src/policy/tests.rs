@@ -30,6 +30,14 @@ compute_basis = "fictional"
 [[models.endpoints]]
 url = "http://127.0.0.1:1/v1"
 residency = "us-east"
+
+[[models]]
+id = "large"
+training_flops = 5e25
+compute_basis = "fictional"
+[[models.endpoints]]
+url = "http://127.0.0.1:1/v1"
+residency = "us-east"
 "#;
 
 const GROUPS: &str = r#"
@@ -43,7 +51,7 @@ const JURISDICTIONS: &str = r#"
 id = "restricted"
 country_groups = ["R"]
 max_training_flops = 1e26
-allow_models = ["small*", "mid", "big"]
+allow_models = ["small*", "mid", "big", "large"]
 deny_models = ["small-ish"]
 require_declaration = "at-or-above-flops"
 declaration_flops = 1e25
@@ -123,10 +131,19 @@ fn policy_deny_matches_aliases_allow_matches_ids_only() {
 #[test]
 fn policy_order_threshold_then_declaration_then_residency() {
     let p = policy();
+    // "mo" has no declaration on file and "big" (1e26) is at the line, needs a declaration and
+    // has no eu-* endpoint: each later check would also refuse, so only the threshold going
+    // first gives this code.
+    assert_eq!(code(&p, "mo", "big", None, "2026-01-01"), "compute_threshold_exceeded");
     assert_eq!(code(&p, "cn", "big", None, "2026-01-01"), "compute_threshold_exceeded");
+    // "large" (5e25) is under the line, needs a declaration and has no eu-* endpoint: the
+    // declaration is checked before residency.
+    assert_eq!(code(&p, "mo", "large", None, "2026-01-01"), "end_use_declaration_required");
     assert_eq!(code(&p, "mo", "small", None, "2026-01-01"), "no_resident_endpoint");
     let d = "2026-06-30";
-    // Declaration checks come before residency, and the last valid day is the expiry date.
+    // With a valid declaration, residency decides; the last valid day is the expiry date.
+    assert_eq!(code(&p, "cn", "large", Some("translation"), d), "no_resident_endpoint");
+    assert_eq!(code(&p, "cn", "large", Some("translation"), "2026-07-01"), "end_use_declaration_expired");
     assert_eq!(code(&p, "cn", "small", Some("translation"), d), "no_resident_endpoint");
     assert_eq!(code(&p, "cn", "small", Some("translation"), "2026-07-01"), "end_use_declaration_expired");
     assert_eq!(code(&p, "cn", "small", Some("legal"), d), "purpose_not_declared");

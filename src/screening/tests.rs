@@ -359,7 +359,10 @@ fn screen_reports_each_entry_once_with_its_best_score_in_range() {
 fn screen_evidence_reproduces_the_documented_formula() {
     let screener = sample();
     for query in ["ZEPHIRA QUANTUM COMPUTE (SHENZHEN) CO", "Lantern Data Services LLC", "North Wind ARI Trading"] {
-        for hit in screener.screen(&[query], 0.0) {
+        let hits = screener.screen(&[query], 0.0);
+        assert!(!hits.is_empty(), "{query}: the sample list has near names, so there are hits to check");
+        for hit in hits {
+            assert!(hit.score > 0.0 && hit.evidence.iter().any(|e| e.query.is_some() && e.list.is_some()), "{hit:?}");
             let (mut matched, mut total) = (0.0, 0.0);
             for e in &hit.evidence {
                 if e.query.is_some() && e.list.is_some() {

@@ -315,15 +315,19 @@ mod tests {
         entered.recv().await.unwrap();
 
         stop.send(()).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The idle connection closing shows the server has seen the stop, with the slow request
+        // still in flight: only then is it let finish.
+        let mut rest_idle = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(20), idle.read_to_end(&mut rest_idle)).await;
+        assert_eq!(closed.expect("the idle connection was closed at stop").unwrap(), 0);
+        assert!(!server.is_finished(), "the server waits for the request in flight");
         release_tx.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(20), server)
             .await
             .expect("drained long before the 60 s grace period")
             .unwrap();
         assert!(read_response(&mut busy).await.starts_with("HTTP/1.1 200"));
-        let (mut rest_idle, mut rest_busy) = (Vec::new(), Vec::new());
-        assert_eq!(idle.read_to_end(&mut rest_idle).await.unwrap(), 0, "the idle connection was closed");
+        let mut rest_busy = Vec::new();
         assert_eq!(busy.read_to_end(&mut rest_busy).await.unwrap(), 0, "closed after its answer");
     }
 }

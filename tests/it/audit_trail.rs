@@ -242,6 +242,13 @@ async fn an_unwritable_trail_fails_closed_and_recovers_without_losing_records() 
     .await;
     let (addr, admin) = (ex.gw.addr, ex.gw.admin_addr);
     assert_eq!(chat(addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    // The writer is healthy and idle (the start record and that request's are on disk), so the
+    // first request after the folder goes is decided before the writer can have noticed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while value(&scrape(admin).await, "customs_audit_records_total", &[]) < 2.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the first records were never written");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let audit = ex.audit_dir();
     let aside = ex.dir.path().join("audit-aside");
     std::fs::rename(&audit, &aside).unwrap();
@@ -261,6 +268,7 @@ async fn an_unwritable_trail_fails_closed_and_recovers_without_losing_records() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(refused.code(), "audit_unavailable");
+    assert!(!answered.is_empty(), "no request was answered while the failure was still unnoticed");
     let ready = send(admin, Method::GET, "/readyz", &[], "").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["audit"], "failing");

@@ -81,7 +81,14 @@ fn readme_explain_example_is_what_explain_prints() {
         .args(["explain", "--config", "config", "--tenant", "demo-cn", "--model", "gpt-4o", "--at", "2026-11-28"])
         .output()
         .unwrap();
+    assert!(out.status.success(), "explain failed: {}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8(out.stdout).unwrap();
+    // An empty or truncated answer is contained in any README: require the whole decision.
+    assert!(
+        printed.contains("demo-cn") && printed.contains("gpt-4o") && printed.contains("compute_threshold_exceeded"),
+        "{printed}"
+    );
+    assert!(printed.lines().count() >= 4, "{printed}");
     let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     assert!(readme.contains(&printed), "README.md's explain example is stale; it should read:\n{printed}");
 }

@@ -68,19 +68,34 @@ async fn a_broken_config_keeps_the_old_policy_with_no_failed_request_under_load(
         .unwrap()
         .to_owned();
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // Set from just before the first rejected reload is asked for until the last one has been
+    // answered: a request that starts and ends inside that span overlapped the reloads.
+    let reloading = Arc::new(AtomicBool::new(false));
+    let (ok, bad, during) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut load = Vec::new();
     for _ in 0..8 {
-        let (stop, ok, bad, version) = (stop.clone(), ok.clone(), bad.clone(), version.clone());
+        let (stop, reloading, ok, bad, during, version) =
+            (stop.clone(), reloading.clone(), ok.clone(), bad.clone(), during.clone(), version.clone());
         load.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::SeqCst) {
+                let started_during = reloading.load(Ordering::SeqCst);
                 let r = chat(addr, "sk-demo-us", "gpt-4o-mini", None).await;
                 let same = r.headers.get("x-customs-policy-version").is_some_and(|v| v == version.as_str());
-                if r.status == StatusCode::OK && same { &ok } else { &bad }.fetch_add(1, Ordering::Relaxed);
+                let good = r.status == StatusCode::OK && same;
+                if good { &ok } else { &bad }.fetch_add(1, Ordering::SeqCst);
+                if good && started_during && reloading.load(Ordering::SeqCst) {
+                    during.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The load is running before the reloads start.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ok.load(Ordering::SeqCst) < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     let tenants = ex.dir.path().join("tenants.toml");
     let good = std::fs::read_to_string(&tenants).unwrap();
@@ -89,6 +104,7 @@ async fn a_broken_config_keeps_the_old_policy_with_no_failed_request_under_load(
         good.replacen("[[tenants]]", "[[tenants]", 1),
         good.replacen("jurisdiction = \"us\"", "jurisdiction = \"atlantis\"", 1),
     ];
+    reloading.store(true, Ordering::SeqCst);
     for text in &broken {
         std::fs::write(&tenants, text).unwrap();
         let r = admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
@@ -100,13 +116,14 @@ async fn a_broken_config_keeps_the_old_policy_with_no_failed_request_under_load(
     let broken_unknown = r#"tenants[0] (demo-us).jurisdiction: unknown jurisdiction"#;
     let last = admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
     assert!(last.json()["errors"].to_string().contains(broken_unknown), "{:?}", last.body);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    stop.store(true, Ordering::Relaxed);
+    reloading.store(false, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
     for t in load {
         t.await.unwrap();
     }
-    assert_eq!(bad.load(Ordering::Relaxed), 0, "requests failed or changed policy during a rejected reload");
-    assert!(ok.load(Ordering::Relaxed) > 20, "the load did run: {}", ok.load(Ordering::Relaxed));
+    assert_eq!(bad.load(Ordering::SeqCst), 0, "requests failed or changed policy during a rejected reload");
+    let during = during.load(Ordering::SeqCst);
+    assert!(during > 0, "no request was served between the first and the last rejected reload");
 
     let m = scrape(ex.gw.admin_addr).await;
     assert_eq!(value(&m, "customs_config_reloads_total", &[("result", "failure")]), 3.0);

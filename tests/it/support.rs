@@ -336,9 +336,18 @@ fn parse_sample(line: &str) -> Sample {
     Sample { name, labels, value: value.parse().unwrap() }
 }
 
-/// The value of the series `name` with exactly these labels; 0 when it has not been exported yet.
+/// The value of the series `name` with exactly these labels. A series that is not on the page
+/// fails the test: a metric that disappeared must not pass for one that reads 0.
 pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    series(samples, name, labels).unwrap_or_else(|| {
+        let names: std::collections::BTreeSet<&str> = samples.iter().map(|s| s.name.as_str()).collect();
+        panic!("no series {name}{labels:?} on the metrics page; its series names: {names:?}")
+    })
+}
+
+/// The value of the series `name` with exactly these labels, if it is on the page.
+pub fn series(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut want: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     want.sort();
-    samples.iter().find(|s| s.name == name && s.labels == want).map_or(0.0, |s| s.value)
+    samples.iter().find(|s| s.name == name && s.labels == want).map(|s| s.value)
 }
