@@ -1,16 +1,20 @@
 //! Micro-benchmarks of the request path's pieces on the example config: authentication (key
+//! digest and lookup), the body peek, and the policy decision. A run ends by writing the medians
+//! of what it measured, with the commit and machine, to `target/criterion-summary.json`: the file
+//! BENCHMARKS.md's figures are copied from and committed beside the load bench's results.
 #![expect(clippy::panic, reason = "a benchmark without its config has nothing to measure")]
-//! digest and lookup), the body peek, and the policy decision.
 
 use std::hint::black_box;
 use std::path::Path;
 
 #[path = "support/large_config.rs"]
 mod large_config;
+#[path = "support/machine.rs"]
+mod machine;
 #[path = "support/scenario.rs"]
 mod scenario;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 
@@ -297,4 +301,70 @@ fn bench_request_path(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench, bench_limits_and_metrics, bench_audit, bench_large_policy, bench_request_path);
-criterion_main!(benches);
+
+/// What `criterion_main!` does, then the summary of this run.
+fn main() {
+    let started = std::time::SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if let Err(e) = write_summary(started) {
+        eprintln!("the criterion summary was not written: {e}");
+    }
+}
+
+/// Every benchmark this run measured (criterion's `new/estimates.json` written since `started`):
+/// median and mean in nanoseconds, with the median's 95% confidence interval.
+fn write_summary(started: std::time::SystemTime) -> std::io::Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), std::path::PathBuf::from);
+    let mut found = Vec::new();
+    estimates(&target.join("criterion"), &mut found)?;
+    let mut benchmarks = serde_json::Map::new();
+    for dir in found {
+        let modified = std::fs::metadata(dir.join("estimates.json"))?.modified()?;
+        if modified < started {
+            continue;
+        }
+        let read = |name: &str| -> std::io::Result<serde_json::Value> {
+            serde_json::from_slice(&std::fs::read(dir.join(name))?).map_err(std::io::Error::other)
+        };
+        let (id, est) = (read("benchmark.json")?, read("estimates.json")?);
+        let Some(id) = id["full_id"].as_str() else { continue };
+        let median = &est["median"];
+        benchmarks.insert(
+            id.to_owned(),
+            serde_json::json!({
+                "median_ns": median["point_estimate"],
+                "median_ci95_ns": [median["confidence_interval"]["lower_bound"], median["confidence_interval"]["upper_bound"]],
+                "mean_ns": est["mean"]["point_estimate"],
+            }),
+        );
+    }
+    let summary = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "commit": machine::commit(),
+        "machine": machine::machine(),
+        "benchmarks": benchmarks,
+    });
+    let out = target.join("criterion-summary.json");
+    std::fs::write(&out, serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other)?)?;
+    eprintln!("wrote {} ({} benchmarks)", out.display(), summary["benchmarks"].as_object().map_or(0, |b| b.len()));
+    Ok(())
+}
+
+/// The `new/` folders under criterion's output, where each benchmark's latest estimates are.
+fn estimates(dir: &Path, found: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if path.file_name().is_some_and(|n| n == "new") && path.join("estimates.json").exists() {
+            found.push(path);
+        } else {
+            estimates(&path, found)?;
+        }
+    }
+    Ok(())
+}

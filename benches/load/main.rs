@@ -16,6 +16,8 @@ mod bare_proxy;
 mod generate;
 #[path = "../support/large_config.rs"]
 mod large_config;
+#[path = "../support/machine.rs"]
+mod machine;
 #[path = "../support/scenario.rs"]
 mod scenario;
 
@@ -433,8 +435,9 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "machine": machine(),
-        "commit": commit(),
+        "machine": machine::machine(),
+        "commit": machine::commit(),
+        "nginx": nginx_version(results.iter().any(|(n, _)| n == "nginx")),
         "settings": {"large_config": args.large, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
                      "stream_chunks": 20, "target_cpu": 0, "driver_and_mock_cpu": 1},
         "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
@@ -480,24 +483,8 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The checkout the run was built from, so a table can name it: `git describe`'s short hash,
-/// `-dirty` when tracked files had changes; null outside a git checkout.
-fn commit() -> Value {
-    Command::new("git")
-        .args(["-C", ROOT, "describe", "--always", "--dirty", "--abbrev=7"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or(Value::Null, |s| json!(s.trim()))
-}
-
-fn machine() -> Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|s| s.trim_start_matches([' ', '\t', ':']).to_owned());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    json!({"cpu": model, "cpus_visible_to_driver": cores, "os": std::env::consts::OS})
+/// The nginx that ran, as `nginx -v` names it (on stderr); null when it did not run.
+fn nginx_version(ran: bool) -> Value {
+    let out = Command::new("nginx").arg("-v").output().ok().filter(|_| ran);
+    out.and_then(|o| String::from_utf8(o.stderr).ok()).map_or(Value::Null, |s| json!(s.trim()))
 }
