@@ -141,7 +141,7 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
 /// (names, rule, endpoint read from the snapshot) and seal it into the hash chain.
 fn bench_audit(c: &mut Criterion) {
     use customs::audit::{DecisionRecord, Event, RequestIdBuf, RuleRef, Sealer};
-    use customs::proxy::metered::Usage;
+    use customs::usage::Usage;
 
     let metrics = match Metrics::new() {
         Ok(m) => Arc::new(m),

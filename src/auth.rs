@@ -10,7 +10,7 @@ use rand::Rng;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::policy::TenantIdx;
+use crate::ids::TenantIdx;
 
 pub type Digest = [u8; 32];
 

@@ -8,10 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 
 use crate::auth::AuthError;
-use crate::gateway::Body;
 use crate::limits::{RateLimited, Status, Window};
 use crate::peek::PeekError;
 use crate::policy::Denial;
@@ -93,7 +92,7 @@ impl GatewayError {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({
             "error": {
                 "message": self.to_string(),
@@ -102,7 +101,7 @@ impl GatewayError {
                 "code": self.code(),
             }
         });
-        let mut res = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
+        let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
         *res.status_mut() = self.status();
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

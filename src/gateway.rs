@@ -17,22 +17,23 @@ use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower::Service;
 
 use crate::admin::AdminState;
-use crate::audit::{Audit, DecisionRecord, OpenRecord, RequestIdBuf, RuleRef, Slot};
+use crate::audit::{Audit, RequestIdBuf, RuleRef};
 use crate::auth;
 use crate::error::{self, GatewayError};
+use crate::ids::TenantIdx;
 use crate::limits::Demand;
+use crate::outcome::{Body, Exchange};
 use crate::peek::{self, Peeked};
-use crate::policy::{Day, DayClock, Denial, Policy, TenantIdx, Verdict};
-use crate::proxy::metered::{Metered, Settlement, UsageScanner};
+use crate::policy::{Day, DayClock, Denial, Policy, Verdict};
+use crate::proxy::client::UpstreamBody;
+use crate::proxy::metered::{BodyEnd, Metered};
 use crate::proxy::{Forwarded, Upstreams};
 use crate::reason::Reason;
 use crate::request_id;
 use crate::route::{self, Operation, Route};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
-
-/// Response bodies: a canned body from the gateway, or the upstream's, streamed through.
-pub type Body = Either<Full<Bytes>, Metered>;
+use crate::usage::UsageScanner;
 
 pub const PURPOSE_HEADER: HeaderName = HeaderName::from_static("x-customs-purpose");
 pub const POLICY_VERSION_HEADER: HeaderName = HeaderName::from_static("x-customs-policy-version");
@@ -82,22 +83,10 @@ where
     }
 }
 
-/// What the audit record, access log and metrics say about a request, filled in as phases
-/// complete.
-#[derive(Default)]
-struct Trail {
-    tenant: Option<TenantIdx>,
-    model: Option<u32>,
-    endpoint: Option<u32>,
-    rule: Option<RuleRef>,
-    /// The name the client sent, kept only when it did not resolve.
-    requested_model: Option<Box<str>>,
-    /// Kept only when the client stated one.
-    purpose: Option<Box<str>>,
-    /// The upstream's time to first byte, which is not the gateway's overhead.
-    upstream_first_byte: Option<Duration>,
-    /// The request's place in the audit trail, until the record is handed over.
-    slot: Option<Slot>,
+/// What `serve` answers with: the gateway's own response, or the upstream's to stream back.
+enum Answer {
+    Gateway(Response<Full<Bytes>>),
+    Upstream(Response<UpstreamBody>),
 }
 
 async fn handle<B>(shared: Arc<Shared>, req: Request<B>) -> Result<Response<Body>, Infallible>
@@ -105,54 +94,33 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let started = Instant::now();
-    let time = SystemTime::now();
+    let at = (Instant::now(), SystemTime::now());
     let snapshot = shared.snapshot.load_full();
-    let metrics = &snapshot.metrics;
-    metrics.in_flight.inc();
     let (parts, body) = req.into_parts();
     let request_id = RequestIdBuf::new(parts.headers.get(request_id::HEADER).map_or(&[][..], HeaderValue::as_bytes));
-    let mut trail = Trail { slot: shared.audit.reserve(), ..Trail::default() };
-    let result = if trail.slot.is_none() {
-        Err(GatewayError::AuditUnavailable)
+    let mut exchange = Exchange::begin(snapshot.clone(), at, request_id, shared.audit.reserve());
+    let result = if exchange.recordable() {
+        serve(&shared, &snapshot, &parts, body, &mut exchange).await
     } else {
-        serve(&shared, &snapshot, &parts, body, &mut trail, (started, time, request_id)).await
+        Err(GatewayError::AuditUnavailable)
     };
     let (mut res, reason) = match result {
-        // The metered body settles the rest (duration, tokens, in-flight) when it ends.
-        Ok(res) => (res, Reason::Allowed),
+        Ok(Answer::Gateway(res)) => (res.map(Either::Left), Reason::Allowed),
+        Ok(Answer::Upstream(res)) => {
+            let (head, body) = res.into_parts();
+            let scanner = UsageScanner::for_content_type(head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
+            // Placeholder until the exchange is handed to the body below, after the last read.
+            (Response::from_parts(head, Either::Right((body, scanner))), Reason::Allowed)
+        }
         Err(e) => {
             let reason = e.reason();
             if let GatewayError::RateLimited(r) = &e {
-                metrics.rejection(trail.tenant, r.kind);
+                snapshot.metrics.rejection(exchange.tenant, r.kind);
             }
-            metrics.duration(reason).observe(started.elapsed().as_secs_f64());
-            metrics.in_flight.dec();
-            (e.into_response(), reason)
+            (e.into_response().map(Either::Left), reason)
         }
     };
-    metrics.request(trail.tenant, trail.model, reason);
-    let elapsed = started.elapsed();
-    if let Some(slot) = trail.slot.take() {
-        // Refusals and gateway-answered requests; forwarded ones are recorded when they end.
-        slot.send(|| DecisionRecord {
-            time,
-            request_id,
-            snapshot: snapshot.clone(),
-            tenant: trail.tenant,
-            model: trail.model,
-            requested_model: trail.requested_model.take(),
-            purpose: trail.purpose.take(),
-            reason,
-            status: res.status().as_u16(),
-            rule: trail.rule,
-            endpoint: None,
-            usage: None,
-            flops: None,
-            latency: elapsed,
-        });
-    }
-    metrics.overhead.observe(elapsed.saturating_sub(trail.upstream_first_byte.unwrap_or_default()).as_secs_f64());
+    let elapsed = exchange.respond(reason, res.status().as_u16());
     let policy = &snapshot.policy;
     res.headers_mut().insert(POLICY_VERSION_HEADER, policy.version_header().clone());
     // One line per request, at debug: formatting it was the largest single cost in an early
@@ -163,25 +131,33 @@ where
         request_id = parts.headers.get(request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
         method = %parts.method,
         path = parts.uri.path(),
-        tenant = trail.tenant.and_then(|t| policy.tenant(t)).map_or("-", |t| &*t.id),
-        model = trail.model.and_then(|m| policy.model(m)).map_or("-", |m| &*m.id),
-        endpoint = trail.endpoint.and_then(|e| policy.endpoint(e)).map_or("-", |e| &*e.url),
+        tenant = exchange.tenant.and_then(|t| policy.tenant(t)).map_or("-", |t| &*t.id),
+        model = exchange.model.and_then(|m| policy.model(m)).map_or("-", |m| &*m.id),
+        endpoint = exchange.endpoint().and_then(|e| policy.endpoint(e)).map_or("-", |e| &*e.url),
         status = res.status().as_u16(),
         reason = reason.as_str(),
         micros = elapsed.as_micros() as u64,
         "Request."
     );
-    Ok(res)
+    let (head, body) = res.into_parts();
+    let body = match body {
+        Either::Left(full) => {
+            exchange.finish(BodyEnd::Complete, None);
+            Either::Left(full)
+        }
+        Either::Right((upstream, scanner)) => Either::Right(Metered::new(upstream, scanner, exchange)),
+    };
+    Ok(Response::from_parts(head, body))
 }
 
+/// The request path, phase by phase; every refusal returns early with its reason.
 async fn serve<B>(
     shared: &Shared,
     snapshot: &Arc<Snapshot>,
     parts: &Parts,
     body: B,
-    trail: &mut Trail,
-    (started, time, request_id): (Instant, SystemTime, RequestIdBuf),
-) -> Result<Response<Body>, GatewayError>
+    exchange: &mut Exchange,
+) -> Result<Answer, GatewayError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -193,31 +169,32 @@ where
         return Err(GatewayError::MethodNotAllowed);
     }
     let tenant = auth::authenticate(policy.keys(), &parts.headers)?;
-    trail.tenant = Some(tenant);
+    exchange.tenant = Some(tenant);
     if snapshot.kill_switched(tenant) {
-        trail.rule = Some(RuleRef::KillSwitch);
+        exchange.rule = Some(RuleRef::KillSwitch);
         return Err(GatewayError::Policy(Denial::TenantSuspended));
     }
     // The day the request arrived on, from the time its record carries: one clock read fewer.
+    let time = exchange.time();
     let today = shared.day.day_of(time);
     let (op, deployment) = match route {
-        Route::ListModels => return Ok(list_models(policy, tenant, today)),
-        Route::GetModel(id) => return get_model(policy, tenant, id, today),
+        Route::ListModels => return Ok(Answer::Gateway(list_models(policy, tenant, today))),
+        Route::GetModel(id) => return get_model(policy, tenant, id, today).map(Answer::Gateway),
         Route::Inference { op, deployment } => (op, deployment),
     };
 
-    let read_by = tokio::time::Instant::from_std(started) + shared.body_read_timeout;
+    let read_by = tokio::time::Instant::from_std(exchange.started()) + shared.body_read_timeout;
     let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
     let peeked = peek::peek(&bytes)?;
     let model_name = model_name(policy, deployment, &peeked)?;
     let purpose = purpose(parts)?;
-    trail.purpose = purpose.map(Into::into);
+    exchange.purpose = purpose.map(Into::into);
 
     let decision = policy.decide(tenant, model_name, purpose, today);
-    trail.model = decision.model;
-    trail.rule = decision.rule.map(RuleRef::Policy);
+    exchange.model = decision.model;
+    exchange.rule = decision.rule.map(RuleRef::Policy);
     if decision.model.is_none() {
-        trail.requested_model = Some(model_name.chars().take(256).collect());
+        exchange.requested_model = Some(model_name.chars().take(256).collect());
     }
     let endpoints = match decision.verdict {
         Verdict::Deny(reason) => return Err(GatewayError::Policy(reason)),
@@ -236,36 +213,14 @@ where
     // Daily quotas count real days even when the policy's day is fixed.
     let quota_day = Day::of(time).0;
     let (ticket, status) = limiter.admit(Demand { tokens: estimate, flops_per_token, day: quota_day })?;
+    exchange.charge(ticket, estimate);
 
-    let forwarded = shared.upstreams.forward(snapshot, endpoints, op, parts, bytes).await;
-    let Forwarded { endpoint, response, started: upstream_started, first_byte } = match forwarded {
-        Ok(f) => f,
-        Err(e) => {
-            // Nothing was served: give the reservations back.
-            ticket.settle(0, Instant::now());
-            return Err(e.into());
-        }
-    };
-    trail.endpoint = Some(endpoint);
-    trail.upstream_first_byte = Some(first_byte);
+    let Forwarded { endpoint, response, started, first_byte } =
+        shared.upstreams.forward(snapshot, endpoints, op, parts, bytes).await?;
     let (mut head, body) = response.into_parts();
+    exchange.forwarded(endpoint, started, first_byte, head.status.is_success());
     error::rate_limit_headers(&mut head.headers, &status, false);
-    let scanner = UsageScanner::for_content_type(head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
-    let record =
-        OpenRecord { time, request_id, purpose: trail.purpose.take(), rule: trail.rule, status: head.status.as_u16() };
-    let settlement = Settlement {
-        audit: trail.slot.take().map(|slot| (slot, record)),
-        snapshot: snapshot.clone(),
-        tenant,
-        model,
-        endpoint,
-        ticket,
-        estimate,
-        succeeded: head.status.is_success(),
-        started,
-        upstream_started,
-    };
-    Ok(Response::from_parts(head, Either::Right(Metered::new(body, scanner, settlement))))
+    Ok(Answer::Upstream(Response::from_parts(head, body)))
 }
 
 /// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a
@@ -329,8 +284,8 @@ fn purpose(parts: &Parts) -> Result<Option<&str>, GatewayError> {
     Ok(v.to_str().ok())
 }
 
-fn json(body: &serde_json::Value) -> Response<Body> {
-    let mut res = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
+fn json(body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }
@@ -345,12 +300,12 @@ fn model_object(m: &crate::policy::Model) -> serde_json::Value {
 }
 
 /// `GET /v1/models`: only the models this tenant may use today.
-fn list_models(policy: &Policy, tenant: TenantIdx, today: Day) -> Response<Body> {
+fn list_models(policy: &Policy, tenant: TenantIdx, today: Day) -> Response<Full<Bytes>> {
     let data: Vec<_> = policy.allowed_models(tenant, today).map(model_object).collect();
     json(&serde_json::json!({ "object": "list", "data": data }))
 }
 
-fn get_model(policy: &Policy, tenant: TenantIdx, id: &str, today: Day) -> Result<Response<Body>, GatewayError> {
+fn get_model(policy: &Policy, tenant: TenantIdx, id: &str, today: Day) -> Result<Response<Full<Bytes>>, GatewayError> {
     let decision = policy.decide(tenant, id, None, today);
     match (decision.verdict, decision.model.and_then(|m| policy.model(m))) {
         (Verdict::Allow { .. }, Some(m)) => Ok(json(&model_object(m))),

@@ -1,17 +1,10 @@
 //! Routing: which API operation a request path names (OpenAI `/v1/...` or Azure
-//! `/openai/deployments/{deployment}/...`), and the upstream endpoint table with each endpoint's
-//! URI parts precomputed, so choosing and addressing an upstream allocates nothing.
+//! `/openai/deployments/{deployment}/...`). Where an operation is sent upstream is
+//! [`crate::endpoint`]'s.
 //!
 //! Paths are matched exactly as received: no percent-decoding, no slash merging, no trailing-slash
 //! leniency. A path that is not exactly one of ours is not routed, so the policy can never see a
 //! different model than the upstream would serve.
-
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderName, HeaderValue, Uri};
-
-use crate::auth::API_KEY_HEADER;
-use crate::config::raw::EndpointKind;
-use crate::policy::ModelIdx;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -23,12 +16,17 @@ pub enum Operation {
 impl Operation {
     pub const ALL: [Operation; 3] = [Operation::ChatCompletions, Operation::Completions, Operation::Embeddings];
 
-    fn suffix(self) -> &'static str {
+    pub fn suffix(self) -> &'static str {
         match self {
             Self::ChatCompletions => "chat/completions",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
         }
+    }
+
+    /// Its place in per-operation tables.
+    pub fn index(self) -> usize {
+        self as usize
     }
 
     fn from_suffix(s: &str) -> Option<Self> {
@@ -66,131 +64,6 @@ pub fn classify(path: &str) -> Option<Route<'_>> {
     Some(Route::Inference { op: Operation::from_suffix(rest)?, deployment: None })
 }
 
-/// One upstream serving one model, with everything needed to address it resolved at load.
-pub struct Endpoint {
-    pub model: ModelIdx,
-    pub residency: Box<str>,
-    pub kind: EndpointKind,
-    /// `scheme://authority`, what a connection is made to.
-    origin: Uri,
-    /// The `Host` header for the authority.
-    host: HeaderValue,
-    paths: [PathAndQuery; 3],
-    credential: Option<(HeaderName, HeaderValue)>,
-    /// The URL as configured, for logs and `explain`; never holds a secret.
-    pub url: Box<str>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndpointError {
-    #[error("is not a valid URL")]
-    InvalidUrl,
-    #[error("must use http or https")]
-    Scheme,
-    #[error("must not carry credentials or a query; name an environment variable in api_key_env")]
-    ExtraParts,
-    #[error("azure endpoints need `deployment` and `api_version` (letters, digits, '.', '_', '-')")]
-    AzureParts,
-    #[error("`deployment` and `api_version` are for azure endpoints only")]
-    NotAzure,
-    #[error("the credential is not a valid header value")]
-    Credential,
-}
-
-fn op_index(op: Operation) -> usize {
-    match op {
-        Operation::ChatCompletions => 0,
-        Operation::Completions => 1,
-        Operation::Embeddings => 2,
-    }
-}
-
-// === impl Endpoint ===
-
-impl Endpoint {
-    pub fn build(
-        model: ModelIdx,
-        url: &str,
-        kind: EndpointKind,
-        residency: &str,
-        deployment: Option<&str>,
-        api_version: Option<&str>,
-        credential: Option<&str>,
-    ) -> Result<Self, EndpointError> {
-        let uri: Uri = url.parse().map_err(|_| EndpointError::InvalidUrl)?;
-        let scheme = uri.scheme().cloned().ok_or(EndpointError::InvalidUrl)?;
-        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-            return Err(EndpointError::Scheme);
-        }
-        let authority = uri.authority().cloned().ok_or(EndpointError::InvalidUrl)?;
-        if authority.as_str().contains('@') || uri.query().is_some() {
-            return Err(EndpointError::ExtraParts);
-        }
-        let base = uri.path().trim_end_matches('/');
-        let token_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        let path_for = |op: Operation| -> Result<PathAndQuery, EndpointError> {
-            let p = match kind {
-                EndpointKind::Openai => format!("{base}/{}", op.suffix()),
-                EndpointKind::Azure => match (deployment, api_version) {
-                    (Some(d), Some(v)) if token_ok(d) && token_ok(v) => {
-                        format!("{base}/deployments/{d}/{}?api-version={v}", op.suffix())
-                    }
-                    _ => return Err(EndpointError::AzureParts),
-                },
-            };
-            PathAndQuery::try_from(p).map_err(|_| EndpointError::InvalidUrl)
-        };
-        if kind == EndpointKind::Openai && (deployment.is_some() || api_version.is_some()) {
-            return Err(EndpointError::NotAzure);
-        }
-        let paths = [path_for(Operation::ALL[0])?, path_for(Operation::ALL[1])?, path_for(Operation::ALL[2])?];
-        let credential = credential
-            .map(|secret| {
-                let (name, value) = match kind {
-                    EndpointKind::Openai => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
-                    EndpointKind::Azure => (API_KEY_HEADER, secret.to_owned()),
-                };
-                let mut value = HeaderValue::try_from(value).map_err(|_| EndpointError::Credential)?;
-                value.set_sensitive(true);
-                Ok((name, value))
-            })
-            .transpose()?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| EndpointError::InvalidUrl)?;
-        let origin = Uri::builder()
-            .scheme(scheme)
-            .authority(authority)
-            .path_and_query("/")
-            .build()
-            .map_err(|_| EndpointError::InvalidUrl)?;
-        Ok(Self { model, residency: residency.into(), kind, origin, host, paths, credential, url: url.into() })
-    }
-
-    /// The origin-form request target for an operation (what goes on the request line).
-    pub fn path(&self, op: Operation) -> &PathAndQuery {
-        &self.paths[op_index(op)]
-    }
-
-    pub fn origin(&self) -> &Uri {
-        &self.origin
-    }
-
-    pub fn host(&self) -> &HeaderValue {
-        &self.host
-    }
-
-    pub fn credential(&self) -> Option<(&HeaderName, &HeaderValue)> {
-        self.credential.as_ref().map(|(n, v)| (n, v))
-    }
-
-    pub fn authority(&self) -> &str {
-        self.origin.authority().map_or("", Authority::as_str)
-    }
-
-    pub fn is_loopback(&self) -> bool {
-        matches!(self.origin.host(), Some("127.0.0.1" | "localhost" | "[::1]"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,50 +92,5 @@ mod tests {
         ] {
             assert_eq!(classify(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn endpoint_uri_and_credentials_are_precomputed() {
-        let e = Endpoint::build(0, "http://127.0.0.1:1/v1/", EndpointKind::Openai, "us-east", None, None, Some("k"))
-            .unwrap();
-        assert_eq!(e.origin().to_string(), "http://127.0.0.1:1/");
-        assert_eq!(e.host(), "127.0.0.1:1");
-        assert_eq!(e.authority(), "127.0.0.1:1");
-        assert!(e.is_loopback());
-        assert_eq!(e.path(Operation::ChatCompletions).as_str(), "/v1/chat/completions");
-        let (name, value) = e.credential().unwrap();
-        assert_eq!((name.as_str(), value.as_bytes()), ("authorization", &b"Bearer k"[..]));
-        assert!(value.is_sensitive());
-
-        let a = Endpoint::build(
-            0,
-            "https://r.openai.azure.com/openai",
-            EndpointKind::Azure,
-            "eu-west",
-            Some("gpt4o-prod"),
-            Some("2024-10-21"),
-            Some("k"),
-        )
-        .unwrap();
-        assert_eq!(a.origin().to_string(), "https://r.openai.azure.com/");
-        assert!(!a.is_loopback());
-        let v6 = Endpoint::build(0, "http://[::1]:8081/v1", EndpointKind::Openai, "x", None, None, None).unwrap();
-        assert!(v6.is_loopback());
-        assert_eq!(
-            a.path(Operation::Embeddings).as_str(),
-            "/openai/deployments/gpt4o-prod/embeddings?api-version=2024-10-21"
-        );
-        assert_eq!(a.credential().unwrap().0.as_str(), "api-key");
-    }
-
-    #[test]
-    fn endpoint_bad_urls_are_refused() {
-        let b = |url, kind, d| Endpoint::build(0, url, kind, "x", d, None, None).err();
-        assert_eq!(b("ftp://h/v1", EndpointKind::Openai, None), Some(EndpointError::Scheme));
-        assert_eq!(b("http://u:p@h/v1", EndpointKind::Openai, None), Some(EndpointError::ExtraParts));
-        assert_eq!(b("http://h/v1?key=1", EndpointKind::Openai, None), Some(EndpointError::ExtraParts));
-        assert_eq!(b("/v1", EndpointKind::Openai, None), Some(EndpointError::InvalidUrl));
-        assert_eq!(b("http://h/openai", EndpointKind::Azure, Some("d")), Some(EndpointError::AzureParts));
-        assert_eq!(b("http://h/v1", EndpointKind::Openai, Some("d")), Some(EndpointError::NotAzure));
     }
 }

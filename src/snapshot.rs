@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use crate::admin::killswitch::Suspensions;
 use crate::config::raw::LimitsSection;
+use crate::ids::{EndpointIdx, TenantIdx};
 use crate::limits::Limiter;
-use crate::policy::{EndpointIdx, Policy, TenantIdx};
+use crate::policy::Policy;
 use crate::proxy::client::OriginPool;
 use crate::telemetry::{Handles, Metrics};
 

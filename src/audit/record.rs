@@ -14,10 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::policy::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
-use crate::proxy::metered::Usage;
+use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
 use crate::reason::Reason;
 use crate::snapshot::Snapshot;
+use crate::usage::Usage;
 
 /// Which rule decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,16 +66,6 @@ pub struct DecisionRecord {
     pub usage: Option<Usage>,
     pub flops: Option<f64>,
     pub latency: Duration,
-}
-
-/// What an allowed request's record holds before its response ends; the rest (tenant, model,
-/// endpoint, snapshot) is the settlement's, and usage and latency come at the end.
-pub struct OpenRecord {
-    pub time: SystemTime,
-    pub request_id: RequestIdBuf,
-    pub purpose: Option<Box<str>>,
-    pub rule: Option<RuleRef>,
-    pub status: u16,
 }
 
 /// An operator action: reload, suspension, reinstatement.

@@ -19,12 +19,12 @@ use super::raw::{
 };
 use super::screen;
 use crate::auth::{self, KeyIndex};
+use crate::endpoint::Endpoint;
 use crate::limits::LimitSpec;
 use crate::policy::expect::Expectation;
 use crate::policy::{
     Day, Declaration, EndpointIdx, Jurisdiction, Model, ModelSet, Policy, Rule, RuleId, Suspension, Tenant, Window,
 };
-use crate::route::Endpoint;
 
 pub(super) struct Parsed<'s> {
     pub gateway: (&'s Source, GatewayFile),

@@ -12,10 +12,10 @@ use super::compile::{
 };
 use super::error::Source;
 use super::raw::{DeclarationRequirement, JurisdictionsFile, RawJurisdiction};
+use crate::endpoint::Endpoint;
 use crate::policy::{
     Day, EndpointIdx, InForce, Jurisdiction, JurisdictionVersion, Model, Period, RegionVerdict, RuleId, Window,
 };
-use crate::route::Endpoint;
 
 /// Which jurisdiction each country belongs to, and the catch-all one (`countries = ["*"]`).
 pub(super) struct Coverage {

@@ -10,6 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::value::Datetime;
 
+pub use crate::endpoint::EndpointKind;
+
 /// `gateway.toml`: listeners, limits and timeouts. Optional; every key has a default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,16 +247,6 @@ pub struct RawEndpoint {
     /// Azure only: the `api-version` query value sent upstream.
     #[serde(default)]
     pub api_version: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EndpointKind {
-    /// `{url}/chat/completions`, credentials as `Authorization: Bearer`.
-    #[default]
-    Openai,
-    /// `{url}/deployments/{deployment}/chat/completions?api-version=…`, credentials as `api-key`.
-    Azure,
 }
 
 /// `country-groups.toml`: named sets of ISO 3166-1 alpha-2 codes.

@@ -27,19 +27,15 @@ use std::fmt;
 
 use http::HeaderValue;
 
+pub use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
 pub use date::{Day, DayClock, Window};
 pub use denial::Denial;
 pub use screening::{Finding, FindingStatus, Screening};
 
 use crate::auth::KeyIndex;
 use crate::config::raw::ComputeBasis;
+use crate::endpoint::Endpoint;
 use crate::limits::LimitSpec;
-use crate::route::Endpoint;
-
-pub type TenantIdx = u32;
-pub type ModelIdx = u32;
-pub type EndpointIdx = u32;
-pub type RuleId = u32;
 
 /// One immutable policy version. Built by `config::compile`, swapped whole on reload.
 pub struct Policy {

@@ -1,268 +1,55 @@
 //! The upstream's response body on its way to the client: every frame is passed on the moment it
-//! arrives (frames that arrived together, together: see `coalesce`), while usage is read from it on the side (the final SSE chunk of a stream, or the JSON
-//! body of a plain response). When the body ends, or the client goes away, the request is
-//! settled once: limits reconciled with the reported usage, tokens and FLOPs counted, durations
-//! observed.
+//! arrives (frames that arrived together, together: see `coalesce`), while usage is read from it
+//! on the side ([`crate::usage`]). How the body ended, and the usage read, go once to whoever
+//! finishes the request (an [`OnEnd`]): when the last frame is read, when the upstream fails, or
+//! when the client goes away and the body is dropped.
 
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use memchr::memmem;
-use serde::Deserialize;
 
 use super::client::UpstreamBody;
 use super::coalesce::Coalesce;
-use crate::audit::{DecisionRecord, OpenRecord, Slot};
-use crate::limits::Ticket;
-use crate::policy::{EndpointIdx, ModelIdx, TenantIdx};
-use crate::reason::Reason;
-use crate::snapshot::Snapshot;
-use crate::telemetry::{TokenKind, UpstreamErrorKind};
+use crate::usage::{Usage, UsageScanner};
 
-/// The most of a non-streamed response kept for reading its usage; larger bodies are passed on
-/// but charged the estimate.
-const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
-/// The longest SSE line kept while looking for usage.
-const MAX_LINE_BYTES: usize = 1024 * 1024;
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct Usage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
-}
-
-#[derive(Deserialize)]
-struct WithUsage {
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
-/// Reads usage out of a response as it streams past.
-pub enum UsageScanner {
-    /// A plain response usually arrives in one frame: that frame is kept as it is (a reference,
-    /// not a copy), and only a body of several frames is joined in `joined`.
-    Json {
-        first: Bytes,
-        joined: Vec<u8>,
-        overflow: bool,
-    },
-    Sse {
-        line: Vec<u8>,
-        usage: Option<Usage>,
-    },
-}
-
-impl UsageScanner {
-    pub fn for_content_type(content_type: Option<&[u8]>) -> Self {
-        match content_type {
-            Some(ct) if ct.starts_with(b"text/event-stream") => Self::Sse { line: Vec::new(), usage: None },
-            _ => Self::Json { first: Bytes::new(), joined: Vec::new(), overflow: false },
-        }
-    }
-
-    pub fn feed(&mut self, data: &Bytes) {
-        match self {
-            Self::Json { first, joined, overflow } => {
-                if *overflow {
-                    return;
-                }
-                if first.len() + joined.len() + data.len() > MAX_JSON_BYTES {
-                    *overflow = true;
-                    *first = Bytes::new();
-                    *joined = Vec::new();
-                } else if first.is_empty() && joined.is_empty() {
-                    *first = data.clone();
-                } else {
-                    if !first.is_empty() {
-                        joined.extend_from_slice(first);
-                        *first = Bytes::new();
-                    }
-                    joined.extend_from_slice(data);
-                }
-            }
-            Self::Sse { line, usage } => {
-                let mut rest: &[u8] = data;
-                // Most chunks are whole lines that do not mention usage: only their unfinished
-                // last line (if any) is kept.
-                if line.is_empty()
-                    && let Some(last) = memchr::memrchr(b'\n', data)
-                    && USAGE.find(&data[..last]).is_none()
-                {
-                    rest = &data[last + 1..];
-                }
-                while let Some(pos) = memchr::memchr(b'\n', rest) {
-                    let (head, tail) = rest.split_at(pos);
-                    if line.is_empty() {
-                        sse_line(head, usage);
-                    } else {
-                        line.extend_from_slice(head);
-                        sse_line(line, usage);
-                        line.clear();
-                    }
-                    rest = &tail[1..];
-                }
-                if line.len() + rest.len() <= MAX_LINE_BYTES {
-                    line.extend_from_slice(rest);
-                } else {
-                    line.clear();
-                }
-            }
-        }
-    }
-
-    /// The usage read, once the body is over. What was kept of the body is let go, so the
-    /// upstream connection's read buffer can be reused for its next response.
-    pub fn finish(&mut self) -> Option<Usage> {
-        match self {
-            Self::Json { first, joined, overflow } => {
-                let usage = match (*overflow, joined.is_empty()) {
-                    (true, _) => None,
-                    (false, true) => usage_from_json(first),
-                    (false, false) => usage_from_json(joined),
-                };
-                *first = Bytes::new();
-                *joined = Vec::new();
-                usage
-            }
-            Self::Sse { usage, .. } => *usage,
-        }
-    }
-}
-
-const USAGE_KEY: &[u8] = b"\"usage\"";
-
-/// Built once: `memmem::find` would set up a searcher on every call, once per chunk and line.
-static USAGE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(USAGE_KEY));
-/// The same from the end; `memmem::rfind` would build this once per response.
-static USAGE_REV: LazyLock<memmem::FinderRev<'static>> = LazyLock::new(|| memmem::FinderRev::new(USAGE_KEY));
-
-/// The `usage` object of a JSON response, read without parsing the rest of the body: OpenAI
-/// puts it after `choices`, so the last `"usage"` key is found from the end and only the object
-/// after it is parsed. Content cannot forge the key: inside JSON strings its quotes are escaped.
-/// Anything unexpected reads as no usage, which charges the (higher) estimate.
-fn usage_from_json(body: &[u8]) -> Option<Usage> {
-    let at = USAGE_REV.rfind(body)?;
-    let rest = body.get(at + USAGE_KEY.len()..)?;
-    let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
-    let rest = rest.strip_prefix(b":")?;
-    serde_json::Deserializer::from_slice(rest).into_iter::<Option<Usage>>().next()?.ok()?
-}
-
-/// One SSE line: usage is read only from `data:` lines that mention it, so ordinary chunks cost a
-/// byte scan and no parse.
-fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Some(payload) = line.strip_prefix(b"data:") else { return };
-    if USAGE.find(payload).is_some() {
-        if let Ok(WithUsage { usage: Some(u) }) = serde_json::from_slice(payload) {
-            *usage = Some(u);
-        }
-    }
-}
-
-/// Everything needed to settle a request once its response is over.
-pub struct Settlement {
-    /// The request's audit record, completed with usage and latency when the response ends.
-    pub audit: Option<(Slot, OpenRecord)>,
-    pub snapshot: Arc<Snapshot>,
-    pub tenant: TenantIdx,
-    pub model: ModelIdx,
-    pub endpoint: EndpointIdx,
-    pub ticket: Ticket,
-    /// The tokens reserved before forwarding, charged when the upstream reports no usage.
-    pub estimate: u64,
-    /// Whether the upstream answered with success; an error response did no inference, so
-    /// without reported usage it is charged nothing rather than the estimate.
-    pub succeeded: bool,
-    pub started: Instant,
-    pub upstream_started: Instant,
-}
-
-/// How a response body ended.
+/// How a forwarded response body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub enum BodyEnd {
+    /// Read to its end.
     Complete,
+    /// The upstream failed partway through.
     UpstreamFailed,
+    /// Dropped before its end: the client went away.
     ClientGone,
 }
 
-impl Settlement {
-    fn settle(self, usage: Option<Usage>, end: End) {
-        let m = &self.snapshot.metrics;
-        let (t, model) = (Some(self.tenant), Some(self.model));
-        let used = match usage {
-            Some(u) => {
-                m.tokens(t, model, TokenKind::Prompt, u.prompt_tokens);
-                m.tokens(t, model, TokenKind::Completion, u.completion_tokens);
-                u.prompt_tokens + u.completion_tokens
-            }
-            None if self.succeeded => {
-                m.tokens(t, model, TokenKind::Estimated, self.estimate);
-                self.estimate
-            }
-            None => 0,
-        };
-        let now = Instant::now();
-        let flops = self.ticket.settle(used, now);
-        if let Some(flops) = flops {
-            m.flops(t, flops);
-        }
-        if let Some(e) = m.endpoint(self.endpoint) {
-            e.duration.observe(now.saturating_duration_since(self.upstream_started).as_secs_f64());
-            if end == End::UpstreamFailed {
-                e.error(UpstreamErrorKind::Stream);
-            }
-        }
-        let elapsed = now.saturating_duration_since(self.started);
-        m.duration(Reason::Allowed).observe(elapsed.as_secs_f64());
-        m.in_flight.dec();
-        if let Some((slot, open)) = self.audit {
-            slot.send(|| DecisionRecord {
-                time: open.time,
-                request_id: open.request_id,
-                snapshot: self.snapshot,
-                tenant: Some(self.tenant),
-                model: Some(self.model),
-                requested_model: None,
-                purpose: open.purpose,
-                reason: Reason::Allowed,
-                status: open.status,
-                rule: open.rule,
-                endpoint: Some(self.endpoint),
-                usage,
-                flops,
-                latency: elapsed,
-            });
-        }
-    }
+/// Told once how the body ended, with the usage read from it.
+pub trait OnEnd {
+    fn on_end(&mut self, end: BodyEnd, usage: Option<Usage>);
 }
 
-pub struct Metered {
+pub struct Metered<E: OnEnd> {
     inner: Coalesce<UpstreamBody>,
     scanner: UsageScanner,
-    settlement: Option<Settlement>,
+    on_end: Option<E>,
 }
 
-impl Metered {
-    pub fn new(inner: UpstreamBody, scanner: UsageScanner, settlement: Settlement) -> Self {
-        Self { inner: Coalesce::new(inner), scanner, settlement: Some(settlement) }
+impl<E: OnEnd> Metered<E> {
+    pub fn new(inner: UpstreamBody, scanner: UsageScanner, on_end: E) -> Self {
+        Self { inner: Coalesce::new(inner), scanner, on_end: Some(on_end) }
     }
 
-    fn finish(&mut self, end: End) {
-        if let Some(s) = self.settlement.take() {
-            let usage = if end == End::UpstreamFailed { None } else { self.scanner.finish() };
-            s.settle(usage, end);
+    fn end(&mut self, end: BodyEnd) {
+        if let Some(mut e) = self.on_end.take() {
+            let usage = if end == BodyEnd::UpstreamFailed { None } else { self.scanner.finish() };
+            e.on_end(end, usage);
         }
     }
 }
 
-impl Body for Metered {
+impl<E: OnEnd + Unpin> Body for Metered<E> {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -273,19 +60,19 @@ impl Body for Metered {
                 if let Some(data) = frame.data_ref() {
                     this.scanner.feed(data);
                 }
-                // A body of known length may not be polled past its last frame: settle now, so
-                // the accounting is done before the client has the last byte.
+                // A body of known length may not be polled past its last frame: end now, so the
+                // accounting is done before the client has the last byte.
                 if this.inner.is_end_stream() {
-                    this.finish(End::Complete);
+                    this.end(BodyEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finish(End::UpstreamFailed);
+                this.end(BodyEnd::UpstreamFailed);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.finish(End::Complete);
+                this.end(BodyEnd::Complete);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -301,104 +88,10 @@ impl Body for Metered {
     }
 }
 
-impl Drop for Metered {
+impl<E: OnEnd> Drop for Metered<E> {
     fn drop(&mut self) {
-        // The client went away, or hyper saw the end without polling past it: settle anyway, so
-        // the concurrency slot and reservations are never leaked.
-        let end = if self.inner.is_end_stream() { End::Complete } else { End::ClientGone };
-        self.finish(end);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn feed(s: &mut UsageScanner, data: &[u8]) {
-        s.feed(&Bytes::copy_from_slice(data));
-    }
-
-    #[test]
-    fn usage_from_sse_split_across_frames() {
-        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream; charset=utf-8"));
-        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":5,\"total_tokens\":16}}\r\n\r\ndata: [DONE]\n\n";
-        for chunk in stream.chunks(7) {
-            feed(&mut s, chunk);
-        }
-        assert_eq!(s.finish(), Some(Usage { prompt_tokens: 11, completion_tokens: 5 }));
-    }
-
-    #[test]
-    fn usage_from_sse_in_whole_events_or_split_inside_the_key() {
-        let events = [
-            &b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"[..],
-            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
-            b"data: [DONE]\n\n",
-        ];
-        let mut whole = UsageScanner::for_content_type(Some(b"text/event-stream"));
-        for e in events {
-            feed(&mut whole, e);
-        }
-        assert_eq!(whole.finish(), Some(Usage { prompt_tokens: 3, completion_tokens: 4 }));
-
-        let all = events.concat();
-        let cut = memmem::find(&all, b"sage").unwrap();
-        let mut split = UsageScanner::for_content_type(Some(b"text/event-stream"));
-        feed(&mut split, &all[..cut]);
-        feed(&mut split, &all[cut..]);
-        assert_eq!(split.finish(), Some(Usage { prompt_tokens: 3, completion_tokens: 4 }));
-    }
-
-    #[test]
-    fn usage_absent_or_null_in_a_stream_is_none() {
-        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream"));
-        feed(&mut s, b"data: {\"choices\":[],\"usage\":null}\n\ndata: [DONE]\n\n");
-        assert_eq!(s.finish(), None);
-    }
-
-    #[test]
-    fn usage_from_json_ignores_usage_text_inside_strings() {
-        let body = br#"{"choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 1} trick"}}],"usage" : {"prompt_tokens":40,"completion_tokens":2}}"#;
-        assert_eq!(usage_from_json(body), Some(Usage { prompt_tokens: 40, completion_tokens: 2 }));
-        assert_eq!(usage_from_json(br#"{"usage":null}"#), None);
-        assert_eq!(usage_from_json(br#"{"choices":[]}"#), None);
-        assert_eq!(usage_from_json(br#"{"usage":{"prompt_tokens":"x"}}"#), None);
-    }
-
-    #[test]
-    fn usage_from_json_body_and_embeddings() {
-        let mut s = UsageScanner::for_content_type(Some(b"application/json"));
-        feed(&mut s, b"{\"object\":\"list\",\"usage\":{\"prompt_tokens\":");
-        feed(&mut s, b"8,\"total_tokens\":8}}");
-        assert_eq!(s.finish(), Some(Usage { prompt_tokens: 8, completion_tokens: 0 }));
-        let mut s = UsageScanner::for_content_type(None);
-        feed(&mut s, b"{\"error\":{}}");
-        assert_eq!(s.finish(), None);
-    }
-
-    #[test]
-    fn usage_from_json_in_one_frame_or_many_and_not_past_the_limit() {
-        let body = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#;
-        let want = Some(Usage { prompt_tokens: 5, completion_tokens: 6 });
-        let mut one = UsageScanner::for_content_type(Some(b"application/json"));
-        feed(&mut one, body);
-        assert_eq!(one.finish(), want);
-        // Read once: what was kept is let go.
-        assert_eq!(one.finish(), None);
-
-        let mut many = UsageScanner::for_content_type(Some(b"application/json"));
-        for part in body.chunks(9) {
-            feed(&mut many, part);
-        }
-        assert_eq!(many.finish(), want);
-
-        let mut over = UsageScanner::for_content_type(Some(b"application/json"));
-        feed(&mut over, &vec![b' '; MAX_JSON_BYTES - body.len() + 1]);
-        feed(&mut over, body);
-        assert_eq!(over.finish(), None);
-        let mut at = UsageScanner::for_content_type(Some(b"application/json"));
-        feed(&mut at, &vec![b' '; MAX_JSON_BYTES - body.len()]);
-        feed(&mut at, body);
-        assert_eq!(at.finish(), want);
+        // The client went away, or hyper saw the end without polling past it.
+        let end = if self.inner.is_end_stream() { BodyEnd::Complete } else { BodyEnd::ClientGone };
+        self.end(end);
     }
 }

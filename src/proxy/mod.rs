@@ -21,7 +21,7 @@ use http_body_util::Full;
 use tokio::time::Instant;
 
 use crate::config::raw::UpstreamSection;
-use crate::policy::EndpointIdx;
+use crate::ids::EndpointIdx;
 use crate::route::Operation;
 use crate::snapshot::Snapshot;
 use crate::telemetry::UpstreamErrorKind;

@@ -7,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 use prometheus::{Counter, Histogram, IntCounter, IntGauge};
 
 use super::{Metrics, UNKNOWN};
+use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::LimitKind;
-use crate::policy::{EndpointIdx, ModelIdx, Policy, TenantIdx};
+use crate::policy::Policy;
 use crate::reason::{Decision, Reason};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ mod explain_agrees;
 mod forwarding;
 mod kill_switch;
 mod limits;
+mod outcomes;
 mod policy_codes;
 mod process;
 mod reload;

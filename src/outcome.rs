@@ -1,0 +1,220 @@
+//! The one end of a request. An [`Exchange`] gathers what the gateway learns about a request as
+//! its phases complete (tenant, model, rule, endpoint, what it reserved against its limits), and
+//! [`Exchange::finish`] closes it exactly once, whatever way it ends: in-flight down, the request
+//! counted and its duration observed, limits settled with the usage the upstream reported, and
+//! the one audit record handed to the trail. A refusal or the gateway's own answer finishes when
+//! its response is made; a forwarded response when its body ends, fails or is dropped
+//! ([`OnEnd`]); a request whose client left before the response head, when the exchange is
+//! dropped with it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+
+use crate::audit::{DecisionRecord, RequestIdBuf, RuleRef, Slot};
+use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
+use crate::limits::Ticket;
+use crate::proxy::metered::{BodyEnd, Metered, OnEnd};
+use crate::reason::Reason;
+use crate::snapshot::Snapshot;
+use crate::telemetry::{TokenKind, UpstreamErrorKind};
+use crate::usage::Usage;
+
+/// Response bodies: a canned body from the gateway, or the upstream's, streamed through and
+/// finishing its exchange when it ends.
+pub type Body = Either<Full<Bytes>, Metered<Exchange>>;
+
+/// The status recorded for a request whose client left before its response head (nginx's
+/// "client closed request"): no response was sent, so no real status applies.
+const CLIENT_CLOSED: u16 = 499;
+
+/// One request, from its arrival to its end.
+pub struct Exchange {
+    snapshot: Arc<Snapshot>,
+    started: Instant,
+    time: SystemTime,
+    request_id: RequestIdBuf,
+    /// The request's place in the audit trail; `None` when the trail refused it one.
+    slot: Option<Slot>,
+    pub tenant: Option<TenantIdx>,
+    pub model: Option<ModelIdx>,
+    pub rule: Option<RuleRef>,
+    /// The name the client sent, kept only when it did not resolve.
+    pub requested_model: Option<Box<str>>,
+    /// Kept only when the client stated one.
+    pub purpose: Option<Box<str>>,
+    charge: Option<Charge>,
+    upstream: Option<Upstream>,
+    /// The reason and status of the response head, once there is one.
+    answer: Option<(Reason, u16)>,
+    finished: bool,
+}
+
+/// What was reserved against the tenant's limits before forwarding.
+struct Charge {
+    ticket: Ticket,
+    /// Charged when the upstream reports no usage.
+    estimate: u64,
+}
+
+/// The upstream that answered.
+struct Upstream {
+    endpoint: EndpointIdx,
+    started: Instant,
+    /// From sending the request to the response head: the upstream's time, not the gateway's.
+    first_byte: Duration,
+    /// An error response did no inference, so without reported usage it is charged nothing
+    /// rather than the estimate.
+    succeeded: bool,
+}
+
+impl Exchange {
+    /// Starts a request: it is in flight until [`Self::finish`].
+    pub fn begin(
+        snapshot: Arc<Snapshot>,
+        (started, time): (Instant, SystemTime),
+        request_id: RequestIdBuf,
+        slot: Option<Slot>,
+    ) -> Self {
+        snapshot.metrics.in_flight.inc();
+        Self {
+            snapshot,
+            started,
+            time,
+            request_id,
+            slot,
+            tenant: None,
+            model: None,
+            rule: None,
+            requested_model: None,
+            purpose: None,
+            charge: None,
+            upstream: None,
+            answer: None,
+            finished: false,
+        }
+    }
+
+    /// Whether the audit trail gave this request a place (or is off); without one it must be
+    /// refused.
+    pub fn recordable(&self) -> bool {
+        self.slot.is_some()
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn time(&self) -> SystemTime {
+        self.time
+    }
+
+    /// Reserved against the tenant's limits: settled when the request ends.
+    pub fn charge(&mut self, ticket: Ticket, estimate: u64) {
+        self.charge = Some(Charge { ticket, estimate });
+    }
+
+    /// The upstream answered with a response head.
+    pub fn forwarded(&mut self, endpoint: EndpointIdx, started: Instant, first_byte: Duration, succeeded: bool) {
+        self.upstream = Some(Upstream { endpoint, started, first_byte, succeeded });
+    }
+
+    pub fn endpoint(&self) -> Option<EndpointIdx> {
+        self.upstream.as_ref().map(|u| u.endpoint)
+    }
+
+    /// The response head is ready: what it says, and the gateway's own share of the time to it
+    /// (the upstream's time to first byte taken out). Returns the time to the head.
+    pub fn respond(&mut self, reason: Reason, status: u16) -> Duration {
+        self.answer = Some((reason, status));
+        let elapsed = self.started.elapsed();
+        let upstream = self.upstream.as_ref().map_or(Duration::ZERO, |u| u.first_byte);
+        self.snapshot.metrics.overhead.observe(elapsed.saturating_sub(upstream).as_secs_f64());
+        elapsed
+    }
+
+    /// Ends the request; only the first call does anything.
+    pub fn finish(&mut self, end: BodyEnd, usage: Option<Usage>) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let (reason, status) = self.answer.unwrap_or((Reason::Allowed, CLIENT_CLOSED));
+        let m = &self.snapshot.metrics;
+        let now = Instant::now();
+        let flops = self.charge.take().and_then(|charge| {
+            let used = match usage {
+                // A refused or failed request served nothing: its reservations go back.
+                _ if reason != Reason::Allowed => 0,
+                Some(u) => {
+                    m.tokens(self.tenant, self.model, TokenKind::Prompt, u.prompt_tokens);
+                    m.tokens(self.tenant, self.model, TokenKind::Completion, u.completion_tokens);
+                    u.prompt_tokens + u.completion_tokens
+                }
+                None if self.upstream.as_ref().is_none_or(|u| u.succeeded) => {
+                    m.tokens(self.tenant, self.model, TokenKind::Estimated, charge.estimate);
+                    charge.estimate
+                }
+                None => 0,
+            };
+            let flops = charge.ticket.settle(used, now);
+            (reason == Reason::Allowed).then_some(flops).flatten()
+        });
+        if let Some(flops) = flops {
+            m.flops(self.tenant, flops);
+        }
+        if let Some(u) = &self.upstream
+            && let Some(e) = m.endpoint(u.endpoint)
+        {
+            e.duration.observe(now.saturating_duration_since(u.started).as_secs_f64());
+            if end == BodyEnd::UpstreamFailed {
+                e.error(UpstreamErrorKind::Stream);
+            }
+        }
+        let latency = now.saturating_duration_since(self.started);
+        m.duration(reason).observe(latency.as_secs_f64());
+        m.in_flight.dec();
+        m.request(self.tenant, self.model, reason);
+        if let Some(slot) = self.slot.take() {
+            slot.send(|| DecisionRecord {
+                time: self.time,
+                request_id: self.request_id,
+                snapshot: self.snapshot.clone(),
+                tenant: self.tenant,
+                model: self.model,
+                requested_model: self.requested_model.take(),
+                purpose: self.purpose.take(),
+                reason,
+                status,
+                rule: self.rule,
+                endpoint: self.endpoint(),
+                usage,
+                flops,
+                latency,
+            });
+        }
+    }
+}
+
+impl OnEnd for Exchange {
+    fn on_end(&mut self, end: BodyEnd, usage: Option<Usage>) {
+        self.finish(end, usage);
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if self.answer.is_none() && self.charge.is_none() {
+            // The client left before anything was decided: there is no decision to record.
+            self.finished = true;
+            self.snapshot.metrics.in_flight.dec();
+            return;
+        }
+        // The client left while an admitted request was with the upstream.
+        self.finish(BodyEnd::ClientGone, None);
+    }
+}

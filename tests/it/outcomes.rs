@@ -1,0 +1,126 @@
+//! Every request ends once: whatever way it ends, in-flight comes back down and the trail holds
+//! exactly one record for it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::support::{Example, chat_body, scrape, send, send_raw, stream_body, trail, value};
+
+const KEY: &str = "Bearer sk-demo-us";
+
+/// Request id, method, path, an extra header, body, and the status expected.
+type Case<'a> = (&'a str, Method, &'a str, Option<(&'a str, &'a str)>, String, StatusCode);
+
+async fn in_flight(ex: &Example) -> f64 {
+    value(&scrape(ex.gw.admin_addr).await, "customs_in_flight_requests", &[])
+}
+
+/// Waits for the gauge to come back to 0 (the end of a request the client left is seen by the
+/// server a moment after the client let go).
+async fn settles_to_zero(ex: &Example, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = in_flight(ex).await;
+        if now == 0.0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "in-flight stayed at {now} after {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_route_ends_with_in_flight_at_zero_and_one_record() {
+    let ex = Example::start().await;
+    let addr = ex.gw.addr;
+    let json = ("content-type", "application/json");
+    let cases: Vec<Case> = vec![
+        (
+            "upstream-error",
+            Method::POST,
+            "/v1/chat/completions",
+            Some(("x-mock-fail", "500")),
+            chat_body("gpt-4o-mini"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+        ("models-list", Method::GET, "/v1/models", None, String::new(), StatusCode::OK),
+        ("model-get", Method::GET, "/v1/models/gpt-4o-mini", None, String::new(), StatusCode::OK),
+        ("model-unknown", Method::GET, "/v1/models/no-such-model", None, String::new(), StatusCode::NOT_FOUND),
+        ("chat", Method::POST, "/v1/chat/completions", Some(json), chat_body("gpt-4o-mini"), StatusCode::OK),
+        ("stream", Method::POST, "/v1/chat/completions", Some(json), stream_body("gpt-4o-mini"), StatusCode::OK),
+        ("refused-model", Method::POST, "/v1/chat/completions", None, chat_body("no-such"), StatusCode::NOT_FOUND),
+        ("bad-body", Method::POST, "/v1/chat/completions", None, "{".into(), StatusCode::BAD_REQUEST),
+        ("no-route", Method::GET, "/v1/nothing", None, String::new(), StatusCode::NOT_FOUND),
+        ("wrong-method", Method::GET, "/v1/chat/completions", None, String::new(), StatusCode::METHOD_NOT_ALLOWED),
+    ];
+    for (id, method, path, extra, body, status) in &cases {
+        let mut headers = vec![("authorization", KEY), ("x-request-id", *id)];
+        headers.extend(extra.iter().copied());
+        let r = send(addr, method.clone(), path, &headers, body.clone()).await;
+        assert_eq!(r.status, *status, "{id}: {:?}", r.body);
+        assert_eq!(in_flight(&ex).await, 0.0, "in-flight after {id}");
+    }
+    let unauthenticated = send(
+        addr,
+        Method::GET,
+        "/v1/models",
+        &[("authorization", "Bearer sk-nobody"), ("x-request-id", "bad-key")],
+        "",
+    )
+    .await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(in_flight(&ex).await, 0.0, "in-flight after bad-key");
+
+    // A stream the client walks away from halfway: the mock holds it open after one event.
+    let headers = [("authorization", KEY), ("x-mock-gate", "1"), ("x-request-id", "client-gone")];
+    let res = send_raw(addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    body.frame().await.unwrap().unwrap();
+    assert_eq!(in_flight(&ex).await, 1.0, "the open stream is in flight");
+    drop(body);
+    settles_to_zero(&ex, "the client left mid-stream").await;
+
+    // A stream the upstream cuts short.
+    let headers = [
+        ("authorization", KEY),
+        ("x-mock-fail-after-chunks", "2"),
+        ("x-mock-chunk-delay-ms", "50"),
+        ("x-request-id", "upstream-cut"),
+    ];
+    let res = send_raw(addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
+    assert!(res.into_body().collect().await.is_err(), "the cut stream must end in an error");
+    settles_to_zero(&ex, "the upstream cut the stream").await;
+
+    // A request the client gives up on while the upstream has not yet answered.
+    let headers = [("authorization", KEY), ("x-mock-delay-ms", "3000"), ("x-request-id", "gave-up")];
+    let early = tokio::time::timeout(
+        Duration::from_millis(300),
+        send_raw(addr, Method::POST, "/v1/chat/completions", &headers, chat_body("gpt-4o-mini")),
+    )
+    .await;
+    assert!(early.is_err(), "the upstream was told to wait before answering");
+    settles_to_zero(&ex, "the client gave up before the response head").await;
+
+    let audit = ex.audit_dir();
+    ex.gw.shutdown().await;
+    let mut records: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for r in trail(&audit).into_iter().filter(|r| r["type"] == "decision") {
+        records.entry(r["request_id"].as_str().unwrap_or_default().to_owned()).or_default().push(r);
+    }
+    let ids = cases.iter().map(|c| c.0).chain(["bad-key", "client-gone", "upstream-cut", "gave-up"]);
+    for id in ids {
+        let found = records.get(id).map_or(0, Vec::len);
+        assert_eq!(found, 1, "{id} has {found} records: {:?}", records.get(id));
+    }
+    let reason = |id: &str| records[id][0]["reason"].as_str().unwrap().to_owned();
+    assert_eq!(reason("models-list"), "allowed");
+    assert_eq!(reason("refused-model"), "model_not_found");
+    assert_eq!(reason("wrong-method"), "method_not_allowed");
+    assert_eq!(records["gave-up"][0]["status"], 499, "no response was sent to the client that left");
+    assert_eq!(records["chat"][0]["usage"]["total_tokens"].as_u64().map(|n| n > 0), Some(true));
+    ex.mock.stop().await;
+}
