@@ -16,7 +16,6 @@ use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower::Service;
 
-use crate::admin::AdminState;
 use crate::audit::{Audit, RequestIdBuf, RuleRef};
 use crate::auth;
 use crate::error::{self, GatewayError};
@@ -38,8 +37,8 @@ use crate::usage::UsageScanner;
 pub const PURPOSE_HEADER: HeaderName = HeaderName::from_static("x-customs-purpose");
 pub const POLICY_VERSION_HEADER: HeaderName = HeaderName::from_static("x-customs-policy-version");
 
-/// State shared by every request: the swappable snapshot, the upstream client, limits, the
-/// audit trail, and what the admin side needs to swap snapshots.
+/// State shared by every request: the swappable snapshot, the upstream client, limits and the
+/// audit trail.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
@@ -49,7 +48,6 @@ pub struct Shared {
     /// The day the policy decides as of: the real one unless `serve --at` fixed it.
     pub day: DayClock,
     pub audit: Audit,
-    pub admin: AdminState,
 }
 
 #[derive(Clone)]
@@ -216,7 +214,7 @@ where
     exchange.charge(ticket, estimate);
 
     let Forwarded { endpoint, response, started, first_byte } =
-        shared.upstreams.forward(snapshot, endpoints, op, parts, bytes).await?;
+        shared.upstreams.forward(snapshot.targets(endpoints), op, parts, bytes).await?;
     let (mut head, body) = response.into_parts();
     exchange.forwarded(endpoint, started, first_byte, head.status.is_success());
     error::rate_limit_headers(&mut head.headers, &status, false);

@@ -36,6 +36,7 @@ pub mod error;
 pub mod explain;
 pub mod gateway;
 pub mod ids;
+pub mod killswitch;
 pub mod limits;
 pub mod mock;
 pub mod outcome;

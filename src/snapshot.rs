@@ -3,15 +3,14 @@
 //! kill switch's suspensions). One `Arc<Snapshot>` is loaded per request and used for every phase
 //! of it; reloads and the kill switch build a new one and swap it in whole.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::admin::killswitch::Suspensions;
 use crate::config::raw::LimitsSection;
 use crate::ids::{EndpointIdx, TenantIdx};
+use crate::killswitch::Suspensions;
 use crate::limits::Limiter;
 use crate::policy::Policy;
-use crate::proxy::client::OriginPool;
+use crate::proxy::{Pools, Targets};
 use crate::telemetry::{Handles, Metrics};
 
 pub struct Snapshot {
@@ -64,7 +63,7 @@ impl Snapshot {
                 kept.unwrap_or_else(|| Arc::new(Limiter::with_clock(t.limits, &clock)))
             })
             .collect();
-        let pools = pools(&policy, previous);
+        let pools = Arc::new(Pools::new(policy.endpoints(), previous.map(|p| (p.policy.endpoints(), &*p.pools))));
         metrics.policy_info.reset();
         metrics.policy_info.with_label_values(&[policy.version()]).set(1);
         let suspended = resolve(&policy, &suspensions, metrics);
@@ -99,13 +98,14 @@ impl Snapshot {
         self.limiters.get(t as usize)
     }
 
-    pub fn pool(&self, e: EndpointIdx) -> Option<&Arc<OriginPool>> {
-        self.pools.origins.get(*self.pools.of_endpoint.get(e as usize)? as usize)
+    /// The upstream connection pools, one per origin.
+    pub fn pools(&self) -> &Pools {
+        &self.pools
     }
 
-    /// Each origin's pool, once.
-    pub fn pools(&self) -> impl Iterator<Item = &Arc<OriginPool>> {
-        self.pools.origins.iter()
+    /// What forwarding to `endpoints` (in order of preference) needs from this snapshot.
+    pub fn targets<'a>(&'a self, endpoints: &'a [EndpointIdx]) -> Targets<'a> {
+        Targets { endpoints, table: self.policy.endpoints(), pools: &self.pools, metrics: &self.metrics }
     }
 
     /// Whether an operator has suspended this tenant.
@@ -117,38 +117,6 @@ impl Snapshot {
     pub fn kill_switched_count(&self) -> usize {
         self.suspended.iter().filter(|s| **s).count()
     }
-}
-
-/// The connection pools: one per origin, shared by the endpoints on it.
-struct Pools {
-    /// By endpoint, the index of its origin's pool.
-    of_endpoint: Box<[u32]>,
-    origins: Box<[Arc<OriginPool>]>,
-}
-
-/// An origin the previous snapshot had keeps its pool (and its open connections) across a reload.
-fn pools(policy: &Policy, previous: Option<&Snapshot>) -> Arc<Pools> {
-    let mut kept: HashMap<&http::Uri, &Arc<OriginPool>> = HashMap::new();
-    if let Some(p) = previous {
-        for (e, ep) in p.policy.endpoints().iter().enumerate() {
-            if let Some(pool) = p.pool(e as EndpointIdx) {
-                kept.entry(ep.origin()).or_insert(pool);
-            }
-        }
-    }
-    let mut index: HashMap<&http::Uri, u32> = HashMap::new();
-    let mut origins: Vec<Arc<OriginPool>> = Vec::new();
-    let of_endpoint = policy
-        .endpoints()
-        .iter()
-        .map(|ep| {
-            *index.entry(ep.origin()).or_insert_with(|| {
-                origins.push(kept.get(ep.origin()).map_or_else(Default::default, |p| Arc::clone(p)));
-                (origins.len() - 1) as u32
-            })
-        })
-        .collect();
-    Arc::new(Pools { of_endpoint, origins: origins.into() })
 }
 
 /// The suspensions as a flag per tenant of `policy`; the gauge follows.

@@ -14,10 +14,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::killswitch::Suspension;
+use super::AdminState;
 use super::reload::{self, ReloadError};
 use crate::audit::record::timestamp;
 use crate::gateway::Shared;
+use crate::killswitch::Suspension;
 use crate::snapshot::Snapshot;
 
 const MAX_BODY: usize = 64 * 1024;
@@ -25,12 +26,12 @@ const MAX_TEXT: usize = 1000;
 
 type Reply = (StatusCode, &'static str, String);
 
-pub async fn handle<B>(shared: Arc<Shared>, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible>
+pub async fn handle<B>(admin: Arc<AdminState>, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (status, content_type, body) = route(&shared, req).await;
+    let (status, content_type, body) = route(&admin, req).await;
     let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -47,11 +48,12 @@ fn error(status: StatusCode, message: &str) -> Reply {
     reply(status, json!({ "error": { "message": message, "code": status.as_u16() } }))
 }
 
-async fn route<B>(shared: &Arc<Shared>, req: Request<B>) -> Reply
+async fn route<B>(admin: &AdminState, req: Request<B>) -> Reply
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let shared = &admin.shared;
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/metrics") => {
@@ -60,10 +62,10 @@ where
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain; charset=utf-8", "ok\n".to_owned()),
         (&Method::GET, "/readyz") => readyz(shared),
         (_, p) if p.starts_with("/admin/") => {
-            if let Err(r) = authorize(shared, &req) {
+            if let Err(r) = authorize(admin, &req) {
                 return r;
             }
-            admin(shared, req, &path).await
+            act(admin, req, &path).await
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
@@ -90,9 +92,9 @@ fn readyz(shared: &Shared) -> Reply {
     reply(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }
 
-fn authorize<B>(shared: &Shared, req: &Request<B>) -> Result<(), Reply> {
-    if !shared.admin.writes_enabled() {
-        let msg = format!("The admin API is off: set {} to a token to turn it on.", shared.admin.token_env);
+fn authorize<B>(admin: &AdminState, req: &Request<B>) -> Result<(), Reply> {
+    if !admin.writes_enabled() {
+        let msg = format!("The admin API is off: set {} to a token to turn it on.", admin.token_env);
         return Err(error(StatusCode::FORBIDDEN, &msg));
     }
     let presented = req
@@ -101,24 +103,25 @@ fn authorize<B>(shared: &Shared, req: &Request<B>) -> Result<(), Reply> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if shared.admin.token_matches(presented) {
+    if admin.token_matches(presented) {
         Ok(())
     } else {
         Err(error(StatusCode::UNAUTHORIZED, "A valid admin token is required (Authorization: Bearer ...)."))
     }
 }
 
-async fn admin<B>(shared: &Arc<Shared>, req: Request<B>, path: &str) -> Reply
+async fn act<B>(admin: &AdminState, req: Request<B>, path: &str) -> Reply
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let shared = &admin.shared;
     let method = req.method().clone();
     if path == "/admin/reload" {
         if method != Method::POST {
             return error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
         }
-        return match reload::reload(shared, "admin").await {
+        return match reload::reload(admin, "admin").await {
             Ok(r) => reply(
                 StatusCode::OK,
                 json!({
@@ -172,7 +175,7 @@ where
     if action_body.by.len() > MAX_TEXT || action_body.reason.len() > MAX_TEXT {
         return error(StatusCode::BAD_REQUEST, "`by` and `reason` are limited to 1000 bytes");
     }
-    kill_switch(shared, &tenant, action == "suspend", action_body).await
+    kill_switch(admin, &tenant, action == "suspend", action_body).await
 }
 
 #[derive(Deserialize)]
@@ -185,8 +188,9 @@ struct ActionBody {
 /// Suspends or reinstates `tenant`: persisted first, then swapped in, then audited. If the state
 /// cannot be saved the change still applies to this process (stopping misuse now matters more)
 /// and the reply says it did not persist.
-async fn kill_switch(shared: &Arc<Shared>, tenant: &str, suspend: bool, body: ActionBody) -> Reply {
-    let _one_at_a_time = shared.admin.lock.lock().await;
+async fn kill_switch(admin: &AdminState, tenant: &str, suspend: bool, body: ActionBody) -> Reply {
+    let shared = &admin.shared;
+    let _one_at_a_time = admin.lock.lock().await;
     let current = shared.snapshot.load_full();
     if current.policy.tenant_by_id(tenant).is_none() {
         return error(StatusCode::NOT_FOUND, "no such tenant in the running policy");
@@ -198,7 +202,7 @@ async fn kill_switch(shared: &Arc<Shared>, tenant: &str, suspend: bool, body: Ac
     } else {
         current.suspensions.without(tenant)
     };
-    let persisted = match &shared.admin.state_file {
+    let persisted = match &admin.state_file {
         Some(path) if changed => {
             let path = path.clone();
             let to_save = next.clone();

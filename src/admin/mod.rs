@@ -3,7 +3,6 @@
 //! request path sees only by swapping in a new snapshot, one change at a time.
 
 pub mod http;
-pub mod killswitch;
 pub mod reload;
 
 use std::path::PathBuf;
@@ -12,11 +11,15 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::gateway::Shared;
+
 /// Looks up environment variables; shared so reloads read credentials the way start-up did.
 pub type SharedEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// What admin actions need: where the config came from, the token, and the state file.
+/// What admin actions need: the gateway they change, where the config came from, the token,
+/// and the state file. The gateway knows nothing of it.
 pub struct AdminState {
+    pub shared: Arc<Shared>,
     pub config_dir: PathBuf,
     pub env: SharedEnv,
     /// SHA-256 of the admin token; `None` turns admin writes off.
@@ -30,10 +33,11 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(config_dir: PathBuf, env: SharedEnv, settings: &crate::config::Settings) -> Self {
+    pub fn new(shared: Arc<Shared>, config_dir: PathBuf, env: SharedEnv, settings: &crate::config::Settings) -> Self {
         let token_env = settings.admin.token_env.clone();
         let token_digest = env(&token_env).filter(|t| !t.is_empty()).map(|t| Sha256::digest(t.as_bytes()).into());
         Self {
+            shared,
             config_dir,
             env,
             token_digest,

@@ -12,8 +12,8 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::AdminState;
 use crate::config::{self, ConfigErrors, Settings};
-use crate::gateway::Shared;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +49,13 @@ impl Reloaded {
 }
 
 /// Loads the config folder again and swaps it in if it is valid and differs.
-pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<Reloaded, ReloadError> {
-    let _one_at_a_time = shared.admin.lock.lock().await;
+pub async fn reload(admin: &AdminState, trigger: &'static str) -> Result<Reloaded, ReloadError> {
+    let shared = &admin.shared;
+    let _one_at_a_time = admin.lock.lock().await;
     let previous = shared.snapshot.load_full();
     let previous_version = previous.policy.version().to_owned();
-    let dir = shared.admin.config_dir.clone();
-    let env = shared.admin.env.clone();
+    let dir = admin.config_dir.clone();
+    let env = admin.env.clone();
     let metrics = shared.metrics.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<Option<(Snapshot, String)>, ConfigErrors> {
         let config = config::load(&dir, &*env)?;
@@ -83,7 +84,7 @@ pub async fn reload(shared: &Arc<Shared>, trigger: &'static str) -> Result<Reloa
             Ok(Reloaded { version: previous_version.clone(), previous: previous_version, restart_required: false })
         }
         Ok(Some((snapshot, startup))) => {
-            let restart_required = startup != shared.admin.startup_settings;
+            let restart_required = startup != admin.startup_settings;
             if restart_required {
                 tracing::warn!(
                     trigger,
@@ -112,11 +113,11 @@ pub fn mark_loaded(metrics: &crate::telemetry::Metrics) {
 
 /// Reloads on SIGHUP until the task is aborted.
 #[cfg(unix)]
-pub fn on_sighup(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+pub fn on_sighup(admin: Arc<AdminState>) -> std::io::Result<JoinHandle<()>> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let _ = reload(&shared, "sighup").await;
+            let _ = reload(&admin, "sighup").await;
         }
     }))
 }
@@ -125,11 +126,11 @@ pub fn on_sighup(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
 /// watcher must be kept alive. Paths in `ignore` (an audit folder or state file kept inside the
 /// config folder) do not count as changes.
 pub fn watch(
-    shared: Arc<Shared>,
+    admin: Arc<AdminState>,
     debounce: Duration,
     ignore: Vec<PathBuf>,
 ) -> notify::Result<(RecommendedWatcher, JoinHandle<()>)> {
-    let dir = shared.admin.config_dir.clone();
+    let dir = admin.config_dir.clone();
     let ignore: Vec<PathBuf> = ignore.into_iter().map(|p| absolute(&p)).collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -154,7 +155,7 @@ pub fn watch(
                     () = tokio::time::sleep(debounce) => break,
                 }
             }
-            let _ = reload(&shared, "watch").await;
+            let _ = reload(&admin, "watch").await;
         }
     });
     Ok((watcher, task))

@@ -209,8 +209,8 @@ impl Line<'_> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::admin::killswitch::{Suspension, Suspensions};
     use crate::config::raw::LimitsSection;
+    use crate::killswitch::{Suspension, Suspensions};
     use crate::telemetry::Metrics;
 
     /// An object as serde_json writes each member, in the given order.

@@ -11,6 +11,7 @@ pub mod client;
 mod coalesce;
 mod headers;
 pub mod metered;
+mod pools;
 
 use std::time::Duration;
 
@@ -21,13 +22,14 @@ use http_body_util::Full;
 use tokio::time::Instant;
 
 use crate::config::raw::UpstreamSection;
+use crate::endpoint::Endpoint;
 use crate::ids::EndpointIdx;
 use crate::route::Operation;
-use crate::snapshot::Snapshot;
-use crate::telemetry::UpstreamErrorKind;
+use crate::telemetry::{Handles, UpstreamErrorKind};
 use client::{Client, Connector, Dial, SendError, UpstreamBody};
 
 pub use headers::{request_headers, response_headers};
+pub use pools::Pools;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -43,6 +45,15 @@ pub enum UpstreamError {
 pub enum ClientError {
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
+}
+
+/// Where a request may go, in order of preference, with the tables to reach it: the endpoints
+/// and pools of the snapshot it was decided under.
+pub struct Targets<'a> {
+    pub endpoints: &'a [EndpointIdx],
+    pub table: &'a [Endpoint],
+    pub pools: &'a Pools,
+    pub metrics: &'a Handles,
 }
 
 /// An upstream response head, with where and when it came from.
@@ -80,8 +91,8 @@ impl Upstreams {
     }
 
     /// Closes pooled connections idle for longer than the configured timeout; run periodically.
-    pub fn evict_idle(&self, snapshot: &Snapshot) {
-        for pool in snapshot.pools() {
+    pub fn evict_idle(&self, pools: &Pools) {
+        for pool in pools.iter() {
             pool.evict(self.client.idle_timeout());
         }
     }
@@ -90,17 +101,16 @@ impl Upstreams {
     /// for the upstream's response head.
     pub async fn forward(
         &self,
-        snapshot: &Snapshot,
-        endpoints: &[EndpointIdx],
+        targets: Targets<'_>,
         op: Operation,
         parts: &Parts,
         body: Bytes,
     ) -> Result<Forwarded, UpstreamError> {
         let started = std::time::Instant::now();
         let deadline = Instant::from_std(started) + self.first_byte_timeout;
-        let metrics = &snapshot.metrics;
-        for &e in endpoints {
-            let (Some(ep), Some(pool)) = (snapshot.policy.endpoint(e), snapshot.pool(e)) else { continue };
+        let metrics = targets.metrics;
+        for &e in targets.endpoints {
+            let (Some(ep), Some(pool)) = (targets.table.get(e as usize), targets.pools.get(e)) else { continue };
             let error = |kind| {
                 if let Some(h) = metrics.endpoint(e) {
                     h.error(kind);

@@ -19,11 +19,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::admin::killswitch::{KillSwitchError, Suspensions};
 use crate::admin::{self, AdminState, SharedEnv};
 use crate::audit::{Audit, AuditError};
 use crate::config::Config;
 use crate::gateway::Shared;
+use crate::killswitch::{KillSwitchError, Suspensions};
 use crate::policy::DayClock;
 use crate::proxy::{ClientError, Upstreams};
 use crate::request_id::Generator;
@@ -116,8 +116,8 @@ impl Server {
             body_read_timeout: settings.server.body_read_timeout,
             day,
             audit,
-            admin: AdminState::new(config.dir, env, &settings),
         });
+        let admin_state = Arc::new(AdminState::new(shared.clone(), config.dir, env, &settings));
         let limits = Limits {
             header_read_timeout: settings.server.header_read_timeout,
             max_connections: usize::try_from(settings.server.max_connections).unwrap_or(usize::MAX),
@@ -136,10 +136,10 @@ impl Server {
 
         let mut triggers = Vec::new();
         #[cfg(unix)]
-        triggers.push(admin::reload::on_sighup(shared.clone()).map_err(ServerError::Signal)?);
+        triggers.push(admin::reload::on_sighup(admin_state.clone()).map_err(ServerError::Signal)?);
         let watcher = if settings.reload.watch {
             let ignore = settings.audit.dir.iter().chain(settings.admin.state_file.iter()).cloned().collect();
-            let (watcher, task) = admin::reload::watch(shared.clone(), settings.reload.debounce, ignore)?;
+            let (watcher, task) = admin::reload::watch(admin_state.clone(), settings.reload.debounce, ignore)?;
             triggers.push(task);
             Some(watcher)
         } else {
@@ -150,8 +150,7 @@ impl Server {
 
         let svc = stack::build(shared.clone(), Arc::new(Generator::new()));
         let main = tokio::spawn(serve(listener, svc, limits, wait(stopped.clone())));
-        let admin_shared = shared.clone();
-        let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::http::handle(admin_shared.clone(), req));
+        let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::http::handle(admin_state.clone(), req));
         let admin_limits = Limits { max_connections: 64, ..limits };
         let admin_task = tokio::spawn(serve(admin, admin_svc, admin_limits, wait(stopped)));
         tracing::info!(%addr, %admin_addr, policy_version = shared.snapshot.load().policy.version(), "Gateway listening.");
@@ -190,7 +189,7 @@ async fn evict_idle_connections(shared: Arc<Shared>, timeout: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        shared.upstreams.evict_idle(&shared.snapshot.load());
+        shared.upstreams.evict_idle(shared.snapshot.load().pools());
     }
 }
 
