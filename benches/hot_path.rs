@@ -140,7 +140,8 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
 /// What the audit writer thread does per request: render an allowed request's decision line
 /// (names, rule, endpoint read from the snapshot) and seal it into the hash chain.
 fn bench_audit(c: &mut Criterion) {
-    use customs::audit::{DecisionRecord, Event, RequestIdBuf, RuleRef, Sealer};
+    use customs::audit::{DecisionRecord, Event, RuleRef, Sealer};
+    use customs::request_id::RequestIdBuf;
     use customs::usage::Usage;
 
     let metrics = match Metrics::new() {

@@ -16,7 +16,7 @@ use http::{HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower::Service;
 
-use crate::audit::{Audit, RequestIdBuf, RuleRef};
+use crate::audit::{Audit, RuleRef};
 use crate::auth;
 use crate::error::{self, GatewayError};
 use crate::ids::TenantIdx;
@@ -28,7 +28,7 @@ use crate::proxy::client::UpstreamBody;
 use crate::proxy::metered::{BodyEnd, Metered};
 use crate::proxy::{Forwarded, Upstreams};
 use crate::reason::Reason;
-use crate::request_id;
+use crate::request_id::{self, RequestIdBuf};
 use crate::route::{self, Operation, Route};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 
-use crate::audit::{DecisionRecord, RequestIdBuf, RuleRef, Slot};
+use crate::audit::{DecisionRecord, RuleRef, Slot};
 use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::Ticket;
 use crate::proxy::metered::{BodyEnd, Metered, OnEnd};
 use crate::reason::Reason;
+use crate::request_id::RequestIdBuf;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{TokenKind, UpstreamErrorKind};
 use crate::usage::Usage;

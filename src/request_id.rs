@@ -127,6 +127,26 @@ where
     }
 }
 
+/// A request id copied inline (ids are at most 128 bytes), so recording one does not allocate.
+#[derive(Clone, Copy)]
+pub struct RequestIdBuf {
+    len: u8,
+    bytes: [u8; 128],
+}
+
+impl RequestIdBuf {
+    pub fn new(id: &[u8]) -> Self {
+        let mut bytes = [0u8; 128];
+        let len = id.len().min(128);
+        bytes[..len].copy_from_slice(&id[..len]);
+        Self { len: len as u8, bytes }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).ok().filter(|s| !s.is_empty())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::{IntCounter, IntGauge};
 
 pub use chain::Sealer;
-pub use record::{AdminRecord, DecisionRecord, Event, RequestIdBuf, RuleRef};
+pub use record::{AdminRecord, DecisionRecord, Event, RuleRef};
 pub use writer::trail_files;
 
 use crate::config::raw::{AuditSection, OnAuditFailure};

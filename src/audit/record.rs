@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
 use crate::reason::Reason;
+use crate::request_id::RequestIdBuf;
 use crate::snapshot::Snapshot;
 use crate::usage::Usage;
 
@@ -26,26 +27,6 @@ pub enum RuleRef {
     Policy(RuleId),
     /// The admin kill switch, described by the snapshot's suspension record for the tenant.
     KillSwitch,
-}
-
-/// A request id copied inline (ids are at most 128 bytes), so recording one does not allocate.
-#[derive(Clone, Copy)]
-pub struct RequestIdBuf {
-    len: u8,
-    bytes: [u8; 128],
-}
-
-impl RequestIdBuf {
-    pub fn new(id: &[u8]) -> Self {
-        let mut bytes = [0u8; 128];
-        let len = id.len().min(128);
-        bytes[..len].copy_from_slice(&id[..len]);
-        Self { len: len as u8, bytes }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).ok().filter(|s| !s.is_empty())
-    }
 }
 
 /// One decided request, allow or deny.
