@@ -107,8 +107,8 @@ impl Event {
 impl DecisionRecord {
     /// Writes the line member by member instead of through a derived `Serialize`: the keys are
     /// literals, and serde_json writes only the values. The derive's per-field machinery (every
-    /// key escaped again, the time through a formatting adapter) was a fifth of the cost of
-    /// sealing a record (`audit/seal_decision` in BENCHMARKS.md).
+    /// key escaped again, the time through a formatting adapter) was a large share of the cost of
+    /// sealing a record (`audit/seal_decision` in BENCHMARKS.md measures it).
     fn write_line(&self, seq: u64, prev: &str, out: &mut Vec<u8>) {
         let s = &self.snapshot;
         let policy = &s.policy;

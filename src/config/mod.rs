@@ -187,8 +187,8 @@ const CHUNKED_TENANTS_BYTES: usize = 256 * 1024;
 const TENANTS_PER_CHUNK: usize = 500;
 
 /// Parses `tenants.toml`. A large file is parsed in slices of whole `[[tenants]]` tables, because
-/// the TOML parser's transient tree is many times the file's size (71 MB for a 2.9 MB file of
-/// 10,000 tenants) and that was the gateway's peak memory. Each slice is parsed in a copy of the
+/// the TOML parser's transient tree is many times the file's size, and for a large tenant list
+/// it was the gateway's peak memory (the 10k-tenant run in BENCHMARKS.md). Each slice is parsed in a copy of the
 /// file with everything outside the slice blanked (newlines kept), so every span, line and column
 /// is the file's own. Anything unusual about the layout falls back to parsing the whole file.
 fn parse_tenants(src: &Source, errors: &mut Vec<ConfigError>) -> Option<raw::TenantsFile> {
