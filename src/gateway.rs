@@ -1,5 +1,5 @@
 //! The inference service: route, authenticate, read and peek the body, decide, forward. It loads
-//! the policy snapshot once per request and uses that same version for every phase.
+//! the snapshot once per request and uses that same policy version for every phase.
 
 use std::convert::Infallible;
 use std::future::Future;

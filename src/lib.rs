@@ -8,13 +8,16 @@
 //!  (server)   (request_id)   (audit)        (route)   (auth)   (peek)        (policy)   (limits)   (proxy)
 //!                                                                                                  │
 //!  client ◄────────── stream back, chunk by chunk, never buffered; usage read on the side ◄────────┘
-//!                     when it ends: limits settled, metrics counted, one audit record queued (audit)
+//!                     however it ends, once: limits settled, metrics counted, one audit record (outcome)
 //! ```
 //!
-//! Every phase reads one immutable [`policy::Policy`] snapshot, loaded once per request from an
-//! `ArcSwap`; the snapshot is compiled from the config folder by [`config::load`], so the hot path
-//! does no parsing, takes no lock and formats no strings. A refusal at any phase becomes an
-//! OpenAI-shaped error via [`error::GatewayError`].
+//! Two words for two things. The [`policy::Policy`] is the compiled, immutable rules of one config
+//! version, built from the config folder by [`config::load`]. The [`snapshot::Snapshot`] is what a
+//! request reads: a policy plus what serving it needs at run time (limiters, connection pools,
+//! metric handles, suspensions). One snapshot is loaded per request from an `ArcSwap` and used for
+//! every phase, so the hot path does no parsing, takes no lock and formats no strings; reloads and
+//! the kill switch swap in a new one whole. A refusal at any phase becomes an OpenAI-shaped error
+//! via [`error::GatewayError`], and every request ends in [`outcome::Exchange::finish`].
 //!
 //! Beside the path: [`audit`] (the hash-chained trail, written by its own thread), [`admin`] (the
 //! admin listener: health, readiness, metrics, hot reload and the kill switch, each of which

@@ -1,4 +1,4 @@
-//! What goes into the trail. The request path hands over indices into its policy snapshot and
+//! What goes into the trail. The request path hands over indices into its snapshot's policy and
 //! plain numbers; names, rules and times are turned into text on the writer thread, so recording
 //! a decision costs the request no formatting.
 //!

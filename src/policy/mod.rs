@@ -37,7 +37,8 @@ use crate::config::raw::ComputeBasis;
 use crate::endpoint::Endpoint;
 use crate::limits::LimitSpec;
 
-/// One immutable policy version. Built by `config::compile`, swapped whole on reload.
+/// One immutable policy version, built by `config::load`. A reload builds a new one; the request
+/// path reaches it through the [`crate::snapshot::Snapshot`] that carries it.
 pub struct Policy {
     pub(crate) version: Box<str>,
     pub(crate) version_header: HeaderValue,

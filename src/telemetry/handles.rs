@@ -1,4 +1,4 @@
-//! Label handles resolved per policy snapshot. Tenant and model handles are created on first use
+//! Label handles resolved per snapshot. Tenant and model handles are created on first use
 //! (`OnceLock`), so a 10,000-tenant config neither exports series nor holds counters for tenants
 //! that never called; after that, recording is an atomic add.
 
