@@ -5,10 +5,7 @@
 
 mod compile;
 mod error;
-mod expect;
-mod jurisdictions;
 pub mod raw;
-mod screen;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::compile::{Ctx, day, valid_label};
-use super::error::Source;
-use super::raw::{ExpectationsFile, ExpectedDecision};
+use super::ctx::{Ctx, day, valid_label};
+use crate::config::error::Source;
+use crate::config::raw::{ExpectationsFile, ExpectedDecision};
 use crate::policy::expect::{Expectation, Expected};
 use crate::policy::{Denial, TenantIdx};
 

@@ -7,11 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 use globset::GlobMatcher;
 use toml::Spanned;
 
-use super::compile::{
-    Ctx, ModelEntry, check_limits, day_window, entry, glob, model_patterns, valid_country, valid_label,
-};
-use super::error::Source;
-use super::raw::{DeclarationRequirement, JurisdictionsFile, RawJurisdiction};
+use super::ctx::{Ctx, ModelEntry, check_limits, day_window, entry, glob, model_patterns, valid_country, valid_label};
+use crate::config::error::Source;
+use crate::config::raw::{DeclarationRequirement, JurisdictionsFile, RawJurisdiction};
 use crate::endpoint::Endpoint;
 use crate::policy::{
     Day, EndpointIdx, InForce, Jurisdiction, JurisdictionVersion, Model, Period, RegionVerdict, RuleId, Window,

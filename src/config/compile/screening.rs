@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::compile::{Ctx, day};
-use super::error::{ConfigError, Source};
-use super::raw::{ScreeningFile, TenantsFile};
+use super::ctx::{Ctx, day};
+use crate::config::error::{ConfigError, Source};
+use crate::config::raw::{ScreeningFile, TenantsFile};
 use crate::policy::{Day, Finding, FindingStatus, Screening, Tenant, TenantIdx};
 use crate::screening::{Screener, parse_csl_csv};
 

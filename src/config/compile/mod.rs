@@ -1,0 +1,105 @@
+//! Compiles the parsed files into a [`Policy`]: checks every cross-reference and range, collects
+//! every problem instead of stopping at the first, and resolves all patterns and thresholds into
+//! per-(jurisdiction version, model) verdicts so nothing is evaluated lazily on the request path.
+//!
+//! This file only runs the per-file compilers in order and assembles what they built. Each of
+//! them is a leaf that shares only [`ctx`] with the others, so what one file's compiler needs from
+//! another's is passed in here, never imported.
+
+mod ctx;
+mod expect;
+mod gateway;
+mod groups;
+mod jurisdictions;
+mod models;
+mod screening;
+mod tenants;
+
+use http::HeaderValue;
+use toml::Spanned;
+
+use super::error::{ConfigError, Source};
+use super::raw::{
+    CountryGroupsFile, ExpectationsFile, GatewayFile, JurisdictionsFile, ModelsFile, RawLimits, ScreeningFile,
+    TenantsFile,
+};
+use crate::policy::Policy;
+use crate::policy::expect::Expectation;
+
+pub(super) struct Parsed<'s> {
+    pub gateway: (&'s Source, GatewayFile),
+    pub models: (&'s Source, ModelsFile),
+    pub groups: (&'s Source, CountryGroupsFile),
+    pub jurisdictions: (&'s Source, JurisdictionsFile),
+    pub tenants: (&'s Source, TenantsFile),
+    pub screening: (&'s Source, ScreeningFile),
+    pub list: Option<Source>,
+    pub expectations: (&'s Source, ExpectationsFile),
+}
+
+/// What a config compiles to.
+pub(super) struct Compiled {
+    pub settings: GatewayFile,
+    pub policy: Policy,
+    pub expectations: Vec<Expectation>,
+}
+
+pub(super) fn compile(
+    p: Parsed<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    version: String,
+) -> Result<Compiled, Vec<ConfigError>> {
+    let mut ctx = ctx::Ctx::new(env);
+    gateway::check_gateway(&mut ctx, p.gateway.0, &p.gateway.1);
+    let (models, model_names, endpoints) = models::compile_models(&mut ctx, p.models.0, &p.models.1);
+    let groups = groups::compile_groups(&mut ctx, p.groups.0, &p.groups.1);
+    let j = jurisdictions::compile_jurisdictions(
+        &mut ctx,
+        p.jurisdictions.0,
+        &p.jurisdictions.1,
+        &groups,
+        &models,
+        &endpoints,
+    );
+    let regional_limits: Vec<Option<&RawLimits>> = j
+        .first_block
+        .iter()
+        .map(|&b| p.jurisdictions.1.jurisdictions.get(b).and_then(|r| r.limits.as_ref()).map(Spanned::get_ref))
+        .collect();
+    let coverage = |country: &str| j.coverage.of(country);
+    let (mut tenants, tenant_ids, keys) = tenants::compile_tenants(
+        &mut ctx,
+        p.tenants.0,
+        &p.tenants.1,
+        &j.jurisdictions,
+        &regional_limits,
+        &coverage,
+        &models,
+    );
+    let screening = screening::screen(
+        &mut ctx,
+        (p.screening.0, &p.screening.1),
+        p.list.as_ref(),
+        &p.tenants.1,
+        (&mut tenants, &tenant_ids),
+    );
+    let expectations = expect::compile_expectations(&mut ctx, p.expectations.0, &p.expectations.1, &tenant_ids);
+    let rules = ctx.finish()?;
+    let version_header = HeaderValue::try_from(version.as_str()).unwrap_or(HeaderValue::from_static("unknown"));
+    let policy = Policy {
+        version: version.into(),
+        version_header,
+        models: models.into_iter().map(|(m, _)| m).collect(),
+        model_names,
+        jurisdictions: j.jurisdictions.into(),
+        tenants: tenants.into(),
+        tenant_ids,
+        keys,
+        verdicts: j.verdicts.into(),
+        verdict_endpoints: j.verdict_endpoints.into(),
+        endpoints: endpoints.into(),
+        rules: rules.into(),
+        screening,
+    };
+    Ok(Compiled { settings: p.gateway.1, policy, expectations })
+}

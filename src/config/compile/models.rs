@@ -1,0 +1,109 @@
+//! Compiles `models.toml`: each model's names (ids and aliases share one namespace), its compute
+//! figures, and its endpoints built into the upstream table with their credentials resolved.
+
+use std::collections::HashMap;
+
+use super::ctx::{Ctx, ModelEntry, entry, valid_label, valid_name};
+use crate::config::error::Source;
+use crate::config::raw::ModelsFile;
+use crate::endpoint::Endpoint;
+use crate::policy::{EndpointIdx, Model};
+
+pub(super) fn compile_models(
+    ctx: &mut Ctx,
+    src: &Source,
+    file: &ModelsFile,
+) -> (Vec<ModelEntry>, HashMap<Box<str>, u32>, Vec<Endpoint>) {
+    let mut out = Vec::new();
+    let mut names: HashMap<Box<str>, u32> = HashMap::new();
+    let mut endpoints = Vec::new();
+    if file.models.is_empty() {
+        ctx.err(src, None, "models", "the catalog is empty; add at least one [[models]] entry");
+    }
+    for (i, m) in file.models.iter().enumerate() {
+        let idx = out.len() as u32;
+        let id = m.id.get_ref();
+        let key = entry("models", i, id);
+        for (name, span, k) in std::iter::once((id, m.id.span(), format!("{key}.id")))
+            .chain(m.aliases.iter().enumerate().map(|(a, s)| (s.get_ref(), s.span(), format!("{key}.aliases[{a}]"))))
+        {
+            if !valid_name(name) {
+                ctx.err(src, Some(span), k, format!("{name:?} must be printable ASCII without spaces"));
+            } else if names.insert(name.as_str().into(), idx).is_some() {
+                ctx.err(src, Some(span), k, format!("{name:?} is already a model id or alias"));
+            }
+        }
+        let flops = *m.training_flops.get_ref();
+        if !(flops.is_finite() && flops >= 0.0) {
+            ctx.err(
+                src,
+                Some(m.training_flops.span()),
+                format!("{key}.training_flops"),
+                "must be a finite number >= 0",
+            );
+        }
+        if let Some(p) = &m.parameters {
+            if !(p.get_ref().is_finite() && *p.get_ref() > 0.0) {
+                ctx.err(src, Some(p.span()), format!("{key}.parameters"), "must be a finite number > 0");
+            }
+        }
+        if m.endpoints.is_empty() {
+            ctx.err(src, Some(m.id.span()), format!("{key}.endpoints"), "a model needs at least one endpoint");
+        }
+        if m.endpoints.len() > usize::from(u8::MAX) {
+            ctx.err(src, Some(m.id.span()), format!("{key}.endpoints"), "a model can have at most 255 endpoints");
+        }
+        let mut eps = Vec::new();
+        for (e, ep) in m.endpoints.iter().enumerate() {
+            let ekey = format!("{key}.endpoints[{e}]");
+            if !valid_label(ep.residency.get_ref()) {
+                ctx.err(
+                    src,
+                    Some(ep.residency.span()),
+                    format!("{ekey}.residency"),
+                    "must be lowercase letters, digits and '-', e.g. \"us-east\"",
+                );
+            }
+            let credential = match &ep.api_key_env {
+                None => None,
+                Some(var) => match ctx.env(var.get_ref()) {
+                    Some(v) if !v.is_empty() => Some(v),
+                    _ => {
+                        ctx.err(
+                            src,
+                            Some(var.span()),
+                            format!("{ekey}.api_key_env"),
+                            format!("environment variable {} is not set", var.get_ref()),
+                        );
+                        None
+                    }
+                },
+            };
+            match Endpoint::build(
+                idx,
+                ep.url.get_ref(),
+                ep.kind,
+                ep.residency.get_ref(),
+                ep.deployment.as_ref().map(|d| d.get_ref().as_str()),
+                ep.api_version.as_ref().map(|d| d.get_ref().as_str()),
+                credential.as_deref(),
+            ) {
+                Ok(built) => {
+                    eps.push(endpoints.len() as EndpointIdx);
+                    endpoints.push(built);
+                }
+                Err(e) => ctx.err(src, Some(ep.url.span()), format!("{ekey}.url"), e.to_string()),
+            }
+        }
+        let model = Model {
+            id: id.as_str().into(),
+            aliases: m.aliases.iter().map(|a| a.get_ref().as_str().into()).collect(),
+            training_flops: flops,
+            compute_basis: m.compute_basis,
+            parameters: m.parameters.as_ref().map(|p| *p.get_ref()),
+            developer: m.developer.as_deref().map(Into::into),
+        };
+        out.push((model, eps));
+    }
+    (out, names, endpoints)
+}

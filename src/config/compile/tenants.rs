@@ -1,0 +1,245 @@
+//! Compiles `tenants.toml`: each tenant's binding to the jurisdiction its country belongs to, its
+//! key digests, allowlist, end-use declaration, scheduled suspension and limits (merged with its
+//! jurisdiction's).
+
+use std::collections::HashMap;
+
+use super::ctx::{
+    Ctx, ModelEntry, check_limits, day_window, entry, model_patterns, valid_country, valid_label, valid_name,
+};
+use crate::auth::{self, KeyIndex};
+use crate::config::error::Source;
+use crate::config::raw::{RawLimits, RawTenant, TenantStatus, TenantsFile};
+use crate::limits::LimitSpec;
+use crate::policy::{Declaration, Jurisdiction, ModelSet, Suspension, Tenant};
+
+type TenantOut = (Vec<Tenant>, HashMap<Box<str>, u32>, KeyIndex);
+
+pub(super) fn compile_tenants(
+    ctx: &mut Ctx,
+    src: &Source,
+    file: &TenantsFile,
+    jurisdictions: &[Jurisdiction],
+    regional_limits: &[Option<&RawLimits>],
+    coverage: &dyn Fn(&str) -> Option<u32>,
+    models: &[ModelEntry],
+) -> TenantOut {
+    let mut out = Vec::new();
+    let mut ids = HashMap::new();
+    let mut keys: HashMap<[u8; 32], (u32, String)> = HashMap::new();
+    for (i, t) in file.tenants.iter().enumerate() {
+        let idx = out.len() as u32;
+        let id = t.id.get_ref().as_str();
+        let key = entry("tenants", i, id);
+        if !valid_name(id) {
+            ctx.err(src, Some(t.id.span()), format!("{key}.id"), "must be printable ASCII without spaces");
+        }
+        if ids.insert(Box::<str>::from(id), idx).is_some() {
+            ctx.err(src, Some(t.id.span()), format!("{key}.id"), format!("tenant {id:?} is defined twice"));
+        }
+        if t.legal_name.trim().is_empty() {
+            ctx.err(src, Some(t.id.span()), format!("{key}.legal_name"), "must not be empty");
+        }
+        let jurisdiction = tenant_jurisdiction(ctx, src, &key, t, jurisdictions, coverage);
+        for (k, d) in t.key_sha256.iter().enumerate() {
+            let kk = format!("{key}.key_sha256[{k}]");
+            match auth::parse_digest(d.get_ref()).filter(|_| d.get_ref().len() == 64) {
+                None => ctx.err(
+                    src,
+                    Some(d.span()),
+                    kk,
+                    "must be 64 hex digits (the SHA-256 of the key; see `customs keygen`)",
+                ),
+                Some(digest) => {
+                    if let Some((_, other)) = keys.insert(digest, (idx, id.to_owned())) {
+                        ctx.err(
+                            src,
+                            Some(d.span()),
+                            kk,
+                            format!("this key digest is also listed for tenant {other:?}"),
+                        );
+                    }
+                }
+            }
+        }
+        let suspended = (*t.status.get_ref() == TenantStatus::Suspended)
+            .then(|| ctx.rule(src, t.status.span(), format!("{key}.status"), "status = \"suspended\"".into()));
+        let allowlist = t.allow_models.as_ref().map(|list| {
+            let ids = || models.iter().map(|(m, _)| &*m.id);
+            let patterns = model_patterns(ctx, src, &format!("{key}.allow_models"), list.get_ref(), ids, "model id");
+            let mut bits = vec![0u64; models.len().div_ceil(64)];
+            for (m, (model, _)) in models.iter().enumerate() {
+                if patterns.iter().flatten().any(|(g, _)| g.is_match(&*model.id)) {
+                    bits[m / 64] |= 1 << (m % 64);
+                }
+            }
+            let rule = ctx.rule(
+                src,
+                list.span(),
+                format!("{key}.allow_models"),
+                "the tenant's own allowlist does not include the model".into(),
+            );
+            ModelSet { bits: bits.into(), rule }
+        });
+        let declaration = t.end_use.as_ref().and_then(|d| {
+            let dk = format!("{key}.end_use");
+            if !valid_name(d.id.get_ref()) {
+                ctx.err(src, Some(d.id.span()), format!("{dk}.id"), "must be printable ASCII without spaces");
+            }
+            let valid =
+                day_window(ctx, src, &dk, ("effective_from", d.effective_from.as_ref()), ("expires", Some(&d.expires)));
+            if d.purposes.is_empty() {
+                ctx.err(
+                    src,
+                    Some(d.id.span()),
+                    format!("{dk}.purposes"),
+                    "a declaration must declare at least one purpose",
+                );
+            }
+            for (p, purpose) in d.purposes.iter().enumerate() {
+                if !valid_label(purpose.get_ref()) {
+                    ctx.err(
+                        src,
+                        Some(purpose.span()),
+                        format!("{dk}.purposes[{p}]"),
+                        "must be lowercase letters, digits and '-'",
+                    );
+                }
+            }
+            let valid = valid?;
+            let purposes: Vec<&str> = d.purposes.iter().map(|p| p.get_ref().as_str()).collect();
+            let decl = d.id.get_ref();
+            let rule = ctx.rule(
+                src,
+                d.id.span(),
+                dk.clone(),
+                format!("declaration {decl} valid {valid}, purposes {purposes:?}"),
+            );
+            let pending_rule = match &d.effective_from {
+                Some(from) => ctx.rule(
+                    src,
+                    from.span(),
+                    format!("{dk}.effective_from"),
+                    format!("declaration {decl} does not count before {}: as if none were on file", valid.from),
+                ),
+                None => rule,
+            };
+            Some(Declaration {
+                id: decl.as_str().into(),
+                effective_from: valid.from,
+                expires: valid.until,
+                purposes: purposes.into_iter().map(Into::into).collect(),
+                rule,
+                pending_rule,
+            })
+        });
+        let suspension = t.suspension.as_ref().and_then(|s| {
+            let sk = format!("{key}.suspension");
+            let raw = s.get_ref();
+            let window = day_window(
+                ctx,
+                src,
+                &sk,
+                ("effective_from", raw.effective_from.as_ref()),
+                ("until", raw.until.as_ref()),
+            );
+            let reason = raw.reason.get_ref().trim();
+            if reason.is_empty() {
+                ctx.err(src, Some(raw.reason.span()), format!("{sk}.reason"), "must say why the tenant is suspended");
+            }
+            let window = window?;
+            let rule = ctx.rule(src, s.span(), sk, format!("suspended {window}: {reason}"));
+            Some(Suspension { window, rule })
+        });
+        if let Some(l) = &t.limits {
+            check_limits(ctx, src, &format!("{key}.limits"), l);
+        }
+        let regional = regional_limits.get(jurisdiction as usize).copied().flatten();
+        let limits = merge_limits(t.limits.as_ref().map(|l| l.get_ref()), regional);
+        out.push(Tenant {
+            id: id.into(),
+            legal_name: t.legal_name.as_str().into(),
+            country: t.country.get_ref().as_str().into(),
+            jurisdiction,
+            suspended,
+            suspension,
+            denied_party: None,
+            declaration,
+            allowlist,
+            limits,
+        });
+    }
+    let index = KeyIndex::build(keys.into_iter().map(|(d, (t, _))| (d, t)));
+    (out, ids, index)
+}
+
+/// The tenant's jurisdiction, which must be the one its country belongs to: the binding is made
+/// in config, checked against the country table, and never taken from the request.
+fn tenant_jurisdiction(
+    ctx: &mut Ctx,
+    src: &Source,
+    key: &str,
+    t: &RawTenant,
+    jurisdictions: &[Jurisdiction],
+    coverage: &dyn Fn(&str) -> Option<u32>,
+) -> u32 {
+    let country = t.country.get_ref();
+    if !valid_country(country) {
+        ctx.err(
+            src,
+            Some(t.country.span()),
+            format!("{key}.country"),
+            format!("{country:?} is not an ISO 3166-1 alpha-2 code"),
+        );
+    }
+    let named = t.jurisdiction.get_ref();
+    let Some(j) = jurisdictions.iter().position(|j| &*j.id == named.as_str()) else {
+        ctx.err(
+            src,
+            Some(t.jurisdiction.span()),
+            format!("{key}.jurisdiction"),
+            format!("unknown jurisdiction {named:?}"),
+        );
+        return 0;
+    };
+    match coverage(country) {
+        Some(c) if c as usize == j => {}
+        Some(c) => {
+            let actual = jurisdictions.get(c as usize).map_or("?", |j| &*j.id);
+            ctx.err(
+                src,
+                Some(t.jurisdiction.span()),
+                format!("{key}.jurisdiction"),
+                format!("country {country} belongs to jurisdiction {actual:?}, not {named:?}"),
+            );
+        }
+        None => ctx.err(
+            src,
+            Some(t.country.span()),
+            format!("{key}.country"),
+            format!("country {country} is not covered by any jurisdiction"),
+        ),
+    }
+    j as u32
+}
+
+/// A tenant's limits: each key from the tenant, else its jurisdiction's default. The compute
+/// quota is a compliance control, so a tenant can only lower its jurisdiction's.
+fn merge_limits(tenant: Option<&RawLimits>, region: Option<&RawLimits>) -> LimitSpec {
+    let t = tenant.cloned().unwrap_or_default();
+    let r = region.cloned().unwrap_or_default();
+    let (requests_per_minute, request_burst) = match t.requests_per_minute {
+        Some(rpm) => (Some(rpm), t.request_burst),
+        None => (r.requests_per_minute, r.request_burst),
+    };
+    LimitSpec {
+        requests_per_minute,
+        request_burst,
+        tokens_per_minute: t.tokens_per_minute.or(r.tokens_per_minute),
+        max_concurrent: t.max_concurrent.or(r.max_concurrent),
+        daily_inference_flops: match (t.daily_inference_flops, r.daily_inference_flops) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    }
+}
