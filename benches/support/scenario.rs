@@ -9,7 +9,7 @@ use std::path::Path;
 pub fn write(dir: &Path, upstream: &str, gateway_only: bool) -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // The screening list is not a *.toml file of FILES, but it is screened against like the rest.
-    let files = customs::config::FILES.into_iter().map(|(name, _)| name).chain(["screening-list.csv"]);
+    let files = customs::config::FILES.names().chain(["screening-list.csv"]);
     for name in files.filter(|name| !gateway_only || *name == "gateway.toml") {
         let scenario = root.join("benches/load/scenario").join(name);
         let source = if scenario.exists() { scenario } else { root.join("config").join(name) };

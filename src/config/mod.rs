@@ -5,6 +5,7 @@
 
 mod compile;
 mod error;
+mod files;
 pub mod raw;
 
 use std::fs;
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use error::Source;
 pub use error::{ConfigError, ConfigErrors};
+pub use files::{FILES, File, Files};
 pub use raw::GatewayFile as Settings;
 
 use crate::policy::Policy;
@@ -22,20 +24,7 @@ use crate::policy::expect::Expectation;
 
 /// The file of policy expectations: read and checked with the rest, but left out of the policy
 /// version, since it changes no decision.
-pub const EXPECTATIONS: &str = "expectations.toml";
-
-/// The files a config folder may hold, and whether each is required: `gateway.toml`,
-/// `screening.toml` and `expectations.toml` are optional, the policy files are not. The screening
-/// list itself (CSV) is named in `screening.toml`.
-pub const FILES: [(&str, bool); 7] = [
-    ("gateway.toml", false),
-    ("models.toml", true),
-    ("country-groups.toml", true),
-    ("jurisdictions.toml", true),
-    ("tenants.toml", true),
-    ("screening.toml", false),
-    (EXPECTATIONS, false),
-];
+pub const EXPECTATIONS: &str = FILES.expectations.name;
 
 pub struct Config {
     /// The folder it was loaded from, for reloads.
@@ -70,43 +59,37 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         Ok(entries) => {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".toml") && !FILES.iter().any(|(f, _)| *f == name) {
+                if name.ends_with(".toml") && !FILES.names().any(|f| f == name) {
+                    let expected: Vec<&str> = FILES.names().collect();
                     errors.push(file_err(
                         display(&name),
-                        format!("unexpected file; a config folder holds only {}", FILES.map(|f| f.0).join(", ")),
+                        format!("unexpected file; a config folder holds only {}", expected.join(", ")),
                     ));
                 }
             }
         }
     }
 
-    let mut sources = Vec::new();
-    for (name, required) in FILES {
-        let path = dir.join(name);
-        match fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => sources.push(Some(Source::new(display(name), text))),
-                Err(_) => {
-                    errors.push(file_err(display(name), "is not valid UTF-8".into()));
-                    sources.push(None);
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                sources.push(Some(Source::new(display(name), String::new())));
+    let sources = FILES.map(|File { name, required }| match fs::read(dir.join(name)) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(Source::new(display(name), text)),
+            Err(_) => {
+                errors.push(file_err(display(name), "is not valid UTF-8".into()));
+                None
             }
-            Err(e) => {
-                errors.push(file_err(display(name), format!("cannot be read: {e}")));
-                sources.push(None);
-            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Some(Source::new(display(name), String::new()))
         }
-    }
+        Err(e) => {
+            errors.push(file_err(display(name), format!("cannot be read: {e}")));
+            None
+        }
+    });
 
     // The screening list is part of the policy (and of its version), at the path screening.toml
     // names, or its default name.
-    let screening_file: Option<raw::ScreeningFile> = match sources.get(5) {
-        Some(Some(s)) => parse(s, &mut errors),
-        _ => None,
-    };
+    let screening_file: Option<raw::ScreeningFile> = sources.screening.as_ref().and_then(|s| parse(s, &mut errors));
     let list_name =
         screening_file.as_ref().map_or_else(|| raw::ScreeningSettings::default().list, |f| f.screening.list.clone());
     let list = match fs::read(dir.join(list_name.get_ref())) {
@@ -126,7 +109,7 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
 
     let version = {
         let mut h = Sha256::new();
-        for (s, _) in sources.iter().zip(FILES).filter(|(_, (name, _))| *name != EXPECTATIONS) {
+        for (s, _) in sources.iter().zip(FILES.iter()).filter(|(_, f)| f.name != EXPECTATIONS) {
             let Some(s) = s else { continue };
             h.update((s.text.len() as u64).to_le_bytes());
             h.update(s.text.as_bytes());
@@ -138,11 +121,16 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         hex::encode(&h.finalize()[..8])
     };
 
-    let [g, m, c, j, t, sc, e] = match <[Option<Source>; 7]>::try_from(sources) {
-        Ok(arr) => arr,
-        Err(_) => return Err(ConfigErrors(errors)),
-    };
-    let (Some(g), Some(m), Some(c), Some(j), Some(t), Some(sc), Some(e)) = (g, m, c, j, t, sc, e) else {
+    let Files {
+        gateway: Some(g),
+        models: Some(m),
+        country_groups: Some(c),
+        jurisdictions: Some(j),
+        tenants: Some(t),
+        screening: Some(sc),
+        expectations: Some(e),
+    } = sources
+    else {
         return Err(ConfigErrors(errors));
     };
     let Some(screening_file) = screening_file else { return Err(ConfigErrors(errors)) };
