@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use customs::config::raw::LimitsSection;
+use customs::config::LimitSettings;
 use customs::limits::{Demand, LimitSpec, Limiter};
 use customs::policy::{Day, DayClock, Policy, Verdict};
 use customs::reason::Reason;
@@ -88,7 +88,7 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
         Ok(m) => Arc::new(m),
         Err(e) => panic!("{e}"),
     };
-    let snapshot = Snapshot::new(example_policy(), &LimitsSection::default(), &metrics, Default::default());
+    let snapshot = Snapshot::new(example_policy(), &LimitSettings::default(), &metrics, Default::default());
     let tenant = snapshot.policy.tenant_by_id("demo-cn").unwrap_or(0);
     let model = 4;
     let limiter = Arc::new(Limiter::new(LimitSpec {
@@ -148,7 +148,7 @@ fn bench_audit(c: &mut Criterion) {
         Ok(m) => Arc::new(m),
         Err(e) => panic!("{e}"),
     };
-    let snapshot = Arc::new(Snapshot::new(example_policy(), &LimitsSection::default(), &metrics, Default::default()));
+    let snapshot = Arc::new(Snapshot::new(example_policy(), &LimitSettings::default(), &metrics, Default::default()));
     let policy = &snapshot.policy;
     let tenant = policy.tenant_by_id("demo-us");
     let decision = policy.decide(tenant.unwrap_or(0), "gpt-4o", None, Day::today());

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::config::raw::LimitsSection;
+use crate::config::LimitSettings;
 use crate::ids::{EndpointIdx, TenantIdx};
 use crate::killswitch::Suspensions;
 use crate::limits::Limiter;
@@ -30,7 +30,7 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(
         policy: Policy,
-        estimate: &LimitsSection,
+        estimate: &LimitSettings,
         metrics: &Arc<Metrics>,
         suspensions: Arc<Suspensions>,
     ) -> Self {
@@ -39,13 +39,13 @@ impl Snapshot {
 
     /// A snapshot for a reloaded policy. Tenants whose limits did not change keep their limiter,
     /// so a reload neither resets a quota nor forgets requests in flight.
-    pub fn reloaded(policy: Policy, estimate: &LimitsSection, metrics: &Arc<Metrics>, previous: &Snapshot) -> Self {
+    pub fn reloaded(policy: Policy, estimate: &LimitSettings, metrics: &Arc<Metrics>, previous: &Snapshot) -> Self {
         Self::build(policy, estimate, metrics, previous.suspensions.clone(), Some(previous))
     }
 
     fn build(
         policy: Policy,
-        estimate: &LimitsSection,
+        estimate: &LimitSettings,
         metrics: &Arc<Metrics>,
         suspensions: Arc<Suspensions>,
         previous: Option<&Snapshot>,

@@ -29,7 +29,7 @@ pub struct AdminState {
     /// One admin change at a time, so a reload and a suspension cannot undo each other.
     pub lock: tokio::sync::Mutex<()>,
     /// What the running gateway.toml says outside `[limits]` ([`reload::startup_settings`]).
-    pub startup_settings: String,
+    pub startup_settings: reload::StartupSettings,
 }
 
 impl AdminState {

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::AdminState;
-use crate::config::{self, ConfigErrors, Settings};
+use crate::config::{
+    self, AdminSettings, AuditSettings, ConfigErrors, ReloadSettings, ServerSettings, Settings, UpstreamSettings,
+};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +35,25 @@ pub struct Reloaded {
 }
 
 /// The part of gateway.toml that a reload cannot apply (listeners, timeouts, the audit trail's
-/// settings, admin, reload), as text to compare. Paths the demo overrides are left out.
-pub fn startup_settings(s: &Settings) -> String {
-    let a = &s.audit;
-    format!(
-        "{:?}|{:?}|{:?}|{}/{}/{:?}/{:?}|{}",
-        s.server, s.upstream, s.reload, a.max_file_bytes, a.queue, a.on_failure, a.key_env, s.admin.token_env
-    )
+/// settings, admin, reload). Paths the demo overrides are left out, so a demo reload of its own
+/// folder does not ask for a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartupSettings {
+    server: ServerSettings,
+    upstream: UpstreamSettings,
+    reload: ReloadSettings,
+    audit: AuditSettings,
+    admin: AdminSettings,
+}
+
+pub fn startup_settings(s: &Settings) -> StartupSettings {
+    StartupSettings {
+        server: s.server.clone(),
+        upstream: s.upstream.clone(),
+        reload: s.reload.clone(),
+        audit: AuditSettings { dir: None, ..s.audit.clone() },
+        admin: AdminSettings { state_file: None, ..s.admin.clone() },
+    }
 }
 
 impl Reloaded {
@@ -57,7 +71,7 @@ pub async fn reload(admin: &AdminState, trigger: &'static str) -> Result<Reloade
     let dir = admin.config_dir.clone();
     let env = admin.env.clone();
     let metrics = shared.metrics.clone();
-    let built = tokio::task::spawn_blocking(move || -> Result<Option<(Snapshot, String)>, ConfigErrors> {
+    let built = tokio::task::spawn_blocking(move || -> Result<Option<(Snapshot, StartupSettings)>, ConfigErrors> {
         let config = config::load(&dir, &*env)?;
         if config.policy.version() == previous.policy.version() {
             return Ok(None);

@@ -24,7 +24,7 @@ pub use chain::Sealer;
 pub use record::{AdminRecord, DecisionRecord, Event, RuleRef};
 pub use writer::trail_files;
 
-use crate::config::raw::{AuditSection, OnAuditFailure};
+use crate::config::{AuditSettings, OnAuditFailure};
 use crate::telemetry::Metrics;
 use writer::{Msg, Sink};
 
@@ -76,7 +76,7 @@ impl Audit {
 
     /// Opens the trail and starts the writer thread, which first records a `start`.
     pub fn open(
-        settings: &AuditSection,
+        settings: &AuditSettings,
         env: &dyn Fn(&str) -> Option<String>,
         metrics: &Metrics,
         policy_version: &str,

@@ -190,7 +190,7 @@ impl Line<'_> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::config::raw::LimitsSection;
+    use crate::config::LimitSettings;
     use crate::killswitch::{Suspension, Suspensions};
     use crate::telemetry::Metrics;
 
@@ -216,7 +216,7 @@ mod tests {
             at: "2026-11-28T00:00:00Z".into(),
         };
         let suspensions = Arc::new(Suspensions::default().with("demo-us", suspension.clone()));
-        let snapshot = Arc::new(Snapshot::new(policy, &LimitsSection::default(), &metrics, suspensions));
+        let snapshot = Arc::new(Snapshot::new(policy, &LimitSettings::default(), &metrics, suspensions));
         let p = &snapshot.policy;
         let tenant = p.tenant_by_id("demo-us").unwrap();
         let decision = p.decide(tenant, "gpt-4o", None, crate::policy::Day::today());

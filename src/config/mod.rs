@@ -6,7 +6,8 @@
 mod compile;
 mod error;
 mod files;
-pub mod raw;
+pub(crate) mod raw;
+mod settings;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,10 @@ use sha2::{Digest, Sha256};
 use error::Source;
 pub use error::{ConfigError, ConfigErrors};
 pub use files::{FILES, File, Files};
-pub use raw::GatewayFile as Settings;
+pub use settings::{
+    AdminSettings, AuditSettings, LimitSettings, OnAuditFailure, ReloadSettings, ReportDefaults, ServerSettings,
+    Settings, UpstreamSettings,
+};
 
 use crate::policy::Policy;
 use crate::policy::expect::Expectation;

@@ -10,9 +10,12 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::value::Datetime;
 
-pub use crate::endpoint::EndpointKind;
+use super::settings::OnAuditFailure;
+use crate::endpoint::EndpointKind;
+use crate::policy::ComputeBasis;
 
-/// `gateway.toml`: listeners, limits and timeouts. Optional; every key has a default.
+/// `gateway.toml`: listeners, limits and timeouts. Optional; every key has a default. An unset
+/// key is `None` here: what each key means, and its default, is on its [`Settings`](super::Settings) field.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayFile {
@@ -32,150 +35,69 @@ pub struct GatewayFile {
     pub report: ReportSection,
 }
 
-/// Defaults for `customs report`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportSection {
-    /// The provider's own jurisdictions; access from any other counts as foreign.
     pub home_jurisdictions: Vec<String>,
-    /// Models trained with at least this many FLOPs are reported.
     pub flops_line: Option<f64>,
 }
 
-/// The audit trail. Off unless `dir` is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSection {
-    /// Folder for `audit-NNNNNN.jsonl` files; relative paths are from the working directory.
     pub dir: Option<PathBuf>,
-    /// A file is closed and a new one started once it reaches this size.
-    pub max_file_bytes: u64,
-    /// Records that may be pending at once: requests in flight plus records not yet on disk.
-    pub queue: usize,
-    /// What to do when a record cannot be taken: refuse the request (`deny`) or serve it unrecorded.
-    pub on_failure: OnAuditFailure,
-    /// Environment variable holding a key: the chain is then HMAC-SHA-256, which only key holders
-    /// can recompute.
+    pub max_file_bytes: Option<u64>,
+    pub queue: Option<usize>,
+    pub on_failure: Option<OnAuditFailure>,
     pub key_env: Option<String>,
 }
 
-impl Default for AuditSection {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            max_file_bytes: 64 * 1024 * 1024,
-            queue: 65_536,
-            on_failure: OnAuditFailure::Deny,
-            key_env: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnAuditFailure {
-    Deny,
-    Allow,
-}
-
-/// The admin API's write side: reload and the kill switch.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
-    /// Environment variable holding the bearer token for admin writes; unset means they are off.
-    pub token_env: String,
-    /// Where kill-switch suspensions are kept across restarts and reloads.
+    pub token_env: Option<String>,
     pub state_file: Option<PathBuf>,
 }
 
-impl Default for AdminSection {
-    fn default() -> Self {
-        Self { token_env: "CUSTOMS_ADMIN_TOKEN".into(), state_file: None }
-    }
-}
-
-/// Reloading the config folder without a restart.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReloadSection {
-    /// Reload when files in the config folder change.
-    pub watch: bool,
-    /// Changes are applied once the folder has been quiet this long.
+    pub watch: Option<bool>,
     #[serde(with = "humantime_serde")]
-    pub debounce: Duration,
+    pub debounce: Option<Duration>,
 }
 
-impl Default for ReloadSection {
-    fn default() -> Self {
-        Self { watch: true, debounce: Duration::from_millis(500) }
-    }
-}
-
-/// How token use is estimated before the upstream reports it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
-    /// Completion tokens reserved when a request sets no `max_tokens`.
-    pub default_max_tokens: u64,
-    /// Prompt bytes per token for the prompt estimate.
-    pub bytes_per_token: u64,
+    pub default_max_tokens: Option<u64>,
+    pub bytes_per_token: Option<u64>,
 }
 
-impl Default for LimitsSection {
-    fn default() -> Self {
-        Self { default_max_tokens: 1024, bytes_per_token: 4 }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub max_body_bytes: u64,
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub max_body_bytes: Option<u64>,
     #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// Whole request body, from the end of the head: a trickling client cannot hold a slot.
+    pub header_read_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
-    pub body_read_timeout: Duration,
-    pub max_connections: u64,
+    pub body_read_timeout: Option<Duration>,
+    pub max_connections: Option<u64>,
     #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
+    pub shutdown_grace: Option<Duration>,
 }
 
-impl Default for ServerSection {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            max_body_bytes: 4 * 1024 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSection {
     #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
+    pub connect_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
-    pub first_byte_timeout: Duration,
+    pub first_byte_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
-    pub pool_idle_timeout: Duration,
-}
-
-impl Default for UpstreamSection {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(5),
-            first_byte_timeout: Duration::from_secs(120),
-            pool_idle_timeout: Duration::from_secs(90),
-        }
-    }
+    pub pool_idle_timeout: Option<Duration>,
 }
 
 /// `models.toml`: the catalog.
@@ -195,41 +117,17 @@ pub struct RawModel {
     pub training_flops: Spanned<f64>,
     pub compute_basis: ComputeBasis,
     #[serde(default)]
+    #[expect(dead_code, reason = "documents the entry for its readers; no decision reads it")]
     pub compute_source: Option<String>,
     #[serde(default)]
     pub parameters: Option<Spanned<f64>>,
     #[serde(default)]
     pub developer: Option<String>,
     #[serde(default)]
+    #[expect(dead_code, reason = "documents the entry for its readers; no decision reads it")]
     pub description: Option<String>,
     #[serde(default)]
     pub endpoints: Vec<RawEndpoint>,
-}
-
-/// Where a training-compute figure comes from, so an auditor can weigh it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ComputeBasis {
-    DeveloperReported,
-    EpochEstimate,
-    #[serde(rename = "derived-6nd")]
-    Derived6nd,
-    /// No public figure; the value is a policy assumption and says so.
-    Assumed,
-    /// A made-up model, shipped so the deny path can be seen.
-    Fictional,
-}
-
-impl ComputeBasis {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DeveloperReported => "developer-reported",
-            Self::EpochEstimate => "epoch-estimate",
-            Self::Derived6nd => "derived-6nd",
-            Self::Assumed => "assumed",
-            Self::Fictional => "fictional",
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,8 +160,10 @@ pub struct CountryGroupsFile {
 pub struct RawGroup {
     pub id: Spanned<String>,
     #[serde(default)]
+    #[expect(dead_code, reason = "documents the entry for its readers; no decision reads it")]
     pub description: Option<String>,
     #[serde(default)]
+    #[expect(dead_code, reason = "documents the entry for its readers; no decision reads it")]
     pub source: Option<String>,
     pub countries: Vec<Spanned<String>>,
 }
@@ -283,6 +183,7 @@ pub struct RawJurisdiction {
     /// `effective_from`..`until` ranges must not overlap.
     pub id: Spanned<String>,
     #[serde(default)]
+    #[expect(dead_code, reason = "documents the entry for its readers; no decision reads it")]
     pub description: Option<String>,
     /// First day this version is in force (UTC); unset: since always.
     #[serde(default)]

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use http::HeaderValue;
+use serde::Deserialize;
 
 pub use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
 pub use date::{Day, DayClock, Window};
@@ -33,7 +34,6 @@ pub use denial::Denial;
 pub use screening::{Finding, FindingStatus, Screening};
 
 use crate::auth::KeyIndex;
-use crate::config::raw::ComputeBasis;
 use crate::endpoint::Endpoint;
 use crate::limits::LimitSpec;
 
@@ -64,6 +64,33 @@ pub struct Model {
     pub compute_basis: ComputeBasis,
     pub parameters: Option<f64>,
     pub developer: Option<Box<str>>,
+}
+
+/// Where a training-compute figure comes from, so an auditor can weigh it. `models.toml` spells it
+/// as here, so config deserializes it directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComputeBasis {
+    DeveloperReported,
+    EpochEstimate,
+    #[serde(rename = "derived-6nd")]
+    Derived6nd,
+    /// No public figure; the value is a policy assumption and says so.
+    Assumed,
+    /// A made-up model, shipped so the deny path can be seen.
+    Fictional,
+}
+
+impl ComputeBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeveloperReported => "developer-reported",
+            Self::EpochEstimate => "epoch-estimate",
+            Self::Derived6nd => "derived-6nd",
+            Self::Assumed => "assumed",
+            Self::Fictional => "fictional",
+        }
+    }
 }
 
 /// What tenants bind to: one id, and the versions of its rules over time. A tenant's binding never

@@ -21,7 +21,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::Instant;
 
-use crate::config::raw::UpstreamSection;
+use crate::config::UpstreamSettings;
 use crate::endpoint::Endpoint;
 use crate::ids::EndpointIdx;
 use crate::route::Operation;
@@ -73,17 +73,17 @@ pub struct Upstreams {
 // === impl Upstreams ===
 
 impl Upstreams {
-    pub fn new(settings: &UpstreamSection) -> Result<Self, ClientError> {
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, ClientError> {
         Ok(Self::with_connector(Connector::net(settings.connect_timeout)?, settings))
     }
 
     /// Upstreams reached through `dial` instead of the network, whatever their URLs say: for
     /// running the whole request path in one process (the in-process benchmark).
-    pub fn in_memory(dial: Dial, settings: &UpstreamSection) -> Self {
+    pub fn in_memory(dial: Dial, settings: &UpstreamSettings) -> Self {
         Self::with_connector(Connector::Memory(dial), settings)
     }
 
-    fn with_connector(connector: Connector, settings: &UpstreamSection) -> Self {
+    fn with_connector(connector: Connector, settings: &UpstreamSettings) -> Self {
         Self {
             client: Client::new(connector, settings.pool_idle_timeout),
             first_byte_timeout: settings.first_byte_timeout,

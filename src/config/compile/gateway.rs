@@ -1,20 +1,66 @@
-//! Checks `gateway.toml`: the values that parse but cannot work, such as a zero body limit or
-//! timeout.
+//! Compiles `gateway.toml` into [`Settings`]: every unset key takes its default, and a value that
+//! parses but cannot work, such as a zero body limit or timeout, is an error.
 
 use super::ctx::Ctx;
 use crate::config::error::Source;
 use crate::config::raw::GatewayFile;
+use crate::config::settings::{
+    AdminSettings, AuditSettings, LimitSettings, ReloadSettings, ReportDefaults, ServerSettings, Settings,
+    UpstreamSettings,
+};
 
-pub(super) fn check_gateway(ctx: &mut Ctx, src: &Source, g: &GatewayFile) {
+pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Settings {
+    let d = Settings::default();
+    let settings = Settings {
+        server: ServerSettings {
+            listen: g.server.listen.unwrap_or(d.server.listen),
+            admin_listen: g.server.admin_listen.unwrap_or(d.server.admin_listen),
+            max_body_bytes: g.server.max_body_bytes.unwrap_or(d.server.max_body_bytes),
+            header_read_timeout: g.server.header_read_timeout.unwrap_or(d.server.header_read_timeout),
+            body_read_timeout: g.server.body_read_timeout.unwrap_or(d.server.body_read_timeout),
+            max_connections: g.server.max_connections.unwrap_or(d.server.max_connections),
+            shutdown_grace: g.server.shutdown_grace.unwrap_or(d.server.shutdown_grace),
+        },
+        upstream: UpstreamSettings {
+            connect_timeout: g.upstream.connect_timeout.unwrap_or(d.upstream.connect_timeout),
+            first_byte_timeout: g.upstream.first_byte_timeout.unwrap_or(d.upstream.first_byte_timeout),
+            pool_idle_timeout: g.upstream.pool_idle_timeout.unwrap_or(d.upstream.pool_idle_timeout),
+        },
+        limits: LimitSettings {
+            default_max_tokens: g.limits.default_max_tokens.unwrap_or(d.limits.default_max_tokens),
+            bytes_per_token: g.limits.bytes_per_token.unwrap_or(d.limits.bytes_per_token),
+        },
+        audit: AuditSettings {
+            dir: g.audit.dir,
+            max_file_bytes: g.audit.max_file_bytes.unwrap_or(d.audit.max_file_bytes),
+            queue: g.audit.queue.unwrap_or(d.audit.queue),
+            on_failure: g.audit.on_failure.unwrap_or(d.audit.on_failure),
+            key_env: g.audit.key_env,
+        },
+        admin: AdminSettings {
+            token_env: g.admin.token_env.unwrap_or(d.admin.token_env),
+            state_file: g.admin.state_file,
+        },
+        reload: ReloadSettings {
+            watch: g.reload.watch.unwrap_or(d.reload.watch),
+            debounce: g.reload.debounce.unwrap_or(d.reload.debounce),
+        },
+        report: ReportDefaults { home_jurisdictions: g.report.home_jurisdictions, flops_line: g.report.flops_line },
+    };
+    check(ctx, src, &settings);
+    settings
+}
+
+fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
     let zero = |d: std::time::Duration| d.is_zero();
     let checks = [
-        (g.server.max_body_bytes == 0, "server.max_body_bytes"),
-        (g.server.max_connections == 0, "server.max_connections"),
-        (zero(g.server.header_read_timeout), "server.header_read_timeout"),
-        (zero(g.server.body_read_timeout), "server.body_read_timeout"),
-        (zero(g.upstream.connect_timeout), "upstream.connect_timeout"),
-        (zero(g.upstream.first_byte_timeout), "upstream.first_byte_timeout"),
-        (g.limits.bytes_per_token == 0, "limits.bytes_per_token"),
+        (s.server.max_body_bytes == 0, "server.max_body_bytes"),
+        (s.server.max_connections == 0, "server.max_connections"),
+        (zero(s.server.header_read_timeout), "server.header_read_timeout"),
+        (zero(s.server.body_read_timeout), "server.body_read_timeout"),
+        (zero(s.upstream.connect_timeout), "upstream.connect_timeout"),
+        (zero(s.upstream.first_byte_timeout), "upstream.first_byte_timeout"),
+        (s.limits.bytes_per_token == 0, "limits.bytes_per_token"),
     ];
     for (bad, key) in checks {
         if bad {

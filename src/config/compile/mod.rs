@@ -23,6 +23,7 @@ use super::raw::{
     CountryGroupsFile, ExpectationsFile, GatewayFile, JurisdictionsFile, ModelsFile, RawLimits, ScreeningFile,
     TenantsFile,
 };
+use super::settings::Settings;
 use crate::policy::Policy;
 use crate::policy::expect::Expectation;
 
@@ -39,7 +40,7 @@ pub(super) struct Parsed<'s> {
 
 /// What a config compiles to.
 pub(super) struct Compiled {
-    pub settings: GatewayFile,
+    pub settings: Settings,
     pub policy: Policy,
     pub expectations: Vec<Expectation>,
 }
@@ -50,7 +51,7 @@ pub(super) fn compile(
     version: String,
 ) -> Result<Compiled, Vec<ConfigError>> {
     let mut ctx = ctx::Ctx::new(env);
-    gateway::check_gateway(&mut ctx, p.gateway.0, &p.gateway.1);
+    let settings = gateway::compile_gateway(&mut ctx, p.gateway.0, p.gateway.1);
     let (models, model_names, endpoints) = models::compile_models(&mut ctx, p.models.0, &p.models.1);
     let groups = groups::compile_groups(&mut ctx, p.groups.0, &p.groups.1);
     let j = jurisdictions::compile_jurisdictions(
@@ -101,5 +102,5 @@ pub(super) fn compile(
         rules: rules.into(),
         screening,
     };
-    Ok(Compiled { settings: p.gateway.1, policy, expectations })
+    Ok(Compiled { settings, policy, expectations })
 }

@@ -1,0 +1,154 @@
+//! The gateway's settings as the running gateway reads them: compiled from `gateway.toml` once,
+//! with every default applied, so no runtime module depends on how the file is spelled or parsed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything `gateway.toml` sets: listeners, limits and timeouts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    pub limits: LimitSettings,
+    pub audit: AuditSettings,
+    pub admin: AdminSettings,
+    pub reload: ReloadSettings,
+    pub report: ReportDefaults,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    /// Whole request body, from the end of the head: a trickling client cannot hold a slot.
+    pub body_read_timeout: Duration,
+    pub max_connections: u64,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSettings {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+}
+
+/// How token use is estimated before the upstream reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSettings {
+    /// Completion tokens reserved when a request sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// Prompt bytes per token for the prompt estimate.
+    pub bytes_per_token: u64,
+}
+
+/// The audit trail. Off unless `dir` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSettings {
+    /// Folder for `audit-NNNNNN.jsonl` files; relative paths are from the working directory.
+    pub dir: Option<PathBuf>,
+    /// A file is closed and a new one started once it reaches this size.
+    pub max_file_bytes: u64,
+    /// Records that may be pending at once: requests in flight plus records not yet on disk.
+    pub queue: usize,
+    /// What to do when a record cannot be taken: refuse the request (`deny`) or serve it unrecorded.
+    pub on_failure: OnAuditFailure,
+    /// Environment variable holding a key: the chain is then HMAC-SHA-256, which only key holders
+    /// can recompute.
+    pub key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnAuditFailure {
+    Deny,
+    Allow,
+}
+
+/// The admin API's write side: reload and the kill switch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSettings {
+    /// Environment variable holding the bearer token for admin writes; unset means they are off.
+    pub token_env: String,
+    /// Where kill-switch suspensions are kept across restarts and reloads.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Reloading the config folder without a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadSettings {
+    /// Reload when files in the config folder change.
+    pub watch: bool,
+    /// Changes are applied once the folder has been quiet this long.
+    pub debounce: Duration,
+}
+
+/// Defaults for `customs report`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportDefaults {
+    /// The provider's own jurisdictions; access from any other counts as foreign.
+    pub home_jurisdictions: Vec<String>,
+    /// Models trained with at least this many FLOPs are reported.
+    pub flops_line: Option<f64>,
+}
+
+// Each default is what an unset key in gateway.toml means.
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(120),
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { default_max_tokens: 1024, bytes_per_token: 4 }
+    }
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_file_bytes: 64 * 1024 * 1024,
+            queue: 65_536,
+            on_failure: OnAuditFailure::Deny,
+            key_env: None,
+        }
+    }
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self { token_env: "CUSTOMS_ADMIN_TOKEN".into(), state_file: None }
+    }
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        Self { watch: true, debounce: Duration::from_millis(500) }
+    }
+}
