@@ -19,6 +19,7 @@ mod date;
 mod denial;
 pub mod expect;
 mod screening;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,7 @@ pub use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
 pub use date::{Day, DayClock, Window};
 pub use denial::Denial;
 pub use screening::{Finding, FindingStatus, Screening};
+pub(crate) use table::{Cell, EndpointRun, Row, TableBuilder, VerdictTable};
 
 use crate::auth::KeyIndex;
 use crate::endpoint::Endpoint;
@@ -48,10 +50,8 @@ pub struct Policy {
     pub(crate) tenants: Box<[Tenant]>,
     pub(crate) tenant_ids: HashMap<Box<str>, TenantIdx>,
     pub(crate) keys: KeyIndex,
-    /// Version-major: `verdicts[row * models.len() + m]`, one row per jurisdiction version.
-    pub(crate) verdicts: Box<[RegionVerdict]>,
-    /// The endpoints each verdict allows, as runs the verdicts point into.
-    pub(crate) verdict_endpoints: Box<[EndpointIdx]>,
+    /// What each jurisdiction version's rules say about each model.
+    pub(crate) verdicts: VerdictTable,
     pub(crate) endpoints: Box<[Endpoint]>,
     pub(crate) rules: Box<[Rule]>,
     pub(crate) screening: Screening,
@@ -118,7 +118,7 @@ pub(crate) enum InForce {
 /// One `[[jurisdictions]]` block: its row of verdicts and the rules that are the same for every
 /// model.
 pub(crate) struct JurisdictionVersion {
-    pub(crate) row: u32,
+    pub(crate) row: Row,
     /// The block itself, with the days it is in force.
     pub(crate) rule: RuleId,
     pub(crate) embargoed: Option<RuleId>,
@@ -211,27 +211,6 @@ impl ModelSet {
     }
 }
 
-/// What a jurisdiction's rules say about one model, before tenant-specific checks. Kept small
-/// (12 bytes): a 250-jurisdiction, 1,000-model policy holds 250,000 of them. The threshold,
-/// declaration and residency rules are the jurisdiction's; only the pattern rule varies by model.
-pub struct RegionVerdict {
-    /// The allow pattern that matched, or the deny pattern (or the allow list) that refused.
-    pub(crate) pattern_rule: RuleId,
-    pub(crate) flags: u8,
-    pub(crate) endpoints_len: u8,
-    pub(crate) endpoints_start: u32,
-}
-
-impl RegionVerdict {
-    pub(crate) const DENIED_BY_PATTERN: u8 = 1;
-    pub(crate) const OVER_THRESHOLD: u8 = 2;
-    pub(crate) const NEEDS_DECLARATION: u8 = 4;
-
-    fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-}
-
 /// Where a decision came from: a file, a line and the key that decided, for `explain` and audits.
 pub struct Rule {
     pub file: Box<str>,
@@ -304,18 +283,18 @@ impl Policy {
             // `explain` says why.
             Err(rule) => return deny(model, Denial::ModelNotAllowed, rule),
         };
-        let Some(v) = self.verdicts.get(region.row as usize * self.models.len() + m as usize) else {
+        let Some(v) = self.verdicts.get(region.row, m) else {
             return deny(model, Denial::ModelNotAllowed, None);
         };
-        if v.has(RegionVerdict::DENIED_BY_PATTERN) {
-            return deny(model, Denial::ModelNotAllowed, Some(v.pattern_rule));
+        if v.denied_by_pattern() {
+            return deny(model, Denial::ModelNotAllowed, Some(v.pattern_rule()));
         }
         if let Some(set) = &t.allowlist {
             if !set.contains(m) {
                 return deny(model, Denial::ModelNotAllowed, Some(set.rule));
             }
         }
-        if v.has(RegionVerdict::OVER_THRESHOLD) {
+        if v.over_threshold() {
             return deny(model, Denial::ComputeThresholdExceeded, Some(region.threshold_rule));
         }
         // Before its effective_from a declaration does not count: the tenant is refused as if it
@@ -324,7 +303,7 @@ impl Policy {
             Some(d) if today < d.effective_from => (None, Some(d.pending_rule)),
             d => (d.as_ref(), None),
         };
-        if v.has(RegionVerdict::NEEDS_DECLARATION) {
+        if v.needs_declaration() {
             match declaration {
                 None => {
                     let rule = absent_rule.unwrap_or(region.declaration_rule);
@@ -346,12 +325,11 @@ impl Policy {
                 None => return deny(model, Denial::PurposeNotDeclared, absent_rule),
             }
         }
-        let start = v.endpoints_start as usize;
-        let endpoints = self.verdict_endpoints.get(start..start + usize::from(v.endpoints_len)).unwrap_or_default();
+        let endpoints = self.verdicts.endpoints(v);
         if endpoints.is_empty() {
             return deny(model, Denial::NoResidentEndpoint, Some(region.residency_rule));
         }
-        Decision { model, verdict: Verdict::Allow { endpoints }, rule: Some(v.pattern_rule) }
+        Decision { model, verdict: Verdict::Allow { endpoints }, rule: Some(v.pattern_rule()) }
     }
 
     /// The models a tenant may use today without naming a purpose, in catalog order.

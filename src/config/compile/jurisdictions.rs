@@ -12,7 +12,8 @@ use crate::config::error::Source;
 use crate::config::raw::{DeclarationRequirement, JurisdictionsFile, RawJurisdiction};
 use crate::endpoint::Endpoint;
 use crate::policy::{
-    Day, EndpointIdx, InForce, Jurisdiction, JurisdictionVersion, Model, Period, RegionVerdict, RuleId, Window,
+    Cell, Day, EndpointIdx, EndpointRun, InForce, Jurisdiction, JurisdictionVersion, Model, Period, RuleId,
+    TableBuilder, VerdictTable, Window,
 };
 
 /// Which jurisdiction each country belongs to, and the catch-all one (`countries = ["*"]`).
@@ -30,8 +31,7 @@ impl Coverage {
 pub(super) struct Compiled {
     pub jurisdictions: Vec<Jurisdiction>,
     pub coverage: Coverage,
-    pub verdicts: Vec<RegionVerdict>,
-    pub verdict_endpoints: Vec<EndpointIdx>,
+    pub verdicts: VerdictTable,
     /// Each jurisdiction's first block: its limits are every version's (limits are not dated).
     pub first_block: Vec<usize>,
 }
@@ -61,8 +61,7 @@ pub(super) fn compile_jurisdictions(
     models: &[ModelEntry],
     endpoints: &[Endpoint],
 ) -> Compiled {
-    let mut verdicts = Vec::new();
-    let mut verdict_endpoints = Vec::new();
+    let mut verdicts = TableBuilder::new(models.len());
     let mut coverage = Coverage { by_country: HashMap::new(), rest: None };
     let mut ids: HashMap<&str, usize> = HashMap::new();
     let mut all: Vec<Blocks> = Vec::new();
@@ -93,26 +92,17 @@ pub(super) fn compile_jurisdictions(
                 idx
             }
         };
-        let row = i as u32;
         let version_rule =
             ctx.rule(src, j.id.span(), key.clone(), format!("in force {}", window.unwrap_or(Window::ALWAYS)));
         let embargoed = j.embargoed.as_ref().filter(|e| *e.get_ref()).map(|e| {
             ctx.rule(src, e.span(), format!("{key}.embargoed"), "embargoed = true: every model is denied".into())
         });
         let regional = if embargoed.is_some() { None } else { region_rules(ctx, src, &key, j, models) };
-        for (model, eps) in models {
-            let v = match &regional {
-                Some(r) => r.verdict(model, eps, endpoints, &mut verdict_endpoints),
-                // Embargoed (or invalid, which fails the load): decided before any verdict is read.
-                None => RegionVerdict {
-                    pattern_rule: embargoed.unwrap_or(0),
-                    flags: RegionVerdict::DENIED_BY_PATTERN,
-                    endpoints_len: 0,
-                    endpoints_start: 0,
-                },
-            };
-            verdicts.push(v);
-        }
+        let row = verdicts.push_row(|m, run| match (&regional, models.get(m)) {
+            (Some(r), Some((model, eps))) => r.verdict(model, eps, endpoints, run),
+            // Embargoed (or invalid, which fails the load): decided before any verdict is read.
+            _ => Cell::denied(embargoed.unwrap_or(0)),
+        });
         if let Some(l) = &j.limits {
             check_limits(ctx, src, &format!("{key}.limits"), l);
         }
@@ -137,7 +127,7 @@ pub(super) fn compile_jurisdictions(
             Jurisdiction { id: b.id.into(), periods: timeline(ctx, src, file, b.id, b.versions).into() }
         })
         .collect();
-    Compiled { jurisdictions, coverage, verdicts, verdict_endpoints, first_block }
+    Compiled { jurisdictions, coverage, verdicts: verdicts.build(), first_block }
 }
 
 /// Orders one jurisdiction's versions by date, reports every pair that overlaps (at the later
@@ -355,39 +345,25 @@ struct RegionRules {
 }
 
 impl RegionRules {
-    fn verdict(
-        &self,
-        model: &Model,
-        eps: &[EndpointIdx],
-        endpoints: &[Endpoint],
-        out: &mut Vec<EndpointIdx>,
-    ) -> RegionVerdict {
+    fn verdict(&self, model: &Model, eps: &[EndpointIdx], endpoints: &[Endpoint], run: &mut EndpointRun<'_>) -> Cell {
         let names = || std::iter::once(&*model.id).chain(model.aliases.iter().map(|a| &**a));
         // Deny looks at every name of the model, allow only at its id: an alias can never be the
         // thing that grants access, and can never be a way around a deny.
-        let (pattern_rule, mut flags) = match self.deny.iter().find(|(g, _)| names().any(|n| g.is_match(n))) {
-            Some((_, rule)) => (*rule, RegionVerdict::DENIED_BY_PATTERN),
+        let (pattern_rule, denied_by_pattern) = match self.deny.iter().find(|(g, _)| names().any(|n| g.is_match(n))) {
+            Some((_, rule)) => (*rule, true),
             None => match self.allow.iter().find(|(g, _)| g.is_match(&*model.id)) {
-                Some((_, rule)) => (*rule, 0),
-                None => (self.no_allow_match, RegionVerdict::DENIED_BY_PATTERN),
+                Some((_, rule)) => (*rule, false),
+                None => (self.no_allow_match, true),
             },
         };
-        if model.training_flops >= self.max_flops {
-            flags |= RegionVerdict::OVER_THRESHOLD;
-        }
-        if self.declaration.is_some_and(|(at, _)| model.training_flops >= at) {
-            flags |= RegionVerdict::NEEDS_DECLARATION;
-        }
-        let start = out.len();
-        out.extend(eps.iter().copied().filter(|&e| {
+        run.extend(eps.iter().copied().filter(|&e| {
             endpoints.get(e as usize).is_some_and(|ep| self.residencies.iter().any(|g| g.is_match(&*ep.residency)))
         }));
-        RegionVerdict {
+        Cell {
             pattern_rule,
-            flags,
-            // Models have at most 255 endpoints (checked when they are compiled).
-            endpoints_len: u8::try_from(out.len() - start).unwrap_or(u8::MAX),
-            endpoints_start: start as u32,
+            denied_by_pattern,
+            over_threshold: model.training_flops >= self.max_flops,
+            needs_declaration: self.declaration.is_some_and(|(at, _)| model.training_flops >= at),
         }
     }
 }
