@@ -1,6 +1,7 @@
 //! Integration tests over real sockets: the gateway and a mock upstream on 127.0.0.1:0.
 #![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly and at once")]
 
+mod architecture;
 mod audit_trail;
 mod azure;
 mod check_expectations;
