@@ -1,9 +1,10 @@
-//! Command-line interface: `serve`, `demo`, `check`, `explain` and `keygen`.
+//! Command-line interface: the subcommands and, per subcommand, one struct of its flags, so
+//! `main` hands each command its own arguments.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::policy::Day;
 
@@ -31,126 +32,147 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the gateway on a config folder.
-    Serve {
-        /// The config folder.
-        #[arg(long, value_name = "DIR")]
-        config: PathBuf,
-        /// Inference listener; overrides `server.listen` in gateway.toml.
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<SocketAddr>,
-        /// Admin listener (/healthz, /readyz); overrides `server.admin_listen`.
-        #[arg(long, value_name = "ADDR")]
-        admin_listen: Option<SocketAddr>,
-        /// Decide every request as of this day (YYYY-MM-DD) instead of the day it arrives on,
-        /// for demos, tests and replays of a staged change. Never in production.
-        #[arg(long, value_name = "DATE", value_parser = parse_day)]
-        at: Option<Day>,
-    },
+    Serve(ServeArgs),
     /// Run the example config with the mock upstream in-process, and print curl commands to try.
-    Demo {
-        /// The config folder to demo.
-        #[arg(long, value_name = "DIR", default_value = "config")]
-        config: PathBuf,
-        /// Decide every request as of this day (YYYY-MM-DD) instead of today.
-        #[arg(long, value_name = "DATE", value_parser = parse_day)]
-        at: Option<Day>,
-    },
+    Demo(DemoArgs),
     /// Validate a config folder and evaluate its expectations.toml; lists every problem and every
     /// failed expectation, and exits 1 if there is any.
-    Check {
-        #[arg(long, value_name = "DIR")]
-        config: PathBuf,
-        /// Also require every `api_key_env` variable to be set (for deploy pipelines).
-        #[arg(long)]
-        require_env: bool,
-        /// Evaluate expectations that name no `at` date as of this day (YYYY-MM-DD) instead of today.
-        #[arg(long, value_name = "DATE", value_parser = parse_day)]
-        at: Option<Day>,
-        /// Also print a PASS line for every expectation that holds.
-        #[arg(long, short)]
-        verbose: bool,
-    },
+    Check(CheckArgs),
     /// Show the decision for one tenant and model, and the rule that made it.
-    Explain {
-        #[arg(long, value_name = "DIR")]
-        config: PathBuf,
-        /// Tenant id, as in tenants.toml.
-        #[arg(long)]
-        tenant: String,
-        /// Model name as a client would send it (id or alias).
-        #[arg(long)]
-        model: String,
-        /// Purpose, as a client would send in `x-customs-purpose`.
-        #[arg(long)]
-        purpose: Option<String>,
-        /// Decide as of this day (YYYY-MM-DD) instead of today.
-        #[arg(long, value_name = "DATE", value_parser = parse_day)]
-        at: Option<Day>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Explain(ExplainArgs),
     /// Print a fresh random API key and the digest line to paste into a tenant.
     Keygen,
     /// List every tenant name that matches the restricted-party screening list: blocked, cleared
     /// by a reviewer, or in the review band, with scores and list sources.
-    Screen {
-        #[arg(long, value_name = "DIR")]
-        config: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Screen(ScreenArgs),
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Summarise foreign access to models above a training-compute line, and denials by reason,
     /// from an audit trail.
-    Report {
-        /// Trail files or folders (their audit-*.jsonl files, in name order).
-        #[arg(long = "audit", required = true, value_name = "PATH")]
-        audit: Vec<PathBuf>,
-        /// First UTC day included (YYYY-MM-DD).
-        #[arg(long, value_name = "DATE", value_parser = parse_day)]
-        since: Day,
-        /// Last UTC day included (YYYY-MM-DD); default: no end.
-        #[arg(long, value_name = "DATE", value_parser = parse_day)]
-        until: Option<Day>,
-        #[arg(long, value_enum, default_value_t = crate::report::Format::Csv)]
-        format: crate::report::Format,
-        /// Config folder whose gateway.toml `[report]` gives the defaults below.
-        #[arg(long, value_name = "DIR")]
-        config: Option<PathBuf>,
-        /// A home jurisdiction id (repeatable); overrides `report.home_jurisdictions`.
-        #[arg(long = "home", value_name = "ID")]
-        home: Vec<String>,
-        /// Training FLOPs at or above which a model is reported; overrides `report.flops_line`.
-        #[arg(long, value_name = "FLOPS")]
-        flops_line: Option<f64>,
-        /// Write to this file instead of standard output.
-        #[arg(long, short, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config folder.
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+    /// Inference listener; overrides `server.listen` in gateway.toml.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener (/healthz, /readyz); overrides `server.admin_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Decide every request as of this day (YYYY-MM-DD) instead of the day it arrives on,
+    /// for demos, tests and replays of a staged change. Never in production.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub at: Option<Day>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The config folder to demo.
+    #[arg(long, value_name = "DIR", default_value = "config")]
+    pub config: PathBuf,
+    /// Decide every request as of this day (YYYY-MM-DD) instead of today.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub at: Option<Day>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+    /// Also require every `api_key_env` variable to be set (for deploy pipelines).
+    #[arg(long)]
+    pub require_env: bool,
+    /// Evaluate expectations that name no `at` date as of this day (YYYY-MM-DD) instead of today.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub at: Option<Day>,
+    /// Also print a PASS line for every expectation that holds.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+    /// Tenant id, as in tenants.toml.
+    #[arg(long)]
+    pub tenant: String,
+    /// Model name as a client would send it (id or alias).
+    #[arg(long)]
+    pub model: String,
+    /// Purpose, as a client would send in `x-customs-purpose`.
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// Decide as of this day (YYYY-MM-DD) instead of today.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub at: Option<Day>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScreenArgs {
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Trail files or folders (their audit-*.jsonl files, in name order).
+    #[arg(long = "audit", required = true, value_name = "PATH")]
+    pub audit: Vec<PathBuf>,
+    /// First UTC day included (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub since: Day,
+    /// Last UTC day included (YYYY-MM-DD); default: no end.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub until: Option<Day>,
+    #[arg(long, value_enum, default_value_t = crate::report::Format::Csv)]
+    pub format: crate::report::Format,
+    /// Config folder whose gateway.toml `[report]` gives the defaults below.
+    #[arg(long, value_name = "DIR")]
+    pub config: Option<PathBuf>,
+    /// A home jurisdiction id (repeatable); overrides `report.home_jurisdictions`.
+    #[arg(long = "home", value_name = "ID")]
+    pub home: Vec<String>,
+    /// Training FLOPs at or above which a model is reported; overrides `report.flops_line`.
+    #[arg(long, value_name = "FLOPS")]
+    pub flops_line: Option<f64>,
+    /// Write to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check a trail's hash chain; reports the first altered, removed, inserted or reordered
     /// record and exits 1.
-    Verify {
-        /// Trail files in order, or folders (their audit-*.jsonl files, in name order).
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<PathBuf>,
-        /// Environment variable holding the HMAC key the trail was written with (audit.key_env).
-        #[arg(long, value_name = "NAME")]
-        key_env: Option<String>,
-        /// Accept a trail that does not end with a `stop` record (the gateway is still running).
-        #[arg(long)]
-        allow_open: bool,
-        /// Accept a trail that does not start at the first record (retention removed older files).
-        #[arg(long)]
-        allow_partial_head: bool,
-    },
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Trail files in order, or folders (their audit-*.jsonl files, in name order).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Environment variable holding the HMAC key the trail was written with (audit.key_env).
+    #[arg(long, value_name = "NAME")]
+    pub key_env: Option<String>,
+    /// Accept a trail that does not end with a `stop` record (the gateway is still running).
+    #[arg(long)]
+    pub allow_open: bool,
+    /// Accept a trail that does not start at the first record (retention removed older files).
+    #[arg(long)]
+    pub allow_partial_head: bool,
 }
 
 fn parse_day(s: &str) -> Result<Day, String> {

@@ -50,6 +50,7 @@ pub mod reason;
 pub mod report;
 pub mod request_id;
 pub mod route;
+pub mod screen;
 pub mod screening;
 pub mod server;
 pub mod snapshot;
