@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::auth::AuthError;
-use crate::limits::{RateLimited, Status, Window};
+use crate::limits::{Headroom, RateHeadroom, RateLimited};
 use crate::peek::PeekError;
 use crate::policy::Denial;
 use crate::proxy::UpstreamError;
@@ -117,7 +117,7 @@ impl GatewayError {
                     HeaderName::from_static("retry-after-ms"),
                     HeaderValue::from(r.retry_after.as_millis() as u64),
                 );
-                rate_limit_headers(h, &r.status, true);
+                rate_limit_headers(h, &r.headroom, true);
             }
             Self::AuditUnavailable => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -137,8 +137,8 @@ const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-toke
 
 /// OpenAI's `x-ratelimit-*` headers for the limits a tenant has. Successful responses carry
 /// limit and remaining; refusals also carry the reset times.
-pub fn rate_limit_headers(h: &mut HeaderMap, status: &Status, with_reset: bool) {
-    let mut put = |w: &Option<Window>, names: [HeaderName; 3]| {
+pub fn rate_limit_headers(h: &mut HeaderMap, headroom: &RateHeadroom, with_reset: bool) {
+    let mut put = |w: &Option<Headroom>, names: [HeaderName; 3]| {
         if let Some(w) = w {
             let [limit, remaining, reset] = names;
             h.insert(limit, HeaderValue::from(w.limit));
@@ -150,8 +150,8 @@ pub fn rate_limit_headers(h: &mut HeaderMap, status: &Status, with_reset: bool) 
             }
         }
     };
-    put(&status.requests, [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS]);
-    put(&status.tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]);
+    put(&headroom.requests, [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS]);
+    put(&headroom.tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]);
 }
 
 /// Durations the way OpenAI writes them in reset headers: `120ms`, `1s`, `6m0s`, `1h2m3s`.

@@ -61,29 +61,30 @@ impl LimitKind {
     }
 }
 
-/// `limit`, `remaining` and time to `reset` for one limit, as OpenAI's `x-ratelimit-*` headers
-/// report them.
+/// What is left under one rate limit: its size, how much of it remains, and how long until it is
+/// whole again, as OpenAI's `x-ratelimit-*` headers report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
+pub struct Headroom {
     pub limit: u64,
     pub remaining: u64,
     pub reset: Duration,
 }
 
-/// The state of a tenant's request and token limits, for response headers.
+/// The headroom under a tenant's request and token rate limits, for response headers; `None`
+/// for a limit the tenant does not have.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Status {
-    pub requests: Option<Window>,
-    pub tokens: Option<Window>,
+pub struct RateHeadroom {
+    pub requests: Option<Headroom>,
+    pub tokens: Option<Headroom>,
 }
 
-/// A refusal: which limit, when to retry, and the limits' state.
+/// A refusal: which limit, when to retry, and the headroom left under each rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{}", message(*kind))]
 pub struct RateLimited {
     pub kind: LimitKind,
     pub retry_after: Duration,
-    pub status: Status,
+    pub headroom: RateHeadroom,
 }
 
 fn message(kind: LimitKind) -> &'static str {
@@ -155,11 +156,11 @@ impl Limiter {
 
     /// Admits a request against every configured limit, or refuses it with the first limit it
     /// breaks. Reservations already made are released when a later check refuses.
-    pub fn admit(self: &Arc<Self>, demand: Demand) -> Result<(Ticket, Status), RateLimited> {
+    pub fn admit(self: &Arc<Self>, demand: Demand) -> Result<(Ticket, RateHeadroom), RateLimited> {
         // The token bucket's checks share one clock read, taken only when there is a bucket
         // (the request-rate limiter reads its own clock).
         let tokens = self.tokens.as_ref().map(|bucket| (bucket, Instant::now()));
-        let mut status = Status::default();
+        let mut headroom = RateHeadroom::default();
         if let Some(rl) = &self.requests {
             let limit = u64::from(self.spec.requests_per_minute.map_or(0, NonZeroU32::get));
             match rl.check() {
@@ -169,13 +170,13 @@ impl Limiter {
                     let burst =
                         u64::from(self.spec.request_burst.or(self.spec.requests_per_minute).map_or(1, NonZeroU32::get));
                     let reset = Duration::from_nanos(burst.saturating_sub(remaining).saturating_mul(per));
-                    status.requests = Some(Window { limit, remaining, reset });
+                    headroom.requests = Some(Headroom { limit, remaining, reset });
                 }
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(rl.clock().now());
-                    status.requests = Some(Window { limit, remaining: 0, reset: wait });
-                    status.tokens = token_window(tokens);
-                    return Err(RateLimited { kind: LimitKind::Requests, retry_after: wait, status });
+                    headroom.requests = Some(Headroom { limit, remaining: 0, reset: wait });
+                    headroom.tokens = token_headroom(tokens);
+                    return Err(RateLimited { kind: LimitKind::Requests, retry_after: wait, headroom });
                 }
             }
         }
@@ -191,16 +192,20 @@ impl Limiter {
             let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
             ticket.holds_slot = true;
             if before >= max.get() {
-                status.tokens = token_window(tokens);
+                headroom.tokens = token_headroom(tokens);
                 // Dropping the ticket gives the slot back.
-                return Err(RateLimited { kind: LimitKind::Concurrency, retry_after: Duration::from_secs(1), status });
+                return Err(RateLimited {
+                    kind: LimitKind::Concurrency,
+                    retry_after: Duration::from_secs(1),
+                    headroom,
+                });
             }
         }
         if let Some((bucket, now)) = tokens {
             if let Err(wait) = bucket.take(demand.tokens, now) {
-                status.tokens =
-                    Some(Window { limit: bucket.capacity(), remaining: bucket.remaining(now), reset: wait });
-                return Err(RateLimited { kind: LimitKind::Tokens, retry_after: wait, status });
+                headroom.tokens =
+                    Some(Headroom { limit: bucket.capacity(), remaining: bucket.remaining(now), reset: wait });
+                return Err(RateLimited { kind: LimitKind::Tokens, retry_after: wait, headroom });
             }
             ticket.tokens = demand.tokens;
         }
@@ -210,14 +215,14 @@ impl Limiter {
                 if let Some((bucket, now)) = tokens {
                     bucket.settle(std::mem::take(&mut ticket.tokens), 0, now);
                 }
-                status.tokens = token_window(tokens);
+                headroom.tokens = token_headroom(tokens);
                 let retry_after = until_next_utc_day();
-                return Err(RateLimited { kind: LimitKind::Compute, retry_after, status });
+                return Err(RateLimited { kind: LimitKind::Compute, retry_after, headroom });
             }
             ticket.gflops = gflops;
         }
-        status.tokens = token_window(tokens);
-        Ok((ticket, status))
+        headroom.tokens = token_headroom(tokens);
+        Ok((ticket, headroom))
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -240,8 +245,8 @@ fn until_next_utc_day() -> Duration {
 }
 
 /// The token bucket's state as of `at`, for the rate-limit headers.
-fn token_window(tokens: Option<(&TokenBucket, Instant)>) -> Option<Window> {
-    tokens.map(|(b, at)| Window { limit: b.capacity(), remaining: b.remaining(at), reset: b.reset(at) })
+fn token_headroom(tokens: Option<(&TokenBucket, Instant)>) -> Option<Headroom> {
+    tokens.map(|(b, at)| Headroom { limit: b.capacity(), remaining: b.remaining(at), reset: b.reset(at) })
 }
 
 // === impl Ticket ===
@@ -286,13 +291,13 @@ mod tests {
     fn limits_requests_burst_then_429_with_retry_after() {
         let l = Arc::new(Limiter::new(LimitSpec { requests_per_minute: nz(3), ..Default::default() }));
         for want in [2, 1, 0] {
-            let (_, status) = l.admit(demand(1)).ok().unwrap();
-            assert_eq!(status.requests.unwrap().remaining, want);
+            let (_, headroom) = l.admit(demand(1)).ok().unwrap();
+            assert_eq!(headroom.requests.unwrap().remaining, want);
         }
         let e = l.admit(demand(1)).err().unwrap();
         assert_eq!(e.kind, LimitKind::Requests);
         assert!(e.retry_after > Duration::from_secs(19) && e.retry_after <= Duration::from_secs(20), "{e:?}");
-        assert_eq!(e.status.requests.unwrap().remaining, 0);
+        assert_eq!(e.headroom.requests.unwrap().remaining, 0);
     }
 
     #[test]
@@ -311,8 +316,8 @@ mod tests {
     #[test]
     fn limits_tokens_are_reserved_then_settled_to_usage() {
         let l = Arc::new(Limiter::new(LimitSpec { tokens_per_minute: NonZeroU64::new(1_000), ..Default::default() }));
-        let (t, status) = l.admit(demand(900)).ok().unwrap();
-        assert!(status.tokens.unwrap().remaining <= 100);
+        let (t, headroom) = l.admit(demand(900)).ok().unwrap();
+        assert!(headroom.tokens.unwrap().remaining <= 100);
         assert_eq!(l.admit(demand(200)).err().unwrap().kind, LimitKind::Tokens);
         assert_eq!(t.settle(50, Instant::now()), None);
         assert!(l.admit(demand(900)).is_ok(), "unused tokens were given back");
@@ -340,8 +345,8 @@ mod tests {
         let l = Arc::new(Limiter::new(LimitSpec::default()));
         assert!(l.is_unlimited());
         for _ in 0..1000 {
-            let (t, status) = l.admit(demand(1_000_000)).ok().unwrap();
-            assert_eq!(status, Status::default());
+            let (t, headroom) = l.admit(demand(1_000_000)).ok().unwrap();
+            assert_eq!(headroom, RateHeadroom::default());
             drop(t);
         }
     }
