@@ -1,12 +1,14 @@
 //! Reason codes: the one list of every outcome a request can have. Each code is a contract; it
 //! appears in error bodies, the `x-customs-reason` header, logs, `customs explain` and metrics.
+//! The policy's refusals ([`Denial`], re-exported by [`crate::policy`]) are lines of the same list.
 
 use http::StatusCode;
 
-/// Declares [`Reason`] from one list, so its variants, [`Reason::ALL`], [`Reason::COUNT`] and
-/// the codes cannot drift apart.
+/// Declares [`Reason`] and [`Denial`] from one list, so their variants, [`Reason::ALL`],
+/// [`Denial::ALL`], the codes and the denials' messages cannot drift apart. A line marked
+/// `denial(error_type, message)` is a refusal [`crate::policy::Policy::decide`] can return.
 macro_rules! reasons {
-    ($($variant:ident => $code:literal,)+) => {
+    ($($variant:ident => $code:literal $(denial($error_type:literal, $message:literal))?,)+) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u8)]
         pub enum Reason {
@@ -25,22 +27,84 @@ macro_rules! reasons {
                 }
             }
         }
+
+        /// Policy refusals: the reasons [`crate::policy::Policy::decide`] can return, each
+        /// documented with the message the client gets.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Denial {
+            $($(#[doc = $message] $variant,)?)+
+        }
+
+        impl Denial {
+            /// Every denial, in the order of [`Reason::ALL`].
+            pub const ALL: [Denial; [$($($message,)?)+].len()] = [$($(first!(Denial::$variant, $message),)?)+];
+
+            pub fn reason(self) -> Reason {
+                match self {
+                    $($(Self::$variant => first!(Reason::$variant, $message),)?)+
+                }
+            }
+
+            /// The client-facing message. Fixed text: it never echoes request content or policy
+            /// internals.
+            pub fn message(self) -> &'static str {
+                match self {
+                    $($(Self::$variant => $message,)?)+
+                }
+            }
+
+            /// OpenAI's `error.type`.
+            pub fn error_type(self) -> &'static str {
+                match self {
+                    $($(Self::$variant => $error_type,)?)+
+                }
+            }
+        }
+    };
+}
+
+/// Expands to its first argument. A repetition over a line's optional `denial(...)` part repeats
+/// only if it names a fragment of that part; this names one and drops it.
+macro_rules! first {
+    ($keep:expr, $($drop:tt)*) => {
+        $keep
     };
 }
 
 reasons! {
     Allowed => "allowed",
     InvalidApiKey => "invalid_api_key",
-    TenantSuspended => "tenant_suspended",
-    DeniedParty => "denied_party",
-    JurisdictionEmbargoed => "jurisdiction_embargoed",
-    ModelNotFound => "model_not_found",
-    ModelNotAllowed => "model_not_allowed",
-    ComputeThresholdExceeded => "compute_threshold_exceeded",
-    EndUseDeclarationRequired => "end_use_declaration_required",
-    EndUseDeclarationExpired => "end_use_declaration_expired",
-    PurposeNotDeclared => "purpose_not_declared",
-    NoResidentEndpoint => "no_resident_endpoint",
+    TenantSuspended => "tenant_suspended" denial("policy_violation", "This tenant is suspended."),
+    DeniedParty => "denied_party" denial(
+        "policy_violation",
+        "This tenant matches an entry on a restricted-party screening list and is blocked pending review."
+    ),
+    JurisdictionEmbargoed => "jurisdiction_embargoed" denial(
+        "policy_violation",
+        "Service is not available in this tenant's jurisdiction."
+    ),
+    ModelNotFound => "model_not_found" denial("invalid_request_error", "The model does not exist."),
+    ModelNotAllowed => "model_not_allowed" denial("policy_violation", "The model is not allowed for this tenant."),
+    ComputeThresholdExceeded => "compute_threshold_exceeded" denial(
+        "policy_violation",
+        "The model's training compute exceeds the limit for this tenant's jurisdiction."
+    ),
+    EndUseDeclarationRequired => "end_use_declaration_required" denial(
+        "policy_violation",
+        "This model requires an end-use declaration on file."
+    ),
+    EndUseDeclarationExpired => "end_use_declaration_expired" denial(
+        "policy_violation",
+        "The tenant's end-use declaration has expired."
+    ),
+    PurposeNotDeclared => "purpose_not_declared" denial(
+        "policy_violation",
+        "The stated purpose is not in the tenant's end-use declaration."
+    ),
+    NoResidentEndpoint => "no_resident_endpoint" denial(
+        "service_unavailable",
+        "No endpoint for this model runs in a location this tenant's jurisdiction allows."
+    ),
     InvalidRequest => "invalid_request",
     RequestTooLarge => "request_too_large",
     RequestTimeout => "request_timeout",
@@ -54,6 +118,20 @@ reasons! {
     UpstreamTimeout => "upstream_timeout",
     AuditUnavailable => "audit_unavailable",
 }
+
+// === impl Denial ===
+
+impl Denial {
+    pub fn code(self) -> &'static str {
+        self.reason().as_str()
+    }
+
+    pub fn status(self) -> StatusCode {
+        self.reason().status()
+    }
+}
+
+// === impl Reason ===
 
 impl Reason {
     pub fn status(self) -> StatusCode {

@@ -16,7 +16,6 @@
 //! 9. endpoint residency
 
 mod date;
-mod denial;
 pub mod expect;
 mod screening;
 mod table;
@@ -30,8 +29,8 @@ use http::HeaderValue;
 use serde::Deserialize;
 
 pub use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
+pub use crate::reason::Denial;
 pub use date::{Day, DayClock, Window};
-pub use denial::Denial;
 pub use screening::{Finding, FindingStatus, Screening};
 pub(crate) use table::{Cell, EndpointRun, Row, TableBuilder, VerdictTable};
 
