@@ -1,4 +1,7 @@
-//! Assembles the request path, outermost layer first.
+//! The inference listener's tower stack: the one place layers wrap [`Gateway`], outermost first.
+//! The server and the in-process benchmark both build it here, so the benchmark runs the path the
+//! server serves. Connection-level limits (header deadline, connection cap, drain) belong to the
+//! accept loop in [`crate::server`], not to this stack.
 
 use std::sync::Arc;
 
