@@ -99,9 +99,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let admin = args.admin_listen.unwrap_or(config.settings.server.admin_listen);
     let env: SharedEnv = std::sync::Arc::new(config::process_env);
     runtime()?.block_on(async {
+        let stop = shutdown_signal()?;
         let server = Server::start(config, listen, admin, env, day_clock(args.at)).await?;
         out(&format!("customs listening on http://{} (admin http://{})\n", server.addr, server.admin_addr))?;
-        shutdown_signal().await;
+        stop.await;
         server.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
@@ -113,10 +114,11 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let listen: SocketAddr = demo::DEMO_LISTEN.parse()?;
     let admin: SocketAddr = demo::DEMO_ADMIN_LISTEN.parse()?;
     runtime()?.block_on(async {
+        let stop = shutdown_signal()?;
         let mocks = demo::start_mocks(&config).await?;
         let server = Server::start(config, listen, admin, env, day_clock(args.at)).await?;
         out(&demo::instructions(server.addr, server.admin_addr))?;
-        shutdown_signal().await;
+        stop.await;
         server.shutdown().await;
         for m in mocks {
             m.stop().await;
@@ -270,24 +272,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Registers for SIGINT and SIGTERM at once and returns the wait for either. Registering when
+/// the wait is first polled would leave a moment after the "listening" line in which a signal
+/// still has its default action and kills the process without a drain.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("Shutting down.");
+        tracing::info!("Shutting down.");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Shutting down.");
+    })
 }
