@@ -212,11 +212,16 @@ mod tests {
     }
 
     #[test]
-    fn every_denial_is_a_reason_with_its_code() {
-        for d in crate::policy::Denial::ALL {
-            let r = d.reason();
-            assert_eq!(r.as_str(), d.code());
-            assert_ne!(r, Reason::Allowed);
+    fn every_denial_is_a_distinct_policy_refusal_with_a_fixed_message() {
+        let reasons: std::collections::HashSet<Reason> = Denial::ALL.iter().map(|d| d.reason()).collect();
+        assert_eq!(reasons.len(), Denial::ALL.len(), "two denials map to one reason");
+        for d in Denial::ALL {
+            assert_eq!(d.reason().decision(), Decision::Deny, "{d:?} is not a refusal");
+            assert!(matches!(d.status().as_u16(), 403 | 404 | 503), "{d:?}: {}", d.status());
+            let m = d.message();
+            assert!(m.ends_with('.') && !m.contains('{'), "{d:?}: {m:?} is not a fixed sentence");
+            let types = ["policy_violation", "invalid_request_error", "service_unavailable"];
+            assert!(types.contains(&d.error_type()), "{d:?}: {}", d.error_type());
         }
     }
 }
