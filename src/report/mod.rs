@@ -152,6 +152,8 @@ pub struct Totals {
     pub decisions: u64,
     pub allowed: u64,
     pub denied: u64,
+    /// Allowed requests that served nothing: the upstream failed before its response head, or
+    /// the request was never sent (from outcome records; older trails record them as decisions).
     pub errors: u64,
     /// Decision records outside the window.
     pub outside_window: u64,

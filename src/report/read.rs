@@ -1,5 +1,8 @@
-//! Streams the trail line by line and folds decision records into the report's tables; memory
-//! grows with the number of (tenant, model) pairs and reasons, never with the trail.
+//! Streams the trail line by line and folds decision and outcome records into the report's
+//! tables; memory grows with the number of (tenant, model) pairs and reasons, never with the
+//! trail. Denials are counted from decisions; what was served (requests, tokens, FLOPs) from
+//! outcome records, or, in trails written before outcome records, from the allowed decision
+//! that carried its own status and usage.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -89,6 +92,11 @@ struct Record<'a> {
     decision: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     reason: Option<Cow<'a, str>>,
+    /// On a decision: the gateway's own answer; null when the request was forwarded.
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default, borrow)]
+    outcome: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
@@ -117,10 +125,25 @@ enum Decision {
     Error,
 }
 
-/// A decision record that has everything the report needs.
+/// What a forwarded request came to.
+#[derive(Clone, Copy, PartialEq)]
+enum Served {
+    /// Something was served (to its end or not): counted, with its usage.
+    Yes,
+    /// The upstream failed or it was never sent: an error, nothing served.
+    No,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Decision(Decision),
+    Outcome(Served),
+}
+
+/// A decision or outcome record that has everything the report needs.
 struct Checked<'a> {
     day: Day,
-    decision: Decision,
+    kind: Kind,
     record: Record<'a>,
 }
 
@@ -157,9 +180,9 @@ impl<'s> Fold<'s> {
         self.totals.lines += 1;
         match check(bytes) {
             Ok(None) => self.totals.records += 1,
-            Ok(Some(decision)) => {
+            Ok(Some(checked)) => {
                 self.totals.records += 1;
-                self.decision(decision);
+                self.fold(checked);
             }
             Err(error) => {
                 self.totals.bad_lines += 1;
@@ -170,25 +193,41 @@ impl<'s> Fold<'s> {
         }
     }
 
-    fn decision(&mut self, Checked { day, decision, record: r }: Checked<'_>) {
+    fn fold(&mut self, Checked { day, kind, record: r }: Checked<'_>) {
         if day < self.settings.since || self.settings.until.is_some_and(|until| day > until) {
             self.totals.outside_window += 1;
             return;
         }
-        self.totals.decisions += 1;
-        match decision {
-            Decision::Allow => self.totals.allowed += 1,
-            Decision::Deny => {
+        // A decision that is its own answer: a denial, or an allowed request from a trail written
+        // before outcome records, which carries its status and usage.
+        let served = match kind {
+            Kind::Decision(Decision::Allow) => {
+                self.totals.decisions += 1;
+                self.totals.allowed += 1;
+                // Forwarded (no status of its own): its outcome record says what was served.
+                r.status.is_some()
+            }
+            Kind::Decision(Decision::Deny) => {
+                self.totals.decisions += 1;
                 self.totals.denied += 1;
                 // `check` refuses a deny without a reason.
                 let reason = r.reason.as_deref().unwrap_or_default();
                 self.count_denial(reason, r.tenant.as_deref());
+                false
             }
-            Decision::Error => {
+            Kind::Decision(Decision::Error) => {
+                self.totals.decisions += 1;
                 self.totals.errors += 1;
                 return;
             }
-        }
+            Kind::Outcome(Served::No) => {
+                // Its decision counted it as allowed; it was an error instead.
+                self.totals.allowed = self.totals.allowed.saturating_sub(1);
+                self.totals.errors += 1;
+                return;
+            }
+            Kind::Outcome(Served::Yes) => true,
+        };
         let (Some(tenant), Some(jurisdiction), Some(model), Some(training_flops)) =
             (r.tenant.as_deref(), r.jurisdiction.as_deref(), r.model.as_deref(), r.training_flops)
         else {
@@ -200,8 +239,11 @@ impl<'s> Fold<'s> {
         let country = r.tenant_country.as_deref();
         let row = self.row(tenant, country, jurisdiction, model);
         row.training_flops = row.training_flops.max(training_flops);
-        if decision == Decision::Deny {
+        if kind == Kind::Decision(Decision::Deny) {
             row.denied += 1;
+            return;
+        }
+        if !served {
             return;
         }
         row.requests += 1;
@@ -216,7 +258,7 @@ impl<'s> Fold<'s> {
         if r.usage.is_none() || r.flops.is_none() {
             row.unmetered += 1;
         }
-        // `check` refuses a decision without a time. RFC 3339 UTC strings of one shape sort
+        // `check` refuses a record without a time. RFC 3339 UTC strings of one shape sort
         // lexicographically, so files need not be in time order.
         let time = r.time.as_deref().unwrap_or_default();
         if row.first_seen.as_deref().is_none_or(|t| time < t) {
@@ -288,32 +330,45 @@ impl<'s> Fold<'s> {
 
 /// `Ok(None)` for a record of another type, `Err` with the reason for a line the report cannot use.
 fn check(bytes: &[u8]) -> Result<Option<Checked<'_>>, String> {
+    let read = |kind: &str| kind == "decision" || kind == "outcome";
     let record: Record<'_> = match serde_json::from_slice(bytes) {
         Ok(record) => record,
         Err(e) => {
             return match serde_json::from_slice::<Envelope<'_>>(bytes) {
-                Ok(envelope) if envelope.kind != "decision" => Ok(None),
+                Ok(envelope) if !read(&envelope.kind) => Ok(None),
                 _ => Err(e.to_string()),
             };
         }
     };
-    if record.kind != "decision" {
+    if !read(&record.kind) {
         return Ok(None);
     }
     let Some(time) = record.time.as_deref() else {
-        return Err("decision record without a time".to_owned());
+        return Err(format!("{} record without a time", record.kind));
     };
     let Some(day) = time.get(..10).and_then(Day::parse) else {
         return Err(format!("time {time:?} does not start with a YYYY-MM-DD date"));
     };
-    let decision = match record.decision.as_deref() {
-        Some("allow") => Decision::Allow,
-        Some("deny") => Decision::Deny,
-        Some("error") => Decision::Error,
-        other => return Err(format!("decision {other:?} is not allow, deny or error")),
+    let kind = if record.kind == "outcome" {
+        match record.outcome.as_deref() {
+            Some(
+                "completed" | "client_disconnected" | "shutdown_cut" | "stream_idle_timeout" | "stream_max_duration",
+            ) => Kind::Outcome(Served::Yes),
+            // Failed after its response head: part of a response was served.
+            Some("upstream_error") if record.status.is_some() => Kind::Outcome(Served::Yes),
+            Some("upstream_error" | "upstream_timeout" | "not_forwarded") => Kind::Outcome(Served::No),
+            other => return Err(format!("outcome {other:?} is not one this report knows")),
+        }
+    } else {
+        Kind::Decision(match record.decision.as_deref() {
+            Some("allow") => Decision::Allow,
+            Some("deny") => Decision::Deny,
+            Some("error") => Decision::Error,
+            other => return Err(format!("decision {other:?} is not allow, deny or error")),
+        })
     };
-    if decision == Decision::Deny && record.reason.is_none() {
+    if kind == Kind::Decision(Decision::Deny) && record.reason.is_none() {
         return Err("deny decision without a reason".to_owned());
     }
-    Ok(Some(Checked { day, decision, record }))
+    Ok(Some(Checked { day, kind, record }))
 }

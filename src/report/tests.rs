@@ -412,3 +412,47 @@ fn report_flops_print_short_and_read_back_exactly() {
         assert_eq!(text.parse::<f64>().unwrap(), x);
     }
 }
+
+/// A trail written with outcome records: decisions first, what was served in outcomes.
+#[test]
+fn report_counts_served_requests_from_outcome_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = |fields: Value| {
+        let mut record = json!({
+            "seq": 2, "prev": "0".repeat(64), "type": "outcome", "time": "2026-11-01T09:00:01.000000Z",
+            "request_id": "9f1c", "decision_seq": 1, "tenant": "demo-cn", "tenant_country": "CN",
+            "jurisdiction": "d5-macau", "model": "gpt-4o", "training_flops": 3.81e25, "outcome": "completed",
+            "status": 200, "endpoint": "https://x/v1", "residency": "us-east", "policy_version": "0123456789abcdef",
+            "usage": null, "flops": null, "latency_ms": 3.5, "hash": "f".repeat(64),
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            record[k] = v.clone();
+        }
+        record.to_string()
+    };
+    // Forwarded decisions carry no status, endpoint or usage of their own.
+    let forwarded = json!({"status": null, "endpoint": null, "residency": null});
+    let lines = [
+        decision(forwarded.clone()),
+        outcome(json!({"usage": usage(100, 50), "flops": 1e15})),
+        decision(forwarded.clone()),
+        outcome(json!({"outcome": "client_disconnected", "usage": null})),
+        decision(forwarded.clone()),
+        outcome(json!({"outcome": "upstream_timeout", "status": null})),
+        decision(forwarded.clone()),
+        // Cut after its head: part of a response was served.
+        outcome(json!({"outcome": "upstream_error", "usage": usage(10, 2), "flops": 1e13})),
+        decision(json!({"decision": "deny", "reason": "model_not_allowed", "status": 403})),
+    ];
+    let path = dir.path().join("audit-000001.jsonl");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let report = read(&[path], &settings()).unwrap();
+    let t = &report.totals;
+    assert_eq!((t.decisions, t.allowed, t.denied, t.errors), (5, 3, 1, 1), "{t:?}");
+    assert_eq!(t.bad_lines, 0, "{:?}", t.first_bad_line);
+    let [row] = &report.foreign_access[..] else { panic!("{:?}", report.foreign_access) };
+    assert_eq!((row.requests, row.denied, row.unmetered), (3, 1, 1));
+    assert_eq!((row.prompt_tokens, row.completion_tokens, row.total_tokens), (110, 52, 162));
+    assert_eq!(row.flops, 1e15 + 1e13);
+    assert_eq!(row.first_seen.as_deref(), Some("2026-11-01T09:00:01.000000Z"));
+}
