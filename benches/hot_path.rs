@@ -137,10 +137,10 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
     });
 }
 
-/// What the audit writer thread does per request: render an allowed request's decision line
-/// (names, rule, endpoint read from the snapshot) and seal it into the hash chain.
+/// What the audit writer thread does per forwarded request: render its decision line and its
+/// outcome line (names, rule, endpoint read from the snapshot) and seal each into the hash chain.
 fn bench_audit(c: &mut Criterion) {
-    use customs::audit::{DecisionRecord, Event, RuleRef, Sealer};
+    use customs::audit::{DecisionRecord, Event, Outcome, OutcomeRecord, RuleRef, Sealer};
     use customs::request_id::RequestIdBuf;
     use customs::usage::Usage;
 
@@ -161,8 +161,19 @@ fn bench_audit(c: &mut Criterion) {
         requested_model: None,
         purpose: None,
         reason: Reason::Allowed,
-        status: 200,
+        status: None,
         rule: decision.rule.map(RuleRef::Policy),
+        latency: std::time::Duration::from_micros(3017),
+    }));
+    let outcome = Event::Outcome(Box::new(OutcomeRecord {
+        time: std::time::SystemTime::now(),
+        request_id: RequestIdBuf::new(b"c6a857d2744a-0000000000000000"),
+        decision_seq: Some(7),
+        snapshot: snapshot.clone(),
+        tenant,
+        model: decision.model,
+        outcome: Outcome::Completed,
+        status: Some(200),
         endpoint: Some(0),
         usage: Some(Usage { prompt_tokens: 17, completion_tokens: 5 }),
         flops: None,
@@ -171,14 +182,16 @@ fn bench_audit(c: &mut Criterion) {
     let sealer = Sealer::new(None);
     let mut prev = [b'0'; 64];
     let mut batch = Vec::with_capacity(4096);
-    c.bench_function("audit/seal_decision", |b| {
-        b.iter(|| {
-            batch.clear();
-            event.write_body(black_box(7), std::str::from_utf8(&prev).unwrap_or_default(), &mut batch);
-            sealer.seal_in_place(&mut batch, 0, &mut prev);
-            batch.len()
-        })
-    });
+    for (name, event) in [("audit/seal_decision", &event), ("audit/seal_outcome", &outcome)] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                batch.clear();
+                event.write_body(black_box(7), std::str::from_utf8(&prev).unwrap_or_default(), &mut batch);
+                sealer.seal_in_place(&mut batch, 0, &mut prev);
+                batch.len()
+            })
+        });
+    }
 }
 
 /// Authentication, decision and endpoint choice on the generated 10,000-tenant, 1,000-model,

@@ -214,7 +214,20 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 if s.closed { ", closed" } else { ", open (no stop record yet)" },
                 s.head
             ))?;
-            Ok(ExitCode::SUCCESS)
+            if s.missing_outcomes.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            // A live trail has requests in flight; anywhere else a missing outcome is lost evidence.
+            let (label, code) = if args.allow_open && !s.closed {
+                ("decided, outcome not yet recorded", ExitCode::SUCCESS)
+            } else {
+                ("FAIL decided, outcome unknown", ExitCode::FAILURE)
+            };
+            out(&format!("{label}: {}\n", s.missing_outcomes.len()))?;
+            for (seq, id) in &s.missing_outcomes {
+                out(&format!("  decision seq {seq} request {}\n", id.as_deref().unwrap_or("-")))?;
+            }
+            Ok(code)
         }
     }
 }

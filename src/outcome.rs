@@ -1,11 +1,12 @@
-//! The one end of a request. An [`Exchange`] gathers what the gateway learns about a request as
-//! its phases complete (tenant, model, rule, endpoint, what it reserved against its limits), and
-//! [`Exchange::finish`] closes it exactly once, whatever way it ends: in-flight down, the request
-//! counted and its duration observed, limits settled with the usage the upstream reported, and
-//! the one audit record handed to the trail. A refusal or the gateway's own answer finishes when
-//! its response is made; a forwarded response when its body ends, fails or is dropped
-//! ([`OnEnd`]); a request whose client left before the response head, when the exchange is
-//! dropped with it.
+//! A request's record and its one end. An [`Exchange`] gathers what the gateway learns about a
+//! request as its phases complete (tenant, model, rule, endpoint, what it reserved against its
+//! limits). [`Exchange::decide`] writes the decision record ahead of the answer or the forward;
+//! [`Exchange::finish`] closes the request exactly once, whatever way it ends: in-flight down,
+//! the request counted and its duration observed, limits settled with the usage the upstream
+//! reported, and, for a forwarded request, its outcome record. A refusal or the gateway's own
+//! answer finishes when its response is made; a forwarded response when its body ends, fails or
+//! is dropped ([`OnEnd`]); a request whose client left before the response head, when the
+//! exchange is dropped with it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 
-use crate::audit::{DecisionRecord, RuleRef, Slot};
+use crate::audit::{DecisionRecord, Durable, Outcome, OutcomeRecord, RuleRef, Slot};
 use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::Ticket;
 use crate::proxy::metered::{BodyEnd, Metered, OnEnd};
@@ -26,10 +27,6 @@ use crate::usage::Usage;
 /// Response bodies: a canned body from the gateway, or the upstream's, streamed through and
 /// finishing its exchange when it ends.
 pub type Body = Either<Full<Bytes>, Metered<Exchange>>;
-
-/// The status recorded for a request whose client left before its response head (nginx's
-/// "client closed request"): no response was sent, so no real status applies.
-const CLIENT_CLOSED: u16 = 499;
 
 /// One request, from its arrival to its end.
 pub struct Exchange {
@@ -50,7 +47,19 @@ pub struct Exchange {
     upstream: Option<Upstream>,
     /// The reason and status of the response head, once there is one.
     answer: Option<(Reason, u16)>,
+    /// Set once the decision record is handed over; `Forwarding` means an outcome record is due.
+    decided: Decided,
     finished: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decided {
+    No,
+    /// Answered by the gateway itself: the decision record says it all.
+    Answered,
+    /// Allowed to go upstream: its outcome record, referring to the decision's `seq` when it is
+    /// known, is written when it ends.
+    Forwarding(Option<u64>),
 }
 
 /// What was reserved against the tenant's limits before forwarding.
@@ -94,6 +103,7 @@ impl Exchange {
             charge: None,
             upstream: None,
             answer: None,
+            decided: Decided::No,
             finished: false,
         }
     }
@@ -136,12 +146,46 @@ impl Exchange {
         elapsed
     }
 
+    /// Writes the decision record ahead of what it decides: with `status` the gateway's own
+    /// answer, without it the forward. The request goes on once the returned wait succeeds.
+    pub fn decide(&mut self, reason: Reason, status: Option<u16>) -> Durable {
+        self.decided = if status.is_some() { Decided::Answered } else { Decided::Forwarding(None) };
+        let latency = self.started.elapsed();
+        let Some(slot) = self.slot.as_mut() else { return Durable::none() };
+        slot.decide(status.is_none(), || DecisionRecord {
+            time: self.time,
+            request_id: self.request_id,
+            snapshot: self.snapshot.clone(),
+            tenant: self.tenant,
+            model: self.model,
+            requested_model: self.requested_model.take(),
+            purpose: self.purpose.take(),
+            reason,
+            status,
+            rule: self.rule,
+            latency,
+        })
+    }
+
+    /// Whether the decision record is still to be written.
+    pub fn undecided(&self) -> bool {
+        self.decided == Decided::No
+    }
+
+    /// The forwarded request's decision record is durable as `seq`.
+    pub fn decision_written(&mut self, seq: Option<u64>) {
+        if self.decided == Decided::Forwarding(None) {
+            self.decided = Decided::Forwarding(seq);
+        }
+    }
+
     /// Ends the request; only the first call does anything.
     pub fn finish(&mut self, end: BodyEnd, usage: Option<Usage>) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        let (reason, status) = self.answer.unwrap_or((Reason::Allowed, CLIENT_CLOSED));
+        // Without a response head, the request was allowed and forwarded: nothing else awaits.
+        let reason = self.answer.map_or(Reason::Allowed, |(reason, _)| reason);
         let m = &self.snapshot.metrics;
         let now = Instant::now();
         let flops = self.charge.take().and_then(|charge| {
@@ -177,24 +221,30 @@ impl Exchange {
         m.duration(reason).observe(latency.as_secs_f64());
         m.in_flight.dec();
         m.request(self.tenant, self.model, reason);
-        if let Some(slot) = self.slot.take() {
-            slot.send(|| DecisionRecord {
-                time: self.time,
-                request_id: self.request_id,
-                snapshot: self.snapshot.clone(),
-                tenant: self.tenant,
-                model: self.model,
-                requested_model: self.requested_model.take(),
-                purpose: self.purpose.take(),
-                reason,
-                status,
-                rule: self.rule,
-                endpoint: self.endpoint(),
-                usage,
-                flops,
-                latency,
-            });
-        }
+        let Decided::Forwarding(decision_seq) = self.decided else { return };
+        let Some(slot) = self.slot.take() else { return };
+        let outcome = match (reason, end) {
+            (Reason::UpstreamTimeout, _) => Outcome::UpstreamTimeout,
+            (Reason::UpstreamUnavailable, _) | (_, BodyEnd::UpstreamFailed) => Outcome::UpstreamError,
+            (Reason::AuditUnavailable, _) => Outcome::NotForwarded,
+            (_, BodyEnd::ClientGone) if slot.cutting() => Outcome::ShutdownCut,
+            (_, BodyEnd::ClientGone) => Outcome::ClientDisconnected,
+            (_, BodyEnd::Complete) => Outcome::Completed,
+        };
+        slot.outcome(|| OutcomeRecord {
+            time: SystemTime::now(),
+            request_id: self.request_id,
+            decision_seq,
+            snapshot: self.snapshot.clone(),
+            tenant: self.tenant,
+            model: self.model,
+            outcome,
+            status: self.answer.map(|(_, status)| status),
+            endpoint: self.endpoint(),
+            usage,
+            flops,
+            latency,
+        });
     }
 }
 
@@ -209,7 +259,7 @@ impl Drop for Exchange {
         if self.finished {
             return;
         }
-        if self.answer.is_none() && self.charge.is_none() {
+        if self.decided == Decided::No {
             // The client left before anything was decided: there is no decision to record.
             self.finished = true;
             self.snapshot.metrics.in_flight.dec();

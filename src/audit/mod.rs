@@ -5,7 +5,12 @@
 //! fits: it counts against `audit.queue` until the record is on disk. When no slot can be had
 //! (the queue is full, or the disk refuses writes) the request is refused with
 //! `audit_unavailable` unless `audit.on_failure = "allow"`: an unrecorded decision is not made.
-//! Shutdown writes every record that was handed over, then a `stop` record.
+//!
+//! Decisions are written ahead: a request's decision record is sealed into the chain when it is
+//! made, and the request is answered or forwarded only once the record is where `audit.sync`
+//! says ([`Durable`]). A forwarded request adds an outcome record when it ends. Shutdown writes
+//! every record that was handed over (the outcomes of streams it cut included), then a `stop`
+//! record.
 
 pub mod chain;
 pub mod record;
@@ -19,12 +24,13 @@ use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounter, IntGauge};
+use tokio::sync::oneshot;
 
 pub use chain::Sealer;
-pub use record::{AdminRecord, DecisionRecord, Event, RuleRef};
+pub use record::{AdminRecord, DecisionRecord, Event, Outcome, OutcomeRecord, RuleRef};
 pub use writer::trail_files;
 
-use crate::config::{AuditSettings, OnAuditFailure};
+use crate::config::{AuditSettings, AuditSync, OnAuditFailure};
 use crate::telemetry::Metrics;
 use writer::{Msg, Sink};
 
@@ -51,7 +57,22 @@ struct State {
     capacity: usize,
     healthy: AtomicBool,
     fail_closed: bool,
+    sync: AuditSync,
+    /// Set when shutdown cuts the streams still open at the end of its grace period.
+    cutting: AtomicBool,
     metrics: AuditMetrics,
+}
+
+impl State {
+    /// The disk refused a write or a sync: requests are refused until a write succeeds.
+    fn write_failed(&self, e: &std::io::Error, pending: usize) {
+        self.metrics.write_errors.inc();
+        self.metrics.pending.set(self.pending.load(Ordering::Relaxed) as i64);
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            tracing::error!(error = %e, pending, "Audit trail write failed; refusing requests until it recovers.");
+            self.metrics.up.set(0);
+        }
+    }
 }
 
 struct Inner {
@@ -64,10 +85,25 @@ pub struct Audit {
     inner: Option<Arc<Inner>>,
 }
 
-/// A reserved place in the trail for one request's record.
+/// A request's place in the trail: room reserved for its decision record, and the way to its
+/// outcome record.
 pub struct Slot {
     inner: Option<Arc<Inner>>,
+    /// Whether the decision's room is still held here (not yet handed to the writer).
+    reserved: bool,
 }
+
+/// The wait for a decision record to be where `audit.sync` says.
+#[must_use = "a decision is not made until its record is durable"]
+pub struct Durable {
+    rx: Option<oneshot::Receiver<Result<u64, ()>>>,
+    fail_closed: bool,
+}
+
+/// The decision record could not be written: the request must not go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the audit trail could not take the decision record")]
+pub struct Unrecorded;
 
 impl Audit {
     pub fn disabled() -> Self {
@@ -98,6 +134,8 @@ impl Audit {
             capacity: settings.queue.max(1),
             healthy: AtomicBool::new(true),
             fail_closed: settings.on_failure == OnAuditFailure::Deny,
+            sync: settings.sync,
+            cutting: AtomicBool::new(false),
             metrics: AuditMetrics {
                 written: m.written.clone(),
                 write_errors: m.write_errors.clone(),
@@ -125,6 +163,9 @@ impl Audit {
             fields.insert("damaged_tail".into(), at.into());
         }
         audit.admin("start", fields);
+        if let Some(r) = resume.as_ref().filter(|r| !r.clean) {
+            audit.admin("recovered", recovered(r));
+        }
         tracing::info!(dir = %dir.display(), "Audit trail open.");
         Ok(audit)
     }
@@ -140,16 +181,25 @@ impl Audit {
 
     /// Reserves room for one record. `None` means the request must be refused.
     pub fn reserve(&self) -> Option<Slot> {
-        let Some(inner) = &self.inner else { return Some(Slot { inner: None }) };
+        let unrecorded = Slot { inner: None, reserved: false };
+        let Some(inner) = &self.inner else { return Some(unrecorded) };
         let st = &inner.state;
         if st.healthy.load(Ordering::Acquire) {
             if st.pending.fetch_add(1, Ordering::AcqRel) < st.capacity {
-                return Some(Slot { inner: Some(inner.clone()) });
+                return Some(Slot { inner: Some(inner.clone()), reserved: true });
             }
             st.pending.fetch_sub(1, Ordering::AcqRel);
         }
         st.metrics.dropped.inc();
-        if st.fail_closed { None } else { Some(Slot { inner: None }) }
+        if st.fail_closed { None } else { Some(unrecorded) }
+    }
+
+    /// From now on, a forwarded request that ends without its client having gone was cut by
+    /// shutdown: its outcome says so.
+    pub fn cut(&self) {
+        if let Some(inner) = &self.inner {
+            inner.state.cutting.store(true, Ordering::Release);
+        }
     }
 
     /// Records an operator action. Such records are never refused for capacity.
@@ -157,7 +207,7 @@ impl Audit {
         if let Some(inner) = &self.inner {
             inner.state.pending.fetch_add(1, Ordering::AcqRel);
             let event = Event::Admin(AdminRecord { time: SystemTime::now(), kind, fields });
-            if inner.tx.send(Msg::Event(event)).is_err() {
+            if inner.tx.send(Msg::Event(event, None)).is_err() {
                 inner.state.pending.fetch_sub(1, Ordering::AcqRel);
                 inner.state.metrics.dropped.inc();
             }
@@ -175,24 +225,96 @@ impl Audit {
     }
 }
 
+/// What a start after a crash found: where the trail stopped, and the forwarded requests whose
+/// outcome it never recorded (served or not, nobody can now say).
+fn recovered(r: &writer::Resume) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("last_seq".into(), r.seq.into());
+    fields.insert("outcome_unknown".into(), r.open.len().into());
+    let open: Vec<serde_json::Value> =
+        r.open.iter().map(|(seq, id)| serde_json::json!({ "decision_seq": seq, "request_id": id })).collect();
+    fields.insert("decisions".into(), open.into());
+    if !r.open.is_empty() {
+        tracing::warn!(
+            outcome_unknown = r.open.len(),
+            last_seq = r.seq,
+            "The gateway stopped without a stop record; the outcome of some forwarded requests is unknown."
+        );
+    }
+    fields
+}
+
 // === impl Slot ===
 
 impl Slot {
-    /// Hands the record to the writer; the slot's reservation passes to it. The record is built
-    /// only when the trail is on.
-    pub fn send(mut self, record: impl FnOnce() -> DecisionRecord) {
-        let Some(inner) = self.inner.take() else { return };
-        if inner.tx.send(Msg::Event(Event::Decision(Box::new(record())))).is_err() {
+    /// Hands the decision record to the writer (the slot's room passes to it) and returns the
+    /// wait for it to be where `audit.sync` says. The record is built only when the trail is on.
+    /// A `forwarding` request keeps room for its outcome record while it is in flight, so
+    /// `audit.queue` still bounds requests in flight plus records not yet on disk.
+    pub fn decide(&mut self, forwarding: bool, record: impl FnOnce() -> DecisionRecord) -> Durable {
+        let Some(inner) = &self.inner else { return Durable::none() };
+        if !std::mem::take(&mut self.reserved) {
+            inner.state.pending.fetch_add(1, Ordering::AcqRel);
+        }
+        if forwarding {
+            // Already admitted: over capacity or not, its outcome will be written.
+            inner.state.pending.fetch_add(1, Ordering::AcqRel);
+            self.reserved = true;
+        }
+        let (tx, rx) = oneshot::channel();
+        if inner.tx.send(Msg::Event(Event::Decision(Box::new(record())), Some(tx))).is_err() {
+            // The writer is gone: the dropped sender fails the wait.
             inner.state.pending.fetch_sub(1, Ordering::AcqRel);
             inner.state.metrics.dropped.inc();
         }
+        Durable { rx: Some(rx), fail_closed: inner.state.fail_closed }
+    }
+
+    /// Hands a forwarded request's outcome record to the writer. Like an operator's record, it
+    /// is never refused for capacity: the request it ends was already served.
+    pub fn outcome(mut self, record: impl FnOnce() -> OutcomeRecord) {
+        let Some(inner) = self.inner.take() else { return };
+        if !std::mem::take(&mut self.reserved) {
+            inner.state.pending.fetch_add(1, Ordering::AcqRel);
+        }
+        if inner.tx.send(Msg::Event(Event::Outcome(Box::new(record())), None)).is_err() {
+            inner.state.pending.fetch_sub(1, Ordering::AcqRel);
+            inner.state.metrics.dropped.inc();
+        }
+    }
+
+    /// Whether shutdown is cutting the streams still open.
+    pub fn cutting(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.state.cutting.load(Ordering::Acquire))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
+        if let Some(inner) = self.inner.take()
+            && self.reserved
+        {
             inner.state.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+// === impl Durable ===
+
+impl Durable {
+    /// Nothing to wait for: the trail is off, or this request goes unrecorded.
+    pub fn none() -> Self {
+        Self { rx: None, fail_closed: false }
+    }
+
+    /// `Ok(Some(seq))` once the record is durable; `Ok(None)` when the trail is off, or when
+    /// `audit.on_failure = "allow"` lets the request go on unrecorded.
+    pub async fn wait(self) -> Result<Option<u64>, Unrecorded> {
+        let Some(rx) = self.rx else { return Ok(None) };
+        match rx.await {
+            Ok(Ok(seq)) => Ok(Some(seq)),
+            _ if self.fail_closed => Err(Unrecorded),
+            _ => Ok(None),
         }
     }
 }

@@ -2,12 +2,19 @@
 //! plain numbers; names, rules and times are turned into text on the writer thread, so recording
 //! a decision costs the request no formatting.
 //!
-//! A decision line (field order is stable; readers must ignore fields they do not know):
-//! `seq, prev, type="decision", time, request_id, tenant, tenant_country, jurisdiction, model,
-//! requested_model, training_flops, purpose, decision, reason, status, rule, endpoint, residency,
-//! policy_version, usage{prompt_tokens,completion_tokens,total_tokens}, flops, latency_ms, hash`.
+//! Every request has a decision line, written before the request is answered or forwarded; a
+//! forwarded one (`status` null) has an outcome line too, when it ends. Field order is stable;
+//! readers must ignore fields they do not know:
+//! - `seq, prev, type="decision", time, request_id, tenant, tenant_country, jurisdiction, model,
+//!   requested_model, training_flops, purpose, decision, reason, status, rule, policy_version,
+//!   latency_ms, hash`;
+//! - `seq, prev, type="outcome", time, request_id, decision_seq, tenant, tenant_country,
+//!   jurisdiction, model, training_flops, outcome, status, endpoint, residency, policy_version,
+//!   usage{prompt_tokens,completion_tokens,total_tokens}, flops, latency_ms, hash`.
+//!
 //! Keys and prompt or completion content are never part of a record.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
+use crate::policy::{Model, Policy, Tenant};
 use crate::reason::Reason;
 use crate::request_id::RequestIdBuf;
 use crate::snapshot::Snapshot;
@@ -29,7 +37,7 @@ pub enum RuleRef {
     KillSwitch,
 }
 
-/// One decided request, allow or deny.
+/// One decided request, allow or deny, as it was decided: before any upstream saw it.
 pub struct DecisionRecord {
     pub time: SystemTime,
     pub request_id: RequestIdBuf,
@@ -41,11 +49,86 @@ pub struct DecisionRecord {
     pub requested_model: Option<Box<str>>,
     pub purpose: Option<Box<str>>,
     pub reason: Reason,
-    pub status: u16,
+    /// The status the gateway answered with itself; `None` when the request is forwarded, and
+    /// its outcome record says how that ended.
+    pub status: Option<u16>,
     pub rule: Option<RuleRef>,
+    /// From arrival to the decision.
+    pub latency: Duration,
+}
+
+/// Follows, record by record, which forwarded requests have their decision on record and their
+/// outcome not yet: `open` maps each such decision's `seq` to its request id.
+pub fn track_outcomes(open: &mut BTreeMap<u64, Option<String>>, seq: u64, record: &serde_json::Value) {
+    let field = |name: &str| record.get(name);
+    let id = || field("request_id").and_then(serde_json::Value::as_str).map(str::to_owned);
+    match field("type").and_then(serde_json::Value::as_str) {
+        // Forwarded: its own status is null, and an outcome record is due.
+        Some("decision") if field("decision") == Some(&"allow".into()) && field("status") == Some(&().into()) => {
+            open.insert(seq, id());
+        }
+        Some("outcome") => match field("decision_seq").and_then(serde_json::Value::as_u64) {
+            Some(decision) => {
+                open.remove(&decision);
+            }
+            // The request stopped waiting before it learnt its decision's seq.
+            None => {
+                let id = id();
+                if let Some(k) = open.iter().find(|(_, r)| **r == id).map(|(k, _)| *k) {
+                    open.remove(&k);
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+/// How a forwarded request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The response reached its end.
+    Completed,
+    /// The client went away before the response ended.
+    ClientDisconnected,
+    /// The upstream could not be reached, refused the gateway, or failed partway through.
+    UpstreamError,
+    /// The upstream sent no response head in time.
+    UpstreamTimeout,
+    /// Cut when the shutdown grace period ran out.
+    ShutdownCut,
+    /// Never forwarded: its decision could not be written (`audit_unavailable`).
+    NotForwarded,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::ClientDisconnected => "client_disconnected",
+            Self::UpstreamError => "upstream_error",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::ShutdownCut => "shutdown_cut",
+            Self::NotForwarded => "not_forwarded",
+        }
+    }
+}
+
+/// The end of a forwarded request: what was served and what it cost.
+pub struct OutcomeRecord {
+    pub time: SystemTime,
+    pub request_id: RequestIdBuf,
+    /// The `seq` of the request's decision record, when the request learnt it.
+    pub decision_seq: Option<u64>,
+    pub snapshot: Arc<Snapshot>,
+    pub tenant: Option<TenantIdx>,
+    pub model: Option<ModelIdx>,
+    pub outcome: Outcome,
+    /// The response status the client got, when a response head was sent.
+    pub status: Option<u16>,
     pub endpoint: Option<EndpointIdx>,
     pub usage: Option<Usage>,
     pub flops: Option<f64>,
+    /// From arrival to the end.
     pub latency: Duration,
 }
 
@@ -58,6 +141,7 @@ pub struct AdminRecord {
 
 pub enum Event {
     Decision(Box<DecisionRecord>),
+    Outcome(Box<OutcomeRecord>),
     Admin(AdminRecord),
 }
 
@@ -90,6 +174,7 @@ impl Event {
     pub fn write_body(&self, seq: u64, prev: &str, out: &mut Vec<u8>) {
         match self {
             Self::Decision(d) => d.write_line(seq, prev, out),
+            Self::Outcome(o) => o.write_line(seq, prev, out),
             Self::Admin(a) => {
                 let start = out.len();
                 let line = AdminLine { seq, prev, kind: a.kind, time: Stamp(a.time), fields: &a.fields };
@@ -114,18 +199,10 @@ impl DecisionRecord {
         let policy = &s.policy;
         let tenant = self.tenant.and_then(|t| policy.tenant(t));
         let model = self.model.and_then(|m| policy.model(m));
-        let endpoint = self.endpoint.and_then(|e| policy.endpoint(e));
         let mut l = Line(out);
-        l.member(b"{\"seq\":", seq);
-        l.member(b",\"prev\":", prev);
-        // RFC 3339 digits and punctuation never need escaping.
-        l.0.extend_from_slice(b",\"type\":\"decision\",\"time\":\"");
-        let _ = write!(l.0, "{}\"", humantime::format_rfc3339_micros(self.time));
+        l.head(seq, prev, b"decision", self.time);
         l.member(b",\"request_id\":", self.request_id.as_str());
-        l.member(b",\"tenant\":", tenant.map(|t| &*t.id));
-        l.member(b",\"tenant_country\":", tenant.map(|t| &*t.country));
-        l.member(b",\"jurisdiction\":", tenant.and_then(|t| policy.jurisdiction(t)).map(|j| &*j.id));
-        l.member(b",\"model\":", model.map(|m| &*m.id));
+        l.who(policy, tenant, model);
         l.member(b",\"requested_model\":", self.requested_model.as_deref());
         l.member(b",\"training_flops\":", model.map(|m| m.training_flops));
         l.member(b",\"purpose\":", self.purpose.as_deref());
@@ -139,6 +216,28 @@ impl DecisionRecord {
             }
             None => l.member(b",\"rule\":", ()),
         }
+        l.member(b",\"policy_version\":", policy.version());
+        l.member(b",\"latency_ms\":", self.latency.as_secs_f64() * 1000.0);
+        l.0.push(b'}');
+    }
+}
+
+impl OutcomeRecord {
+    /// Self-contained like a decision line (tenant, model, policy version again), so a reader
+    /// can total usage from outcome lines alone; `decision_seq` ties it to its decision.
+    fn write_line(&self, seq: u64, prev: &str, out: &mut Vec<u8>) {
+        let policy = &self.snapshot.policy;
+        let tenant = self.tenant.and_then(|t| policy.tenant(t));
+        let model = self.model.and_then(|m| policy.model(m));
+        let endpoint = self.endpoint.and_then(|e| policy.endpoint(e));
+        let mut l = Line(out);
+        l.head(seq, prev, b"outcome", self.time);
+        l.member(b",\"request_id\":", self.request_id.as_str());
+        l.member(b",\"decision_seq\":", self.decision_seq);
+        l.who(policy, tenant, model);
+        l.member(b",\"training_flops\":", model.map(|m| m.training_flops));
+        l.member(b",\"outcome\":", self.outcome.as_str());
+        l.member(b",\"status\":", self.status);
         l.member(b",\"endpoint\":", endpoint.map(|e| &*e.url));
         l.member(b",\"residency\":", endpoint.map(|e| &*e.residency));
         l.member(b",\"policy_version\":", policy.version());
@@ -183,6 +282,25 @@ impl Line<'_> {
             }
             None => self.0.extend_from_slice(b"null"),
         }
+    }
+
+    /// `{"seq":…,"prev":…,"type":…,"time":…`.
+    fn head(&mut self, seq: u64, prev: &str, kind: &[u8], time: SystemTime) {
+        self.member(b"{\"seq\":", seq);
+        self.member(b",\"prev\":", prev);
+        self.0.extend_from_slice(b",\"type\":\"");
+        self.0.extend_from_slice(kind);
+        // RFC 3339 digits and punctuation never need escaping.
+        self.0.extend_from_slice(b"\",\"time\":\"");
+        let _ = write!(self.0, "{}\"", humantime::format_rfc3339_micros(time));
+    }
+
+    /// Who asked for what: tenant, its country and jurisdiction, model.
+    fn who(&mut self, policy: &Policy, tenant: Option<&Tenant>, model: Option<&Model>) {
+        self.member(b",\"tenant\":", tenant.map(|t| &*t.id));
+        self.member(b",\"tenant_country\":", tenant.map(|t| &*t.country));
+        self.member(b",\"jurisdiction\":", tenant.and_then(|t| policy.jurisdiction(t)).map(|j| &*j.id));
+        self.member(b",\"model\":", model.map(|m| &*m.id));
     }
 }
 
@@ -235,11 +353,8 @@ mod tests {
             requested_model: None,
             purpose: Some("trans\"lation\u{1}".into()),
             reason: Reason::Allowed,
-            status: 200,
+            status: None,
             rule: Some(RuleRef::Policy(rule)),
-            endpoint: Some(0),
-            usage: Some(Usage { prompt_tokens: 17, completion_tokens: 5 }),
-            flops: Some(1.5e13),
             latency: Duration::from_nanos(3_016_906),
         };
         let mut out = Vec::new();
@@ -259,8 +374,44 @@ mod tests {
             ("purpose", j("trans\"lation\u{1}")),
             ("decision", j("allow")),
             ("reason", j("allowed")),
-            ("status", j(200)),
+            ("status", j(())),
             ("rule", j(p.rule(rule).unwrap().to_string())),
+            ("policy_version", j(p.version())),
+            ("latency_ms", j(0.003_016_906_f64 * 1000.0)),
+        ]);
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+
+        // Its outcome: what was served, by which endpoint, at what cost.
+        let outcome = OutcomeRecord {
+            time,
+            request_id: RequestIdBuf::new(b"req-1"),
+            decision_seq: Some(9),
+            snapshot: snapshot.clone(),
+            tenant: Some(tenant),
+            model: Some(model),
+            outcome: Outcome::Completed,
+            status: Some(200),
+            endpoint: Some(0),
+            usage: Some(Usage { prompt_tokens: 17, completion_tokens: 5 }),
+            flops: Some(1.5e13),
+            latency: Duration::from_nanos(3_016_906),
+        };
+        let mut out = Vec::new();
+        Event::Outcome(Box::new(outcome)).write_body(11, GENESIS_FOR_TEST, &mut out);
+        let want = expected(&[
+            ("seq", j(11)),
+            ("prev", j(GENESIS_FOR_TEST)),
+            ("type", j("outcome")),
+            ("time", j("2026-11-18T11:06:40.123456Z")),
+            ("request_id", j("req-1")),
+            ("decision_seq", j(9)),
+            ("tenant", j(&*t.id)),
+            ("tenant_country", j(&*t.country)),
+            ("jurisdiction", j(&*p.jurisdiction(t).unwrap().id)),
+            ("model", j(&*m.id)),
+            ("training_flops", j(m.training_flops)),
+            ("outcome", j("completed")),
+            ("status", j(200)),
             ("endpoint", j(&*e.url)),
             ("residency", j(&*e.residency)),
             ("policy_version", j(p.version())),
@@ -280,11 +431,8 @@ mod tests {
             requested_model: Some("no\\such\nmodel".into()),
             purpose: None,
             reason: Reason::TenantSuspended,
-            status: 403,
+            status: Some(403),
             rule: Some(RuleRef::KillSwitch),
-            endpoint: None,
-            usage: None,
-            flops: None,
             latency: Duration::from_micros(12),
         };
         let mut out = Vec::new();
@@ -306,11 +454,7 @@ mod tests {
             ("reason", j("tenant_suspended")),
             ("status", j(403)),
             ("rule", j(suspension.describe())),
-            ("endpoint", j(())),
-            ("residency", j(())),
             ("policy_version", j(p.version())),
-            ("usage", j(())),
-            ("flops", j(())),
             ("latency_ms", j(0.012)),
         ]);
         assert_eq!(String::from_utf8(out).unwrap(), want);

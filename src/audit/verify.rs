@@ -1,6 +1,9 @@
 //! `customs audit verify`: re-derives the chain over a trail and reports the first record that
-//! was altered, removed, inserted or reordered, or where the trail was cut short.
+//! was altered, removed, inserted or reordered, or where the trail was cut short; and lists the
+//! forwarded requests whose decision is on record but whose outcome is not (a crash between the
+//! two, or requests still in flight on a live trail).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::chain::{GENESIS, Sealer, unseal};
+use super::record::track_outcomes;
 use super::writer::trail_files;
 
 /// What a sound trail looks like.
@@ -20,6 +24,9 @@ pub struct Summary {
     pub head: String,
     /// The last record is a `stop`: nothing was cut from the end since the gateway shut down.
     pub closed: bool,
+    /// Forwarded requests with a decision record and no outcome record: `seq` of the decision,
+    /// and its request id.
+    pub missing_outcomes: BTreeMap<u64, Option<String>>,
 }
 
 /// The first place the trail is not what the writer wrote.
@@ -142,6 +149,7 @@ fn verify_file(
         if s.first_seq.is_none() && seq == 1 && prev != GENESIS {
             return problem("the first record does not start the chain".into());
         }
+        track_outcomes(&mut s.missing_outcomes, seq, &v);
         s.first_seq.get_or_insert(seq);
         s.last_seq = seq;
         s.records += 1;

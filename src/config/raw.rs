@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::value::Datetime;
 
-use super::settings::OnAuditFailure;
+use super::settings::{AuditSync, OnAuditFailure};
 use crate::endpoint::EndpointKind;
 use crate::policy::ComputeBasis;
 
@@ -49,6 +49,7 @@ pub struct AuditSection {
     pub max_file_bytes: Option<u64>,
     pub queue: Option<usize>,
     pub on_failure: Option<OnAuditFailure>,
+    pub sync: Option<AuditSync>,
     pub key_env: Option<String>,
 }
 

@@ -58,9 +58,26 @@ pub struct AuditSettings {
     pub queue: usize,
     /// What to do when a record cannot be taken: refuse the request (`deny`) or serve it unrecorded.
     pub on_failure: OnAuditFailure,
+    /// How far a request's decision record must have gone before the request is answered or
+    /// forwarded.
+    pub sync: AuditSync,
     /// Environment variable holding a key: the chain is then HMAC-SHA-256, which only key holders
     /// can recompute.
     pub key_env: Option<String>,
+}
+
+/// Where a decision record must be before its request goes on. Either way it is written before:
+/// the difference is what a crash of the whole machine can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditSync {
+    /// On stable storage: one `fdatasync` covers every record gathered since the last, so a
+    /// record survives a power loss.
+    Always,
+    /// Handed to the operating system: a record survives a crash or `kill -9` of the gateway;
+    /// a power loss or kernel crash can take the records of the last second, which the next
+    /// start reports as a damaged tail.
+    Interval,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -136,6 +153,7 @@ impl Default for AuditSettings {
             max_file_bytes: 64 * 1024 * 1024,
             queue: 65_536,
             on_failure: OnAuditFailure::Deny,
+            sync: AuditSync::Always,
             key_env: None,
         }
     }

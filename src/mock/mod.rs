@@ -72,7 +72,8 @@ pub struct MockUpstream {
     pub addr: SocketAddr,
     state: Arc<State>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// Ends with the connections still open at the end of the grace period, which are dropped.
+    task: JoinHandle<tokio::task::JoinSet<()>>,
 }
 
 impl State {

@@ -17,7 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::admin::{self, AdminState, SharedEnv};
 use crate::audit::{Audit, AuditError};
@@ -64,7 +64,7 @@ pub struct Server {
     pub admin_addr: SocketAddr,
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<JoinSet<()>>>,
     /// Background tasks (reload triggers, idle-connection eviction); aborted at shutdown.
     triggers: Vec<JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
@@ -166,15 +166,27 @@ impl Server {
         })
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the grace period), then returns.
-    /// Every decided request's audit record is written before this returns.
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), cuts the rest,
+    /// then returns. Every decided request's records, the outcomes of cut streams included, are
+    /// written before the trail's `stop` record.
     pub async fn shutdown(self) {
         for t in &self.triggers {
             t.abort();
         }
         let _ = self.stop.send(true);
+        let mut remaining = Vec::new();
         for t in self.tasks {
-            let _ = t.await;
+            if let Ok(set) = t.await {
+                remaining.push(set);
+            }
+        }
+        if remaining.iter().any(|set| !set.is_empty()) {
+            self.shared.audit.cut();
+            for mut set in remaining {
+                // Dropping a connection drops its response bodies, which end their requests.
+                set.abort_all();
+                while set.join_next().await.is_some() {}
+            }
         }
         let shared = self.shared.clone();
         let patience = self.shutdown_grace.max(Duration::from_secs(5));
@@ -193,8 +205,14 @@ async fn evict_idle_connections(shared: Arc<Shared>, timeout: Duration) {
     }
 }
 
-/// Serves one listener until `shutdown` resolves, then drains.
-pub async fn serve<S, B>(listener: TcpListener, service: S, limits: Limits, shutdown: impl Future<Output = ()>)
+/// Serves one listener until `shutdown` resolves, then drains. Returns the connections still
+/// open when the grace period ran out, for the caller to cut once it is ready to record them.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> JoinSet<()>
 where
     S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -218,8 +236,11 @@ where
     // in one acquire, which counts in u32.
     let connections = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(connections as usize));
+    let mut open = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Finished connections are let go of here, so the set holds only open ones.
+        while open.try_join_next().is_some() {}
         // Waiting for a slot before accepting leaves excess connections in the kernel backlog.
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -239,7 +260,7 @@ where
         let _ = stream.set_nodelay(true);
         let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
         let conn = drain.watch(conn.into_owned());
-        tokio::spawn(async move {
+        open.spawn(async move {
             let _ = conn.await;
             drop(permit);
         });
@@ -253,6 +274,8 @@ where
             tracing::warn!("Shutdown grace period over; closing remaining connections.");
         }
     }
+    while open.try_join_next().is_some() {}
+    open
 }
 
 #[cfg(test)]

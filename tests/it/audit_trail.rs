@@ -19,7 +19,7 @@ fn verify(args: &[&Path]) -> (bool, String) {
 }
 
 #[tokio::test]
-async fn every_decision_is_one_record_with_no_secret_or_content() {
+async fn every_decision_is_one_record_and_every_forward_one_outcome_with_no_secret_or_content() {
     let ex = Example::start_unwatched().await;
     let addr = ex.gw.addr;
     let secret_prompt = "the launch codes are 0000";
@@ -58,27 +58,40 @@ async fn every_decision_is_one_record_with_no_secret_or_content() {
     assert_eq!(records.last().unwrap()["type"], "stop");
     let decisions: Vec<_> = records.iter().filter(|r| r["type"] == "decision").collect();
     assert_eq!(decisions.len(), 7, "{decisions:#?}");
+    let outcomes: Vec<_> = records.iter().filter(|r| r["type"] == "outcome").collect();
+    assert_eq!(outcomes.len(), 4, "one per forwarded request: {outcomes:#?}");
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r["seq"], i as u64 + 1);
     }
 
+    // The decision, written before the request went upstream: no status, endpoint or usage yet.
     let allowed = decisions.iter().find(|r| r["reason"] == "allowed" && r["tenant"] == "demo-us").unwrap();
     assert_eq!(allowed["decision"], "allow");
-    assert_eq!(allowed["status"], 200);
+    assert!(allowed["status"].is_null(), "forwarded: its outcome has the status");
     assert_eq!(allowed["tenant_country"], "US");
     assert_eq!(allowed["jurisdiction"], "us");
     assert_eq!(allowed["model"], "gpt-4o-mini");
     assert!(allowed["training_flops"].as_f64().unwrap() > 1e23);
     assert!(allowed["rule"].as_str().unwrap().contains("jurisdictions.toml:"));
-    assert!(allowed["endpoint"].as_str().unwrap().starts_with("http://127.0.0.1:"));
-    assert!(allowed["residency"].as_str().unwrap().starts_with("us-"));
-    assert!(allowed["usage"]["total_tokens"].as_u64().unwrap() > 0);
-    assert!(allowed["flops"].is_null(), "gpt-4o-mini has no public parameter count");
+    assert!(allowed.get("endpoint").is_none() && allowed.get("usage").is_none());
     assert!(allowed["latency_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(allowed["request_id"].as_str().unwrap(), ok.headers["x-request-id"].to_str().unwrap());
     assert_eq!(allowed["policy_version"].as_str().unwrap(), ok.headers["x-customs-policy-version"].to_str().unwrap());
 
-    let llama = decisions.iter().find(|r| r["model"] == "llama-3.1-8b-instruct").unwrap();
+    // Its outcome, after it in the chain and pointing back at it.
+    let outcome = outcomes.iter().find(|r| r["request_id"] == allowed["request_id"]).unwrap();
+    assert_eq!(outcome["decision_seq"], allowed["seq"]);
+    assert!(outcome["seq"].as_u64() > allowed["seq"].as_u64());
+    assert_eq!(outcome["outcome"], "completed");
+    assert_eq!(outcome["status"], 200);
+    assert_eq!((&outcome["tenant"], &outcome["model"]), (&allowed["tenant"], &allowed["model"]));
+    assert!(outcome["endpoint"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(outcome["residency"].as_str().unwrap().starts_with("us-"));
+    assert!(outcome["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert!(outcome["flops"].is_null(), "gpt-4o-mini has no public parameter count");
+    assert!(outcome["latency_ms"].as_f64() >= allowed["latency_ms"].as_f64());
+
+    let llama = outcomes.iter().find(|r| r["model"] == "llama-3.1-8b-instruct").unwrap();
     let tokens = llama["usage"]["total_tokens"].as_f64().unwrap();
     assert_eq!(llama["flops"].as_f64().unwrap(), 2.0 * 8.03e9 * tokens);
     let threshold = decisions.iter().find(|r| r["reason"] == "compute_threshold_exceeded").unwrap();
@@ -86,7 +99,7 @@ async fn every_decision_is_one_record_with_no_secret_or_content() {
     assert_eq!(threshold["status"], 403);
     assert_eq!(threshold["model"], "gpt-4o");
     assert!(threshold["rule"].as_str().unwrap().contains("max_training_flops"));
-    assert!(threshold["usage"].is_null() && threshold["endpoint"].is_null());
+    assert!(!outcomes.iter().any(|o| o["request_id"] == threshold["request_id"]), "a refusal has no outcome");
     let purpose = decisions.iter().find(|r| r["purpose"] == "translation").unwrap();
     assert_eq!(purpose["tenant"], "demo-cn");
     let anonymous = decisions.iter().find(|r| r["reason"] == "invalid_api_key").unwrap();
@@ -196,6 +209,10 @@ async fn verify_catches_every_kind_of_tampering() {
     assert!(ok, "restored trail verifies: {out}");
 }
 
+async fn upstream_calls(ex: &Example) -> usize {
+    ex.mock.requests().await.len()
+}
+
 fn fails_without_file(audit: &Path, expect: &str) {
     let (ok, out) = verify(&[audit]);
     assert!(!ok && out.contains(expect), "a removed file went unnoticed: {out}");
@@ -243,7 +260,7 @@ async fn an_unwritable_trail_fails_closed_and_recovers_without_losing_records() 
     let (addr, admin) = (ex.gw.addr, ex.gw.admin_addr);
     assert_eq!(chat(addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
     // The writer is healthy and idle (the start record and that request's are on disk), so the
-    // first request after the folder goes is decided before the writer can have noticed.
+    // first request after the folder goes is decided before the writer has noticed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while value(&scrape(admin).await, "customs_audit_records_total", &[]) < 2.0 {
         assert!(tokio::time::Instant::now() < deadline, "the first records were never written");
@@ -254,21 +271,14 @@ async fn an_unwritable_trail_fails_closed_and_recovers_without_losing_records() 
     std::fs::rename(&audit, &aside).unwrap();
     std::fs::write(&audit, b"not a folder").unwrap();
 
-    // Requests decided before the writer notices are answered (their records are held back);
-    // once it has failed, requests are refused.
-    let mut answered = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let refused = loop {
-        let r = chat(addr, "sk-demo-de", "gpt-4o-mini", None).await;
-        if r.status != StatusCode::OK {
-            break r;
-        }
-        answered.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
-        assert!(tokio::time::Instant::now() < deadline, "requests kept being served unrecorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // The first request after the folder goes is decided, but its decision cannot be written:
+    // it is refused, not forwarded unrecorded. Its decision (held back) and its `not_forwarded`
+    // outcome are written once the disk takes them again. Later ones are refused up front.
+    let refused = chat(addr, "sk-demo-de", "gpt-4o-mini", None).await;
     assert_eq!(refused.code(), "audit_unavailable");
-    assert!(!answered.is_empty(), "no request was answered while the failure was still unnoticed");
+    let held_back = refused.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(chat(addr, "sk-demo-de", "gpt-4o-mini", None).await.code(), "audit_unavailable");
+    assert_eq!(upstream_calls(&ex).await, 1, "nothing unrecorded reached the upstream");
     let ready = send(admin, Method::GET, "/readyz", &[], "").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["audit"], "failing");
@@ -288,12 +298,12 @@ async fn an_unwritable_trail_fails_closed_and_recovers_without_losing_records() 
     let (ok, out) = verify(&[&audit]);
     assert!(ok, "{out}");
     let records = trail(&audit);
-    for id in &answered {
-        assert!(
-            records.iter().any(|r| r["request_id"] == id.as_str()),
-            "the record of {id}, held back while the disk failed, was written after it recovered"
-        );
-    }
+    let of = |kind: &str| records.iter().find(|r| r["type"] == kind && r["request_id"] == held_back.as_str());
+    let decision = of("decision").expect("the held-back decision was written after the disk recovered");
+    assert_eq!(decision["decision"], "allow");
+    let outcome = of("outcome").expect("with its outcome");
+    assert_eq!(outcome["outcome"], "not_forwarded");
+    assert!(outcome["decision_seq"].is_null(), "the request never learnt its decision's seq");
     assert!(records.iter().any(|r| r["reason"] == "allowed"));
     ex.mock.stop().await;
 }

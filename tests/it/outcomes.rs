@@ -1,5 +1,5 @@
-//! Every request ends once: whatever way it ends, in-flight comes back down and the trail holds
-//! exactly one record for it.
+//! Every request ends once: whatever way it ends, in-flight comes back down, the trail holds
+//! exactly one decision record for it, and a forwarded one exactly one outcome record.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,7 +33,7 @@ async fn settles_to_zero(ex: &Example, what: &str) {
 }
 
 #[tokio::test]
-async fn every_route_ends_with_in_flight_at_zero_and_one_record() {
+async fn every_route_ends_with_in_flight_at_zero_one_decision_and_one_outcome_if_forwarded() {
     let ex = Example::start().await;
     let addr = ex.gw.addr;
     let json = ("content-type", "application/json");
@@ -107,20 +107,69 @@ async fn every_route_ends_with_in_flight_at_zero_and_one_record() {
 
     let audit = ex.audit_dir();
     ex.gw.shutdown().await;
-    let mut records: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
-    for r in trail(&audit).into_iter().filter(|r| r["type"] == "decision") {
-        records.entry(r["request_id"].as_str().unwrap_or_default().to_owned()).or_default().push(r);
+    let mut decisions: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for r in trail(&audit) {
+        let by = match r["type"].as_str() {
+            Some("decision") => &mut decisions,
+            Some("outcome") => &mut outcomes,
+            _ => continue,
+        };
+        by.entry(r["request_id"].as_str().unwrap_or_default().to_owned()).or_default().push(r);
     }
+    // (request id, the outcome of a forwarded request, and the status its client got)
+    let forwarded: [(&str, &str, Option<u16>); 6] = [
+        ("chat", "completed", Some(200)),
+        ("stream", "completed", Some(200)),
+        ("upstream-error", "completed", Some(500)),
+        ("client-gone", "client_disconnected", Some(200)),
+        ("upstream-cut", "upstream_error", Some(200)),
+        ("gave-up", "client_disconnected", None),
+    ];
     let ids = cases.iter().map(|c| c.0).chain(["bad-key", "client-gone", "upstream-cut", "gave-up"]);
     for id in ids {
-        let found = records.get(id).map_or(0, Vec::len);
-        assert_eq!(found, 1, "{id} has {found} records: {:?}", records.get(id));
+        let found = decisions.get(id).map_or(0, Vec::len);
+        assert_eq!(found, 1, "{id} has {found} decision records: {:?}", decisions.get(id));
+        let expected = forwarded.iter().find(|f| f.0 == id);
+        let got = outcomes.get(id).map_or(&[][..], Vec::as_slice);
+        assert_eq!(got.len(), usize::from(expected.is_some()), "{id}: outcomes {got:?}");
+        if let (Some((_, outcome, status)), [o]) = (expected, got) {
+            assert_eq!(o["outcome"], *outcome, "{id}");
+            assert_eq!(o["status"].as_u64(), status.map(u64::from), "{id}");
+            assert_eq!(o["decision_seq"], decisions[id][0]["seq"], "{id}");
+            assert!(decisions[id][0]["status"].is_null(), "{id}: a forwarded decision has no status of its own");
+        }
     }
-    let reason = |id: &str| records[id][0]["reason"].as_str().unwrap().to_owned();
+    let reason = |id: &str| decisions[id][0]["reason"].as_str().unwrap().to_owned();
     assert_eq!(reason("models-list"), "allowed");
+    assert_eq!(decisions["models-list"][0]["status"], 200);
     assert_eq!(reason("refused-model"), "model_not_found");
     assert_eq!(reason("wrong-method"), "method_not_allowed");
-    assert_eq!(records["gave-up"][0]["status"], 499, "no response was sent to the client that left");
-    assert_eq!(records["chat"][0]["usage"]["total_tokens"].as_u64().map(|n| n > 0), Some(true));
+    assert_eq!(outcomes["chat"][0]["usage"]["total_tokens"].as_u64().map(|n| n > 0), Some(true));
+    ex.mock.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_at_the_grace_period_has_its_outcome_before_the_stop_record() {
+    let ex = Example::start_with(|d| {
+        crate::support::edit_file(d, "gateway.toml", "shutdown_grace = \"30s\"", "shutdown_grace = \"300ms\"");
+    })
+    .await;
+    let headers = [("authorization", KEY), ("x-mock-gate", "1"), ("x-request-id", "held-open")];
+    let res = send_raw(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
+    let mut body = res.into_body();
+    body.frame().await.unwrap().unwrap();
+    let audit = ex.audit_dir();
+    // The mock holds the stream open past the grace period: shutdown cuts it.
+    tokio::time::timeout(Duration::from_secs(10), ex.gw.shutdown()).await.expect("shutdown waits out the grace period only");
+    let records = trail(&audit);
+    let cut = records.iter().position(|r| r["type"] == "outcome" && r["request_id"] == "held-open");
+    let stop = records.iter().position(|r| r["type"] == "stop");
+    let (Some(cut), Some(stop)) = (cut, stop) else { panic!("no outcome or no stop: {records:#?}") };
+    assert!(cut < stop, "the cut stream's outcome comes before the stop record");
+    assert_eq!(records[cut]["outcome"], "shutdown_cut");
+    assert_eq!(records[cut]["status"], 200);
+    drop(body);
+    ex.mock.open_gate();
     ex.mock.stop().await;
 }

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use crate::support::{ADMIN_TOKEN, UPSTREAM_KEY, chat, chat_body, client, edit_file, example_config_for, mock, trail};
+use crate::support::{
+    ADMIN_TOKEN, UPSTREAM_KEY, chat, chat_body, client, edit_file, example_config_for, mock, stream_body, trail,
+};
 
 struct Serving {
     child: Child,
@@ -153,5 +155,91 @@ async fn sigterm_under_load(command: Command) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn kill_9_under_load_leaves_a_decision_for_every_answer_and_names_the_open_ones() {
+    let upstream = mock("kill").await;
+    let dir = example_config_for(upstream.addr);
+    edit_file(dir.path(), "gateway.toml", "watch = true", "watch = false");
+    let audit = dir.path().join("audit");
+    let mut s = serve_with(dir.path(), Command::new(env!("CARGO_BIN_EXE_customs")), &[]);
+    let mut load = Vec::new();
+    for i in 0..8 {
+        let addr = s.addr;
+        load.push(tokio::spawn(async move {
+            // Half stream slowly, so some are with the upstream when the process dies.
+            let (body, delay) =
+                if i % 2 == 0 { (stream_body("gpt-4o-mini"), "20") } else { (chat_body("gpt-4o-mini"), "0") };
+            let client = client();
+            let mut answered = Vec::new();
+            let mut bodies = Vec::new();
+            loop {
+                let req = Request::post(format!("http://{addr}/v1/chat/completions"))
+                    .header("authorization", "Bearer sk-demo-us")
+                    .header("x-mock-chunk-delay-ms", delay)
+                    .body(Full::new(Bytes::from(body.clone())))
+                    .unwrap();
+                let Ok(res) = client.request(req).await else { return answered };
+                // A response head is an answer: its decision must be on record.
+                answered.push(res.headers()["x-request-id"].to_str().unwrap().to_owned());
+                if i % 2 == 0 {
+                    // Keep the stream open; read it on the side.
+                    bodies.push(tokio::spawn(res.into_body().collect()));
+                } else if res.into_body().collect().await.is_err() {
+                    return answered;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    signal(&s.child, "KILL");
+    let _ = tokio::task::spawn_blocking(move || s.child.wait().unwrap()).await.unwrap();
+    let mut answered = HashSet::new();
+    for t in load {
+        answered.extend(t.await.unwrap());
+    }
+    assert!(answered.len() > 20, "the load ran: {}", answered.len());
+
+    let records = trail(&audit);
+    let decided: HashSet<String> = records
+        .iter()
+        .filter(|r| r["type"] == "decision")
+        .filter_map(|r| r["request_id"].as_str().map(str::to_owned))
+        .collect();
+    let missing: Vec<_> = answered.difference(&decided).collect();
+    assert!(missing.is_empty(), "{} answered requests have no decision record: {missing:?}", missing.len());
+    let open: HashSet<String> = records
+        .iter()
+        .filter(|r| r["type"] == "decision" && r["status"].is_null())
+        .filter_map(|r| r["request_id"].as_str().map(str::to_owned))
+        .filter(|id| !records.iter().any(|o| o["type"] == "outcome" && o["request_id"] == id.as_str()))
+        .collect();
+    assert!(!open.is_empty(), "streams were in flight when the process died");
+
+    // The next start says where the trail stopped and which outcomes it never recorded.
+    let mut again = serve_with(dir.path(), Command::new(env!("CARGO_BIN_EXE_customs")), &[]);
+    signal(&again.child, "TERM");
+    assert!(again.child.wait().unwrap().success());
+    let records = trail(&audit);
+    let recovered = records.iter().find(|r| r["type"] == "recovered").expect("a recovered record");
+    assert_eq!(recovered["outcome_unknown"].as_u64(), Some(open.len() as u64), "{recovered}");
+    let named: HashSet<String> = recovered["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["request_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(named, open);
+
+    // verify finds the chain intact but will not call the trail clean.
+    let out = Command::new(env!("CARGO_BIN_EXE_customs")).args(["audit", "verify"]).arg(&audit).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("FAIL decided, outcome unknown: {}", open.len())), "{stdout}");
+    for id in &open {
+        assert!(stdout.contains(id.as_str()), "{id} is not listed: {stdout}");
+    }
     upstream.stop().await;
 }

@@ -35,6 +35,7 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             max_file_bytes: g.audit.max_file_bytes.unwrap_or(d.audit.max_file_bytes),
             queue: g.audit.queue.unwrap_or(d.audit.queue),
             on_failure: g.audit.on_failure.unwrap_or(d.audit.on_failure),
+            sync: g.audit.sync.unwrap_or(d.audit.sync),
             key_env: g.audit.key_env,
         },
         admin: AdminSettings {
