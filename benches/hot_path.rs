@@ -358,6 +358,7 @@ fn write_summary(started: std::time::SystemTime) -> std::io::Result<()> {
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "commit": machine::commit(),
         "machine": machine::machine(),
+        "fdatasync_ms": machine::fdatasync_ms(),
         "benchmarks": benchmarks,
     });
     let out = target.join("criterion-summary.json");

@@ -436,6 +436,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "machine": machine::machine(),
+        "fdatasync_ms": machine::fdatasync_ms(),
         "commit": machine::commit(),
         "nginx": nginx_version(results.iter().any(|(n, _)| n == "nginx")),
         "settings": {"large_config": args.large, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,

@@ -56,3 +56,28 @@ pub fn first_line(command: &mut Command) -> Value {
         .and_then(|s| s.lines().next().map(|l| json!(l.trim())))
         .unwrap_or(Value::Null)
 }
+
+/// How long `fdatasync` takes where the benchmarked gateways keep their audit trail (the temp
+/// folder): a few hundred 200-byte appends, each synced, as the writer's group commit does. The
+/// p50 and p99 in milliseconds; null when the folder cannot be written.
+pub fn fdatasync_ms() -> Value {
+    use std::io::Write;
+    let sample = || -> std::io::Result<Vec<f64>> {
+        let dir = tempfile::TempDir::new()?;
+        let mut f = std::fs::File::create(dir.path().join("sync-probe"))?;
+        let line = [b'x'; 200];
+        let mut times = Vec::with_capacity(500);
+        for _ in 0..500 {
+            f.write_all(&line)?;
+            let t = std::time::Instant::now();
+            f.sync_data()?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times)
+    };
+    match sample() {
+        Ok(t) => json!({ "p50": t[t.len() / 2], "p99": t[t.len() * 99 / 100], "path": std::env::temp_dir() }),
+        Err(_) => Value::Null,
+    }
+}
