@@ -28,6 +28,8 @@ use crate::config::AuditSync;
 const RETRY: Duration = Duration::from_millis(250);
 /// How often written data is forced to stable storage.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How long queued outcome records may wait for the writer when nothing else wakes it.
+const OUTCOME_EVERY: Duration = Duration::from_millis(100);
 /// At shutdown, how long to keep retrying records the disk refuses.
 const STOP_PATIENCE: Duration = Duration::from_secs(5);
 const MAX_BATCH: usize = 4096;
@@ -244,13 +246,9 @@ pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
     let mut last_sync = Instant::now();
     let mut stop: Option<Sender<()>> = None;
     while stop.is_none() {
-        let first = if batch.records > 0 {
-            // Records the disk refused are waiting: try again at the retry pace.
-            rx.recv_timeout(RETRY)
-        } else {
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        };
-        match first {
+        // Records the disk refused are waiting: try again at the retry pace.
+        let wait = if batch.records > 0 { RETRY } else { OUTCOME_EVERY };
+        match rx.recv_timeout(wait) {
             Ok(msg) => accept(msg, &mut sink, &mut batch, &mut stop),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -260,6 +258,11 @@ pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
                 Ok(msg) => accept(msg, &mut sink, &mut batch, &mut stop),
                 Err(_) => break,
             }
+        }
+        // Outcomes handed over before the stop request are all here: shutdown cuts its streams
+        // before it asks the writer to stop.
+        while let Some(e) = state.outcomes.pop() {
+            accept(Msg::Event(e, None), &mut sink, &mut batch, &mut stop);
         }
         if batch.records == 0 {
             continue;

@@ -161,7 +161,9 @@ async fn a_stream_cut_at_the_grace_period_has_its_outcome_before_the_stop_record
     body.frame().await.unwrap().unwrap();
     let audit = ex.audit_dir();
     // The mock holds the stream open past the grace period: shutdown cuts it.
-    tokio::time::timeout(Duration::from_secs(10), ex.gw.shutdown()).await.expect("shutdown waits out the grace period only");
+    tokio::time::timeout(Duration::from_secs(10), ex.gw.shutdown())
+        .await
+        .expect("shutdown waits out the grace period only");
     let records = trail(&audit);
     let cut = records.iter().position(|r| r["type"] == "outcome" && r["request_id"] == "held-open");
     let stop = records.iter().position(|r| r["type"] == "stop");
