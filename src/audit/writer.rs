@@ -1,9 +1,9 @@
-//! The writer thread: seals records into the chain and appends them to the current file in
+//! The writer: a task on the request path's runtime that seals records into the chain and appends them to the current file in
 //! batches, rotates files by size, and keeps records it could not write (disk full, I/O error) in
 //! order until the disk takes them again. A record counts as pending until it is on disk; the
 //! request path refuses new work while too many are pending.
 //!
-//! Group commit: the thread takes every record that arrived while it was busy, writes them in one
+//! Group commit: the task takes every record that arrived while it was busy, writes them in one
 //! batch and (with `audit.sync = "always"`) covers them with one `fdatasync`, then tells each
 //! waiting request its record's `seq`. Under load more records gather during each sync, so the
 //! cost per request falls as the load rises; nothing sleeps to gather them.
@@ -14,9 +14,10 @@ use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
 use super::State;
@@ -49,7 +50,7 @@ pub struct Sink {
     dir: PathBuf,
     sealer: Sealer,
     max_file_bytes: u64,
-    file: Option<File>,
+    file: Option<Arc<File>>,
     file_index: u64,
     file_len: u64,
     seq: u64,
@@ -146,7 +147,8 @@ impl Sink {
         if self.file.is_none() || self.file_len >= self.max_file_bytes {
             self.rotate()?;
         }
-        let Some(file) = self.file.as_mut() else { return Err(io::Error::other("no audit file open")) };
+        let Some(file) = self.file.as_deref() else { return Err(io::Error::other("no audit file open")) };
+        let mut file = file;
         if let Err(e) = file.write_all(batch) {
             if file.set_len(self.file_len).and_then(|()| file.seek(SeekFrom::Start(self.file_len))).is_err() {
                 // The file cannot be repaired in place: continue the chain in a new one.
@@ -168,15 +170,17 @@ impl Sink {
         let index = self.file_index + 1;
         let file = OpenOptions::new().create_new(true).append(true).open(self.dir.join(file_name(index)))?;
         self.file_index = index;
-        self.file = Some(file);
+        self.file = Some(Arc::new(file));
         self.file_len = 0;
         Ok(())
     }
 
-    pub fn sync(&mut self) -> io::Result<()> {
+    /// Forces what was written to stable storage, on the blocking pool: the writer is a task on
+    /// the request path's runtime, and a sync must not hold up a worker.
+    pub async fn sync(&mut self) -> io::Result<()> {
         if self.unsynced {
-            if let Some(f) = &self.file {
-                f.sync_data()?;
+            if let Some(f) = self.file.clone() {
+                tokio::task::spawn_blocking(move || f.sync_data()).await.map_err(io::Error::other)??;
             }
             self.unsynced = false;
         }
@@ -240,18 +244,18 @@ fn last_record(path: &Path) -> io::Result<Option<Resume>> {
     }
 }
 
-/// The thread body. Returns when told to stop or when every sender is gone.
-pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
+/// The writer task's body. Returns when told to stop or when every sender is gone.
+pub async fn run(mut rx: UnboundedReceiver<Msg>, state: Arc<State>, mut sink: Sink) {
     let mut batch = Batch { bytes: Vec::with_capacity(256 * 1024), records: 0, waiters: Vec::new() };
     let mut last_sync = Instant::now();
     let mut stop: Option<Sender<()>> = None;
     while stop.is_none() {
         // Records the disk refused are waiting: try again at the retry pace.
         let wait = if batch.records > 0 { RETRY } else { OUTCOME_EVERY };
-        match rx.recv_timeout(wait) {
-            Ok(msg) => accept(msg, &mut sink, &mut batch, &mut stop),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(msg)) => accept(msg, &mut sink, &mut batch, &mut stop),
+            Ok(None) => break,
+            Err(_) => {}
         }
         while stop.is_none() && batch.records < MAX_BATCH {
             match rx.try_recv() {
@@ -269,7 +273,7 @@ pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
         }
         let must_sync = state.sync == AuditSync::Always && !batch.waiters.is_empty();
         if flush(&mut sink, &state, &mut batch).is_ok() && (must_sync || last_sync.elapsed() >= SYNC_EVERY) {
-            let synced = sink.sync();
+            let synced = sink.sync().await;
             if let Err(e) = &synced {
                 tracing::error!(error = %e, "Audit trail sync failed.");
                 state.write_failed(e, 0);
@@ -291,13 +295,13 @@ pub fn run(rx: Receiver<Msg>, state: Arc<State>, mut sink: Sink) {
     batch.records += 1;
     let deadline = Instant::now() + STOP_PATIENCE;
     while flush(&mut sink, &state, &mut batch).is_err() && Instant::now() < deadline {
-        std::thread::sleep(RETRY);
+        tokio::time::sleep(RETRY).await;
     }
     if batch.records > 0 {
         tracing::error!(records = batch.records, "Audit records could not be written before shutdown; they are lost.");
         state.metrics.dropped.inc_by(batch.records as u64);
     }
-    let synced = sink.sync();
+    let synced = sink.sync().await;
     if let Err(e) = &synced {
         tracing::error!(error = %e, "Audit trail sync failed at shutdown.");
     }
