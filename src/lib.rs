@@ -19,7 +19,7 @@
 //! the kill switch swap in a new one whole. A refusal at any phase becomes an OpenAI-shaped error
 //! via [`error::GatewayError`], and every request ends in [`outcome::Exchange::finish`].
 //!
-//! Beside the path: [`audit`] (the hash-chained trail, written by its own thread), [`admin`] (the
+//! Beside the path: [`audit`] (the hash-chained trail, written ahead by one writer task), [`admin`] (the
 //! admin listener: health, readiness, metrics, hot reload and the kill switch, each of which
 //! changes the request path only by swapping in a new snapshot), [`mock`] (the mock upstream
 //! model server used by the demo, tests and benchmarks) and [`demo`].

@@ -1,5 +1,5 @@
 //! What goes into the trail. The request path hands over indices into its snapshot's policy and
-//! plain numbers; names, rules and times are turned into text on the writer thread, so recording
+//! plain numbers; names, rules and times are turned into text by the writer task, so recording
 //! a decision costs the request no formatting.
 //!
 //! Every request has a decision line, written before the request is answered or forwarded; a
