@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::audit::verify::Checkpoint;
 use crate::policy::Day;
 
 /// customs: an inference gateway that enforces export-control policy on every request.
@@ -173,6 +174,23 @@ pub struct VerifyArgs {
     /// Accept a trail that does not start at the first record (retention removed older files).
     #[arg(long)]
     pub allow_partial_head: bool,
+    /// A chain head seen earlier, outside the trail (`customs_audit_head_seq` kept by Prometheus,
+    /// or the `seq` and `hash` logged at rotation and shutdown): the trail must reach it, and,
+    /// with the hash, hold that very record.
+    #[arg(long, value_name = "SEQ[:HASH]", value_parser = parse_checkpoint)]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+fn parse_checkpoint(s: &str) -> Result<Checkpoint, String> {
+    let (seq, hash) = match s.split_once(':') {
+        Some((seq, hash)) => (seq, Some(hash)),
+        None => (s, None),
+    };
+    let seq = seq.parse().map_err(|_| format!("{s:?}: the checkpoint is SEQ or SEQ:HASH, SEQ a number"))?;
+    if hash.is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err(format!("{s:?}: the checkpoint's hash is 64 hex digits"));
+    }
+    Ok(Checkpoint { seq, hash: hash.map(str::to_ascii_lowercase) })
 }
 
 fn parse_day(s: &str) -> Result<Day, String> {

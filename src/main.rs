@@ -189,10 +189,14 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let sealer = Sealer::new(key.as_deref().map(str::as_bytes));
     let files = verify::expand(&args.paths)?;
-    let opts = verify::Options { allow_partial_head: args.allow_partial_head };
+    let opts = verify::Options { allow_partial_head: args.allow_partial_head, checkpoint: args.checkpoint };
     match verify::verify(&files, &sealer, opts)? {
         Err(p) => {
-            out(&format!("FAIL {}:{}: {}\n", p.file.display(), p.line, p.what))?;
+            match p.line {
+                // Not one line's fault: the trail as a whole falls short.
+                0 => out(&format!("FAIL {}: {}\n", p.file.display(), p.what))?,
+                line => out(&format!("FAIL {}:{line}: {}\n", p.file.display(), p.what))?,
+            }
             Ok(ExitCode::FAILURE)
         }
         Ok(s) if !s.closed && !args.allow_open => {

@@ -87,6 +87,8 @@ fn readyz(shared: &Shared) -> Reply {
         "models": policy.models().len(),
         "endpoints": policy.endpoints().len(),
         "audit": audit,
+        // An unkeyed chain can be recomputed by anyone who can edit the trail.
+        "audit_chain": if !shared.audit.enabled() { "none" } else if shared.audit.keyed() { "hmac-sha256" } else { "sha256-unkeyed" },
         "kill_switch_suspended": snapshot.kill_switched_count(),
     });
     reply(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)

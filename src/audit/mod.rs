@@ -52,6 +52,7 @@ struct AuditMetrics {
     dropped: IntCounter,
     pending: IntGauge,
     up: IntGauge,
+    head_seq: IntGauge,
 }
 
 struct State {
@@ -60,6 +61,7 @@ struct State {
     healthy: AtomicBool,
     fail_closed: bool,
     sync: AuditSync,
+    keyed: bool,
     /// Set when shutdown cuts the streams still open at the end of its grace period.
     cutting: AtomicBool,
     /// Outcome records, taken by the writer whenever it wakes. Nothing waits on them, so handing
@@ -142,6 +144,7 @@ impl Audit {
             healthy: AtomicBool::new(true),
             fail_closed: settings.on_failure == OnAuditFailure::Deny,
             sync: settings.sync,
+            keyed: key.is_some(),
             cutting: AtomicBool::new(false),
             outcomes: SegQueue::new(),
             metrics: AuditMetrics {
@@ -150,9 +153,17 @@ impl Audit {
                 dropped: m.dropped.clone(),
                 pending: m.pending.clone(),
                 up: m.up.clone(),
+                head_seq: m.head_seq.clone(),
             },
         });
         state.metrics.up.set(1);
+        state.metrics.head_seq.set(resume.as_ref().map_or(0, |r| i64::try_from(r.seq).unwrap_or(i64::MAX)));
+        if key.is_none() {
+            tracing::warn!(
+                "The audit chain is unkeyed (SHA-256): anyone who can write the trail can recompute it after an edit. \
+                 Set audit.key_env to make it HMAC-SHA-256."
+            );
+        }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuditError::NoRuntime)?;
         // Detached: `close` waits for the writer's acknowledgement, sent after its last sync.
@@ -177,6 +188,11 @@ impl Audit {
 
     pub fn enabled(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// Whether the chain is HMAC-keyed.
+    pub fn keyed(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.state.keyed)
     }
 
     /// Whether the trail is taking records (always true when disabled).

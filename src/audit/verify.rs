@@ -45,10 +45,19 @@ pub enum VerifyError {
     Empty(PathBuf),
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Accept a trail whose first record is not seq 1 (older files removed by retention).
     pub allow_partial_head: bool,
+    /// A chain head seen outside the trail, which the trail must still reach.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A record's `seq`, and optionally its `hash`, witnessed outside the trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub hash: Option<String>,
 }
 
 /// Expands directories into their trail files, in chain order; files are taken as given.
@@ -74,18 +83,31 @@ pub fn verify(files: &[PathBuf], sealer: &Sealer, opts: Options) -> Result<Resul
     let mut last_type = String::new();
     for path in files {
         s.files += 1;
-        if let Err(p) = verify_file(path, sealer, opts, &mut s, &mut last_type)? {
+        if let Err(p) = verify_file(path, sealer, &opts, &mut s, &mut last_type)? {
             return Ok(Err(p));
         }
     }
     s.closed = last_type == "stop";
+    if let Some(c) = &opts.checkpoint
+        && s.last_seq < c.seq
+    {
+        let file = files.last().cloned().unwrap_or_default();
+        let what = format!(
+            "the trail ends at seq {} but a checkpoint saw seq {}: records {} to {} were removed from the end",
+            s.last_seq,
+            c.seq,
+            s.last_seq + 1,
+            c.seq
+        );
+        return Ok(Err(Problem { file, line: 0, what }));
+    }
     Ok(Ok(s))
 }
 
 fn verify_file(
     path: &Path,
     sealer: &Sealer,
-    opts: Options,
+    opts: &Options,
     s: &mut Summary,
     last_type: &mut String,
 ) -> Result<Result<(), Problem>, VerifyError> {
@@ -148,6 +170,12 @@ fn verify_file(
         }
         if s.first_seq.is_none() && seq == 1 && prev != GENESIS {
             return problem("the first record does not start the chain".into());
+        }
+        if let Some(c) = &opts.checkpoint
+            && c.seq == seq
+            && c.hash.as_deref().is_some_and(|h| h != u.claimed)
+        {
+            return problem(format!("record seq {seq} is not the record the checkpoint saw: its hash differs"));
         }
         track_outcomes(&mut s.missing_outcomes, seq, &v);
         s.first_seq.get_or_insert(seq);

@@ -362,6 +362,7 @@ fn flush(sink: &mut Sink, state: &State, batch: &mut Batch) -> io::Result<()> {
         Ok(()) => {
             state.pending.fetch_sub(batch.records, Ordering::AcqRel);
             state.metrics.written.inc_by(batch.records as u64);
+            state.metrics.head_seq.set(i64::try_from(sink.seq).unwrap_or(i64::MAX));
             state.metrics.pending.set(state.pending.load(Ordering::Relaxed) as i64);
             batch.records = 0;
             batch.bytes.clear();

@@ -47,6 +47,7 @@ pub struct AuditFamilies {
     pub dropped: IntCounter,
     pub pending: IntGauge,
     pub up: IntGauge,
+    pub head_seq: IntGauge,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +165,10 @@ impl Metrics {
                 "Audit records promised but not yet on disk (requests in flight plus the write backlog).",
             )?,
             up: int_gauge("customs_audit_up", "1 while the audit trail takes records, 0 while writes fail.")?,
+            head_seq: int_gauge(
+                "customs_audit_head_seq",
+                "The seq of the last audit record written: a witness kept outside the trail, against which a trail cut short shows.",
+            )?,
         };
         let reloads = counter(
             "customs_config_reloads_total",

@@ -209,6 +209,57 @@ async fn verify_catches_every_kind_of_tampering() {
     assert!(ok, "restored trail verifies: {out}");
 }
 
+#[tokio::test]
+async fn a_trail_cut_short_is_caught_against_a_checkpoint() {
+    let ex = Example::start_unwatched().await;
+    for _ in 0..3 {
+        assert_eq!(chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    }
+    // The witness: what Prometheus would have scraped, once the records are written.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let head = loop {
+        let m = scrape(ex.gw.admin_addr).await;
+        let head = value(&m, "customs_audit_head_seq", &[]);
+        if head >= value(&m, "customs_audit_records_total", &[]) && head >= 7.0 {
+            break head as u64;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the head never reached the records written");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let audit = ex.audit_dir();
+    ex.gw.shutdown().await;
+    let last = customs::audit::trail_files(&audit).unwrap().pop().unwrap();
+    let all = lines(&last);
+    let at_head = all.iter().find(|l| l.contains(&format!("\"seq\":{head},"))).unwrap();
+    let hash = serde_json::from_str::<serde_json::Value>(at_head).unwrap()["hash"].as_str().unwrap().to_owned();
+    assert_eq!(trail(&audit).last().unwrap()["seq"].as_u64(), Some(head + 1), "only the stop record is after it");
+
+    // Cut the last three records: the stop and two before the checkpoint's.
+    write_lines(&last, &all[..all.len() - 3]);
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_customs"))
+            .args(["audit", "verify", "--allow-open"])
+            .args(extra)
+            .arg(&audit)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (ok, out) = run(&[]);
+    assert!(ok, "without a witness, a cut at a record boundary looks like a live trail: {out}");
+    let (ok, out) = run(&["--checkpoint", &head.to_string()]);
+    assert!(!ok && out.contains(&format!("a checkpoint saw seq {head}")), "{out}");
+
+    // Restored, the trail reaches the checkpoint and holds that very record.
+    write_lines(&last, &all);
+    let (ok, out) = run(&["--checkpoint", &format!("{head}:{hash}")]);
+    assert!(ok, "{out}");
+    let other = "0".repeat(64);
+    let (ok, out) = run(&["--checkpoint", &format!("{head}:{other}")]);
+    assert!(!ok && out.contains("is not the record the checkpoint saw"), "{out}");
+    ex.mock.stop().await;
+}
+
 async fn upstream_calls(ex: &Example) -> usize {
     ex.mock.requests().await.len()
 }

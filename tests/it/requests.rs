@@ -121,10 +121,25 @@ async fn admin_health_and_readiness_answer_on_their_own_port() {
     let v = r.json();
     assert_eq!(v["status"], "ready");
     assert_eq!(v["policy_version"].as_str(), Some(ex.gw.shared.snapshot.load().policy.version()));
+    // The example's chain has no key: readiness says so.
+    assert_eq!(v["audit_chain"], "sha256-unkeyed");
     // Not reachable on the inference port.
     let r = send(ex.gw.addr, Method::GET, "/healthz", &[], "").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     ex.stop().await;
+
+    let keyed = Example::start_with(|d| {
+        crate::support::edit_file(
+            d,
+            "gateway.toml",
+            "# key_env = \"CUSTOMS_AUDIT_KEY\"",
+            "key_env = \"CUSTOMS_AUDIT_KEY\"",
+        );
+    })
+    .await;
+    let r = send(keyed.gw.admin_addr, Method::GET, "/readyz", &[], "").await;
+    assert_eq!(r.json()["audit_chain"], "hmac-sha256");
+    keyed.stop().await;
 }
 
 #[tokio::test]

@@ -89,6 +89,7 @@ pub fn test_env() -> customs::admin::SharedEnv {
     std::sync::Arc::new(|name: &str| match name {
         "CUSTOMS_UPSTREAM_KEY" => Some(UPSTREAM_KEY.to_owned()),
         "CUSTOMS_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
+        "CUSTOMS_AUDIT_KEY" => Some("test-audit-key".to_owned()),
         _ => None,
     })
 }
