@@ -149,7 +149,9 @@ where
             exchange.finish(BodyEnd::Complete, None);
             Either::Left(full)
         }
-        Either::Right((upstream, scanner)) => Either::Right(Metered::new(upstream, scanner, exchange)),
+        Either::Right((upstream, scanner)) => {
+            Either::Right(Metered::new(upstream, scanner, exchange, shared.upstreams.stream_timers()))
+        }
     };
     Ok(Response::from_parts(head, body))
 }

@@ -213,8 +213,11 @@ impl Exchange {
             && let Some(e) = m.endpoint(u.endpoint)
         {
             e.duration.observe(now.saturating_duration_since(u.started).as_secs_f64());
-            if end == BodyEnd::UpstreamFailed {
-                e.error(UpstreamErrorKind::Stream);
+            match end {
+                BodyEnd::UpstreamFailed => e.error(UpstreamErrorKind::Stream),
+                BodyEnd::IdleTimeout => e.error(UpstreamErrorKind::StreamIdleTimeout),
+                BodyEnd::MaxDuration => e.error(UpstreamErrorKind::StreamMaxDuration),
+                BodyEnd::Complete | BodyEnd::ClientGone => {}
             }
         }
         let latency = now.saturating_duration_since(self.started);
@@ -229,6 +232,8 @@ impl Exchange {
             (Reason::AuditUnavailable, _) => Outcome::NotForwarded,
             (_, BodyEnd::ClientGone) if slot.cutting() => Outcome::ShutdownCut,
             (_, BodyEnd::ClientGone) => Outcome::ClientDisconnected,
+            (_, BodyEnd::IdleTimeout) => Outcome::StreamIdleTimeout,
+            (_, BodyEnd::MaxDuration) => Outcome::StreamMaxDuration,
             (_, BodyEnd::Complete) => Outcome::Completed,
         };
         slot.outcome(|| OutcomeRecord {

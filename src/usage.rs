@@ -52,6 +52,11 @@ impl UsageScanner {
         }
     }
 
+    /// Whether the response is a stream (server-sent events).
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Self::Sse { .. })
+    }
+
     pub fn feed(&mut self, data: &Bytes) {
         match self {
             Self::Json { first, joined, overflow } => {

@@ -96,6 +96,10 @@ pub enum Outcome {
     UpstreamTimeout,
     /// Cut when the shutdown grace period ran out.
     ShutdownCut,
+    /// A stream the upstream left silent past `upstream.stream_idle_timeout`.
+    StreamIdleTimeout,
+    /// A stream still running at `upstream.stream_max_duration`.
+    StreamMaxDuration,
     /// Never forwarded: its decision could not be written (`audit_unavailable`).
     NotForwarded,
 }
@@ -108,6 +112,8 @@ impl Outcome {
             Self::UpstreamError => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::ShutdownCut => "shutdown_cut",
+            Self::StreamIdleTimeout => "stream_idle_timeout",
+            Self::StreamMaxDuration => "stream_max_duration",
             Self::NotForwarded => "not_forwarded",
         }
     }

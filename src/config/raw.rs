@@ -99,6 +99,10 @@ pub struct UpstreamSection {
     pub first_byte_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub stream_idle_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub stream_max_duration: Option<Duration>,
 }
 
 /// `models.toml`: the catalog.

@@ -36,6 +36,10 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
     pub pool_idle_timeout: Duration,
+    /// A streamed (SSE) response that sends nothing for this long is ended with an error event.
+    pub stream_idle_timeout: Duration,
+    /// A streamed response still running after this long is ended with an error event.
+    pub stream_max_duration: Duration,
 }
 
 /// How token use is estimated before the upstream reports it.
@@ -136,6 +140,8 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(120),
             pool_idle_timeout: Duration::from_secs(90),
+            stream_idle_timeout: Duration::from_secs(60),
+            stream_max_duration: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -3,12 +3,19 @@
 //! on the side ([`crate::usage`]). How the body ended, and the usage read, go once to whoever
 //! finishes the request (an [`OnEnd`]): when the last frame is read, when the upstream fails, or
 //! when the client goes away and the body is dropped.
+//!
+//! A stream has two clocks ([`StreamTimers`]): one since its last event, one since it started.
+//! When either runs out the client gets a last SSE event carrying an OpenAI-shaped error, the
+//! upstream body is dropped (which closes its connection), and the stream ends.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use super::client::UpstreamBody;
 use super::coalesce::Coalesce;
@@ -23,6 +30,24 @@ pub enum BodyEnd {
     UpstreamFailed,
     /// Dropped before its end: the client went away.
     ClientGone,
+    /// A stream sent nothing for longer than its idle timeout.
+    IdleTimeout,
+    /// A stream ran past its maximum duration.
+    MaxDuration,
+}
+
+/// How long a stream may go without an event, and how long it may run.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTimers {
+    pub idle: Duration,
+    pub max: Duration,
+}
+
+/// The running clocks of one stream.
+struct Clocks {
+    idle: Duration,
+    idle_at: Pin<Box<Sleep>>,
+    end_at: Pin<Box<Sleep>>,
 }
 
 /// Told once how the body ended, with the usage read from it.
@@ -31,14 +56,35 @@ pub trait OnEnd {
 }
 
 pub struct Metered<E: OnEnd> {
-    inner: Coalesce<UpstreamBody>,
+    /// `None` once a clock ran out: the upstream is let go of.
+    inner: Option<Coalesce<UpstreamBody>>,
     scanner: UsageScanner,
     on_end: Option<E>,
+    /// Only for streams.
+    clocks: Option<Clocks>,
 }
 
 impl<E: OnEnd> Metered<E> {
-    pub fn new(inner: UpstreamBody, scanner: UsageScanner, on_end: E) -> Self {
-        Self { inner: Coalesce::new(inner), scanner, on_end: Some(on_end) }
+    /// `timers` apply when the response is a stream (the scanner reads SSE).
+    pub fn new(inner: UpstreamBody, scanner: UsageScanner, on_end: E, timers: StreamTimers) -> Self {
+        let clocks = scanner.is_stream().then(|| {
+            let now = Instant::now();
+            Clocks {
+                idle: timers.idle,
+                idle_at: Box::pin(tokio::time::sleep_until(now + timers.idle)),
+                end_at: Box::pin(tokio::time::sleep_until(now + timers.max)),
+            }
+        });
+        Self { inner: Some(Coalesce::new(inner)), scanner, on_end: Some(on_end), clocks }
+    }
+
+    /// A clock that ran out, if one did (registering for the wake-up otherwise).
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<BodyEnd> {
+        let c = self.clocks.as_mut()?;
+        if c.end_at.as_mut().poll(cx).is_ready() {
+            return Some(BodyEnd::MaxDuration);
+        }
+        c.idle_at.as_mut().poll(cx).is_ready().then_some(BodyEnd::IdleTimeout)
     }
 
     fn end(&mut self, end: BodyEnd) {
@@ -55,14 +101,19 @@ impl<E: OnEnd + Unpin> Body for Metered<E> {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        // Gone once a clock ran out and its error event was sent.
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.scanner.feed(data);
                 }
+                if let Some(c) = this.clocks.as_mut() {
+                    c.idle_at.as_mut().reset(Instant::now() + c.idle);
+                }
                 // A body of known length may not be polled past its last frame: end now, so the
                 // accounting is done before the client has the last byte.
-                if this.inner.is_end_stream() {
+                if this.inner.as_ref().is_some_and(Body::is_end_stream) {
                     this.end(BodyEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -75,23 +126,42 @@ impl<E: OnEnd + Unpin> Body for Metered<E> {
                 this.end(BodyEnd::Complete);
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.expired(cx) {
+                Some(end) => {
+                    // Let go of the upstream (its connection closes), then tell the client why.
+                    this.inner = None;
+                    this.end(end);
+                    Poll::Ready(Some(Ok(Frame::data(error_event(end)))))
+                }
+                None => Poll::Pending,
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(SizeHint::default, Body::size_hint)
     }
+}
+
+/// The last event of a stream cut by one of its clocks, in the API's own error shape.
+fn error_event(end: BodyEnd) -> Bytes {
+    let (code, message) = match end {
+        BodyEnd::MaxDuration => ("stream_max_duration", "The stream ran past the gateway's maximum stream duration."),
+        _ => ("stream_idle_timeout", "The upstream sent nothing for longer than the gateway's stream idle timeout."),
+    };
+    let error = serde_json::json!({ "error": { "message": message, "type": "timeout", "param": null, "code": code } });
+    Bytes::from(format!("data: {error}\n\n"))
 }
 
 impl<E: OnEnd> Drop for Metered<E> {
     fn drop(&mut self) {
         // The client went away, or hyper saw the end without polling past it.
-        let end = if self.inner.is_end_stream() { BodyEnd::Complete } else { BodyEnd::ClientGone };
+        let end =
+            if self.inner.as_ref().is_some_and(Body::is_end_stream) { BodyEnd::Complete } else { BodyEnd::ClientGone };
         self.end(end);
     }
 }

@@ -27,6 +27,7 @@ use crate::ids::EndpointIdx;
 use crate::route::Operation;
 use crate::telemetry::{Handles, UpstreamErrorKind};
 use client::{Client, Connector, Dial, SendError, UpstreamBody};
+use metered::StreamTimers;
 
 pub use headers::{request_headers, response_headers};
 pub use pools::Pools;
@@ -68,6 +69,7 @@ pub struct Forwarded {
 pub struct Upstreams {
     client: Client,
     first_byte_timeout: Duration,
+    stream_timers: StreamTimers,
 }
 
 // === impl Upstreams ===
@@ -87,7 +89,13 @@ impl Upstreams {
         Self {
             client: Client::new(connector, settings.pool_idle_timeout),
             first_byte_timeout: settings.first_byte_timeout,
+            stream_timers: StreamTimers { idle: settings.stream_idle_timeout, max: settings.stream_max_duration },
         }
+    }
+
+    /// How long a streamed response may go quiet, and run.
+    pub fn stream_timers(&self) -> StreamTimers {
+        self.stream_timers
     }
 
     /// Closes pooled connections idle for longer than the configured timeout; run periodically.

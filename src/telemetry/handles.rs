@@ -37,16 +37,20 @@ pub enum UpstreamErrorKind {
     Auth,
     Http5xx,
     Stream,
+    StreamIdleTimeout,
+    StreamMaxDuration,
 }
 
 impl UpstreamErrorKind {
-    const ALL: [UpstreamErrorKind; 6] = [
+    const ALL: [UpstreamErrorKind; 8] = [
         UpstreamErrorKind::Connect,
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Protocol,
         UpstreamErrorKind::Auth,
         UpstreamErrorKind::Http5xx,
         UpstreamErrorKind::Stream,
+        UpstreamErrorKind::StreamIdleTimeout,
+        UpstreamErrorKind::StreamMaxDuration,
     ];
 
     fn as_str(self) -> &'static str {
@@ -57,6 +61,8 @@ impl UpstreamErrorKind {
             Self::Auth => "auth",
             Self::Http5xx => "http_5xx",
             Self::Stream => "stream",
+            Self::StreamIdleTimeout => "stream_idle_timeout",
+            Self::StreamMaxDuration => "stream_max_duration",
         }
     }
 }
@@ -103,7 +109,7 @@ impl ModelHandles {
 pub struct EndpointHandles {
     pub first_byte: Histogram,
     pub duration: Histogram,
-    errors: [IntCounter; 6],
+    errors: [IntCounter; UpstreamErrorKind::ALL.len()],
 }
 
 impl EndpointHandles {

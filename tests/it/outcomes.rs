@@ -175,3 +175,73 @@ async fn a_stream_cut_at_the_grace_period_has_its_outcome_before_the_stop_record
     ex.mock.open_gate();
     ex.mock.stop().await;
 }
+
+#[tokio::test]
+async fn a_stalled_stream_ends_at_the_idle_timeout_with_an_error_event_and_its_outcome() {
+    let ex = Example::start_with(|d| {
+        crate::support::edit_file(
+            d,
+            "gateway.toml",
+            "stream_idle_timeout = \"60s\"",
+            "stream_idle_timeout = \"300ms\"",
+        );
+    })
+    .await;
+    // The mock sends one event, then holds the stream: the upstream has stalled.
+    let headers = [("authorization", KEY), ("x-mock-gate", "1"), ("x-request-id", "stalled")];
+    let res = send_raw(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let started = tokio::time::Instant::now();
+    let body = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect())
+        .await
+        .expect("the stalled stream was ended by the gateway")
+        .expect("ended cleanly, with an event saying why");
+    assert!(started.elapsed() >= Duration::from_millis(250), "not before the idle timeout");
+    let text = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let event: serde_json::Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(event["error"]["code"], "stream_idle_timeout", "{text}");
+    assert!(text.contains("chunk 0. "), "what the upstream sent came first: {text}");
+    let m = scrape(ex.gw.admin_addr).await;
+    let timeouts: f64 = m
+        .iter()
+        .filter(|s| s.name == "customs_upstream_errors_total")
+        .filter(|s| s.labels.contains(&("kind".into(), "stream_idle_timeout".into())))
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(timeouts, 1.0);
+    assert_eq!(value(&m, "customs_in_flight_requests", &[]), 0.0);
+    let audit = ex.audit_dir();
+    ex.gw.shutdown().await;
+    let records = trail(&audit);
+    let outcome = records.iter().find(|r| r["type"] == "outcome" && r["request_id"] == "stalled").unwrap();
+    assert_eq!(outcome["outcome"], "stream_idle_timeout");
+    ex.mock.open_gate();
+    ex.mock.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_past_its_maximum_duration_is_ended_though_it_keeps_sending() {
+    let ex = Example::start_with(|d| {
+        crate::support::edit_file(
+            d,
+            "gateway.toml",
+            "stream_max_duration = \"15m\"",
+            "stream_max_duration = \"400ms\"",
+        );
+    })
+    .await;
+    // Twenty events 100 ms apart: never idle, but longer than the maximum.
+    let headers = [("authorization", KEY), ("x-mock-chunk-delay-ms", "100"), ("x-request-id", "long")];
+    let res = send_raw(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
+    let body = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect()).await.unwrap().unwrap();
+    let text = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+    assert!(text.contains("\"code\":\"stream_max_duration\""), "{text}");
+    assert!(!text.contains("[DONE]"), "cut before the upstream finished: {text}");
+    let audit = ex.audit_dir();
+    ex.gw.shutdown().await;
+    let records = trail(&audit);
+    let outcome = records.iter().find(|r| r["type"] == "outcome" && r["request_id"] == "long").unwrap();
+    assert_eq!(outcome["outcome"], "stream_max_duration");
+    ex.mock.stop().await;
+}

@@ -25,6 +25,8 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             connect_timeout: g.upstream.connect_timeout.unwrap_or(d.upstream.connect_timeout),
             first_byte_timeout: g.upstream.first_byte_timeout.unwrap_or(d.upstream.first_byte_timeout),
             pool_idle_timeout: g.upstream.pool_idle_timeout.unwrap_or(d.upstream.pool_idle_timeout),
+            stream_idle_timeout: g.upstream.stream_idle_timeout.unwrap_or(d.upstream.stream_idle_timeout),
+            stream_max_duration: g.upstream.stream_max_duration.unwrap_or(d.upstream.stream_max_duration),
         },
         limits: LimitSettings {
             default_max_tokens: g.limits.default_max_tokens.unwrap_or(d.limits.default_max_tokens),
@@ -61,6 +63,8 @@ fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
         (zero(s.server.body_read_timeout), "server.body_read_timeout"),
         (zero(s.upstream.connect_timeout), "upstream.connect_timeout"),
         (zero(s.upstream.first_byte_timeout), "upstream.first_byte_timeout"),
+        (zero(s.upstream.stream_idle_timeout), "upstream.stream_idle_timeout"),
+        (zero(s.upstream.stream_max_duration), "upstream.stream_max_duration"),
         (s.limits.bytes_per_token == 0, "limits.bytes_per_token"),
     ];
     for (bad, key) in checks {
