@@ -55,8 +55,8 @@ pub struct Exchange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Decided {
     No,
-    /// Answered by the gateway itself: the decision record says it all.
-    Answered,
+    /// Answered by the gateway itself, for this reason: the decision record says it all.
+    Answered(Reason),
     /// Allowed to go upstream: its outcome record, referring to the decision's `seq` when it is
     /// known, is written when it ends.
     Forwarding(Option<u64>),
@@ -149,7 +149,7 @@ impl Exchange {
     /// Writes the decision record ahead of what it decides: with `status` the gateway's own
     /// answer, without it the forward. The request goes on once the returned wait succeeds.
     pub fn decide(&mut self, reason: Reason, status: Option<u16>) -> Durable {
-        self.decided = if status.is_some() { Decided::Answered } else { Decided::Forwarding(None) };
+        self.decided = if status.is_some() { Decided::Answered(reason) } else { Decided::Forwarding(None) };
         let latency = self.started.elapsed();
         let Some(slot) = self.slot.as_mut() else { return Durable::none() };
         slot.decide(status.is_none(), || DecisionRecord {
@@ -184,8 +184,12 @@ impl Exchange {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        // Without a response head, the request was allowed and forwarded: nothing else awaits.
-        let reason = self.answer.map_or(Reason::Allowed, |(reason, _)| reason);
+        // Without a response head, the reason is the one decided: a gateway answer whose client
+        // left while its record was written, or a forward (allowed).
+        let reason = match (self.answer, self.decided) {
+            (Some((reason, _)), _) | (None, Decided::Answered(reason)) => reason,
+            (None, _) => Reason::Allowed,
+        };
         let m = &self.snapshot.metrics;
         let now = Instant::now();
         let flops = self.charge.take().and_then(|charge| {
@@ -272,5 +276,40 @@ impl Drop for Exchange {
         }
         // The client left while an admitted request was with the upstream.
         self.finish(BodyEnd::ClientGone, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::LimitSettings;
+    use crate::telemetry::Metrics;
+
+    fn snapshot() -> (Arc<Metrics>, Arc<Snapshot>) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let policy = crate::config::load(&dir, &|_| Some("test".into())).unwrap().policy;
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let snapshot = Arc::new(Snapshot::new(policy, &LimitSettings::default(), &metrics, Default::default()));
+        (metrics, snapshot)
+    }
+
+    /// A refusal whose client leaves while its decision record is being written is still counted
+    /// as the refusal it was, not as allowed.
+    #[test]
+    fn a_request_dropped_after_its_decision_counts_under_that_decision() {
+        let (metrics, snapshot) = snapshot();
+        let tenant = snapshot.policy.tenant_by_id("demo-us");
+        let mut exchange =
+            Exchange::begin(snapshot.clone(), (Instant::now(), SystemTime::now()), RequestIdBuf::new(b"r"), None);
+        exchange.tenant = tenant;
+        drop(exchange.decide(Reason::ModelNotFound, Some(404)));
+        assert_eq!(metrics.in_flight.get(), 1);
+        drop(exchange);
+        assert_eq!(metrics.in_flight.get(), 0);
+        let count = |reason: Reason| {
+            metrics.requests.with_label_values(&["demo-us", "us", reason.decision().as_str(), reason.as_str()]).get()
+        };
+        assert_eq!((count(Reason::ModelNotFound), count(Reason::Allowed)), (1, 0));
     }
 }
