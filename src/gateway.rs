@@ -119,10 +119,8 @@ where
         }
     };
     if exchange.undecided() {
-        // The gateway's own answer, a refusal or not, is on record before the client has it. It
-        // serves no model, so it goes out even when the disk refused the record (held back and
-        // written once the disk takes it).
-        let _ = exchange.decide(reason, Some(res.status().as_u16())).wait().await;
+        // The gateway's own answer, a refusal or not, is on record before the client has it.
+        exchange.decide_answer(reason, res.status().as_u16()).await;
     }
     let elapsed = exchange.respond(reason, res.status().as_u16());
     let policy = &snapshot.policy;
@@ -220,9 +218,7 @@ where
     let quota_day = Day::of(time).0;
     let (ticket, status) = limiter.admit(Demand { tokens: estimate, flops_per_token, day: quota_day })?;
     exchange.charge(ticket, estimate);
-    // Written ahead: no upstream sees a request before its decision is on record.
-    let seq = exchange.decide(Reason::Allowed, None).wait().await.map_err(|_| GatewayError::AuditUnavailable)?;
-    exchange.decision_written(seq);
+    exchange.decide_forward().await.map_err(|_| GatewayError::AuditUnavailable)?;
 
     let Forwarded { endpoint, response, started, first_byte } =
         shared.upstreams.forward(snapshot.targets(endpoints), op, parts, bytes).await?;

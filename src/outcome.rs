@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 
-use crate::audit::{DecisionRecord, Durable, Outcome, OutcomeRecord, RuleRef, Slot};
+use crate::audit::{DecisionRecord, Durable, Outcome, OutcomeRecord, RuleRef, Slot, Unrecorded};
 use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::Ticket;
 use crate::proxy::metered::{BodyEnd, Metered, OnEnd};
@@ -146,9 +146,24 @@ impl Exchange {
         elapsed
     }
 
-    /// Writes the decision record ahead of what it decides: with `status` the gateway's own
-    /// answer, without it the forward. The request goes on once the returned wait succeeds.
-    pub fn decide(&mut self, reason: Reason, status: Option<u16>) -> Durable {
+    /// Writes the decision to forward ahead of the forward, and waits until it is durable: no
+    /// upstream sees a request before its decision is on record.
+    pub async fn decide_forward(&mut self) -> Result<(), Unrecorded> {
+        let seq = self.decide(Reason::Allowed, None).wait().await?;
+        self.decided = Decided::Forwarding(seq);
+        Ok(())
+    }
+
+    /// Writes the decision behind the gateway's own answer and waits until it is durable. The
+    /// answer serves no model, so it goes out even when the disk refused the record (held back
+    /// and written once the disk takes it).
+    pub async fn decide_answer(&mut self, reason: Reason, status: u16) {
+        let _ = self.decide(reason, Some(status)).wait().await;
+    }
+
+    /// Hands the decision record over: with `status` the gateway's own answer, without it the
+    /// forward.
+    fn decide(&mut self, reason: Reason, status: Option<u16>) -> Durable {
         self.decided = if status.is_some() { Decided::Answered(reason) } else { Decided::Forwarding(None) };
         let latency = self.started.elapsed();
         let Some(slot) = self.slot.as_mut() else { return Durable::none() };
@@ -170,13 +185,6 @@ impl Exchange {
     /// Whether the decision record is still to be written.
     pub fn undecided(&self) -> bool {
         self.decided == Decided::No
-    }
-
-    /// The forwarded request's decision record is durable as `seq`.
-    pub fn decision_written(&mut self, seq: Option<u64>) {
-        if self.decided == Decided::Forwarding(None) {
-            self.decided = Decided::Forwarding(seq);
-        }
     }
 
     /// Ends the request; only the first call does anything.
@@ -241,7 +249,7 @@ impl Exchange {
             (_, BodyEnd::Complete) => Outcome::Completed,
         };
         slot.outcome(|| OutcomeRecord {
-            time: SystemTime::now(),
+            time: self.time + latency,
             request_id: self.request_id,
             decision_seq,
             snapshot: self.snapshot.clone(),
@@ -303,7 +311,7 @@ mod tests {
         let mut exchange =
             Exchange::begin(snapshot.clone(), (Instant::now(), SystemTime::now()), RequestIdBuf::new(b"r"), None);
         exchange.tenant = tenant;
-        drop(exchange.decide(Reason::ModelNotFound, Some(404)));
+        let _unwaited = exchange.decide(Reason::ModelNotFound, Some(404));
         assert_eq!(metrics.in_flight.get(), 1);
         drop(exchange);
         assert_eq!(metrics.in_flight.get(), 0);
