@@ -1,6 +1,6 @@
-//! The writer: a task on the request path's runtime that seals records into the chain and appends them to the current file in
-//! batches, rotates files by size, and keeps records it could not write (disk full, I/O error) in
-//! order until the disk takes them again. A record counts as pending until it is on disk; the
+//! The writer: a task on the request path's runtime that seals records into the chain, appends
+//! them to the current file in batches, rotates files by size, and keeps records it could not
+//! write (disk full, I/O error) in order until the disk takes them again. A record counts as pending until it is on disk; the
 //! request path refuses new work while too many are pending.
 //!
 //! Group commit: the task takes every record that arrived while it was busy, writes them in one
@@ -147,8 +147,7 @@ impl Sink {
         if self.file.is_none() || self.file_len >= self.max_file_bytes {
             self.rotate()?;
         }
-        let Some(file) = self.file.as_deref() else { return Err(io::Error::other("no audit file open")) };
-        let mut file = file;
+        let Some(mut file) = self.file.as_deref() else { return Err(io::Error::other("no audit file open")) };
         if let Err(e) = file.write_all(batch) {
             if file.set_len(self.file_len).and_then(|()| file.seek(SeekFrom::Start(self.file_len))).is_err() {
                 // The file cannot be repaired in place: continue the chain in a new one.
@@ -271,19 +270,21 @@ pub async fn run(mut rx: UnboundedReceiver<Msg>, state: Arc<State>, mut sink: Si
         if batch.records == 0 {
             continue;
         }
+        if flush(&mut sink, &state, &mut batch).is_err() {
+            // Its waiters are refused; the records stay for the retry.
+            continue;
+        }
         let must_sync = state.sync == AuditSync::Always && !batch.waiters.is_empty();
-        if flush(&mut sink, &state, &mut batch).is_ok() && (must_sync || last_sync.elapsed() >= SYNC_EVERY) {
-            let synced = sink.sync().await;
-            if let Err(e) = &synced {
+        let mut durable = true;
+        if must_sync || last_sync.elapsed() >= SYNC_EVERY {
+            if let Err(e) = sink.sync().await {
                 tracing::error!(error = %e, "Audit trail sync failed.");
-                state.write_failed(e, 0);
+                state.write_failed(&e, 0);
+                durable = false;
             }
             last_sync = Instant::now();
-            batch.answer(synced.is_ok());
         }
-        if state.sync == AuditSync::Interval {
-            batch.answer(true);
-        }
+        batch.answer(durable);
     }
     // Stopping: everything that was sent before the stop is in the batch; seal the stop record
     // after it and keep trying the disk for a while.
@@ -305,6 +306,7 @@ pub async fn run(mut rx: UnboundedReceiver<Msg>, state: Arc<State>, mut sink: Si
     if let Err(e) = &synced {
         tracing::error!(error = %e, "Audit trail sync failed at shutdown.");
     }
+    // Waiters of a batch the disk never took were refused by `flush`.
     batch.answer(synced.is_ok());
     let (seq, hash) = sink.head();
     tracing::info!(seq, hash, "Audit trail closed; chain head.");
@@ -322,23 +324,11 @@ struct Batch {
 }
 
 impl Batch {
-    /// Tells the waiting requests whose records are written (all of them, once the batch is
-    /// empty) whether they may go on.
+    /// Tells every waiting request whether it may go on.
     fn answer(&mut self, ok: bool) {
-        if self.records > 0 {
-            return;
-        }
         for (w, seq) in self.waiters.drain(..) {
             // A request that stopped waiting (its client left) has dropped its receiver.
             let _ = w.send(if ok { Ok(seq) } else { Err(()) });
-        }
-    }
-
-    /// Refuses every waiting request: the disk did not take their records. The records stay in
-    /// the batch and are written once it does; each refused request records its outcome.
-    fn refuse(&mut self) {
-        for (w, _) in self.waiters.drain(..) {
-            let _ = w.send(Err(()));
         }
     }
 }
@@ -374,7 +364,9 @@ fn flush(sink: &mut Sink, state: &State, batch: &mut Batch) -> io::Result<()> {
         }
         Err(e) => {
             state.write_failed(&e, batch.records);
-            batch.refuse();
+            // The records stay in the batch until the disk takes them; their requests do not
+            // wait for that (each refused one records its outcome).
+            batch.answer(false);
             Err(e)
         }
     }
