@@ -83,38 +83,64 @@ pub fn track_outcomes(open: &mut BTreeMap<u64, Option<String>>, seq: u64, record
     }
 }
 
-/// How a forwarded request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+/// Declares [`Outcome`] from one list, so its variants, [`Outcome::ALL`] and the codes written
+/// to the trail (and read back by the report) cannot drift apart.
+macro_rules! outcomes {
+    ($($(#[doc = $doc:literal])* $variant:ident => $code:literal,)+) => {
+        /// How a forwarded request ended.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Outcome {
+            $($(#[doc = $doc])* $variant,)+
+        }
+
+        impl Outcome {
+            pub const ALL: [Outcome; [$(Outcome::$variant),+].len()] = [$(Outcome::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $code,)+
+                }
+            }
+        }
+    };
+}
+
+outcomes! {
     /// The response reached its end.
-    Completed,
+    Completed => "completed",
     /// The client went away before the response ended.
-    ClientDisconnected,
+    ClientDisconnected => "client_disconnected",
     /// The upstream could not be reached, refused the gateway, or failed partway through.
-    UpstreamError,
+    UpstreamError => "upstream_error",
     /// The upstream sent no response head in time.
-    UpstreamTimeout,
+    UpstreamTimeout => "upstream_timeout",
     /// Cut when the shutdown grace period ran out.
-    ShutdownCut,
+    ShutdownCut => "shutdown_cut",
     /// A stream the upstream left silent past `upstream.stream_idle_timeout`.
-    StreamIdleTimeout,
+    StreamIdleTimeout => "stream_idle_timeout",
     /// A stream still running at `upstream.stream_max_duration`.
-    StreamMaxDuration,
+    StreamMaxDuration => "stream_max_duration",
     /// Never forwarded: its decision could not be written (`audit_unavailable`).
-    NotForwarded,
+    NotForwarded => "not_forwarded",
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    /// The outcome a trail line names.
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == code)
+    }
+
+    /// Whether any of a response reached the client, given whether its head was sent: an
+    /// upstream that failed after its head served part of a response.
+    pub fn served(self, head_sent: bool) -> bool {
         match self {
-            Self::Completed => "completed",
-            Self::ClientDisconnected => "client_disconnected",
-            Self::UpstreamError => "upstream_error",
-            Self::UpstreamTimeout => "upstream_timeout",
-            Self::ShutdownCut => "shutdown_cut",
-            Self::StreamIdleTimeout => "stream_idle_timeout",
-            Self::StreamMaxDuration => "stream_max_duration",
-            Self::NotForwarded => "not_forwarded",
+            Self::UpstreamTimeout | Self::NotForwarded => false,
+            Self::UpstreamError => head_sent,
+            Self::Completed
+            | Self::ClientDisconnected
+            | Self::ShutdownCut
+            | Self::StreamIdleTimeout
+            | Self::StreamMaxDuration => true,
         }
     }
 }
@@ -464,6 +490,14 @@ mod tests {
             ("latency_ms", j(0.012)),
         ]);
         assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    #[test]
+    fn every_outcome_code_reads_back_as_itself() {
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o), "{o:?}");
+        }
+        assert_eq!(Outcome::parse("finished"), None);
     }
 
     const GENESIS_FOR_TEST: &str = "00000000000000000000000000000000000000000000000000000000000000ab";

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{BadLine, DenialCount, ForeignAccess, Report, ReportError, ReportSettings, Totals};
+use crate::audit::Outcome;
 use crate::policy::Day;
 
 pub(super) fn read(paths: &[PathBuf], settings: &ReportSettings) -> Result<Report, ReportError> {
@@ -350,14 +351,10 @@ fn check(bytes: &[u8]) -> Result<Option<Checked<'_>>, String> {
         return Err(format!("time {time:?} does not start with a YYYY-MM-DD date"));
     };
     let kind = if record.kind == "outcome" {
-        match record.outcome.as_deref() {
-            Some(
-                "completed" | "client_disconnected" | "shutdown_cut" | "stream_idle_timeout" | "stream_max_duration",
-            ) => Kind::Outcome(Served::Yes),
-            // Failed after its response head: part of a response was served.
-            Some("upstream_error") if record.status.is_some() => Kind::Outcome(Served::Yes),
-            Some("upstream_error" | "upstream_timeout" | "not_forwarded") => Kind::Outcome(Served::No),
-            other => return Err(format!("outcome {other:?} is not one this report knows")),
+        match record.outcome.as_deref().and_then(Outcome::parse) {
+            Some(o) if o.served(record.status.is_some()) => Kind::Outcome(Served::Yes),
+            Some(_) => Kind::Outcome(Served::No),
+            None => return Err(format!("outcome {:?} is not one this report knows", record.outcome)),
         }
     } else {
         Kind::Decision(match record.decision.as_deref() {
