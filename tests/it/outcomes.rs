@@ -14,6 +14,21 @@ const KEY: &str = "Bearer sk-demo-us";
 /// Request id, method, path, an extra header, body, and the status expected.
 type Case<'a> = (&'a str, Method, &'a str, Option<(&'a str, &'a str)>, String, StatusCode);
 
+/// The example with one line of its gateway.toml changed.
+async fn example_with(from: &str, to: &str) -> Example {
+    Example::start_with(|d| crate::support::edit_file(d, "gateway.toml", from, to)).await
+}
+
+/// Shuts the gateway down and returns the outcome record of request `id`.
+async fn outcome_after_shutdown(ex: Example, id: &str) -> serde_json::Value {
+    let audit = ex.audit_dir();
+    ex.gw.shutdown().await;
+    ex.mock.open_gate();
+    ex.mock.stop().await;
+    let records = trail(&audit);
+    records.into_iter().find(|r| r["type"] == "outcome" && r["request_id"] == id).expect("an outcome record")
+}
+
 async fn in_flight(ex: &Example) -> f64 {
     value(&scrape(ex.gw.admin_addr).await, "customs_in_flight_requests", &[])
 }
@@ -151,10 +166,7 @@ async fn every_route_ends_with_in_flight_at_zero_one_decision_and_one_outcome_if
 
 #[tokio::test]
 async fn a_stream_cut_at_the_grace_period_has_its_outcome_before_the_stop_record() {
-    let ex = Example::start_with(|d| {
-        crate::support::edit_file(d, "gateway.toml", "shutdown_grace = \"30s\"", "shutdown_grace = \"300ms\"");
-    })
-    .await;
+    let ex = example_with("shutdown_grace = \"30s\"", "shutdown_grace = \"300ms\"").await;
     let headers = [("authorization", KEY), ("x-mock-gate", "1"), ("x-request-id", "held-open")];
     let res = send_raw(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
     let mut body = res.into_body();
@@ -178,15 +190,7 @@ async fn a_stream_cut_at_the_grace_period_has_its_outcome_before_the_stop_record
 
 #[tokio::test]
 async fn a_stalled_stream_ends_at_the_idle_timeout_with_an_error_event_and_its_outcome() {
-    let ex = Example::start_with(|d| {
-        crate::support::edit_file(
-            d,
-            "gateway.toml",
-            "stream_idle_timeout = \"60s\"",
-            "stream_idle_timeout = \"300ms\"",
-        );
-    })
-    .await;
+    let ex = example_with("stream_idle_timeout = \"60s\"", "stream_idle_timeout = \"300ms\"").await;
     // The mock sends one event, then holds the stream: the upstream has stalled.
     let headers = [("authorization", KEY), ("x-mock-gate", "1"), ("x-request-id", "stalled")];
     let res = send_raw(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
@@ -203,34 +207,15 @@ async fn a_stalled_stream_ends_at_the_idle_timeout_with_an_error_event_and_its_o
     assert_eq!(event["error"]["code"], "stream_idle_timeout", "{text}");
     assert!(text.contains("chunk 0. "), "what the upstream sent came first: {text}");
     let m = scrape(ex.gw.admin_addr).await;
-    let timeouts: f64 = m
-        .iter()
-        .filter(|s| s.name == "customs_upstream_errors_total")
-        .filter(|s| s.labels.contains(&("kind".into(), "stream_idle_timeout".into())))
-        .map(|s| s.value)
-        .sum();
-    assert_eq!(timeouts, 1.0);
+    let kind = [("endpoint", "gpt-4o-mini#0"), ("kind", "stream_idle_timeout")];
+    assert_eq!(value(&m, "customs_upstream_errors_total", &kind), 1.0);
     assert_eq!(value(&m, "customs_in_flight_requests", &[]), 0.0);
-    let audit = ex.audit_dir();
-    ex.gw.shutdown().await;
-    let records = trail(&audit);
-    let outcome = records.iter().find(|r| r["type"] == "outcome" && r["request_id"] == "stalled").unwrap();
-    assert_eq!(outcome["outcome"], "stream_idle_timeout");
-    ex.mock.open_gate();
-    ex.mock.stop().await;
+    assert_eq!(outcome_after_shutdown(ex, "stalled").await["outcome"], "stream_idle_timeout");
 }
 
 #[tokio::test]
 async fn a_stream_past_its_maximum_duration_is_ended_though_it_keeps_sending() {
-    let ex = Example::start_with(|d| {
-        crate::support::edit_file(
-            d,
-            "gateway.toml",
-            "stream_max_duration = \"15m\"",
-            "stream_max_duration = \"400ms\"",
-        );
-    })
-    .await;
+    let ex = example_with("stream_max_duration = \"15m\"", "stream_max_duration = \"400ms\"").await;
     // Twenty events 100 ms apart: never idle, but longer than the maximum.
     let headers = [("authorization", KEY), ("x-mock-chunk-delay-ms", "100"), ("x-request-id", "long")];
     let res = send_raw(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;
@@ -238,10 +223,5 @@ async fn a_stream_past_its_maximum_duration_is_ended_though_it_keeps_sending() {
     let text = String::from_utf8(body.to_bytes().to_vec()).unwrap();
     assert!(text.contains("\"code\":\"stream_max_duration\""), "{text}");
     assert!(!text.contains("[DONE]"), "cut before the upstream finished: {text}");
-    let audit = ex.audit_dir();
-    ex.gw.shutdown().await;
-    let records = trail(&audit);
-    let outcome = records.iter().find(|r| r["type"] == "outcome" && r["request_id"] == "long").unwrap();
-    assert_eq!(outcome["outcome"], "stream_max_duration");
-    ex.mock.stop().await;
+    assert_eq!(outcome_after_shutdown(ex, "long").await["outcome"], "stream_max_duration");
 }
