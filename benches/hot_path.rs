@@ -26,6 +26,7 @@ use customs::policy::{Day, DayClock, Policy, Verdict};
 use customs::reason::Reason;
 use customs::snapshot::Snapshot;
 use customs::telemetry::{Metrics, TokenKind};
+use customs::usage::{self, UsageScanner};
 use customs::{auth, config, peek};
 use http::{HeaderMap, HeaderValue};
 
@@ -140,7 +141,7 @@ fn bench_limits_and_metrics(c: &mut Criterion) {
 /// What the audit writer thread does per forwarded request: render its decision line and its
 /// outcome line (names, rule, endpoint read from the snapshot) and seal each into the hash chain.
 fn bench_audit(c: &mut Criterion) {
-    use customs::audit::{DecisionRecord, Event, Outcome, OutcomeRecord, RuleRef, Sealer};
+    use customs::audit::{Charged, DecisionRecord, Event, Outcome, OutcomeRecord, RuleRef, Sealer};
     use customs::request_id::RequestIdBuf;
     use customs::usage::Usage;
 
@@ -176,6 +177,7 @@ fn bench_audit(c: &mut Criterion) {
         status: Some(200),
         endpoint: Some(0),
         usage: Some(Usage { prompt_tokens: 17, completion_tokens: 5 }),
+        charged: Some(Charged { tokens: 22, metered: true }),
         flops: None,
         latency: std::time::Duration::from_micros(3017),
     }));
@@ -314,7 +316,59 @@ fn bench_request_path(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, bench_limits_and_metrics, bench_audit, bench_large_policy, bench_request_path);
+/// A stream as OpenAI-compatible upstreams send it: five content chunks and a finishing one, each
+/// with `"usage":null` when usage was asked for, then the usage chunk and `[DONE]`.
+fn sse_stream(asked: bool) -> Vec<Bytes> {
+    let head = r#"data: {"id":"chatcmpl-9x","object":"chat.completion.chunk","created":1764547200,"model":"gpt-4o","choices":["#;
+    let close = if asked { r#","usage":null}"# } else { "}" };
+    let mut events: Vec<Bytes> = (0..6)
+        .map(|i| {
+            let choice = format!(r#"{{"index":0,"delta":{{"content":"token {i} "}},"finish_reason":null}}"#);
+            Bytes::from(format!("{head}{choice}]{close}\n\n"))
+        })
+        .collect();
+    if asked {
+        let usage = r#"],"usage":{"prompt_tokens":17,"completion_tokens":6,"total_tokens":23}}"#;
+        events.push(Bytes::from(format!("{head}{usage}\n\n")));
+    }
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    events
+}
+
+/// What metering a stream costs: reading usage as the client's own chunks pass, against asking for
+/// it (the body edited in place) and hiding it again from a client that did not ask.
+fn bench_usage(c: &mut Criterion) {
+    let body = Bytes::from(chat_body(1024));
+    c.bench_function("usage/ask_1KiB", |b| {
+        b.iter(|| {
+            let peeked = peek::peek(black_box(&body)).ok();
+            peeked.map(|p| usage::ask(&body, &p))
+        })
+    });
+    for (name, asked, hide) in [("usage/stream_read", true, false), ("usage/stream_hide", true, true)] {
+        let events = sse_stream(asked);
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut scanner = UsageScanner::for_content_type(Some(b"text/event-stream"), hide);
+                let mut out = 0;
+                for e in &events {
+                    out += scanner.pass(e.clone()).len();
+                }
+                (out, scanner.finish())
+            })
+        });
+    }
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_limits_and_metrics,
+    bench_audit,
+    bench_large_policy,
+    bench_request_path,
+    bench_usage
+);
 
 /// What `criterion_main!` does, then the summary of this run.
 fn main() {

@@ -33,6 +33,9 @@ pub struct Endpoint {
     credential: Option<(HeaderName, HeaderValue)>,
     /// The URL as configured, for logs and `explain`; never holds a secret.
     pub url: Box<str>,
+    /// Streams whose client did not ask for usage are sent asking for it (off for upstreams that
+    /// refuse `stream_options`).
+    pub ask_stream_usage: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,7 +112,17 @@ impl Endpoint {
             .path_and_query("/")
             .build()
             .map_err(|_| EndpointError::InvalidUrl)?;
-        Ok(Self { model, residency: residency.into(), kind, origin, host, paths, credential, url: url.into() })
+        Ok(Self {
+            model,
+            residency: residency.into(),
+            kind,
+            origin,
+            host,
+            paths,
+            credential,
+            url: url.into(),
+            ask_stream_usage: true,
+        })
     }
 
     /// The origin-form request target for an operation (what goes on the request line).

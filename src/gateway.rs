@@ -32,7 +32,7 @@ use crate::request_id::{self, RequestIdBuf};
 use crate::route::{self, Operation, Route};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
-use crate::usage::UsageScanner;
+use crate::usage::{self, Ask, UsageScanner};
 
 pub const PURPOSE_HEADER: HeaderName = HeaderName::from_static("x-customs-purpose");
 pub const POLICY_VERSION_HEADER: HeaderName = HeaderName::from_static("x-customs-policy-version");
@@ -81,10 +81,11 @@ where
     }
 }
 
-/// What `serve` answers with: the gateway's own response, or the upstream's to stream back.
+/// What `serve` answers with: the gateway's own response, or the upstream's to stream back, with
+/// whether the gateway asked for usage the client did not ask for.
 enum Answer {
     Gateway(Response<Full<Bytes>>),
-    Upstream(Response<UpstreamBody>),
+    Upstream(Response<UpstreamBody>, bool),
 }
 
 async fn handle<B>(shared: Arc<Shared>, req: Request<B>) -> Result<Response<Body>, Infallible>
@@ -104,9 +105,13 @@ where
     };
     let (mut res, reason) = match result {
         Ok(Answer::Gateway(res)) => (res.map(Either::Left), Reason::Allowed),
-        Ok(Answer::Upstream(res)) => {
-            let (head, body) = res.into_parts();
-            let scanner = UsageScanner::for_content_type(head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
+        Ok(Answer::Upstream(res, hide)) => {
+            let (mut head, body) = res.into_parts();
+            let scanner =
+                UsageScanner::for_content_type(head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes), hide);
+            if scanner.rewrites() {
+                head.headers.remove(CONTENT_LENGTH);
+            }
             // Placeholder until the exchange is handed to the body below, after the last read.
             (Response::from_parts(head, Either::Right((body, scanner))), Reason::Allowed)
         }
@@ -207,25 +212,41 @@ where
     let Some(model) = decision.model else { return Err(GatewayError::Policy(Denial::ModelNotFound)) };
 
     let prompt = (bytes.len() as u64).div_ceil(snapshot.bytes_per_token);
-    let completion = match op {
-        Operation::Embeddings => 0,
-        _ => peeked.max_tokens.unwrap_or(snapshot.default_max_tokens),
+    let spec = policy.model(model);
+    // Reserved: what the client allows per completion, or the gateway's default. The worst case,
+    // charged when the upstream reports no usage: what the client allows, or the model's output
+    // limit. `n` and `best_of` completions each cost as much.
+    let (reserve, worst) = match op {
+        Operation::Embeddings => (0, 0),
+        _ => {
+            let worst =
+                peeked.max_tokens.or(spec.and_then(|m| m.max_output_tokens)).unwrap_or(snapshot.default_max_tokens);
+            let reserve = peeked.max_tokens.unwrap_or(snapshot.default_max_tokens.min(worst));
+            (reserve.saturating_mul(peeked.choices), worst.saturating_mul(peeked.choices))
+        }
     };
-    let estimate = prompt.saturating_add(completion);
-    let flops_per_token = policy.model(model).and_then(|m| m.parameters).map(|p| 2.0 * p);
+    let flops_per_token = spec.and_then(|m| m.parameters).map(|p| 2.0 * p);
     let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
     // Daily quotas count real days even when the policy's day is fixed.
     let quota_day = Day::of(time).0;
-    let (ticket, status) = limiter.admit(Demand { tokens: estimate, flops_per_token, day: quota_day })?;
-    exchange.charge(ticket, estimate);
+    let demand = Demand { tokens: prompt.saturating_add(reserve), flops_per_token, day: quota_day };
+    let (ticket, status) = limiter.admit(demand)?;
+    exchange.charge(ticket, prompt.saturating_add(worst));
+    let asking = match op {
+        Operation::Embeddings => None,
+        _ => match usage::ask(&bytes, &peeked) {
+            Ask::Inserted(asking) => Some(asking),
+            Ask::Asked | Ask::Untouched => None,
+        },
+    };
     exchange.decide_forward().await.map_err(|_| GatewayError::AuditUnavailable)?;
 
-    let Forwarded { endpoint, response, started, first_byte } =
-        shared.upstreams.forward(snapshot.targets(endpoints), op, parts, bytes).await?;
+    let Forwarded { endpoint, asked, response, started, first_byte } =
+        shared.upstreams.forward(snapshot.targets(endpoints), op, parts, bytes, asking).await?;
     let (mut head, body) = response.into_parts();
     exchange.forwarded(endpoint, started, first_byte, head.status.is_success());
     error::rate_limit_headers(&mut head.headers, &status, false);
-    Ok(Answer::Upstream(Response::from_parts(head, body)))
+    Ok(Answer::Upstream(Response::from_parts(head, body), asked))
 }
 
 /// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a

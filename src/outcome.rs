@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 
-use crate::audit::{DecisionRecord, Durable, Outcome, OutcomeRecord, RuleRef, Slot, Unrecorded};
+use crate::audit::{Charged, DecisionRecord, Durable, Outcome, OutcomeRecord, RuleRef, Slot, Unrecorded};
 use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::Ticket;
 use crate::proxy::metered::{BodyEnd, Metered, OnEnd};
@@ -65,8 +65,8 @@ enum Decided {
 /// What was reserved against the tenant's limits before forwarding.
 struct Charge {
     ticket: Ticket,
-    /// Charged when the upstream reports no usage.
-    estimate: u64,
+    /// Charged when the upstream reports no usage: the most the request could have used.
+    worst_case: u64,
 }
 
 /// The upstream that answered.
@@ -122,9 +122,10 @@ impl Exchange {
         self.time
     }
 
-    /// Reserved against the tenant's limits: settled when the request ends.
-    pub fn charge(&mut self, ticket: Ticket, estimate: u64) {
-        self.charge = Some(Charge { ticket, estimate });
+    /// Reserved against the tenant's limits: settled when the request ends, to the usage the
+    /// upstream reported or else `worst_case`.
+    pub fn charge(&mut self, ticket: Ticket, worst_case: u64) {
+        self.charge = Some(Charge { ticket, worst_case });
     }
 
     /// The upstream answered with a response head.
@@ -200,6 +201,9 @@ impl Exchange {
         };
         let m = &self.snapshot.metrics;
         let now = Instant::now();
+        // What the request is charged, and whether the upstream's usage says so (metered) or
+        // the worst case does.
+        let mut charged = None;
         let flops = self.charge.take().and_then(|charge| {
             let used = match usage {
                 // A refused or failed request served nothing: its reservations go back.
@@ -207,11 +211,13 @@ impl Exchange {
                 Some(u) => {
                     m.tokens(self.tenant, self.model, TokenKind::Prompt, u.prompt_tokens);
                     m.tokens(self.tenant, self.model, TokenKind::Completion, u.completion_tokens);
+                    charged = Some(Charged { tokens: u.prompt_tokens + u.completion_tokens, metered: true });
                     u.prompt_tokens + u.completion_tokens
                 }
                 None if self.upstream.as_ref().is_none_or(|u| u.succeeded) => {
-                    m.tokens(self.tenant, self.model, TokenKind::Estimated, charge.estimate);
-                    charge.estimate
+                    m.tokens(self.tenant, self.model, TokenKind::Unmetered, charge.worst_case);
+                    charged = Some(Charged { tokens: charge.worst_case, metered: false });
+                    charge.worst_case
                 }
                 None => 0,
             };
@@ -259,6 +265,7 @@ impl Exchange {
             status: self.answer.map(|(_, status)| status),
             endpoint: self.endpoint(),
             usage,
+            charged,
             flops,
             latency,
         });

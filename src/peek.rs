@@ -1,6 +1,8 @@
 //! Body peek: one pass over the buffered request body that validates it as strict JSON (one
 //! object, UTF-8, no duplicate keys at any depth, bounded nesting, nothing after the object) and
-//! borrows the few fields the gateway needs. The body itself is forwarded untouched.
+//! borrows the few fields the gateway needs. The body is forwarded as it came, except that a
+//! stream whose client did not ask for usage gets it asked for ([`crate::usage::ask`]), at the
+//! place in the body that peek notes here.
 //!
 //! Duplicate keys are refused rather than resolved, because parsers disagree on which copy wins
 //! (`{"model":"a","model":"b"}`): the policy must never judge a different model than the upstream
@@ -12,6 +14,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// Deepest nesting accepted (objects and arrays).
 pub const MAX_DEPTH: usize = 64;
@@ -25,6 +28,25 @@ pub struct Peeked<'a> {
     pub stream: bool,
     /// `max_completion_tokens`, or `max_tokens` when that is absent.
     pub max_tokens: Option<u64>,
+    /// How many completions the upstream generates: the larger of `n` and `best_of`, at least 1.
+    pub choices: u64,
+    /// Where `stream_options` is in the body, if it is there.
+    pub stream_options: Option<Span>,
+}
+
+/// A value's place in the body, as byte offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    /// The span of `part`, a slice borrowed from `whole`.
+    pub fn of(whole: &[u8], part: &[u8]) -> Self {
+        let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+        Self { start, end: start + part.len() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,8 +83,8 @@ pub fn peek(body: &[u8]) -> Result<Peeked<'_>, PeekError> {
     // Room for a usual request's keys (nested ones included) in one allocation.
     let mut keys = Vec::with_capacity(16);
     let mut de = serde_json::Deserializer::from_str(text);
-    let mut out = Peeked::default();
-    let mut top = Top { out: &mut out, keys: &mut keys, failure: &failure };
+    let mut out = Peeked { choices: 1, ..Peeked::default() };
+    let mut top = Top { body: text, out: &mut out, keys: &mut keys, failure: &failure };
     let result = de.deserialize_any(&mut top).and_then(|()| de.end());
     match (result, failure.take()) {
         (Ok(()), _) => Ok(out),
@@ -157,6 +179,7 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
 }
 
 struct Top<'o, 'de> {
+    body: &'de str,
     out: &'o mut Peeked<'de>,
     keys: &'o mut Vec<Cow<'de, str>>,
     failure: &'o Cell<Option<PeekError>>,
@@ -173,6 +196,7 @@ impl<'de> Visitor<'de> for &mut Top<'_, 'de> {
         let mut seen = Seen::new(self.keys);
         let mut max_tokens = None;
         let mut max_completion_tokens = None;
+        let mut choices = [1; 2];
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             let field = key.clone();
             seen.insert(key, self.failure)?;
@@ -199,10 +223,30 @@ impl<'de> Visitor<'de> for &mut Top<'_, 'de> {
                     };
                     if &*field == "max_tokens" { max_tokens = v } else { max_completion_tokens = v }
                 }
+                "n" | "best_of" => {
+                    let v = match map.next_value::<Scalar<'de>>()? {
+                        Scalar::U64(n) => n,
+                        Scalar::Null => 1,
+                        _ if &*field == "n" => return Err(wrong("n", "a positive integer")),
+                        _ => return Err(wrong("best_of", "a positive integer")),
+                    };
+                    choices[usize::from(&*field == "best_of")] = v;
+                }
+                "stream_options" => {
+                    // Kept as its text, for its place in the body; its insides are checked
+                    // like any other nested value.
+                    let raw = map.next_value::<&'de RawValue>()?;
+                    let mut inner = serde_json::Deserializer::from_str(raw.get());
+                    Walk { depth: 1, keys: seen.keys_mut(), failure: self.failure }
+                        .deserialize(&mut inner)
+                        .map_err(|_| de::Error::custom("stream_options"))?;
+                    self.out.stream_options = Some(Span::of(self.body.as_bytes(), raw.get().as_bytes()));
+                }
                 _ => map.next_value_seed(Walk { depth: 1, keys: seen.keys_mut(), failure: self.failure })?,
             }
         }
         self.out.max_tokens = max_completion_tokens.or(max_tokens);
+        self.out.choices = choices[0].max(choices[1]).max(1);
         seen.finish();
         Ok(())
     }
@@ -368,7 +412,36 @@ mod tests {
         assert_eq!(p.max_tokens, Some(7));
         assert!(matches!(p.model, Some(Cow::Borrowed(_))));
         let p = peek(br#"{"max_tokens":7,"max_completion_tokens":9,"stream":null}"#).unwrap();
-        assert_eq!((p.model, p.stream, p.max_tokens), (None, false, Some(9)));
+        assert_eq!((p.model, p.stream, p.max_tokens, p.choices), (None, false, Some(9), 1));
+    }
+
+    #[test]
+    fn peek_counts_choices_and_finds_stream_options() {
+        let choices = |body: &str| peek(body.as_bytes()).map(|p| p.choices);
+        assert_eq!(choices(r#"{"model":"m"}"#), Ok(1));
+        assert_eq!(choices(r#"{"n":4}"#), Ok(4));
+        assert_eq!(choices(r#"{"n":2,"best_of":5}"#), Ok(5));
+        assert_eq!(choices(r#"{"best_of":3,"n":null}"#), Ok(3));
+        assert_eq!(choices(r#"{"n":0}"#), Ok(1));
+        assert_eq!(choices(r#"{"n":-2}"#), Err(PeekError::FieldType { field: "n", expected: "a positive integer" }));
+        assert_eq!(
+            choices(r#"{"best_of":"2"}"#),
+            Err(PeekError::FieldType { field: "best_of", expected: "a positive integer" })
+        );
+
+        let body = br#"{"stream":true, "stream_options" : {"include_usage":false} }"#;
+        let at = peek(body).unwrap().stream_options.unwrap();
+        assert_eq!(&body[at.start..at.end], br#"{"include_usage":false}"#);
+        assert_eq!(peek(br#"{"stream":true}"#).unwrap().stream_options, None);
+        // Its insides are held to the same rules as every other nested value.
+        assert_eq!(
+            peek(br#"{"stream_options":{"include_usage":true,"include_usage":false}}"#),
+            Err(PeekError::DuplicateKey("include_usage".into()))
+        );
+        assert_eq!(
+            peek(br#"{"stream_options":{"a":1},"stream_options":null}"#),
+            Err(PeekError::DuplicateKey("stream_options".into()))
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 
 pub use chain::Sealer;
-pub use record::{AdminRecord, DecisionRecord, Event, Outcome, OutcomeRecord, RuleRef};
+pub use record::{AdminRecord, Charged, DecisionRecord, Event, Outcome, OutcomeRecord, RuleRef};
 pub use writer::trail_files;
 
 use crate::config::{AuditSettings, AuditSync, OnAuditFailure};

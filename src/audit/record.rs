@@ -159,9 +159,19 @@ pub struct OutcomeRecord {
     pub status: Option<u16>,
     pub endpoint: Option<EndpointIdx>,
     pub usage: Option<Usage>,
+    /// What the tenant's limits were charged, when anything.
+    pub charged: Option<Charged>,
     pub flops: Option<f64>,
     /// From arrival to the end.
     pub latency: Duration,
+}
+
+/// Tokens charged to a tenant for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charged {
+    pub tokens: u64,
+    /// `false` when the upstream reported no usage and the worst case was charged.
+    pub metered: bool,
 }
 
 /// An operator action: reload, suspension, reinstatement.
@@ -281,6 +291,8 @@ impl OutcomeRecord {
                 total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
             }),
         );
+        l.member(b",\"charged_tokens\":", self.charged.map(|c| c.tokens));
+        l.member(b",\"metered\":", self.charged.map(|c| c.metered));
         l.member(b",\"flops\":", self.flops);
         l.member(b",\"latency_ms\":", self.latency.as_secs_f64() * 1000.0);
         l.0.push(b'}');
@@ -425,6 +437,7 @@ mod tests {
             status: Some(200),
             endpoint: Some(0),
             usage: Some(Usage { prompt_tokens: 17, completion_tokens: 5 }),
+            charged: Some(Charged { tokens: 22, metered: true }),
             flops: Some(1.5e13),
             latency: Duration::from_nanos(3_016_906),
         };
@@ -448,6 +461,8 @@ mod tests {
             ("residency", j(&*e.residency)),
             ("policy_version", j(p.version())),
             ("usage", expected(&[("prompt_tokens", j(17)), ("completion_tokens", j(5)), ("total_tokens", j(22))])),
+            ("charged_tokens", j(22)),
+            ("metered", j(true)),
             ("flops", j(1.5e13)),
             ("latency_ms", j(0.003_016_906_f64 * 1000.0)),
         ]);

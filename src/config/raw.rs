@@ -127,6 +127,8 @@ pub struct RawModel {
     #[serde(default)]
     pub parameters: Option<Spanned<f64>>,
     #[serde(default)]
+    pub max_output_tokens: Option<Spanned<u64>>,
+    #[serde(default)]
     pub developer: Option<String>,
     #[serde(default)]
     #[expect(dead_code, reason = "documents the entry for its readers; no decision reads it")]
@@ -150,6 +152,9 @@ pub struct RawEndpoint {
     /// Azure only: the `api-version` query value sent upstream.
     #[serde(default)]
     pub api_version: Option<Spanned<String>>,
+    /// Whether streams are sent `stream_options.include_usage` when the client did not ask.
+    #[serde(default)]
+    pub ask_stream_usage: Option<bool>,
 }
 
 /// `country-groups.toml`: named sets of ISO 3166-1 alpha-2 codes.

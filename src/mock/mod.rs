@@ -8,7 +8,13 @@
 //!   is ready at once and goes out as one burst);
 //! - `x-mock-fail-after-chunks: N`: abort a stream after N chunks;
 //! - `x-mock-gate: 1`: after the first chunk, wait until the test calls [`MockUpstream::open_gate`];
-//! - `x-mock-no-usage: 1`: report no `usage`, as upstreams that do not count tokens do.
+//! - `x-mock-no-usage: 1`: report no `usage`, as upstreams that do not count tokens do;
+//! - `x-mock-created: N`: the `created` time in the body, so two answers can be compared byte for
+//!   byte.
+//!
+//! Streams report usage as OpenAI's do: only when the request sets
+//! `stream_options.include_usage`, in a last chunk with empty `choices`, every other chunk then
+//! carrying `"usage":null`.
 
 mod body;
 
@@ -211,14 +217,17 @@ async fn respond(
     let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let model = req.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned();
     let prompt_tokens = (body.len() as u64).div_ceil(4);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = header_num(h, "x-mock-created")
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let chunks = header_num(h, "x-mock-chunks").map_or(state.opts.chunks, |c| c as usize);
     let with_usage = !h.contains_key("x-mock-no-usage");
     let usage = |completion: u64| if with_usage { usage(prompt_tokens, completion) } else { Value::Null };
     match op {
         Some(kind @ ("chat/completions" | "completions")) if stream => {
-            Ok(stream_response(state, h, kind == "chat/completions", model, chunks, usage(chunks as u64), now))
+            let asked = req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+            let usage = (asked && with_usage).then(|| usage(chunks as u64));
+            Ok(stream_response(state, h, kind == "chat/completions", model, chunks, usage, now))
         }
         Some("chat/completions") => Ok(json_response(&json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": now, "model": model,
@@ -279,13 +288,13 @@ fn stream_response(
     chat: bool,
     model: String,
     chunks: usize,
-    usage: Value,
+    usage: Option<Value>,
     now: u64,
 ) -> Response<MockBody> {
     let delay = header_num(h, "x-mock-chunk-delay-ms").map_or(state.opts.chunk_delay, Duration::from_millis);
     let fail_after = header_num(h, "x-mock-fail-after-chunks").map(|n| n as usize);
     let gated = h.contains_key("x-mock-gate");
-    let events = sse_events(chat, &state.opts.name, &model, chunks, &usage, now);
+    let events = sse_events(chat, &state.opts.name, &model, chunks, usage.as_ref(), now);
     let body = if delay.is_zero() && fail_after.is_none() && !gated {
         EventBody::Ready(events.into_iter())
     } else {
@@ -318,10 +327,10 @@ fn stream_response(
     res
 }
 
-/// A stream's SSE events: `chunks` content chunks, the finishing chunk, the usage chunk and
-/// `[DONE]`. Written into one buffer and sliced, so a long load run spends little of the
-/// generator's CPU here.
-fn sse_events(chat: bool, name: &str, model: &str, chunks: usize, usage: &Value, now: u64) -> Vec<Bytes> {
+/// A stream's SSE events: `chunks` content chunks, the finishing chunk, the usage chunk when
+/// usage is asked for, and `[DONE]`. Written into one buffer and sliced, so a long load run spends
+/// little of the generator's CPU here.
+fn sse_events(chat: bool, name: &str, model: &str, chunks: usize, usage: Option<&Value>, now: u64) -> Vec<Bytes> {
     use std::fmt::Write;
     let (object, id) = if chat { ("chat.completion.chunk", "chatcmpl-mock") } else { ("text_completion", "cmpl-mock") };
     let model = Value::from(model);
@@ -331,6 +340,7 @@ fn sse_events(chat: bool, name: &str, model: &str, chunks: usize, usage: &Value,
     let head = format!(r#"data: {{"id":"{id}","object":"{object}","created":{now},"model":{model},"choices":["#);
     let mut all = String::with_capacity((chunks + 3) * (head.len() + 96));
     let mut ends = Vec::with_capacity(chunks + 3);
+    let close = if usage.is_some() { r#","usage":null}"# } else { "}" };
     let mut event = |all: &mut String, rest: std::fmt::Arguments<'_>| {
         let _ = write!(all, "{head}{rest}\n\n");
         ends.push(all.len());
@@ -338,14 +348,16 @@ fn sse_events(chat: bool, name: &str, model: &str, chunks: usize, usage: &Value,
     for i in 0..chunks {
         if chat {
             let delta = format_args!(r#"{{"role":"assistant","content":"{name} chunk {i}. "}}"#);
-            event(&mut all, format_args!(r#"{{"index":0,"delta":{delta},"finish_reason":null}}]}}"#));
+            event(&mut all, format_args!(r#"{{"index":0,"delta":{delta},"finish_reason":null}}]{close}"#));
         } else {
-            event(&mut all, format_args!(r#"{{"index":0,"text":"{name} chunk {i}. ","finish_reason":null}}]}}"#));
+            event(&mut all, format_args!(r#"{{"index":0,"text":"{name} chunk {i}. ","finish_reason":null}}]{close}"#));
         }
     }
     let stop = if chat { r#"{"index":0,"delta":{}"# } else { r#"{"index":0,"text":"""# };
-    event(&mut all, format_args!(r#"{stop},"finish_reason":"stop"}}]}}"#));
-    event(&mut all, format_args!(r#"],"usage":{usage}}}"#));
+    event(&mut all, format_args!(r#"{stop},"finish_reason":"stop"}}]{close}"#));
+    if let Some(usage) = usage {
+        event(&mut all, format_args!(r#"],"usage":{usage}}}"#));
+    }
     all.push_str("data: [DONE]\n\n");
     ends.push(all.len());
     let all = Bytes::from(all);
@@ -366,7 +378,7 @@ mod tests {
     #[test]
     fn sse_events_are_json_chunks_then_done() {
         let usage = usage(7, 2);
-        let events = sse_events(true, "a \"quoted\" name", "gpt-4o", 2, &usage, 42);
+        let events = sse_events(true, "a \"quoted\" name", "gpt-4o", 2, Some(&usage), 42);
         assert_eq!(events.len(), 5);
         let parsed: Vec<Value> = events[..4]
             .iter()
@@ -383,18 +395,21 @@ mod tests {
             );
             assert_eq!((p["model"].as_str(), p["created"].as_u64()), (Some("gpt-4o"), Some(42)));
         }
+        assert!(parsed[..3].iter().all(|p| p.get("usage") == Some(&Value::Null)));
         assert_eq!(parsed[1]["choices"][0]["delta"]["content"], "a \"quoted\" name chunk 1. ");
         assert_eq!(parsed[2]["choices"][0]["finish_reason"], "stop");
         assert_eq!(parsed[3]["usage"], usage);
         assert_eq!(parsed[3]["choices"], json!([]));
         assert_eq!(&events[4][..], b"data: [DONE]\n\n");
 
-        let text = sse_events(false, "m", "x", 1, &Value::Null, 0);
+        // Without usage asked for: no usage chunk, and no usage member in any chunk.
+        let text = sse_events(false, "m", "x", 1, None, 0);
+        assert_eq!(text.len(), 3);
         let first: Value = serde_json::from_slice(&text[0][6..]).unwrap();
         assert_eq!(
             (first["object"].as_str(), first["choices"][0]["text"].as_str()),
             (Some("text_completion"), Some("m chunk 0. "))
         );
-        assert!(std::str::from_utf8(&text[2]).unwrap().contains(r#""usage":null"#));
+        assert!(text.iter().all(|e| !std::str::from_utf8(e).unwrap().contains("usage")));
     }
 }

@@ -62,6 +62,9 @@ pub struct Model {
     pub training_flops: f64,
     pub compute_basis: ComputeBasis,
     pub parameters: Option<f64>,
+    /// The most tokens one completion can have: what a response without reported usage is
+    /// charged when the request set no `max_tokens`.
+    pub max_output_tokens: Option<u64>,
     pub developer: Option<Box<str>>,
 }
 

@@ -1,6 +1,7 @@
 //! The upstream's response body on its way to the client: every frame is passed on the moment it
 //! arrives (frames that arrived together, together: see `coalesce`), while usage is read from it
-//! on the side ([`crate::usage`]). How the body ended, and the usage read, go once to whoever
+//! on the side ([`crate::usage`]); a stream whose usage only the gateway asked for goes out whole
+//! event by whole event, without that usage. How the body ended, and the usage read, go once to whoever
 //! finishes the request (an [`OnEnd`]): when the last frame is read, when the upstream fails, or
 //! when the client goes away and the body is dropped.
 //!
@@ -101,40 +102,54 @@ impl<E: OnEnd + Unpin> Body for Metered<E> {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        // Gone once a clock ran out and its error event was sent.
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.scanner.feed(data);
+        loop {
+            // Gone once a clock ran out and its error event was sent.
+            let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+            return match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(c) = this.clocks.as_mut() {
+                        c.idle_at.as_mut().reset(Instant::now() + c.idle);
+                    }
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            let mut data = this.scanner.pass(data);
+                            // A body of known length may not be polled past its last frame: end
+                            // now, so the accounting is done before the client has the last byte.
+                            if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                                if let Some(rest) = this.scanner.rest() {
+                                    data = [data, rest].concat().into();
+                                }
+                                this.end(BodyEnd::Complete);
+                            } else if data.is_empty() {
+                                // Everything read so far was held back or hidden.
+                                continue;
+                            }
+                            Frame::data(data)
+                        }
+                        Err(frame) => frame,
+                    };
+                    Poll::Ready(Some(Ok(frame)))
                 }
-                if let Some(c) = this.clocks.as_mut() {
-                    c.idle_at.as_mut().reset(Instant::now() + c.idle);
+                Poll::Ready(Some(Err(e))) => {
+                    this.end(BodyEnd::UpstreamFailed);
+                    Poll::Ready(Some(Err(e)))
                 }
-                // A body of known length may not be polled past its last frame: end now, so the
-                // accounting is done before the client has the last byte.
-                if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                Poll::Ready(None) => {
                     this.end(BodyEnd::Complete);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.end(BodyEnd::UpstreamFailed);
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                this.end(BodyEnd::Complete);
-                Poll::Ready(None)
-            }
-            Poll::Pending => match this.expired(cx) {
-                Some(end) => {
-                    // Let go of the upstream (its connection closes), then tell the client why.
                     this.inner = None;
-                    this.end(end);
-                    Poll::Ready(Some(Ok(Frame::data(error_event(end)))))
+                    // What a hidden stream held back of an event it never ended.
+                    Poll::Ready(this.scanner.rest().map(|rest| Ok(Frame::data(rest))))
                 }
-                None => Poll::Pending,
-            },
+                Poll::Pending => match this.expired(cx) {
+                    Some(end) => {
+                        // Let go of the upstream (its connection closes), then tell the client why.
+                        this.inner = None;
+                        this.end(end);
+                        Poll::Ready(Some(Ok(Frame::data(error_event(end)))))
+                    }
+                    None => Poll::Pending,
+                },
+            };
         }
     }
 
@@ -143,7 +158,10 @@ impl<E: OnEnd + Unpin> Body for Metered<E> {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(SizeHint::default, Body::size_hint)
+        match &self.inner {
+            Some(inner) if !self.scanner.rewrites() => inner.size_hint(),
+            _ => SizeHint::default(),
+        }
     }
 }
 

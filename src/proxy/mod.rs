@@ -60,6 +60,8 @@ pub struct Targets<'a> {
 /// An upstream response head, with where and when it came from.
 pub struct Forwarded {
     pub endpoint: EndpointIdx,
+    /// Whether the body sent was the one asking for usage.
+    pub asked: bool,
     pub response: Response<UpstreamBody>,
     pub started: std::time::Instant,
     /// From sending the request (the first attempt's) to the response head.
@@ -106,13 +108,15 @@ impl Upstreams {
     }
 
     /// Sends the request to the first endpoint that accepts a connection, within one deadline
-    /// for the upstream's response head.
+    /// for the upstream's response head: `asking` (the body asking for a stream's usage) where
+    /// the endpoint takes it, else `body`.
     pub async fn forward(
         &self,
         targets: Targets<'_>,
         op: Operation,
         parts: &Parts,
         body: Bytes,
+        asking: Option<Bytes>,
     ) -> Result<Forwarded, UpstreamError> {
         let started = std::time::Instant::now();
         let deadline = Instant::from_std(started) + self.first_byte_timeout;
@@ -124,7 +128,11 @@ impl Upstreams {
                     h.error(kind);
                 }
             };
-            let mut req = Request::new(Full::new(body.clone()));
+            let (sent, asked) = match &asking {
+                Some(a) if ep.ask_stream_usage => (a.clone(), true),
+                _ => (body.clone(), false),
+            };
+            let mut req = Request::new(Full::new(sent));
             *req.method_mut() = parts.method.clone();
             *req.uri_mut() = ep.path(op).clone().into();
             *req.headers_mut() = request_headers(&parts.headers, ep.host(), ep.credential());
@@ -162,7 +170,13 @@ impl Upstreams {
             }
             let (mut head, body) = res.into_parts();
             response_headers(&mut head.headers);
-            return Ok(Forwarded { endpoint: e, response: Response::from_parts(head, body), started, first_byte });
+            return Ok(Forwarded {
+                endpoint: e,
+                asked,
+                response: Response::from_parts(head, body),
+                started,
+                first_byte,
+            });
         }
         Err(UpstreamError::Unavailable)
     }

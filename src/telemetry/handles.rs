@@ -16,7 +16,8 @@ use crate::reason::{Decision, Reason};
 pub enum TokenKind {
     Prompt,
     Completion,
-    Estimated,
+    /// Charged at the worst case: the upstream reported no usage.
+    Unmetered,
 }
 
 impl TokenKind {
@@ -24,7 +25,7 @@ impl TokenKind {
         match self {
             Self::Prompt => "prompt",
             Self::Completion => "completion",
-            Self::Estimated => "estimated",
+            Self::Unmetered => "unmetered",
         }
     }
 }

@@ -116,7 +116,7 @@ impl Metrics {
         )?;
         let tokens = counter(
             "customs_tokens_total",
-            "Tokens by tenant and kind: prompt and completion as the upstream reported them, estimated where it reported none.",
+            "Tokens by tenant and kind: prompt and completion as the upstream reported them, unmetered: the worst case charged where it reported none.",
             &["tenant", "kind"],
         )?;
         let model_tokens = counter("customs_model_tokens_total", "Tokens by model and kind.", &["model", "kind"])?;

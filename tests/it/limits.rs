@@ -26,7 +26,7 @@ impl Limited {
     async fn start() -> Self {
         let mock = support::mock("m").await;
         let models = format!(
-            "[[models]]\nid = \"m\"\ntraining_flops = 1e24\ncompute_basis = \"assumed\"\nparameters = 1e9\n\
+            "[[models]]\nid = \"m\"\ntraining_flops = 1e24\ncompute_basis = \"assumed\"\nparameters = 1e9\nmax_output_tokens = 700\n\
              [[models.endpoints]]\nurl = \"http://{}/v1\"\nresidency = \"us-east\"\napi_key_env = \"CUSTOMS_UPSTREAM_KEY\"\n",
             mock.addr
         );
@@ -117,7 +117,8 @@ async fn ratelimit_tokens_are_settled_from_usage_then_exhausted() {
         let remaining = header(&r, "x-ratelimit-remaining-tokens").unwrap();
         assert!(remaining < 1000 - estimate + 60, "{remaining}");
     }
-    // Without reported usage the estimate is charged, and the next reservation does not fit.
+    // Without reported usage the worst case is charged (here the reservation: `max_tokens` is
+    // set), and the next reservation does not fit.
     let r = l.call("tpm", &body, &[("x-mock-no-usage", "1")]).await;
     assert_eq!(r.status, StatusCode::OK);
     let r = l.call("tpm", &body, &[]).await;
@@ -131,8 +132,63 @@ async fn ratelimit_tokens_are_settled_from_usage_then_exhausted() {
     let tokens = |kind| value(&m, "customs_tokens_total", &[("tenant", "tpm"), ("kind", kind)]);
     assert_eq!(tokens("prompt"), (2 * prompt_tokens(&body)) as f64);
     assert_eq!(tokens("completion"), 10.0);
-    assert_eq!(tokens("estimated"), estimate as f64);
+    assert_eq!(tokens("unmetered"), estimate as f64);
     assert_eq!(value(&m, "customs_ratelimit_rejections_total", &[("tenant", "tpm"), ("limit", "tokens")]), 1.0);
+    l.stop().await;
+}
+
+#[tokio::test]
+async fn ratelimit_n_and_best_of_multiply_the_reservation() {
+    let l = Limited::start().await;
+    let with = |extra: &str| {
+        format!(r#"{{"model":"m","max_tokens":100,{extra}"messages":[{{"role":"user","content":"hello there"}}]}}"#)
+    };
+    // n: 4 reserves four completions of 100 tokens against the 1,000-token bucket.
+    let four = with(r#""n":4,"#);
+    let r = l.call("tpm", &four, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let reserved = 1000 - header(&r, "x-ratelimit-remaining-tokens").unwrap();
+    let want = prompt_tokens(&four) + 400;
+    assert!((want..want + 10).contains(&reserved), "reserved {reserved}, want {want}");
+    // Twelve completions of 100 cannot fit a 1,000-token bucket however empty it is; one can.
+    for extra in [r#""n":12,"#, r#""best_of":12,"n":1,"#] {
+        let r = l.call("tpm", &with(extra), &[]).await;
+        assert_eq!(r.code(), "token_rate_limit_exceeded", "{extra}");
+    }
+    assert_eq!(l.call("tpm", &with(r#""n":1,"#), &[]).await.status, StatusCode::OK);
+    l.stop().await;
+}
+
+#[tokio::test]
+async fn ratelimit_a_response_without_usage_is_charged_the_worst_case() {
+    let l = Limited::start().await;
+    let unmetered = || async {
+        let m = scrape(l.gw.admin_addr).await;
+        support::series(&m, "customs_tokens_total", &[("tenant", "free"), ("kind", "unmetered")]).unwrap_or(0.0)
+    };
+    // No `max_tokens`: the model's output limit (700 per completion) is the worst case, not the
+    // gateway's default reservation (1,024).
+    let stream = r#"{"model":"m","stream":true,"n":2,"messages":[]}"#;
+    let r = l.call("free", stream, &[("x-mock-no-usage", "1")]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The prompt is the gateway's estimate from the client's body: no usage came to say better.
+    let worst = prompt_tokens(stream) + 2 * 700;
+    assert_eq!(unmetered().await, worst as f64);
+    // A client gone mid-stream, before the upstream's usage, is charged the worst case too.
+    let auth = "Bearer k-free";
+    let headers = [("authorization", auth), ("x-mock-gate", "1")];
+    let res = support::send_raw(l.gw.addr, Method::POST, "/v1/chat/completions", &headers, stream.to_owned()).await;
+    let mut body = res.into_body();
+    let mut seen = String::new();
+    support::read_until(&mut body, &mut seen, "chunk 0. ", std::time::Duration::from_secs(10)).await;
+    drop(body);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while unmetered().await < (2 * worst) as f64 {
+        assert!(tokio::time::Instant::now() < deadline, "the abandoned stream was not charged");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(unmetered().await, (2 * worst) as f64);
+    l.mock.open_gate();
     l.stop().await;
 }
 
@@ -163,7 +219,7 @@ async fn ratelimit_concurrency_slot_is_held_for_the_whole_stream() {
     // The stream's usage came from its final chunk.
     assert_eq!(
         value(&m, "customs_tokens_total", &[("tenant", "conc"), ("kind", "prompt")]),
-        (prompt_tokens(stream) + prompt_tokens(&chat(5))) as f64
+        (prompt_tokens(&support::as_forwarded(stream)) + prompt_tokens(&chat(5))) as f64
     );
     assert_eq!(value(&m, "customs_tokens_total", &[("tenant", "conc"), ("kind", "completion")]), 10.0);
     l.stop().await;
@@ -252,7 +308,7 @@ async fn metrics_move_by_exactly_what_the_traffic_sent() {
     assert_eq!(delta("customs_upstream_duration_seconds_count", &ep), 3.0);
     assert_eq!(value(&after, "customs_in_flight_requests", &[]), 0.0);
     // Tokens as the mock reported them: a token per 4 bytes of prompt, 5 completion tokens.
-    let prompt = 3 * support::chat_body("gpt-4o").len().div_ceil(4) + streamed.len().div_ceil(4);
+    let prompt = 3 * support::chat_body("gpt-4o").len().div_ceil(4) + support::as_forwarded(streamed).len().div_ceil(4);
     assert_eq!(delta("customs_tokens_total", &[("tenant", "demo-us"), ("kind", "prompt")]), prompt as f64);
     assert_eq!(delta("customs_tokens_total", &[("tenant", "demo-us"), ("kind", "completion")]), 20.0);
     assert_eq!(delta("customs_model_tokens_total", &[("model", "gpt-4o-mini"), ("kind", "completion")]), 5.0);

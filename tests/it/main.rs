@@ -11,6 +11,7 @@ mod explain_agrees;
 mod forwarding;
 mod kill_switch;
 mod limits;
+mod metering;
 mod outcomes;
 mod policy_codes;
 mod process;

@@ -199,6 +199,13 @@ pub fn trail(dir: &Path) -> Vec<serde_json::Value> {
     out
 }
 
+/// A streamed body as the gateway forwards it when the client did not ask for usage: with
+/// `stream_options.include_usage` added at its end.
+pub fn as_forwarded(streamed: &str) -> String {
+    let end = streamed.rfind('}').expect("a JSON object");
+    format!(r#"{},"stream_options":{{"include_usage":true}}}}"#, &streamed[..end])
+}
+
 pub fn stream_body(model: &str) -> String {
     format!(r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#)
 }

@@ -21,6 +21,21 @@ def test_streaming_chat_completion(gateway):
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.count("chunk") == 5
+    # The gateway asked the upstream for usage to meter the stream; the client, which did not
+    # ask, sees none of it.
+    assert all(c.choices for c in chunks)
+    assert all(c.usage is None for c in chunks)
+
+
+def test_streaming_with_usage_asked_for(gateway):
+    stream = client(gateway).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[-1].choices == []
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
 
 

@@ -47,6 +47,11 @@ pub(super) fn compile_models(
                 ctx.err(src, Some(p.span()), format!("{key}.parameters"), "must be a finite number > 0");
             }
         }
+        if let Some(t) = &m.max_output_tokens
+            && *t.get_ref() == 0
+        {
+            ctx.err(src, Some(t.span()), format!("{key}.max_output_tokens"), "must be at least 1");
+        }
         if m.endpoints.is_empty() {
             ctx.err(src, Some(m.id.span()), format!("{key}.endpoints"), "a model needs at least one endpoint");
         }
@@ -88,7 +93,8 @@ pub(super) fn compile_models(
                 ep.api_version.as_ref().map(|d| d.get_ref().as_str()),
                 credential.as_deref(),
             ) {
-                Ok(built) => {
+                Ok(mut built) => {
+                    built.ask_stream_usage = ep.ask_stream_usage.unwrap_or(true);
                     eps.push(endpoints.len() as EndpointIdx);
                     endpoints.push(built);
                 }
@@ -101,6 +107,7 @@ pub(super) fn compile_models(
             training_flops: flops,
             compute_basis: m.compute_basis,
             parameters: m.parameters.as_ref().map(|p| *p.get_ref()),
+            max_output_tokens: m.max_output_tokens.as_ref().map(|t| *t.get_ref()),
             developer: m.developer.as_deref().map(Into::into),
         };
         out.push((model, eps));

@@ -1,13 +1,22 @@
-//! Usage read from an upstream response as it streams past: the final SSE chunk of a stream, or
-//! the `usage` object of a plain JSON body. Reading costs a byte scan per chunk and a parse only
-//! of what mentions usage; anything unexpected reads as no usage, which the caller charges as
-//! its (higher) estimate.
+//! Usage: asked for when a streaming client did not ask ([`ask`]), read from the upstream's
+//! response as it streams past (the final SSE chunk of a stream, or the `usage` object of a plain
+//! JSON body), and hidden again from a client that did not ask for it ([`hide`]). Reading costs a
+//! byte scan per chunk and a parse only of what mentions usage; anything unexpected reads as no
+//! usage, which the caller charges as the worst case.
+
+mod ask;
+mod hide;
 
 use std::sync::LazyLock;
 
 use bytes::Bytes;
 use memchr::memmem;
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+pub use ask::{Ask, ask};
+use hide::Hider;
 
 /// The most of a non-streamed response kept for reading its usage; larger bodies are passed on
 /// but charged the estimate.
@@ -42,11 +51,20 @@ pub enum UsageScanner {
         line: Vec<u8>,
         usage: Option<Usage>,
     },
+    /// A stream whose usage the gateway asked for: read, and kept from the client.
+    Hidden {
+        hider: Hider,
+        usage: Option<Usage>,
+    },
 }
 
 impl UsageScanner {
-    pub fn for_content_type(content_type: Option<&[u8]>) -> Self {
+    /// `hide`: the gateway asked for the usage of a stream whose client did not.
+    pub fn for_content_type(content_type: Option<&[u8]>, hide: bool) -> Self {
         match content_type {
+            Some(ct) if ct.starts_with(b"text/event-stream") && hide => {
+                Self::Hidden { hider: Hider::default(), usage: None }
+            }
             Some(ct) if ct.starts_with(b"text/event-stream") => Self::Sse { line: Vec::new(), usage: None },
             _ => Self::Json { first: Bytes::new(), joined: Vec::new(), overflow: false },
         }
@@ -54,11 +72,37 @@ impl UsageScanner {
 
     /// Whether the response is a stream (server-sent events).
     pub fn is_stream(&self) -> bool {
-        matches!(self, Self::Sse { .. })
+        matches!(self, Self::Sse { .. } | Self::Hidden { .. })
     }
 
-    pub fn feed(&mut self, data: &Bytes) {
+    /// Whether what the client gets differs from what the upstream sent.
+    pub fn rewrites(&self) -> bool {
+        matches!(self, Self::Hidden { .. })
+    }
+
+    /// Reads a frame on its way to the client and returns what the client gets of it: the frame
+    /// itself, or for a hidden stream its whole events without the usage (possibly nothing).
+    pub fn pass(&mut self, data: Bytes) -> Bytes {
         match self {
+            Self::Hidden { hider, usage } => hider.pass(&data, usage),
+            _ => {
+                self.feed(&data);
+                data
+            }
+        }
+    }
+
+    /// At the end of a hidden stream: the unfinished event held back, as it came.
+    pub fn rest(&mut self) -> Option<Bytes> {
+        match self {
+            Self::Hidden { hider, .. } => hider.rest(),
+            _ => None,
+        }
+    }
+
+    fn feed(&mut self, data: &Bytes) {
+        match self {
+            Self::Hidden { .. } => {}
             Self::Json { first, joined, overflow } => {
                 if *overflow {
                     return;
@@ -121,9 +165,36 @@ impl UsageScanner {
                 *joined = Vec::new();
                 usage
             }
-            Self::Sse { usage, .. } => *usage,
+            Self::Sse { usage, .. } | Self::Hidden { usage, .. } => *usage,
         }
     }
+}
+
+/// A JSON object's members in order, each value kept as its text: a slice of `json`, so its place
+/// is known ([`crate::peek::Span::of`]). `None` when `json` is not one object, or a key has
+/// escapes (which neither OpenAI's keys nor the ones looked for here have).
+fn members(json: &[u8]) -> Option<Vec<(&str, &RawValue)>> {
+    struct Members<'a>(Vec<(&'a str, &'a RawValue)>);
+    impl<'de> Deserialize<'de> for Members<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Members<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut out = Vec::with_capacity(8);
+                    while let Some(key) = map.next_key::<&'de str>()? {
+                        out.push((key, map.next_value::<&'de RawValue>()?));
+                    }
+                    Ok(Members(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_slice::<Members<'_>>(json).ok().map(|m| m.0)
 }
 
 const USAGE_KEY: &[u8] = b"\"usage\"";
@@ -167,7 +238,7 @@ mod tests {
 
     #[test]
     fn usage_from_sse_split_across_frames() {
-        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream; charset=utf-8"));
+        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream; charset=utf-8"), false);
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"usage\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":5,\"total_tokens\":16}}\r\n\r\ndata: [DONE]\n\n";
         for chunk in stream.chunks(7) {
             feed(&mut s, chunk);
@@ -182,7 +253,7 @@ mod tests {
             b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
             b"data: [DONE]\n\n",
         ];
-        let mut whole = UsageScanner::for_content_type(Some(b"text/event-stream"));
+        let mut whole = UsageScanner::for_content_type(Some(b"text/event-stream"), false);
         for e in events {
             feed(&mut whole, e);
         }
@@ -190,7 +261,7 @@ mod tests {
 
         let all = events.concat();
         let cut = memmem::find(&all, b"sage").unwrap();
-        let mut split = UsageScanner::for_content_type(Some(b"text/event-stream"));
+        let mut split = UsageScanner::for_content_type(Some(b"text/event-stream"), false);
         feed(&mut split, &all[..cut]);
         feed(&mut split, &all[cut..]);
         assert_eq!(split.finish(), Some(Usage { prompt_tokens: 3, completion_tokens: 4 }));
@@ -198,7 +269,7 @@ mod tests {
 
     #[test]
     fn usage_absent_or_null_in_a_stream_is_none() {
-        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream"));
+        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream"), false);
         feed(&mut s, b"data: {\"choices\":[],\"usage\":null}\n\ndata: [DONE]\n\n");
         assert_eq!(s.finish(), None);
     }
@@ -214,11 +285,11 @@ mod tests {
 
     #[test]
     fn usage_from_json_body_and_embeddings() {
-        let mut s = UsageScanner::for_content_type(Some(b"application/json"));
+        let mut s = UsageScanner::for_content_type(Some(b"application/json"), false);
         feed(&mut s, b"{\"object\":\"list\",\"usage\":{\"prompt_tokens\":");
         feed(&mut s, b"8,\"total_tokens\":8}}");
         assert_eq!(s.finish(), Some(Usage { prompt_tokens: 8, completion_tokens: 0 }));
-        let mut s = UsageScanner::for_content_type(None);
+        let mut s = UsageScanner::for_content_type(None, false);
         feed(&mut s, b"{\"error\":{}}");
         assert_eq!(s.finish(), None);
     }
@@ -227,23 +298,23 @@ mod tests {
     fn usage_from_json_in_one_frame_or_many_and_not_past_the_limit() {
         let body = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#;
         let want = Some(Usage { prompt_tokens: 5, completion_tokens: 6 });
-        let mut one = UsageScanner::for_content_type(Some(b"application/json"));
+        let mut one = UsageScanner::for_content_type(Some(b"application/json"), false);
         feed(&mut one, body);
         assert_eq!(one.finish(), want);
         // Read once: what was kept is let go.
         assert_eq!(one.finish(), None);
 
-        let mut many = UsageScanner::for_content_type(Some(b"application/json"));
+        let mut many = UsageScanner::for_content_type(Some(b"application/json"), false);
         for part in body.chunks(9) {
             feed(&mut many, part);
         }
         assert_eq!(many.finish(), want);
 
-        let mut over = UsageScanner::for_content_type(Some(b"application/json"));
+        let mut over = UsageScanner::for_content_type(Some(b"application/json"), false);
         feed(&mut over, &vec![b' '; MAX_JSON_BYTES - body.len() + 1]);
         feed(&mut over, body);
         assert_eq!(over.finish(), None);
-        let mut at = UsageScanner::for_content_type(Some(b"application/json"));
+        let mut at = UsageScanner::for_content_type(Some(b"application/json"), false);
         feed(&mut at, &vec![b' '; MAX_JSON_BYTES - body.len()]);
         feed(&mut at, body);
         assert_eq!(at.finish(), want);
