@@ -1,6 +1,8 @@
 //! The upstream endpoint table's rows: one upstream serving one model, with its URI parts and
 //! credential header resolved at load, so choosing and addressing an upstream allocates nothing.
 
+use std::time::Duration;
+
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Uri};
 use serde::Deserialize;
@@ -36,6 +38,9 @@ pub struct Endpoint {
     /// Streams whose client did not ask for usage are sent asking for it (off for upstreams that
     /// refuse `stream_options`).
     pub ask_stream_usage: bool,
+    /// In place of the gateway-wide stream timers, when set.
+    pub stream_idle_timeout: Option<Duration>,
+    pub stream_max_duration: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,6 +127,8 @@ impl Endpoint {
             credential,
             url: url.into(),
             ask_stream_usage: true,
+            stream_idle_timeout: None,
+            stream_max_duration: None,
         })
     }
 

@@ -153,7 +153,8 @@ where
             Either::Left(full)
         }
         Either::Right((upstream, scanner)) => {
-            Either::Right(Metered::new(upstream, scanner, exchange, shared.upstreams.stream_timers()))
+            let timers = shared.upstreams.stream_timers(exchange.endpoint().and_then(|e| policy.endpoint(e)));
+            Either::Right(Metered::new(upstream, scanner, exchange, timers))
         }
     };
     Ok(Response::from_parts(head, body))

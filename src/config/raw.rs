@@ -155,6 +155,11 @@ pub struct RawEndpoint {
     /// Whether streams are sent `stream_options.include_usage` when the client did not ask.
     #[serde(default)]
     pub ask_stream_usage: Option<bool>,
+    /// This endpoint's own stream timers, in place of `[upstream]`'s.
+    #[serde(default, with = "humantime_serde")]
+    pub stream_idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub stream_max_duration: Option<Duration>,
 }
 
 /// `country-groups.toml`: named sets of ISO 3166-1 alpha-2 codes.

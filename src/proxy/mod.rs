@@ -95,9 +95,13 @@ impl Upstreams {
         }
     }
 
-    /// How long a streamed response may go quiet, and run.
-    pub fn stream_timers(&self) -> StreamTimers {
-        self.stream_timers
+    /// How long a streamed response from `endpoint` may go quiet, and run: its own timers where
+    /// it sets them, else the gateway's.
+    pub fn stream_timers(&self, endpoint: Option<&Endpoint>) -> StreamTimers {
+        StreamTimers {
+            idle: endpoint.and_then(|e| e.stream_idle_timeout).unwrap_or(self.stream_timers.idle),
+            max: endpoint.and_then(|e| e.stream_max_duration).unwrap_or(self.stream_timers.max),
+        }
     }
 
     /// Closes pooled connections idle for longer than the configured timeout; run periodically.

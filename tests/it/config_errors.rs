@@ -243,12 +243,14 @@ compute_basis = "assumed"
 url = "http://user:pw@127.0.0.1:1/v1"
 residency = "US East"
 api_key_env = "NOT_SET_ANYWHERE"
+stream_idle_timeout = "0s"
 
 [[models]]
 id = "n"
 aliases = ["m"]
 training_flops = 1e20
 compute_basis = "assumed"
+max_output_tokens = 0
 "#;
     assert_eq!(
         errors_for(models, GROUPS, JURISDICTIONS, TENANTS),
@@ -256,10 +258,12 @@ compute_basis = "assumed"
             "models.toml:3:12: models[0] (m).aliases[0]: \"m \" must be printable ASCII without spaces",
             "models.toml:4:18: models[0] (m).training_flops: must be a finite number >= 0",
             "models.toml:8:13: models[0] (m).endpoints[0].residency: must be lowercase letters, digits and '-', e.g. \"us-east\"",
+            "models.toml:7:7: models[0] (m).endpoints[0].stream_idle_timeout: must be greater than zero",
             "models.toml:9:15: models[0] (m).endpoints[0].api_key_env: environment variable NOT_SET_ANYWHERE is not set",
             "models.toml:7:7: models[0] (m).endpoints[0].url: must not carry credentials or a query; name an environment variable in api_key_env",
-            "models.toml:13:12: models[1] (n).aliases[0]: \"m\" is already a model id or alias",
-            "models.toml:12:6: models[1] (n).endpoints: a model needs at least one endpoint",
+            "models.toml:14:12: models[1] (n).aliases[0]: \"m\" is already a model id or alias",
+            "models.toml:17:21: models[1] (n).max_output_tokens: must be at least 1",
+            "models.toml:13:6: models[1] (n).endpoints: a model needs at least one endpoint",
         ]
         .join("\n")
     );

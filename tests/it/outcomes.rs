@@ -190,7 +190,12 @@ async fn a_stream_cut_at_the_grace_period_has_its_outcome_before_the_stop_record
 
 #[tokio::test]
 async fn a_stalled_stream_ends_at_the_idle_timeout_with_an_error_event_and_its_outcome() {
-    let ex = example_with("stream_idle_timeout = \"60s\"", "stream_idle_timeout = \"300ms\"").await;
+    // The endpoint's own idle timeout, in place of the gateway's 60 s.
+    let ex = Example::start_with(|d| {
+        let mini = "max_output_tokens = 16384\n[[models.endpoints]]\n";
+        crate::support::edit_file(d, "models.toml", mini, &format!("{mini}stream_idle_timeout = \"300ms\"\n"));
+    })
+    .await;
     // The mock sends one event, then holds the stream: the upstream has stalled.
     let headers = [("authorization", KEY), ("x-mock-gate", "1"), ("x-request-id", "stalled")];
     let res = send_raw(ex.gw.addr, Method::POST, "/v1/chat/completions", &headers, stream_body("gpt-4o-mini")).await;

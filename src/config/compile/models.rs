@@ -69,6 +69,13 @@ pub(super) fn compile_models(
                     "must be lowercase letters, digits and '-', e.g. \"us-east\"",
                 );
             }
+            for (value, name) in
+                [(ep.stream_idle_timeout, "stream_idle_timeout"), (ep.stream_max_duration, "stream_max_duration")]
+            {
+                if value.is_some_and(|d| d.is_zero()) {
+                    ctx.err(src, Some(ep.url.span()), format!("{ekey}.{name}"), "must be greater than zero");
+                }
+            }
             let credential = match &ep.api_key_env {
                 None => None,
                 Some(var) => match ctx.env(var.get_ref()) {
@@ -95,6 +102,8 @@ pub(super) fn compile_models(
             ) {
                 Ok(mut built) => {
                     built.ask_stream_usage = ep.ask_stream_usage.unwrap_or(true);
+                    built.stream_idle_timeout = ep.stream_idle_timeout;
+                    built.stream_max_duration = ep.stream_max_duration;
                     eps.push(endpoints.len() as EndpointIdx);
                     endpoints.push(built);
                 }
