@@ -10,6 +10,9 @@ use bytes::Bytes;
 use super::{USAGE, Usage, members};
 use crate::peek::Span;
 
+/// `"usage":null` as the last member of a chunk.
+const NULL_LAST: &[u8] = b",\"usage\":null}";
+
 #[derive(Default)]
 pub struct Hider {
     /// The start of an event not yet ended.
@@ -69,6 +72,14 @@ fn event_out(event: &[u8], out: &mut Vec<u8>, usage: &mut Option<Usage>) {
         };
         let body = data.strip_prefix(b" ").unwrap_or(data);
         let json = body.trim_ascii_end();
+        let prefix = line.len() - body.len();
+        // Where upstreams put it, last: the `}` that ends the data closes the top-level object, so
+        // the member before it is that object's, and no parse is needed to take it out.
+        if let Some(kept) = json.strip_suffix(NULL_LAST) {
+            out.extend_from_slice(&line[..prefix + kept.len()]);
+            out.extend_from_slice(&line[prefix + json.len() - 1..]);
+            continue;
+        }
         let found = USAGE.find(json).and_then(|_| members(json));
         let Some(ms) = found else {
             out.extend_from_slice(line);
@@ -94,7 +105,6 @@ fn event_out(event: &[u8], out: &mut Vec<u8>, usage: &mut Option<Usage>) {
             continue;
         }
         let cut = member_span(json, &ms, at);
-        let prefix = line.len() - body.len();
         out.extend_from_slice(&line[..prefix + cut.start]);
         out.extend_from_slice(&line[prefix + cut.end..]);
     }
