@@ -2,9 +2,7 @@
 //! audit record of a request that was answered, on several CPUs and pinned to one.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,37 +10,12 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use crate::support::{
-    ADMIN_TOKEN, UPSTREAM_KEY, chat, chat_body, client, edit_file, example_config_for, mock, stream_body, trail,
+    Serving, chat, chat_body, client, edit_file, example_config_for, mock, serve_with, stream_body, trail,
 };
 
-struct Serving {
-    child: Child,
-    addr: SocketAddr,
-}
-
-/// Starts `customs serve` on the folder and reads the addresses it prints.
+/// Starts `customs serve` on the folder.
 fn serve(dir: &std::path::Path) -> Serving {
     serve_with(dir, Command::new(env!("CARGO_BIN_EXE_customs")), &[])
-}
-
-/// `customs serve` through `command` (the binary, or a launcher in front of it), with `extra`
-/// arguments after the subcommand's own.
-fn serve_with(dir: &std::path::Path, mut command: Command, extra: &[&str]) -> Serving {
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
-        .arg(dir)
-        .args(extra)
-        .env("CUSTOMS_UPSTREAM_KEY", UPSTREAM_KEY)
-        .env("CUSTOMS_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
-    Serving { child, addr }
 }
 
 fn signal(child: &Child, sig: &str) {

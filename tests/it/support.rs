@@ -359,3 +359,37 @@ pub fn series(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option
     want.sort();
     samples.iter().find(|s| s.name == name && s.labels == want).map(|s| s.value)
 }
+
+/// `customs serve` as a child process, with the addresses it printed.
+pub struct Serving {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// `customs serve` on `dir` through `command` (the binary, or a launcher in front of it, with any
+/// environment of the caller's), with `extra` arguments after the subcommand's own; reads the
+/// addresses from its first line.
+pub fn serve_with(dir: &Path, mut command: std::process::Command, extra: &[&str]) -> Serving {
+    use std::io::BufRead;
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
+        .arg(dir)
+        .args(extra)
+        .env("CUSTOMS_UPSTREAM_KEY", UPSTREAM_KEY)
+        .env("CUSTOMS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // "customs listening on http://A (admin http://B)"
+    let mut addrs = line
+        .split("http://")
+        .skip(1)
+        .map(|s| s.split(|c: char| c == ')' || c.is_whitespace()).next().unwrap().parse::<SocketAddr>().unwrap());
+    let (addr, admin) = (addrs.next().unwrap(), addrs.next().unwrap());
+    Serving { child, addr, admin }
+}
