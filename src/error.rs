@@ -43,6 +43,10 @@ pub enum GatewayError {
     Upstream(#[from] UpstreamError),
     #[error("The gateway cannot record decisions right now, so it is not making any. Retry later.")]
     AuditUnavailable,
+    #[error(
+        "This gateway replica cannot confirm the cluster's kill switch, so it is not serving this tenant. Retry later."
+    )]
+    ClusterUnavailable,
 }
 
 impl GatewayError {
@@ -59,6 +63,7 @@ impl GatewayError {
             Self::Upstream(UpstreamError::Timeout) => Reason::UpstreamTimeout,
             Self::Upstream(_) => Reason::UpstreamUnavailable,
             Self::AuditUnavailable => Reason::AuditUnavailable,
+            Self::ClusterUnavailable => Reason::ClusterUnavailable,
         }
     }
 
@@ -76,7 +81,7 @@ impl GatewayError {
             Self::Policy(d) => d.error_type(),
             Self::RateLimited(_) => "rate_limit_error",
             Self::Upstream(_) => "upstream_error",
-            Self::AuditUnavailable => "service_unavailable",
+            Self::AuditUnavailable | Self::ClusterUnavailable => "service_unavailable",
             _ => "invalid_request_error",
         }
     }
@@ -119,7 +124,7 @@ impl GatewayError {
                 );
                 rate_limit_headers(h, &r.headroom, true);
             }
-            Self::AuditUnavailable => {
+            Self::AuditUnavailable | Self::ClusterUnavailable => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -48,6 +48,8 @@ pub struct Shared {
     /// The day the policy decides as of: the real one unless `serve --at` fixed it.
     pub day: DayClock,
     pub audit: Audit,
+    /// Cluster mode: the shared store and how current this replica is.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 #[derive(Clone)]
@@ -183,6 +185,14 @@ where
     if snapshot.kill_switched(tenant) {
         exchange.rule = Some(RuleRef::KillSwitch);
         return Err(GatewayError::Policy(Denial::TenantSuspended));
+    }
+    // A replica that cannot confirm the cluster's kill switch may be missing a suspension.
+    if let Some(cluster) = &shared.cluster
+        && policy.cluster_fail_closed(tenant)
+        && cluster.health.stale_at(exchange.started())
+    {
+        exchange.rule = Some(RuleRef::ClusterStale);
+        return Err(GatewayError::ClusterUnavailable);
     }
     // The day the request arrived on, from the time its record carries: one clock read fewer.
     let time = exchange.time();

@@ -43,6 +43,10 @@ impl Suspension {
 #[serde(deny_unknown_fields)]
 pub struct Suspensions {
     suspended: BTreeMap<String, Suspension>,
+    /// Cluster mode: the cluster epoch this set was at, so a store that lost its data can be
+    /// given it back ([`crate::cluster`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<u64>,
 }
 
 impl Suspensions {
@@ -75,6 +79,16 @@ impl Suspensions {
         // The rename is durable only once the folder is.
         File::open(&dir).and_then(|d| d.sync_all()).map_err(err)?;
         Ok(())
+    }
+
+    /// A set read from the cluster store at `epoch`.
+    pub fn from_cluster(suspended: BTreeMap<String, Suspension>, epoch: u64) -> Self {
+        Self { suspended, epoch: Some(epoch) }
+    }
+
+    /// The cluster epoch this set was at; a set saved outside cluster mode has none.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
     }
 
     pub fn get(&self, tenant: &str) -> Option<&Suspension> {

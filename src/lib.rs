@@ -32,6 +32,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod endpoint;

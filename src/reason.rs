@@ -117,6 +117,7 @@ reasons! {
     UpstreamUnavailable => "upstream_unavailable",
     UpstreamTimeout => "upstream_timeout",
     AuditUnavailable => "audit_unavailable",
+    ClusterUnavailable => "cluster_unavailable",
 }
 
 // === impl Denial ===
@@ -147,7 +148,9 @@ impl Reason {
             | Self::EndUseDeclarationExpired
             | Self::PurposeNotDeclared => StatusCode::FORBIDDEN,
             Self::ModelNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::NoResidentEndpoint | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoResidentEndpoint | Self::AuditUnavailable | Self::ClusterUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::AdminState;
 use super::reload::{self, ReloadError};
 use crate::audit::record::timestamp;
+use crate::cluster::Cluster;
 use crate::gateway::Shared;
 use crate::killswitch::Suspension;
 use crate::snapshot::Snapshot;
@@ -79,7 +80,9 @@ fn readyz(shared: &Shared) -> Reply {
         (true, true) => "ok",
         (true, false) => "failing",
     };
-    let ready = !policy.endpoints().is_empty() && shared.audit.healthy();
+    // A replica that cannot confirm the cluster's kill switch is drained by the load balancer.
+    let cluster_current = shared.cluster.as_ref().map(|c| !c.health.stale_at(std::time::Instant::now()));
+    let ready = !policy.endpoints().is_empty() && shared.audit.healthy() && cluster_current != Some(false);
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "policy_version": policy.version(),
@@ -90,6 +93,12 @@ fn readyz(shared: &Shared) -> Reply {
         // An unkeyed chain can be recomputed by anyone who can edit the trail.
         "audit_chain": if !shared.audit.enabled() { "none" } else if shared.audit.keyed() { "hmac-sha256" } else { "sha256-unkeyed" },
         "kill_switch_suspended": snapshot.kill_switched_count(),
+        "cluster": match (&shared.cluster, cluster_current) {
+            (Some(c), Some(current)) => json!({
+                "replica": c.replica, "current": current, "applied_epoch": c.health.applied(),
+            }),
+            _ => serde_json::Value::Null,
+        },
     });
     reply(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }
@@ -153,6 +162,24 @@ where
             .collect();
         return reply(StatusCode::OK, json!({ "suspended": list }));
     }
+    if path == "/admin/cluster" {
+        if method != Method::GET {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+        }
+        let Some(cluster) = &shared.cluster else {
+            return error(StatusCode::NOT_FOUND, "not in cluster mode: gateway.toml has no [cluster]");
+        };
+        let asked = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("epoch=")));
+        let asked = match asked.map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(e)) => Some(e),
+            Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "`epoch` must be a whole number"),
+        };
+        return match super::cluster::report(cluster, asked).await {
+            Ok(body) => reply(StatusCode::OK, body),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        };
+    }
     let Some(rest) = path.strip_prefix("/admin/tenants/") else {
         return error(StatusCode::NOT_FOUND, "not found");
     };
@@ -180,6 +207,64 @@ where
     kill_switch(admin, &tenant, action == "suspend", action_body).await
 }
 
+/// Cluster mode: the change is made in the store (where every replica reads it) and then applied
+/// here at once. If the store cannot take it, nothing changes anywhere and the reply says so: a
+/// suspension held by one replica alone would be lifted again by the store's set.
+async fn cluster_kill_switch(
+    admin: &AdminState,
+    cluster: &Cluster,
+    tenant: &str,
+    suspend: bool,
+    body: ActionBody,
+) -> Reply {
+    let shared = &admin.shared;
+    if shared.snapshot.load().policy.tenant_by_id(tenant).is_none() {
+        return error(StatusCode::NOT_FOUND, "no such tenant in the running policy");
+    }
+    let at = timestamp(SystemTime::now());
+    let result = if suspend {
+        let s = Suspension { reason: body.reason.clone(), by: body.by.clone(), at: at.clone() };
+        cluster.suspend(tenant, &s).await.map(|epoch| (true, epoch))
+    } else {
+        cluster.reinstate(tenant).await
+    };
+    let action = if suspend { "suspend" } else { "reinstate" };
+    let mut fields = serde_json::Map::new();
+    fields.insert("tenant".into(), tenant.into());
+    fields.insert("by".into(), body.by.into());
+    fields.insert("reason".into(), body.reason.into());
+    fields.insert("replica".into(), cluster.replica.as_str().into());
+    let (changed, epoch) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            shared.metrics.cluster_errors.inc();
+            fields.insert("changed".into(), false.into());
+            fields.insert("error".into(), e.to_string().into());
+            shared.audit.admin(action, fields);
+            tracing::error!(tenant, action, error = %e, "Kill switch not changed: the cluster store did not take it.");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "error": { "message": format!("not applied on any replica: {e}"), "code": 503 },
+                    "tenant": tenant, "suspended": !suspend,
+                }),
+            );
+        }
+    };
+    fields.insert("changed".into(), changed.into());
+    fields.insert("epoch".into(), epoch.into());
+    shared.audit.admin(action, fields);
+    tracing::warn!(tenant, action, changed, epoch, "Kill switch used (cluster).");
+    // Applied here now rather than at the next poll; the other replicas hear of it by the channel.
+    if changed && let Ok(state) = cluster.state().await {
+        super::cluster::apply(admin, cluster, state).await;
+    }
+    reply(
+        StatusCode::OK,
+        json!({ "tenant": tenant, "suspended": suspend, "changed": changed, "at": at, "epoch": epoch }),
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
@@ -192,6 +277,9 @@ struct ActionBody {
 /// and the reply says it did not persist.
 async fn kill_switch(admin: &AdminState, tenant: &str, suspend: bool, body: ActionBody) -> Reply {
     let shared = &admin.shared;
+    if let Some(cluster) = &shared.cluster {
+        return cluster_kill_switch(admin, cluster, tenant, suspend, body).await;
+    }
     let _one_at_a_time = admin.lock.lock().await;
     let current = shared.snapshot.load_full();
     if current.policy.tenant_by_id(tenant).is_none() {

@@ -2,6 +2,7 @@
 //! behind a bearer token, config reload and the kill switch. Everything here changes what the
 //! request path sees only by swapping in a new snapshot, one change at a time.
 
+pub mod cluster;
 pub mod http;
 pub mod reload;
 

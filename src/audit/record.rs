@@ -35,6 +35,8 @@ pub enum RuleRef {
     Policy(RuleId),
     /// The admin kill switch, described by the snapshot's suspension record for the tenant.
     KillSwitch,
+    /// Cluster mode: the replica could not confirm the cluster's kill switch in time.
+    ClusterStale,
 }
 
 /// One decided request, allow or deny, as it was decided: before any upstream saw it.
@@ -255,6 +257,12 @@ impl DecisionRecord {
             Some(RuleRef::Policy(r)) => l.display(b",\"rule\":", policy.rule(r)),
             Some(RuleRef::KillSwitch) => {
                 l.display(b",\"rule\":", tenant.and_then(|t| s.suspensions.get(&t.id)).map(|k| k.describe()));
+            }
+            Some(RuleRef::ClusterStale) => {
+                l.member(
+                    b",\"rule\":",
+                    "gateway.toml [cluster] fail_closed: kill switch not confirmed within max_staleness",
+                );
             }
             None => l.member(b",\"rule\":", ()),
         }

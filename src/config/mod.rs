@@ -19,8 +19,8 @@ use error::Source;
 pub use error::{ConfigError, ConfigErrors};
 pub use files::{FILES, File, Files};
 pub use settings::{
-    AdminSettings, AuditSettings, AuditSync, LimitSettings, OnAuditFailure, ReloadSettings, ReportDefaults,
-    ServerSettings, Settings, UpstreamSettings,
+    AdminSettings, AuditSettings, AuditSync, ClusterSettings, ClusterUrl, LimitSettings, OnAuditFailure,
+    ReloadSettings, ReportDefaults, ServerSettings, Settings, UpstreamSettings,
 };
 
 use crate::policy::Policy;

@@ -33,6 +33,21 @@ pub struct GatewayFile {
     pub reload: ReloadSection,
     #[serde(default)]
     pub report: ReportSection,
+    pub cluster: Option<ClusterSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub key_prefix: Option<String>,
+    pub replica_id: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub max_staleness: Option<Duration>,
+    pub fail_closed: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -54,6 +54,9 @@ pub struct Policy {
     pub(crate) endpoints: Box<[Endpoint]>,
     pub(crate) rules: Box<[Rule]>,
     pub(crate) screening: Screening,
+    /// Per tenant: refused while this replica cannot confirm the cluster's kill switch
+    /// (`[cluster] fail_closed` names its jurisdiction).
+    pub(crate) cluster_fail_closed: Box<[bool]>,
 }
 
 pub struct Model {
@@ -356,6 +359,11 @@ impl Policy {
 
     pub fn tenant_by_id(&self, id: &str) -> Option<TenantIdx> {
         self.tenant_ids.get(id).copied()
+    }
+
+    /// Whether the tenant is refused while this replica's view of the cluster is stale.
+    pub fn cluster_fail_closed(&self, t: TenantIdx) -> bool {
+        self.cluster_fail_closed.get(t as usize).copied().unwrap_or(true)
     }
 
     pub fn tenant(&self, t: TenantIdx) -> Option<&Tenant> {

@@ -21,6 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::admin::{self, AdminState, SharedEnv};
 use crate::audit::{Audit, AuditError};
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::gateway::Shared;
 use crate::killswitch::{KillSwitchError, Suspensions};
@@ -44,6 +45,8 @@ pub enum ServerError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     KillSwitch(#[from] KillSwitchError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("cannot watch the config folder: {0}")]
     Watch(#[from] notify::Error),
     #[error("cannot listen for SIGHUP: {0}")]
@@ -105,6 +108,21 @@ impl Server {
             Some(path) => Suspensions::load(path)?,
             None => Suspensions::default(),
         };
+        let cluster = match &settings.cluster {
+            Some(c) => {
+                // The epoch the state file's set was at; a set kept before cluster mode has none,
+                // and counts as newer than an empty store, so it is given to the store rather
+                // than lifted by it.
+                let applied = suspensions.epoch().unwrap_or(u64::from(!suspensions.is_empty()));
+                let cluster = Cluster::new(c, &*env, applied)?;
+                metrics.killswitch_epoch.set(i64::try_from(applied).unwrap_or(i64::MAX));
+                // Stale until the first confirmation.
+                metrics.cluster_stale.set(1);
+                tracing::info!(replica = %cluster.replica, "Cluster mode: kill switch shared through the store.");
+                Some(Arc::new(cluster))
+            }
+            None => None,
+        };
         let audit = Audit::open(&settings.audit, &*env, &metrics, config.policy.version())?;
         let snapshot = Snapshot::new(config.policy, &settings.limits, &metrics, Arc::new(suspensions));
         admin::reload::mark_loaded(&metrics);
@@ -116,6 +134,7 @@ impl Server {
             body_read_timeout: settings.server.body_read_timeout,
             day,
             audit,
+            cluster,
         });
         let admin_state = Arc::new(AdminState::new(shared.clone(), config.dir, env, &settings));
         let limits = Limits {
@@ -146,6 +165,9 @@ impl Server {
             None
         };
 
+        if let Some(cluster) = &shared.cluster {
+            triggers.push(tokio::spawn(admin::cluster::run(admin_state.clone(), cluster.clone())));
+        }
         triggers.push(tokio::spawn(evict_idle_connections(shared.clone(), settings.upstream.pool_idle_timeout)));
 
         let svc = stack::build(shared.clone(), Arc::new(Generator::new()));

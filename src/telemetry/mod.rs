@@ -38,6 +38,13 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
     pub kill_switch_suspended: IntGauge,
+    /// Cluster mode: the kill-switch epoch this replica has applied.
+    pub killswitch_epoch: IntGauge,
+    /// Cluster mode: 1 while this replica has not confirmed the cluster's epoch within
+    /// `max_staleness`; always 0 outside cluster mode, so an alert on it needs no mode check.
+    pub cluster_stale: IntGauge,
+    /// Cluster mode: calls to the store that failed or timed out.
+    pub cluster_errors: IntCounter,
 }
 
 /// The audit trail's health.
@@ -186,6 +193,18 @@ impl Metrics {
         registry.register(Box::new(last_reload_success.clone()))?;
         let kill_switch_suspended =
             int_gauge("customs_kill_switch_suspended_tenants", "Tenants suspended through the admin kill switch.")?;
+        let killswitch_epoch = int_gauge(
+            "customs_killswitch_epoch",
+            "Cluster mode: the kill-switch epoch this replica has applied (0 when not in cluster mode).",
+        )?;
+        let cluster_stale = int_gauge(
+            "customs_cluster_stale",
+            "Cluster mode: 1 while this replica has not confirmed the cluster's kill-switch epoch within cluster.max_staleness.",
+        )?;
+        let cluster_errors = int_counter(
+            "customs_cluster_errors_total",
+            "Cluster mode: calls to the shared store that failed or timed out.",
+        )?;
         Ok(Self {
             registry,
             requests,
@@ -205,6 +224,9 @@ impl Metrics {
             reloads,
             last_reload_success,
             kill_switch_suspended,
+            killswitch_epoch,
+            cluster_stale,
+            cluster_errors,
         })
     }
 

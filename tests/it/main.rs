@@ -5,6 +5,7 @@ mod architecture;
 mod audit_trail;
 mod azure;
 mod check_expectations;
+mod cluster;
 mod config_errors;
 mod dates;
 mod explain_agrees;

@@ -3,10 +3,10 @@
 
 use super::ctx::Ctx;
 use crate::config::error::Source;
-use crate::config::raw::GatewayFile;
+use crate::config::raw::{ClusterSection, GatewayFile};
 use crate::config::settings::{
-    AdminSettings, AuditSettings, LimitSettings, ReloadSettings, ReportDefaults, ServerSettings, Settings,
-    UpstreamSettings,
+    AdminSettings, AuditSettings, ClusterSettings, ClusterUrl, LimitSettings, ReloadSettings, ReportDefaults,
+    ServerSettings, Settings, UpstreamSettings,
 };
 
 pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Settings {
@@ -49,9 +49,70 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             debounce: g.reload.debounce.unwrap_or(d.reload.debounce),
         },
         report: ReportDefaults { home_jurisdictions: g.report.home_jurisdictions, flops_line: g.report.flops_line },
+        cluster: g.cluster.and_then(|c| compile_cluster(ctx, src, c)),
     };
     check(ctx, src, &settings);
     settings
+}
+
+fn compile_cluster(ctx: &mut Ctx, src: &Source, c: ClusterSection) -> Option<ClusterSettings> {
+    let url = match (c.url, c.url_env) {
+        (Some(_), Some(_)) => {
+            ctx.err(src, None, "cluster.url", "set either `url` or `url_env`, not both");
+            return None;
+        }
+        (None, None) => {
+            ctx.err(src, None, "cluster", "names no store: set `url_env` (or `url` when it has no password)");
+            return None;
+        }
+        (Some(url), None) => {
+            // A password written here would sit in the config folder and in its version control.
+            let password =
+                url.split_once("://").and_then(|(_, rest)| rest.split('/').next()).is_some_and(|a| a.contains('@'));
+            if password {
+                ctx.err(
+                    src,
+                    None,
+                    "cluster.url",
+                    "holds credentials; put the URL in an environment variable and name it in `url_env`",
+                );
+                return None;
+            }
+            check_url(ctx, src, "cluster.url", &url);
+            ClusterUrl::Literal(url)
+        }
+        (None, Some(var)) => {
+            match ctx.env(&var) {
+                Some(v) if !v.is_empty() => check_url(ctx, src, "cluster.url_env", &v),
+                _ => ctx.err(src, None, "cluster.url_env", format!("environment variable {var} is not set")),
+            }
+            ClusterUrl::Env(var)
+        }
+    };
+    let settings = ClusterSettings {
+        url,
+        key_prefix: c.key_prefix.unwrap_or_else(|| ClusterSettings::DEFAULT_PREFIX.to_owned()),
+        replica_id: c.replica_id,
+        timeout: c.timeout.unwrap_or(ClusterSettings::DEFAULT_TIMEOUT),
+        max_staleness: c.max_staleness.unwrap_or(ClusterSettings::DEFAULT_MAX_STALENESS),
+        fail_closed: c.fail_closed,
+    };
+    if settings.timeout.is_zero() {
+        ctx.err(src, None, "cluster.timeout", "must be greater than zero");
+    }
+    if settings.max_staleness <= settings.timeout {
+        ctx.err(src, None, "cluster.max_staleness", "must be longer than `cluster.timeout`");
+    }
+    Some(settings)
+}
+
+/// The URL's shape only; the store is reached at start-up. The message never repeats the URL,
+/// which may hold a password.
+fn check_url(ctx: &mut Ctx, src: &Source, key: &str, url: &str) {
+    if let Err(e) = redis::Client::open(url) {
+        let kind = format!("{:?}", e.kind());
+        ctx.err(src, None, key, format!("is not a redis://, rediss:// or unix:// URL ({kind})"));
+    }
 }
 
 fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {

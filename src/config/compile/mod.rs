@@ -45,6 +45,31 @@ pub(super) struct Compiled {
     pub expectations: Vec<Expectation>,
 }
 
+/// `[cluster] fail_closed` resolved to a flag per tenant; an id no jurisdiction has is an error.
+fn fail_closed(
+    ctx: &mut ctx::Ctx,
+    src: &Source,
+    cluster: Option<&crate::config::ClusterSettings>,
+    jurisdictions: &[crate::policy::Jurisdiction],
+    tenants: &[crate::policy::Tenant],
+) -> Box<[bool]> {
+    let names = cluster.map(|c| c.fail_closed.as_slice()).unwrap_or_default();
+    let all = names.iter().any(|n| n == "*");
+    for n in names.iter().filter(|n| *n != "*") {
+        if !jurisdictions.iter().any(|j| &*j.id == n.as_str()) {
+            ctx.err(src, None, "cluster.fail_closed", format!("no jurisdiction has the id `{n}`"));
+        }
+    }
+    tenants
+        .iter()
+        .map(|t| {
+            all || jurisdictions
+                .get(t.jurisdiction as usize)
+                .is_some_and(|j| names.iter().any(|n| n.as_str() == &*j.id))
+        })
+        .collect()
+}
+
 pub(super) fn compile(
     p: Parsed<'_>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -84,6 +109,7 @@ pub(super) fn compile(
         &p.tenants.1,
         (&mut tenants, &tenant_ids),
     );
+    let cluster_fail_closed = fail_closed(&mut ctx, p.gateway.0, settings.cluster.as_ref(), &j.jurisdictions, &tenants);
     let expectations = expect::compile_expectations(&mut ctx, p.expectations.0, &p.expectations.1, &tenant_ids);
     let rules = ctx.finish()?;
     let version_header = HeaderValue::try_from(version.as_str()).unwrap_or(HeaderValue::from_static("unknown"));
@@ -100,6 +126,7 @@ pub(super) fn compile(
         endpoints: endpoints.into(),
         rules: rules.into(),
         screening,
+        cluster_fail_closed,
     };
     Ok(Compiled { settings, policy, expectations })
 }

@@ -1,0 +1,316 @@
+//! Cluster mode against a real Redis (`redis-server`, started by each test on a free port) and
+//! several replicas of the real binary: a suspension made on one replica is refused on the others
+//! within a second; with the store down, replicas turn stale, drain and refuse fail-closed
+//! jurisdictions while keeping the suspensions they had; an emptied store is given them back.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use tempfile::TempDir;
+
+use crate::support::{
+    ADMIN_TOKEN, EXAMPLE_DAY, Serving, admin_post, chat, edit_file, example_config_for, load_err, mock, scrape, send,
+    serve_with, trail, value,
+};
+
+/// A `redis-server` of the test's own, without persistence: a restart comes back empty.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::on(port)
+    }
+
+    fn on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // The store is a service outside the gateway: it keeps the real clock when the suite
+            // runs under faketime (which hangs redis-server at start).
+            .env_remove("LD_PRELOAD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; tests/run installs it)");
+        let mut redis = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on {port}");
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                panic!("redis-server exited at start: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One replica: `customs serve` on its own copy of the example config (its own trail and state
+/// file), sharing the store.
+struct Replica {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    dir: TempDir,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CLUSTER: &str = r#"
+[cluster]
+url_env = "CUSTOMS_CLUSTER_URL"
+replica_id = "REPLICA"
+max_staleness = "1s"
+timeout = "200ms"
+fail_closed = ["d5-macau"]
+"#;
+
+fn replica(id: &str, upstream: SocketAddr, redis: &Redis) -> Replica {
+    let dir = example_config_for(upstream);
+    edit_file(dir.path(), "gateway.toml", "watch = true", "watch = false");
+    let gateway = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), gateway + &CLUSTER.replace("REPLICA", id)).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_customs"));
+    command.env("CUSTOMS_CLUSTER_URL", redis.url());
+    let Serving { child, addr, admin } = serve_with(dir.path(), command, &["--at", EXAMPLE_DAY]);
+    Replica { child, addr, admin, dir }
+}
+
+async fn admin_get(admin: SocketAddr, path: &str) -> crate::support::Reply {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    send(admin, Method::GET, path, &[("authorization", auth.as_str())], String::new()).await
+}
+
+async fn ready(r: &Replica) -> StatusCode {
+    send(r.admin, Method::GET, "/readyz", &[], String::new()).await.status
+}
+
+/// Polls `check` until it holds or `within` passes; returns how long it took.
+async fn until<F: Future<Output = bool>>(within: Duration, what: &str, mut check: impl FnMut() -> F) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn records(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    trail(&dir.join("audit")).into_iter().filter(|r| r["type"] == kind).collect()
+}
+
+fn verify(dir: &Path) -> String {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_customs")).args(["audit", "verify"]).arg(dir.join("audit")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "audit verify failed: {text}");
+    text
+}
+
+fn stop(r: &mut Replica) {
+    assert!(Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap().success());
+    assert!(r.child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn a_suspension_made_on_one_replica_is_refused_on_every_replica_within_a_second() {
+    let redis = Redis::start();
+    let upstream = mock("cluster").await;
+    let mut replicas: Vec<Replica> = ["r1", "r2", "r3"].iter().map(|id| replica(id, upstream.addr, &redis)).collect();
+    for r in &replicas {
+        until(Duration::from_secs(5), "replica ready", || async { ready(r).await == StatusCode::OK }).await;
+        assert_eq!(chat(r.addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    }
+
+    let made = Instant::now();
+    let r =
+        admin_post(replicas[0].admin, "/admin/tenants/demo-us/suspend", r#"{"by":"alice","reason":"misuse"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let epoch = r.json()["epoch"].as_u64().unwrap();
+    assert!(epoch >= 1);
+    for r in &replicas[1..] {
+        until(Duration::from_secs(1).saturating_sub(made.elapsed()), "suspension refused on every replica", || async {
+            chat(r.addr, "sk-demo-us", "gpt-4o-mini", None).await.code() == "tenant_suspended"
+        })
+        .await;
+    }
+    // Every replica reports the epoch, and any replica can tell who has applied it.
+    for r in &replicas {
+        assert_eq!(value(&scrape(r.admin).await, "customs_killswitch_epoch", &[]), epoch as f64);
+    }
+    until(Duration::from_secs(2), "every replica's heartbeat reports the epoch", || async {
+        let report = admin_get(replicas[2].admin, &format!("/admin/cluster?epoch={epoch}")).await.json();
+        report["applied_by"] == serde_json::json!(["r1", "r2", "r3"]) && report["pending"] == serde_json::json!([])
+    })
+    .await;
+    let report = admin_get(replicas[1].admin, "/admin/cluster").await.json();
+    assert_eq!(report["store_epoch"], epoch);
+    assert_eq!(report["replica"], "r2");
+    assert_eq!(report["current"], true);
+
+    // Lifted on another replica, lifted everywhere.
+    let lifted = Instant::now();
+    let r =
+        admin_post(replicas[2].admin, "/admin/tenants/demo-us/reinstate", r#"{"by":"bob","reason":"cleared"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["changed"], true);
+    until(Duration::from_secs(1).saturating_sub(lifted.elapsed()), "reinstated on r1", || async {
+        chat(replicas[0].addr, "sk-demo-us", "gpt-4o-mini", None).await.status == StatusCode::OK
+    })
+    .await;
+
+    for r in &mut replicas {
+        stop(r);
+        // Each replica recorded both epochs it applied, naming the tenant.
+        let applied = records(r.dir.path(), "cluster_epoch");
+        assert!(
+            applied.iter().any(|a| a["epoch"] == epoch && a["added"] == serde_json::json!(["demo-us"])),
+            "{applied:?}"
+        );
+        assert!(applied.iter().any(|a| a["epoch"] == epoch + 1 && a["removed"] == serde_json::json!(["demo-us"])));
+        verify(r.dir.path());
+    }
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_store_down_replicas_drain_fail_closed_and_keep_their_suspensions() {
+    let mut redis = Redis::start();
+    let upstream = mock("cluster-down").await;
+    let mut replicas: Vec<Replica> = ["a", "b"].iter().map(|id| replica(id, upstream.addr, &redis)).collect();
+    for r in &replicas {
+        until(Duration::from_secs(5), "replica ready", || async { ready(r).await == StatusCode::OK }).await;
+    }
+    let r =
+        admin_post(replicas[0].admin, "/admin/tenants/demo-us/suspend", r#"{"by":"alice","reason":"misuse"}"#).await;
+    let epoch = r.json()["epoch"].as_u64().unwrap();
+    until(Duration::from_secs(1), "suspended on b", || async {
+        chat(replicas[1].addr, "sk-demo-us", "gpt-4o-mini", None).await.code() == "tenant_suspended"
+    })
+    .await;
+
+    // Load on both replicas throughout: every answered request must have its record.
+    let mut load = Vec::new();
+    for r in &replicas {
+        for key in ["sk-demo-de", "sk-demo-cn"] {
+            let addr = r.addr;
+            load.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                let until = Instant::now() + Duration::from_secs(6);
+                while Instant::now() < until {
+                    let reply = chat(addr, key, "gpt-4o-mini", Some("customer-support")).await;
+                    ids.push(reply.headers["x-request-id"].to_str().unwrap().to_owned());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ids
+            }));
+        }
+    }
+
+    redis.stop();
+    for r in &replicas {
+        until(Duration::from_secs(3), "stale replica not ready", || async {
+            ready(r).await == StatusCode::SERVICE_UNAVAILABLE
+        })
+        .await;
+        let refused = chat(r.addr, "sk-demo-cn", "gpt-4o-mini", Some("customer-support")).await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.code(), "cluster_unavailable");
+        assert_eq!(refused.headers["retry-after"], "1");
+        // Jurisdictions not marked fail-closed are served on the last set applied...
+        assert_eq!(chat(r.addr, "sk-demo-de", "gpt-4o-mini", None).await.status, StatusCode::OK);
+        // ...which still holds the suspension.
+        assert_eq!(chat(r.addr, "sk-demo-us", "gpt-4o-mini", None).await.code(), "tenant_suspended");
+        // The gauge follows at the loop's next round.
+        until(Duration::from_secs(1), "customs_cluster_stale 1", || async {
+            value(&scrape(r.admin).await, "customs_cluster_stale", &[]) == 1.0
+        })
+        .await;
+        assert!(value(&scrape(r.admin).await, "customs_cluster_errors_total", &[]) > 0.0);
+    }
+    // No change is half made while the store is away.
+    let r = admin_post(replicas[1].admin, "/admin/tenants/demo-de/suspend", r#"{"by":"alice","reason":"x"}"#).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(chat(replicas[1].addr, "sk-demo-de", "gpt-4o-mini", None).await.status, StatusCode::OK);
+
+    // The store comes back empty: the replicas give it their set back and are current again.
+    let _redis = Redis::on(redis.port);
+    for r in &replicas {
+        until(Duration::from_secs(5), "replica ready again", || async { ready(r).await == StatusCode::OK }).await;
+        assert_eq!(chat(r.addr, "sk-demo-us", "gpt-4o-mini", None).await.code(), "tenant_suspended");
+        assert_eq!(chat(r.addr, "sk-demo-cn", "gpt-4o-mini", Some("customer-support")).await.status, StatusCode::OK);
+    }
+    let report = admin_get(replicas[0].admin, "/admin/cluster").await.json();
+    assert_eq!(report["store_epoch"], epoch);
+
+    let mut answered = Vec::new();
+    for l in load {
+        answered.extend(l.await.unwrap());
+    }
+    let reseeds: usize = replicas.iter().map(|r| records(r.dir.path(), "cluster_reseed").len()).sum();
+    assert!(reseeds >= 1, "one replica gave the store its set back");
+    let mut decided = std::collections::HashSet::new();
+    for r in &mut replicas {
+        stop(r);
+        verify(r.dir.path());
+        for rec in trail(&r.dir.path().join("audit")) {
+            if let Some(id) = rec["request_id"].as_str() {
+                decided.insert(id.to_owned());
+            }
+        }
+    }
+    assert!(answered.len() > 50, "{} requests under load", answered.len());
+    let missing: Vec<_> = answered.iter().filter(|id| !decided.contains(*id)).collect();
+    assert!(missing.is_empty(), "answered without a record: {missing:?}");
+    upstream.stop().await;
+}
+
+#[test]
+fn cluster_config_mistakes_are_named() {
+    let dir = crate::support::example_copy();
+    let gateway = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
+    let with = |cluster: &str| {
+        std::fs::write(dir.path().join("gateway.toml"), format!("{gateway}\n[cluster]\n{cluster}")).unwrap();
+        load_err(dir.path())
+    };
+    let e = with("url = \"redis://:hunter2@127.0.0.1:6379/\"");
+    assert!(e.contains("cluster.url") && e.contains("holds credentials"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = with("url_env = \"CUSTOMS_NO_SUCH_VAR\"");
+    assert!(e.contains("cluster.url_env") && e.contains("CUSTOMS_NO_SUCH_VAR is not set"), "{e}");
+    let e = with("url = \"redis://127.0.0.1/\"\nfail_closed = [\"atlantis\"]");
+    assert!(e.contains("cluster.fail_closed") && e.contains("atlantis"), "{e}");
+    let e = with("url = \"http://127.0.0.1/\"");
+    assert!(e.contains("cluster.url") && e.contains("not a redis://"), "{e}");
+    let e = with("");
+    assert!(e.contains("names no store"), "{e}");
+}
