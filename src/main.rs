@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
@@ -188,52 +188,93 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let sealer = Sealer::new(key.as_deref().map(str::as_bytes));
-    let files = verify::expand(&args.paths)?;
+    let trails = verify::trails(&args.paths)?;
+    if trails.len() > 1 && args.checkpoint.is_some() {
+        return Err(anyhow!("--checkpoint names one chain's record: verify that replica's trail on its own"));
+    }
     let opts = verify::Options { allow_partial_head: args.allow_partial_head, checkpoint: args.checkpoint };
-    match verify::verify(&files, &sealer, opts)? {
-        Err(p) => {
-            match p.line {
-                // Not one line's fault: the trail as a whole falls short.
-                0 => out(&format!("FAIL {}: {}\n", p.file.display(), p.what))?,
-                line => out(&format!("FAIL {}:{line}: {}\n", p.file.display(), p.what))?,
-            }
-            Ok(ExitCode::FAILURE)
-        }
-        Ok(s) if !s.closed && !args.allow_open => {
-            out(&format!(
-                "FAIL the trail ends at seq {} without a stop record: records were cut from the end, or \
-                 the gateway crashed or is still running (pass --allow-open for a live trail)\n",
-                s.last_seq
-            ))?;
-            Ok(ExitCode::FAILURE)
-        }
-        Ok(s) => {
-            out(&format!(
-                "ok: {} records in {} file(s), seq {}..{}, {}{}\nchain head {}\n",
-                s.records,
-                s.files,
-                s.first_seq.unwrap_or(0),
-                s.last_seq,
-                if sealer.is_keyed() { "HMAC-SHA-256" } else { "SHA-256" },
-                if s.closed { ", closed" } else { ", open (no stop record yet)" },
-                s.head
-            ))?;
-            if s.missing_outcomes.is_empty() {
-                return Ok(ExitCode::SUCCESS);
-            }
-            // A live trail has requests in flight; anywhere else a missing outcome is lost evidence.
-            let (label, code) = if args.allow_open && !s.closed {
-                ("decided, outcome not yet recorded", ExitCode::SUCCESS)
-            } else {
-                ("FAIL decided, outcome unknown", ExitCode::FAILURE)
-            };
-            out(&format!("{label}: {}\n", s.missing_outcomes.len()))?;
-            for (seq, id) in &s.missing_outcomes {
-                out(&format!("  decision seq {seq} request {}\n", id.as_deref().unwrap_or("-")))?;
-            }
-            Ok(code)
+    if let [trail] = trails.as_slice() {
+        let (text, ok, _) = verify_trail(&trail.files, &sealer, &opts, args.allow_open)?;
+        out(&text)?;
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    // Several replicas' trails: each chain is checked on its own, then what they hold together.
+    let mut all_ok = true;
+    let (mut records, mut first, mut last) = (0, None::<String>, None::<String>);
+    for trail in &trails {
+        let (text, ok, summary) = verify_trail(&trail.files, &sealer, &opts, args.allow_open)?;
+        out(&format!("trail {}:\n{}", trail.name.display(), indent(&text)))?;
+        all_ok &= ok;
+        if let Some(s) = summary {
+            records += s.records;
+            first = first.into_iter().chain(s.first_time).min();
+            last = last.into_iter().chain(s.last_time).max();
         }
     }
+    out(&format!(
+        "{}: {} trails, {records} records, {} to {}\n",
+        if all_ok { "ok" } else { "FAIL" },
+        trails.len(),
+        first.as_deref().unwrap_or("-"),
+        last.as_deref().unwrap_or("-"),
+    ))?;
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// One chain's verdict as text, whether it passed, and its summary when the chain is sound.
+fn verify_trail(
+    files: &[PathBuf],
+    sealer: &Sealer,
+    opts: &verify::Options,
+    allow_open: bool,
+) -> anyhow::Result<(String, bool, Option<verify::Summary>)> {
+    let s = match verify::verify(files, sealer, opts.clone())? {
+        Err(p) => {
+            let text = match p.line {
+                // Not one line's fault: the trail as a whole falls short.
+                0 => format!("FAIL {}: {}\n", p.file.display(), p.what),
+                line => format!("FAIL {}:{line}: {}\n", p.file.display(), p.what),
+            };
+            return Ok((text, false, None));
+        }
+        Ok(s) => s,
+    };
+    if !s.closed && !allow_open {
+        let text = format!(
+            "FAIL the trail ends at seq {} without a stop record: records were cut from the end, or \
+             the gateway crashed or is still running (pass --allow-open for a live trail)\n",
+            s.last_seq
+        );
+        return Ok((text, false, Some(s)));
+    }
+    let mut text = format!(
+        "ok: {} records in {} file(s), seq {}..{}, {}{}\nchain head {}\n",
+        s.records,
+        s.files,
+        s.first_seq.unwrap_or(0),
+        s.last_seq,
+        if sealer.is_keyed() { "HMAC-SHA-256" } else { "SHA-256" },
+        if s.closed { ", closed" } else { ", open (no stop record yet)" },
+        s.head
+    );
+    if s.missing_outcomes.is_empty() {
+        return Ok((text, true, Some(s)));
+    }
+    // A live trail has requests in flight; anywhere else a missing outcome is lost evidence.
+    let (label, ok) = if allow_open && !s.closed {
+        ("decided, outcome not yet recorded", true)
+    } else {
+        ("FAIL decided, outcome unknown", false)
+    };
+    text.push_str(&format!("{label}: {}\n", s.missing_outcomes.len()));
+    for (seq, id) in &s.missing_outcomes {
+        text.push_str(&format!("  decision seq {seq} request {}\n", id.as_deref().unwrap_or("-")));
+    }
+    Ok((text, ok, Some(s)))
 }
 
 fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {

@@ -27,6 +27,9 @@ pub struct Summary {
     /// Forwarded requests with a decision record and no outcome record: `seq` of the decision,
     /// and its request id.
     pub missing_outcomes: BTreeMap<u64, Option<String>>,
+    /// `time` of the first and the last record (RFC 3339 UTC, so they order as text).
+    pub first_time: Option<String>,
+    pub last_time: Option<String>,
 }
 
 /// The first place the trail is not what the writer wrote.
@@ -60,8 +63,36 @@ pub struct Checkpoint {
     pub hash: Option<String>,
 }
 
+/// One chain's files, in order, and what to call it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trail {
+    pub name: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+/// Groups paths into chains: each folder is a trail of its own (one replica's), and files given
+/// one after another form one trail together, in the order given.
+pub fn trails(paths: &[PathBuf]) -> Result<Vec<Trail>, VerifyError> {
+    let mut out: Vec<Trail> = Vec::new();
+    let mut loose = false;
+    for p in paths {
+        if p.is_dir() {
+            let files = expand(std::slice::from_ref(p))?;
+            out.push(Trail { name: p.clone(), files });
+            loose = false;
+        } else {
+            match out.last_mut() {
+                Some(t) if loose => t.files.push(p.clone()),
+                _ => out.push(Trail { name: p.clone(), files: vec![p.clone()] }),
+            }
+            loose = true;
+        }
+    }
+    Ok(out)
+}
+
 /// Expands directories into their trail files, in chain order; files are taken as given.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VerifyError> {
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VerifyError> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -178,10 +209,41 @@ fn verify_file(
             return problem(format!("record seq {seq} is not the record the checkpoint saw: its hash differs"));
         }
         track_outcomes(&mut s.missing_outcomes, seq, &v);
+        if let Some(t) = v.get("time").and_then(Value::as_str) {
+            if s.first_time.is_none() {
+                s.first_time = Some(t.to_owned());
+            }
+            t.clone_into(s.last_time.get_or_insert_default());
+        }
         s.first_seq.get_or_insert(seq);
         s.last_seq = seq;
         s.records += 1;
         u.claimed.clone_into(&mut s.head);
         v.get("type").and_then(Value::as_str).unwrap_or_default().clone_into(last_type);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn each_folder_is_a_chain_and_files_in_a_row_are_one() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("audit-000001.jsonl"), "").unwrap();
+            std::fs::write(d.join("audit-000002.jsonl"), "").unwrap();
+        }
+        let (f1, f2) = (dir.path().join("x.jsonl"), dir.path().join("y.jsonl"));
+        let got = trails(&[a.clone(), f1.clone(), f2.clone(), b.clone()]).unwrap();
+        let names: Vec<_> = got.iter().map(|t| (t.name.clone(), t.files.len())).collect();
+        assert_eq!(names, vec![(a.clone(), 2), (f1.clone(), 2), (b, 2)]);
+        assert_eq!(got[1].files, vec![f1, f2]);
+        assert_eq!(got[0].files, vec![a.join("audit-000001.jsonl"), a.join("audit-000002.jsonl")]);
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        assert!(matches!(trails(&[dir.path().join("empty")]), Err(VerifyError::Empty(_))));
     }
 }

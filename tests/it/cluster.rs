@@ -199,7 +199,51 @@ async fn a_suspension_made_on_one_replica_is_refused_on_every_replica_within_a_s
         assert!(applied.iter().any(|a| a["epoch"] == epoch + 1 && a["removed"] == serde_json::json!(["demo-us"])));
         verify(r.dir.path());
     }
+    trails_of_several_replicas_verify_and_report_together(&replicas);
     upstream.stop().await;
+}
+
+/// `customs audit verify` and `customs report` over the three replicas' trails at once: each
+/// chain is checked on its own, the report counts them all, and an edit in one trail is named.
+fn trails_of_several_replicas_verify_and_report_together(replicas: &[Replica]) {
+    let dirs: Vec<_> = replicas.iter().map(|r| r.dir.path().join("audit")).collect();
+    let customs = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_customs")).args(args).args(&dirs).output().unwrap();
+    let out = customs(&["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    let records: u64 = dirs.iter().map(|d| trail(d).len() as u64).sum();
+    assert!(text.contains(&format!("ok: 3 trails, {records} records, ")), "{text}");
+    for d in &dirs {
+        assert!(text.contains(&format!("trail {}:\n  ok: ", d.display())), "{text}");
+    }
+
+    let report = |dirs: &[std::path::PathBuf]| -> serde_json::Value {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_customs"));
+        c.args(["report", "--since", "2026-01-01", "--home", "us", "--flops-line", "0", "--format", "json"]);
+        for d in dirs {
+            c.arg("--audit").arg(d);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let together = report(&dirs);
+    for key in ["decisions", "allowed", "denied"] {
+        let apart: u64 = dirs.iter().map(|d| report(std::slice::from_ref(d))["totals"][key].as_u64().unwrap()).sum();
+        assert_eq!(together["totals"][key].as_u64().unwrap(), apart, "{key}");
+    }
+    assert!(together["totals"]["denied"].as_u64().unwrap() >= 2, "the suspension's refusals on r2 and r3");
+
+    // One replica's trail edited: the verdict names that trail and fails.
+    let file = customs::audit::trail_files(&dirs[1]).unwrap().remove(0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("\"tenant\":\"demo-us\"", "\"tenant\":\"demo-uz\"", 1)).unwrap();
+    let out = customs(&["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    let r2 = text.split("trail ").find(|t| t.starts_with(&*dirs[1].to_string_lossy())).unwrap();
+    assert!(r2.contains("FAIL") && r2.contains("was altered"), "{text}");
+    assert!(text.contains("\nFAIL: 3 trails, "), "{text}");
 }
 
 #[tokio::test]
