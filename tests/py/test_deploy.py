@@ -1,5 +1,6 @@
 """deploy/ against a running gateway: the scraped /metrics page and the alert rules pass promtool,
-and the Grafana dashboard and alerts reference only metrics the gateway exports."""
+and the Grafana dashboard and alerts reference only metrics the gateway exports; and the Kubernetes
+manifests against the API's schemas, offline."""
 
 import json
 import pathlib
@@ -81,3 +82,39 @@ def test_dashboard_references_only_exported_metrics(scraped):
 def test_alerts_reference_only_exported_metrics(scraped):
     used = set(METRIC.findall((DEPLOY / "prometheus" / "alerts.yml").read_text()))
     assert used and used <= exported_names(scraped), sorted(used - exported_names(scraped))
+
+
+def test_kubernetes_manifests_validate_against_the_api_schemas():
+    # Offline: kubernetes-validate carries the API's JSON schemas; strict rejects unknown fields.
+    import kubernetes_validate
+    import yaml
+
+    kinds = []
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is None:
+                continue
+            kubernetes_validate.validate(doc, "1.33.0", strict=True)
+            kinds.append((path.name, doc["kind"], doc["metadata"]["name"]))
+    assert ("customs.yaml", "Deployment", "customs") in kinds
+    assert ("customs.yaml", "PodDisruptionBudget", "customs") in kinds
+    assert ("redis.yaml", "Service", "customs-redis") in kinds
+
+
+def test_the_deployment_probes_readiness_and_gives_each_pod_its_own_trail():
+    import yaml
+
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "customs.yaml").read_text()))
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    assert deploy["spec"]["replicas"] >= 2
+    pod = deploy["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    audit = next(m for m in c["volumeMounts"] if m["name"] == "audit")
+    assert audit["subPathExpr"] == "$(POD_NAME)"
+    assert any(e["name"] == "POD_NAME" for e in c["env"])
+    # The image's entrypoint is replaced, not appended to.
+    assert c["command"] == ["/usr/local/bin/customs"]
+    claim = next(v for v in pod["volumes"] if v["name"] == "audit")["persistentVolumeClaim"]["claimName"]
+    pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
