@@ -241,7 +241,17 @@ where
     // Daily quotas count real days even when the policy's day is fixed.
     let quota_day = Day::of(time).0;
     let demand = Demand { tokens: prompt.saturating_add(reserve), flops_per_token, day: quota_day };
-    let (ticket, status) = limiter.admit(demand)?;
+    let (ticket, status) = match &shared.cluster {
+        None => limiter.admit(demand)?,
+        Some(cluster) => {
+            let id = policy.tenant(tenant).map_or("", |t| &t.id[..]);
+            let admission = limiter.admit_shared(id, demand, cluster).await;
+            if admission.fallback {
+                shared.metrics.limits_fallback.inc();
+            }
+            admission.result?
+        }
+    };
     exchange.charge(ticket, prompt.saturating_add(worst));
     let asking = match op {
         Operation::Embeddings => None,

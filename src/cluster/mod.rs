@@ -8,17 +8,58 @@
 //! without the other. Each replica applies the store's set whenever the epoch moves (told by the
 //! channel, or at the latest at its next poll) and counts as current only while it has confirmed
 //! the store's epoch within `max_staleness`.
+//!
+//! Limits shared across replicas are kept there too ([`limits`]): each replica leases slices of
+//! a tenant's limits and spends them locally.
+
+pub mod limits;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use crate::config::{ClusterSettings, ClusterUrl};
 use crate::killswitch::{Suspension, Suspensions};
+
+/// `[cluster]` in gateway.toml: the store (Redis or Valkey) that replicas share the kill switch
+/// and limits through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// Where the store's URL comes from: written in the file (no password allowed there) or read
+    /// from an environment variable at start-up.
+    pub url: ClusterUrl,
+    /// Prepended to every key and channel, so several gateways can share one store.
+    pub key_prefix: String,
+    /// This replica's name in the store; unset: `$HOSTNAME`, then `pid-<pid>`.
+    pub replica_id: Option<String>,
+    /// Each call to the store, connecting included.
+    pub timeout: Duration,
+    /// Longest a replica goes without confirming the cluster's kill-switch epoch before it stops
+    /// calling itself ready and refuses the tenants of `fail_closed` jurisdictions.
+    pub max_staleness: Duration,
+    /// Jurisdiction ids whose tenants are refused (`cluster_unavailable`) while this replica is
+    /// stale; `"*"` means all.
+    pub fail_closed: Vec<String>,
+    /// The most of a tenant's limit a replica leases from the store at a time, as a fraction of
+    /// it: larger slices mean fewer round trips and a looser bound across replicas.
+    pub lease_fraction: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterUrl {
+    Literal(String),
+    Env(String),
+}
+
+impl ClusterSettings {
+    pub const DEFAULT_PREFIX: &str = "customs:";
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+    pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
+    pub const DEFAULT_LEASE_FRACTION: f64 = 0.01;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -46,6 +87,9 @@ impl From<redis::RedisError> for ClusterError {
 
 /// The store's key names, under the configured prefix.
 struct Keys {
+    prefix: String,
+    /// When each replica last called a limits script, beside its kill-switch heartbeat.
+    lease_stamps: String,
     suspensions: String,
     epoch: String,
     replicas: String,
@@ -68,8 +112,12 @@ impl Health {
     }
 
     pub(crate) fn confirm(&self, now: Instant) {
-        let nanos = u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1);
-        self.confirmed.fetch_max(nanos + 1, Ordering::AcqRel);
+        self.confirmed.fetch_max(self.nanos(now) + 1, Ordering::AcqRel);
+    }
+
+    /// `now` as nanoseconds since this replica's base instant.
+    fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
     /// Whether, at `now`, the last confirmation is older than `max_staleness` (or never came).
@@ -123,6 +171,12 @@ pub struct Cluster {
     pub replica: String,
     pub timeout: Duration,
     pub health: Health,
+    /// The share of a tenant's limit one lease may take.
+    pub lease_fraction: f64,
+    /// Until when (nanoseconds on the health clock) limits skip the store after a failed call.
+    limits_down_until: AtomicU64,
+    /// Replicas alive at the last heartbeat, by the store's count.
+    live: AtomicU32,
 }
 
 // Each script is one atomic step on the store. KEYS: suspensions, epoch (and replicas).
@@ -140,12 +194,17 @@ redis.call('PUBLISH', ARGV[2], e)
 return {1, e}";
 const STATE: &str = r"
 return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('HGETALL', KEYS[1])}";
-// The heartbeat stamps the store's own clock, so replicas' clocks need not agree.
+// The heartbeat stamps the store's own clock, so replicas' clocks need not agree. It returns the
+// store's epoch and how many replicas have sent a heartbeat within ARGV[3] milliseconds.
 const HEARTBEAT: &str = r"
 local t = redis.call('TIME')
 local ms = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ' ' .. ms)
-return tonumber(redis.call('GET', KEYS[2]) or '0')";
+local live = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[3])) do
+  if ms - tonumber(string.match(v, ' (%d+)$') or '0') <= tonumber(ARGV[3]) then live = live + 1 end
+end
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), live}";
 const REPLICAS: &str = r"
 local t = redis.call('TIME')
 return {t[1] * 1000 + math.floor(t[2] / 1000), redis.call('HGETALL', KEYS[3])}";
@@ -184,6 +243,8 @@ impl Cluster {
             client,
             conn: ArcSwapOption::empty(),
             keys: Keys {
+                prefix: p.clone(),
+                lease_stamps: format!("{p}limits:replicas"),
                 suspensions: format!("{p}killswitch:suspensions"),
                 epoch: format!("{p}killswitch:epoch"),
                 replicas: format!("{p}killswitch:replicas"),
@@ -192,6 +253,9 @@ impl Cluster {
             replica,
             timeout: settings.timeout,
             health: Health::new(settings.max_staleness, applied),
+            lease_fraction: settings.lease_fraction,
+            limits_down_until: AtomicU64::new(0),
+            live: AtomicU32::new(1),
         })
     }
 
@@ -267,13 +331,16 @@ impl Cluster {
     }
 
     /// Tells the store this replica is alive at the epoch it has applied; returns the store's
-    /// epoch.
+    /// epoch, and keeps the count of live replicas that limits fall back on.
     pub async fn heartbeat(&self) -> Result<u64, ClusterError> {
         let mut c = self.conn().await?;
         let script = Script::new(HEARTBEAT);
         let mut call = script.key(&self.keys.suspensions);
         call.key(&self.keys.epoch).key(&self.keys.replicas).arg(&self.replica).arg(self.health.applied());
-        self.within(call.invoke_async(&mut c)).await
+        call.arg(u64::try_from(self.health.max_staleness.as_millis()).unwrap_or(u64::MAX));
+        let (epoch, live): (u64, u32) = self.within(call.invoke_async(&mut c)).await?;
+        self.live.store(live.max(1), Ordering::Release);
+        Ok(epoch)
     }
 
     /// Gives an emptied store the set this replica applied at `epoch`; whether it took it.

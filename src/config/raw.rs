@@ -48,6 +48,7 @@ pub struct ClusterSection {
     #[serde(with = "humantime_serde")]
     pub max_staleness: Option<Duration>,
     pub fail_closed: Vec<String>,
+    pub lease_fraction: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+// The cluster module owns its settings, so that it needs nothing from config.
+pub use crate::cluster::{ClusterSettings, ClusterUrl};
+
 /// Everything `gateway.toml` sets: listeners, limits and timeouts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
@@ -100,38 +103,6 @@ pub struct AdminSettings {
     pub token_env: String,
     /// Where kill-switch suspensions are kept across restarts and reloads.
     pub state_file: Option<PathBuf>,
-}
-
-/// `[cluster]`: the store (Redis or Valkey) that replicas share the kill switch through.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClusterSettings {
-    /// Where the store's URL comes from: written in the file (no password allowed there) or read
-    /// from an environment variable at start-up.
-    pub url: ClusterUrl,
-    /// Prepended to every key and channel, so several gateways can share one store.
-    pub key_prefix: String,
-    /// This replica's name in the store; unset: `$HOSTNAME`, then `pid-<pid>`.
-    pub replica_id: Option<String>,
-    /// Each call to the store, connecting included.
-    pub timeout: Duration,
-    /// Longest a replica goes without confirming the cluster's kill-switch epoch before it stops
-    /// calling itself ready and refuses the tenants of `fail_closed` jurisdictions.
-    pub max_staleness: Duration,
-    /// Jurisdiction ids whose tenants are refused (`cluster_unavailable`) while this replica is
-    /// stale; `"*"` means all.
-    pub fail_closed: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClusterUrl {
-    Literal(String),
-    Env(String),
-}
-
-impl ClusterSettings {
-    pub const DEFAULT_PREFIX: &str = "customs:";
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
-    pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 }
 
 /// Reloading the config folder without a restart.

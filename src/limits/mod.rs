@@ -2,12 +2,15 @@
 //! (reserved before forwarding, settled against the upstream's reported usage), concurrent
 //! requests in flight, and a daily inference-compute budget in FLOPs. Each tenant has its own
 //! [`Limiter`], indexed by tenant, so checking a limit touches no shared map and takes no lock.
+//! In cluster mode the same limits hold across replicas through leases on the store
+//! ([`shared`]).
 
 mod bucket;
+mod shared;
 
 use std::num::{NonZeroU32, NonZeroU64};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -16,8 +19,11 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 pub use bucket::{DailyBudget, TokenBucket};
+pub use shared::LEASE;
 
+use crate::cluster::Cluster;
 use crate::reason::Reason;
+use shared::Leases;
 
 /// FLOPs per GFLOP: the compute budget is kept in whole GFLOPs so it fits a `u64` at any scale.
 const GFLOP: f64 = 1e9;
@@ -105,6 +111,16 @@ pub struct Limiter {
     tokens: Option<TokenBucket>,
     in_flight: AtomicU32,
     compute: Option<DailyBudget>,
+    /// Cluster mode: this tenant's leases on the store, made on its first request.
+    leases: OnceLock<Leases>,
+    /// Cluster mode: what decides while the store cannot be reached, made the first time.
+    fallback: OnceLock<Arc<Limiter>>,
+}
+
+/// A decision in cluster mode, and whether the per-replica fallback made it.
+pub struct Admission {
+    pub result: Result<(Ticket, RateHeadroom), RateLimited>,
+    pub fallback: bool,
 }
 
 /// What a request needs from the limits: its token estimate and, for models with a declared
@@ -124,6 +140,8 @@ pub struct Ticket {
     flops_per_token: Option<f64>,
     day: i64,
     holds_slot: bool,
+    /// Admitted on the store's leases (cluster mode).
+    shared: Option<Arc<Cluster>>,
 }
 
 // === impl Limiter ===
@@ -147,6 +165,8 @@ impl Limiter {
             tokens: spec.tokens_per_minute.map(|t| TokenBucket::per_minute(t.get())),
             in_flight: AtomicU32::new(0),
             compute: spec.daily_inference_flops.map(|f| DailyBudget::new((f / GFLOP) as u64)),
+            leases: OnceLock::new(),
+            fallback: OnceLock::new(),
         }
     }
 
@@ -187,6 +207,7 @@ impl Limiter {
             flops_per_token: demand.flops_per_token,
             day: demand.day,
             holds_slot: false,
+            shared: None,
         };
         if let Some(max) = self.spec.max_concurrent {
             let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -225,6 +246,24 @@ impl Limiter {
         Ok((ticket, headroom))
     }
 
+    /// Admits a request against limits shared across replicas through `store` (cluster mode).
+    /// When the store is needed and cannot be reached, the tenant's limits divided by the
+    /// replicas last seen decide on this replica alone.
+    pub async fn admit_shared(self: &Arc<Self>, tenant: &str, demand: Demand, store: &Arc<Cluster>) -> Admission {
+        if self.is_unlimited() {
+            return Admission { result: self.admit(demand), fallback: false };
+        }
+        let leases = self.leases.get_or_init(|| Leases::new(tenant, store));
+        match leases.admit(self, demand, store).await {
+            Ok(result) => Admission { result, fallback: false },
+            Err(shared::Down) => {
+                let fallback =
+                    self.fallback.get_or_init(|| Arc::new(Limiter::new(self.spec.per_replica(store.live_replicas()))));
+                Admission { result: fallback.admit(demand), fallback: true }
+            }
+        }
+    }
+
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Acquire)
     }
@@ -255,10 +294,25 @@ impl Ticket {
     /// Replaces the reservations, as of `at`, with what the request actually used. Returns the
     /// FLOPs charged to the compute quota, when the model declares a parameter count.
     pub fn settle(mut self, tokens_used: u64, at: Instant) -> Option<f64> {
+        let flops = self.flops_per_token.map(|fpt| fpt * tokens_used as f64);
+        if self.shared.is_some() {
+            let used_gflops = self.flops_per_token.map_or(0, |fpt| gflops(fpt, tokens_used));
+            let tokens = (
+                std::mem::take(&mut self.tokens),
+                if self.limiter.spec.tokens_per_minute.is_some() { tokens_used } else { 0 },
+            );
+            let compute = (
+                std::mem::take(&mut self.gflops),
+                if self.limiter.spec.daily_inference_flops.is_some() { used_gflops } else { 0 },
+            );
+            if let Some(leases) = self.limiter.leases.get() {
+                leases.settle(tokens, compute, self.day);
+            }
+            return flops;
+        }
         if let Some(bucket) = &self.limiter.tokens {
             bucket.settle(std::mem::take(&mut self.tokens), tokens_used, at);
         }
-        let flops = self.flops_per_token.map(|fpt| fpt * tokens_used as f64);
         if let (Some(budget), Some(fpt)) = (&self.limiter.compute, self.flops_per_token) {
             budget.settle(std::mem::take(&mut self.gflops), gflops(fpt, tokens_used), self.day);
         }
@@ -268,8 +322,14 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.holds_slot {
-            self.limiter.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !self.holds_slot {
+            return;
+        }
+        match (&self.shared, self.limiter.leases.get()) {
+            (Some(store), Some(leases)) => leases.release_slot(&self.limiter, store),
+            _ => {
+                self.limiter.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
         }
         // A request that never reported usage keeps its reservations: it is charged the estimate.
     }

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub cluster_stale: IntGauge,
     /// Cluster mode: calls to the store that failed or timed out.
     pub cluster_errors: IntCounter,
+    /// Cluster mode: requests whose limits the per-replica fallback decided, the store being
+    /// out of reach.
+    pub limits_fallback: IntCounter,
 }
 
 /// The audit trail's health.
@@ -205,6 +208,10 @@ impl Metrics {
             "customs_cluster_errors_total",
             "Cluster mode: calls to the shared store that failed or timed out.",
         )?;
+        let limits_fallback = int_counter(
+            "customs_limits_fallback_total",
+            "Cluster mode: requests whose limits were decided by this replica's fallback share, the store being out of reach.",
+        )?;
         Ok(Self {
             registry,
             requests,
@@ -227,6 +234,7 @@ impl Metrics {
             killswitch_epoch,
             cluster_stale,
             cluster_errors,
+            limits_fallback,
         })
     }
 

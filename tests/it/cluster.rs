@@ -93,10 +93,16 @@ fail_closed = ["d5-macau"]
 "#;
 
 fn replica(id: &str, upstream: SocketAddr, redis: &Redis) -> Replica {
+    replica_with(id, upstream, redis, |_| {})
+}
+
+/// A replica whose config folder `prepare` edits first; `[cluster]` is gateway.toml's last table.
+fn replica_with(id: &str, upstream: SocketAddr, redis: &Redis, prepare: impl Fn(&Path)) -> Replica {
     let dir = example_config_for(upstream);
     edit_file(dir.path(), "gateway.toml", "watch = true", "watch = false");
     let gateway = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
     std::fs::write(dir.path().join("gateway.toml"), gateway + &CLUSTER.replace("REPLICA", id)).unwrap();
+    prepare(dir.path());
     let mut command = Command::new(env!("CARGO_BIN_EXE_customs"));
     command.env("CUSTOMS_CLUSTER_URL", redis.url());
     let Serving { child, addr, admin } = serve_with(dir.path(), command, &["--at", EXAMPLE_DAY]);
@@ -246,6 +252,125 @@ fn trails_of_several_replicas_verify_and_report_together(replicas: &[Replica]) {
     assert!(text.contains("\nFAIL: 3 trails, "), "{text}");
 }
 
+/// Shared limits with slices of a tenth: demo-limited may make 60 requests a minute, demo-us 4
+/// at a time, whichever replicas they reach.
+fn shared_limits(dir: &Path) {
+    let gateway = std::fs::read_to_string(dir.join("gateway.toml")).unwrap();
+    std::fs::write(dir.join("gateway.toml"), gateway + "lease_fraction = 0.1\n").unwrap();
+    edit_file(dir, "tenants.toml", "requests_per_minute = 3   #", "requests_per_minute = 60\n#");
+    edit_file(dir, "tenants.toml", "# sk-demo-us\n", "# sk-demo-us\n[tenants.limits]\nmax_concurrent = 4\n");
+}
+
+async fn slow_chat(addr: SocketAddr, key: &str) -> crate::support::Reply {
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("x-mock-delay-ms", "1500")];
+    send(addr, Method::POST, "/v1/chat/completions", &headers, crate::support::chat_body("gpt-4o-mini")).await
+}
+
+/// Sends `each` requests to every replica at once (one sender per replica); the replies.
+async fn on_every_replica(
+    replicas: &[Replica],
+    each: usize,
+    key: &'static str,
+    slow: bool,
+) -> Vec<crate::support::Reply> {
+    let mut senders = Vec::new();
+    for r in replicas {
+        for _ in 0..(if slow { each } else { 1 }) {
+            let addr = r.addr;
+            senders.push(tokio::spawn(async move {
+                let mut replies = Vec::new();
+                for _ in 0..(if slow { 1 } else { each }) {
+                    replies.push(if slow {
+                        slow_chat(addr, key).await
+                    } else {
+                        chat(addr, key, "gpt-4o-mini", None).await
+                    });
+                }
+                replies
+            }));
+        }
+    }
+    let mut replies = Vec::new();
+    for s in senders {
+        replies.extend(s.await.unwrap());
+    }
+    replies
+}
+
+fn tally(replies: &[crate::support::Reply], refusal: &str) -> usize {
+    let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, refusal.to_owned()));
+    }
+    ok
+}
+
+#[tokio::test]
+async fn a_tenants_limits_hold_across_three_replicas_within_the_documented_bound() {
+    let redis = Redis::start();
+    let upstream = mock("cluster-limits").await;
+    let mut replicas: Vec<Replica> =
+        ["l1", "l2", "l3"].iter().map(|id| replica_with(id, upstream.addr, &redis, shared_limits)).collect();
+    for r in &replicas {
+        until(Duration::from_secs(5), "replica ready", || async { ready(r).await == StatusCode::OK }).await;
+    }
+
+    // 150 requests against 60 a minute: alone, each replica would admit its 50. Together they
+    // admit the minute's 60 plus what refills meanwhile (one a second), less at most the
+    // slices the replicas still hold at the end (3 x 6 requests, one of them needed).
+    let started = Instant::now();
+    let replies = on_every_replica(&replicas, 50, "sk-demo-limited", false).await;
+    let refilled = started.elapsed().as_secs() + 1;
+    let ok = tally(&replies, "rate_limit_exceeded") as u64;
+    assert!((60 - 15..=60 + refilled).contains(&ok), "{ok} of 150 admitted in {:?}", started.elapsed());
+
+    // Concurrency is exact at this size: 4 in flight across the replicas, the rest refused.
+    let replies = on_every_replica(&replicas, 4, "sk-demo-us", true).await;
+    assert_eq!(tally(&replies, "concurrency_limit_exceeded"), 4);
+    // Every slot came back when its request ended.
+    until(Duration::from_secs(2), "slots given back", || async {
+        tally(&on_every_replica(&replicas[..1], 4, "sk-demo-us", true).await, "concurrency_limit_exceeded") == 4
+    })
+    .await;
+
+    // A replica that dies holding slots loses them once it is missed (max_staleness, 1 s).
+    let held = replicas[2].addr;
+    let holding: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(async move {
+                let auth = "Bearer sk-demo-us";
+                let req = http::Request::post(format!("http://{held}/v1/chat/completions"))
+                    .header("authorization", auth)
+                    .header("content-type", "application/json")
+                    .header("x-mock-delay-ms", "5000")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(crate::support::chat_body("gpt-4o-mini"))))
+                    .unwrap();
+                // The replica is killed under it: the reply is a broken connection.
+                crate::support::client().request(req).await.is_err()
+            })
+        })
+        .collect();
+    until(Duration::from_secs(2), "two slots held on l3", || async {
+        value(&scrape(replicas[2].admin).await, "customs_in_flight_requests", &[]) == 2.0
+    })
+    .await;
+    replicas[2].child.kill().unwrap();
+    for h in holding {
+        assert!(h.await.unwrap(), "l3 answered after it was killed");
+    }
+    until(Duration::from_secs(4), "a dead replica's slots freed", || async {
+        tally(&on_every_replica(&replicas[..2], 2, "sk-demo-us", true).await, "concurrency_limit_exceeded") == 4
+    })
+    .await;
+
+    for r in &mut replicas[..2] {
+        stop(r);
+        verify(r.dir.path());
+    }
+    upstream.stop().await;
+}
+
 #[tokio::test]
 async fn with_the_store_down_replicas_drain_fail_closed_and_keep_their_suspensions() {
     let mut redis = Redis::start();
@@ -300,6 +425,14 @@ async fn with_the_store_down_replicas_drain_fail_closed_and_keep_their_suspensio
         })
         .await;
         assert!(value(&scrape(r.admin).await, "customs_cluster_errors_total", &[]) > 0.0);
+        // Limits fall back to this replica's share: demo-limited's 3 a minute over 2 replicas.
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(chat(r.addr, "sk-demo-limited", "gpt-4o-mini", None).await.status);
+        }
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
+        // (and demo-cn's load, until the replica turned stale)
+        assert!(value(&scrape(r.admin).await, "customs_limits_fallback_total", &[]) >= 3.0);
     }
     // No change is half made while the store is away.
     let r = admin_post(replicas[1].admin, "/admin/tenants/demo-de/suspend", r#"{"by":"alice","reason":"x"}"#).await;
@@ -320,6 +453,13 @@ async fn with_the_store_down_replicas_drain_fail_closed_and_keep_their_suspensio
     for l in load {
         answered.extend(l.await.unwrap());
     }
+    // Limits are shared again once the load is over: the emptied store starts demo-limited's
+    // minute afresh, and no request goes to the fallback.
+    let fallbacks = value(&scrape(replicas[1].admin).await, "customs_limits_fallback_total", &[]);
+    for _ in 0..2 {
+        assert_eq!(chat(replicas[1].addr, "sk-demo-limited", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    }
+    assert_eq!(value(&scrape(replicas[1].admin).await, "customs_limits_fallback_total", &[]), fallbacks);
     let reseeds: usize = replicas.iter().map(|r| records(r.dir.path(), "cluster_reseed").len()).sum();
     assert!(reseeds >= 1, "one replica gave the store its set back");
     let mut decided = std::collections::HashSet::new();
@@ -353,6 +493,8 @@ fn cluster_config_mistakes_are_named() {
     assert!(e.contains("cluster.url_env") && e.contains("CUSTOMS_NO_SUCH_VAR is not set"), "{e}");
     let e = with("url = \"redis://127.0.0.1/\"\nfail_closed = [\"atlantis\"]");
     assert!(e.contains("cluster.fail_closed") && e.contains("atlantis"), "{e}");
+    let e = with("url = \"redis://127.0.0.1/\"\nlease_fraction = 0");
+    assert!(e.contains("cluster.lease_fraction") && e.contains("above 0"), "{e}");
     let e = with("url = \"http://127.0.0.1/\"");
     assert!(e.contains("cluster.url") && e.contains("not a redis://"), "{e}");
     let e = with("");

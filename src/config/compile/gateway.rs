@@ -96,12 +96,16 @@ fn compile_cluster(ctx: &mut Ctx, src: &Source, c: ClusterSection) -> Option<Clu
         timeout: c.timeout.unwrap_or(ClusterSettings::DEFAULT_TIMEOUT),
         max_staleness: c.max_staleness.unwrap_or(ClusterSettings::DEFAULT_MAX_STALENESS),
         fail_closed: c.fail_closed,
+        lease_fraction: c.lease_fraction.unwrap_or(ClusterSettings::DEFAULT_LEASE_FRACTION),
     };
     if settings.timeout.is_zero() {
         ctx.err(src, None, "cluster.timeout", "must be greater than zero");
     }
     if settings.max_staleness <= settings.timeout {
         ctx.err(src, None, "cluster.max_staleness", "must be longer than `cluster.timeout`");
+    }
+    if !(settings.lease_fraction > 0.0 && settings.lease_fraction <= 1.0) {
+        ctx.err(src, None, "cluster.lease_fraction", "must be above 0 and at most 1");
     }
     Some(settings)
 }
