@@ -158,6 +158,19 @@ pub enum AuditCommand {
     /// Check a trail's hash chain; reports the first altered, removed, inserted or reordered
     /// record and exits 1.
     Verify(VerifyArgs),
+    /// Print several replicas' trails as one, interleaved by time: one JSON line per record,
+    /// `{"trail": PATH, "record": {...}}`, each record as written. Check them with `verify`.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Trail folders (one per replica), or files of one trail in order.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Write to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,8 +10,8 @@ use clap::Parser;
 use customs::admin::SharedEnv;
 use customs::audit::{Sealer, verify};
 use customs::cli::{
-    AuditCommand, CheckArgs, Cli, Command, DemoArgs, ExplainArgs, LogFormat, ReportArgs, ScreenArgs, ServeArgs,
-    VerifyArgs,
+    AuditCommand, CheckArgs, Cli, Command, DemoArgs, ExplainArgs, LogFormat, MergeArgs, ReportArgs, ScreenArgs,
+    ServeArgs, VerifyArgs,
 };
 use customs::config::{self, Config, ConfigErrors};
 use customs::policy::{Day, DayClock};
@@ -76,6 +76,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Explain(args) => explain(args),
         Command::Audit(AuditCommand::Verify(args)) => verify(args),
+        Command::Audit(AuditCommand::Merge(args)) => merge(args),
         Command::Report(args) => report(args),
         Command::Screen(args) => screen(args),
         Command::Keygen => keygen(),
@@ -219,6 +220,19 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         last.as_deref().unwrap_or("-"),
     ))?;
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let trails = verify::trails(&args.paths)?;
+    let merged = match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+            customs::audit::merge::merge(&trails, &mut std::io::BufWriter::new(file))?
+        }
+        None => customs::audit::merge::merge(&trails, &mut std::io::BufWriter::new(std::io::stdout().lock()))?,
+    };
+    eprintln!("{} records from {} trails", merged.records, merged.trails);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn indent(text: &str) -> String {

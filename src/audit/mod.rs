@@ -13,6 +13,7 @@
 //! record.
 
 pub mod chain;
+pub mod merge;
 pub mod record;
 pub mod verify;
 mod writer;

@@ -223,6 +223,22 @@ fn trails_of_several_replicas_verify_and_report_together(replicas: &[Replica]) {
         assert!(text.contains(&format!("trail {}:\n  ok: ", d.display())), "{text}");
     }
 
+    // Merged into one stream by time, each record as written and named with its trail.
+    let out = customs(&["audit", "merge"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let merged: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(merged.len() as u64, records);
+    for d in &dirs {
+        let name = d.to_string_lossy();
+        let own: Vec<&serde_json::Value> =
+            merged.iter().filter(|m| m["trail"] == *name).map(|m| &m["record"]).collect();
+        assert_eq!(own, trail(d).iter().collect::<Vec<_>>(), "{name}: its records, in its order");
+    }
+    let starts: Vec<&str> = merged.iter().filter_map(|m| m["record"]["time"].as_str()).collect();
+    assert_eq!(starts.first(), starts.iter().min(), "the earliest record comes first");
+    assert_eq!(starts.last(), starts.iter().max(), "the latest record comes last");
+
     let report = |dirs: &[std::path::PathBuf]| -> serde_json::Value {
         let mut c = Command::new(env!("CARGO_BIN_EXE_customs"));
         c.args(["report", "--since", "2026-01-01", "--home", "us", "--flops-line", "0", "--format", "json"]);
