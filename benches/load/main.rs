@@ -2,10 +2,11 @@
 //!
 //! Starts the mock upstream, then each target in turn behind it: customs (the example policy with
 //! `benches/load/scenario/` laid over it: every check, limit and metric on, limits too high to
-//! refuse), the same without its audit trail ("no-audit"), the bare pass-through proxy on the same
-//! stack (`bare_proxy.rs`), and nginx when it is installed; plus the mock on its own ("direct")
-//! as the latency floor. The target runs pinned to CPU 0; this driver (the load generator) and the
-//! mock share CPU 1. Rounds are interleaved and repeated, each measurement bounded in time, all on
+//! refuse), the same without its audit trail ("no-audit"), the same in cluster mode with its kill
+//! switch and limits on a `redis-server` ("cluster", when one is installed), the bare pass-through
+//! proxy on the same stack (`bare_proxy.rs`), and nginx when it is installed; plus the mock on its
+//! own ("direct") as the latency floor. The target runs pinned to CPU 0; this driver (the load
+//! generator), the mock and the store share CPU 1. Rounds are interleaved and repeated, each measurement bounded in time, all on
 //! loopback. Prints a table and writes the JSON it was made from (default
 //! `target/load-bench.json`). customs and the mock are the binaries cargo built for this bench
 //! (`CARGO_BIN_EXE_*`, the bench profile), so what runs is what was just built.
@@ -57,7 +58,7 @@ struct Args {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/load-bench.json")]
     out: PathBuf,
-    /// Only these targets (customs, no-audit, bare, nginx, direct).
+    /// Only these targets (customs, no-audit, cluster, bare, nginx, direct).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also measure LiteLLM's proxy (from PyPI, installed into target/litellm-venv on first use).
@@ -113,6 +114,8 @@ struct Target {
     name: &'static str,
     addr: SocketAddr,
     children: Vec<Child>,
+    /// Processes the target needs but whose CPU is not its own (the cluster store).
+    helpers: Vec<Child>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -120,11 +123,15 @@ impl Target {
     fn pids(&self) -> Vec<u32> {
         self.children.iter().flat_map(|c| with_children(c.id())).collect()
     }
+
+    fn helper_pids(&self) -> Vec<u32> {
+        self.helpers.iter().map(Child::id).collect()
+    }
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        for c in self.children.iter_mut().chain(&mut self.helpers) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -154,6 +161,8 @@ fn start_customs(
     mock: SocketAddr,
     large: bool,
     audit: bool,
+    store: Option<Child>,
+    store_port: u16,
 ) -> Result<Target, Box<dyn std::error::Error>> {
     let dir = tempfile::TempDir::new()?;
     if large {
@@ -167,19 +176,44 @@ fn start_customs(
         gateway.remove("audit");
         std::fs::write(&path, toml::to_string(&gateway)?)?;
     }
+    if store.is_some() {
+        let path = dir.path().join("gateway.toml");
+        let cluster = format!("\n[cluster]\nurl = \"redis://127.0.0.1:{store_port}/\"\nreplica_id = \"bench\"\n");
+        std::fs::write(&path, std::fs::read_to_string(&path)? + &cluster)?;
+    }
     let mut cmd = pinned("0", bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
         .arg(dir.path())
         .env("CUSTOMS_UPSTREAM_KEY", "bench-upstream-key");
     let (child, addr) = spawn_listening(cmd)?;
-    Ok(Target { name, addr, children: vec![child], _dir: Some(dir) })
+    Ok(Target { name, addr, children: vec![child], helpers: store.into_iter().collect(), _dir: Some(dir) })
+}
+
+/// A `redis-server` without persistence on the driver's CPU, or `None` when none is installed.
+fn start_redis() -> Result<Option<(Child, u16)>, Box<dyn std::error::Error>> {
+    let Some(redis) =
+        ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].into_iter().find(|p| Path::new(p).exists())
+    else {
+        return Ok(None);
+    };
+    let port = free_port()?;
+    let mut cmd = pinned("1", redis);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    for _ in 0..250 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(Some((child, port)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err("redis-server did not start".into())
 }
 
 fn start_bare(mock: SocketAddr) -> Result<Target, Box<dyn std::error::Error>> {
     let mut cmd = pinned("0", std::env::current_exe()?);
     cmd.args(["--role", "bare-proxy", "--listen", "127.0.0.1:0", "--upstream", &mock.to_string()]);
     let (child, addr) = spawn_listening(cmd)?;
-    Ok(Target { name: "bare", addr, children: vec![child], _dir: None })
+    Ok(Target { name: "bare", addr, children: vec![child], helpers: Vec::new(), _dir: None })
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -208,7 +242,13 @@ fn start_nginx(mock: SocketAddr) -> Result<Option<Target>, Box<dyn std::error::E
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     for _ in 0..100 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return Ok(Some(Target { name: "nginx", addr, children: vec![child], _dir: Some(dir) }));
+            return Ok(Some(Target {
+                name: "nginx",
+                addr,
+                children: vec![child],
+                helpers: Vec::new(),
+                _dir: Some(dir),
+            }));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -242,7 +282,7 @@ fn start_litellm(mock: SocketAddr) -> Result<Target, Box<dyn std::error::Error>>
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     for _ in 0..600 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return Ok(Target { name: "litellm", addr, children: vec![child], _dir: Some(dir) });
+            return Ok(Target { name: "litellm", addr, children: vec![child], helpers: Vec::new(), _dir: Some(dir) });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -334,14 +374,23 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut targets = Vec::new();
     let customs = Path::new(env!("CARGO_BIN_EXE_customs"));
     if wanted("customs") {
-        targets.push(start_customs("customs", customs, mock, args.large, true)?);
+        targets.push(start_customs("customs", customs, mock, args.large, true, None, 0)?);
     }
     // The same build and policy without the audit trail: what the trail costs, side by side.
     if wanted("no-audit") {
-        targets.push(start_customs("no-audit", customs, mock, args.large, false)?);
+        targets.push(start_customs("no-audit", customs, mock, args.large, false, None, 0)?);
+    }
+    // And in cluster mode, one replica on a store: what sharing the kill switch and limits costs.
+    if wanted("cluster") {
+        match start_redis()? {
+            Some((redis, port)) => {
+                targets.push(start_customs("cluster", customs, mock, args.large, true, Some(redis), port)?);
+            }
+            None => println!("redis-server is not installed; skipping cluster (apt-get install redis-server)"),
+        }
     }
     if let Some(bin) = &args.baseline {
-        targets.push(start_customs("baseline", bin, mock, args.large, true)?);
+        targets.push(start_customs("baseline", bin, mock, args.large, true, None, 0)?);
     }
     if wanted("bare") {
         targets.push(start_bare(mock)?);
@@ -355,7 +404,13 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.litellm {
         targets.push(start_litellm(mock)?);
     }
-    let direct = wanted("direct").then(|| Target { name: "direct", addr: mock, children: Vec::new(), _dir: None });
+    let direct = wanted("direct").then(|| Target {
+        name: "direct",
+        addr: mock,
+        children: Vec::new(),
+        helpers: Vec::new(),
+        _dir: None,
+    });
     let (plain, stream) = shots(args.large);
     let d = Duration::from_secs(args.seconds);
     let mut results: Vec<(String, Value)> = Vec::new();
@@ -367,9 +422,12 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         for i in 0..all.len() {
             let t = all[(i + round) % all.len()];
             let pids = t.pids();
+            let helpers = t.helper_pids();
+            let helper_before: f64 = helpers.iter().map(|&p| cpu_seconds(p)).sum();
             let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
             let thr = generate::closed_loop(t.addr, &plain, args.connections, d).await;
             let cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
+            let helper_cpu = helpers.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - helper_before;
             let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
             let streamed = generate::closed_loop(t.addr, &stream, args.connections, d).await;
             let stream_cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
@@ -380,6 +438,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 "rps": thr.ok as f64 / d.as_secs_f64(),
                 "errors": thr.errors + streamed.errors + lat.errors + sttfb.errors,
                 "cpu_us_per_request": if pids.is_empty() { Value::Null } else { json!(cpu * 1e6 / thr.ok.max(1) as f64) },
+                "store_cpu_us_per_request": if helpers.is_empty() { Value::Null } else { json!(helper_cpu * 1e6 / thr.ok.max(1) as f64) },
                 "p50_ms": quantile_ms(&mut lat.latency, 0.5),
                 "p99_ms": quantile_ms(&mut lat.latency, 0.99),
                 "p999_ms": quantile_ms(&mut lat.latency, 0.999),
@@ -396,6 +455,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let keys = [
         "rps",
         "cpu_us_per_request",
+        "store_cpu_us_per_request",
         "p50_ms",
         "p99_ms",
         "p999_ms",
@@ -445,6 +505,9 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "ratios_customs_over_bare": ratios("customs", "bare"),
         "ratios_no_audit_over_bare": ratios("no-audit", "bare"),
     });
+    if let (true, Some(obj)) = (get("cluster", "rps").is_some(), report.as_object_mut()) {
+        obj.insert("ratios_cluster_over_customs".into(), ratios("cluster", "customs"));
+    }
     if let (Some(bin), Some(obj)) = (&args.baseline, report.as_object_mut()) {
         obj.insert("baseline_bin".into(), json!(bin.display().to_string()));
         obj.insert("ratios_customs_over_baseline".into(), ratios("customs", "baseline"));
@@ -474,6 +537,9 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("\nratios customs / bare: {}", report["ratios_customs_over_bare"]);
     println!("ratios no-audit / bare: {}", report["ratios_no_audit_over_bare"]);
+    if report.get("ratios_cluster_over_customs").is_some() {
+        println!("ratios cluster / customs: {}", report["ratios_cluster_over_customs"]);
+    }
     if args.baseline.is_some() {
         println!("ratios customs / baseline: {}", report["ratios_customs_over_baseline"]);
     }
