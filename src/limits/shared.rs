@@ -39,6 +39,11 @@ struct Balance {
     /// The store's answer at the last lease, for the rate-limit headers.
     left: AtomicU64,
     reset_at: AtomicU64,
+    /// After the store refused `refused_need` units: until when requests needing as much are
+    /// refused here without asking again, and when the store said they would fit.
+    refused_until: AtomicU64,
+    refused_need: AtomicU64,
+    fits_at: AtomicU64,
 }
 
 impl Balance {
@@ -48,6 +53,22 @@ impl Balance {
         }
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         self.units.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| (u >= n).then(|| u - n)).is_ok()
+    }
+
+    /// How long until `n` units could fit, while a refusal of as many is fresh. A tenant over
+    /// its limit is then refused here, not by a round trip per request; never for longer than
+    /// a lease, as other replicas may give units back sooner.
+    fn refused(&self, n: u64, now: u64) -> Option<Duration> {
+        (now < self.refused_until.load(Ordering::Acquire) && n >= self.refused_need.load(Ordering::Acquire))
+            .then(|| Duration::from_nanos(self.fits_at.load(Ordering::Acquire).saturating_sub(now)))
+    }
+
+    /// Notes that the store refused `need` units at `now`, saying they fit after `wait`.
+    fn refuse(&self, need: u64, now: u64, wait: Duration) {
+        let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        self.refused_need.store(need, Ordering::Release);
+        self.fits_at.store(now.saturating_add(wait), Ordering::Release);
+        self.refused_until.store(now.saturating_add(wait.min(LEASE.as_nanos() as u64)), Ordering::Release);
     }
 
     /// Gives `n` units back to the lease (negative: charges them).
@@ -175,6 +196,8 @@ impl Leases {
             let rate = RateSpec { micros_per_cell: per, tolerance_micros: per * burst as f64 };
             let outcome = if self.requests.take(1, now, 0) {
                 Ok(())
+            } else if let Some(wait) = self.requests.refused(1, now) {
+                Err(wait)
             } else {
                 let extra = extra(rpm, fraction).min(burst.saturating_sub(1));
                 self.renew_rate(store, &self.requests, &self.requests_key, rate, 1, extra).await?
@@ -199,6 +222,8 @@ impl Leases {
             let rate = RateSpec { micros_per_cell: 60e6 / tpm as f64, tolerance_micros: 60e6 };
             let outcome = if self.tokens.take(demand.tokens, now, 0) {
                 Ok(())
+            } else if let Some(wait) = self.tokens.refused(demand.tokens, now) {
+                Err(wait)
             } else {
                 self.renew_rate(store, &self.tokens, &self.tokens_key, rate, demand.tokens, extra(tpm, fraction))
                     .await?
@@ -213,7 +238,8 @@ impl Leases {
             let budget = (flops / GFLOP) as u64;
             let need = gflops(fpt, demand.tokens);
             let granted = self.compute.take(need, now, demand.day)
-                || self.renew_budget(store, budget, need, extra(budget, fraction), demand.day).await?;
+                || (self.compute.refused(need, now).is_none()
+                    && self.renew_budget(store, budget, need, extra(budget, fraction), demand.day).await?);
             if !granted {
                 self.tokens.give(i64::try_from(std::mem::take(&mut ticket.tokens)).unwrap_or(i64::MAX));
                 headroom.tokens = self.token_headroom(spec, now);
@@ -253,6 +279,10 @@ impl Leases {
         if balance.take(need, now, 0) {
             return Ok(Ok(()));
         }
+        // The renewal this one waited for may have been refused.
+        if let Some(wait) = balance.refused(need, now) {
+            return Ok(Err(wait));
+        }
         if store.limits_down(at) {
             return Err(Down);
         }
@@ -270,8 +300,10 @@ impl Leases {
                 balance.reset_at.store(now.saturating_add(g.reset.as_nanos() as u64), Ordering::Release);
                 if g.granted < need || (need > 0 && g.granted == 0) {
                     balance.until.store(0, Ordering::Release);
+                    balance.refuse(need, now, g.wait);
                     return Ok(Err(g.wait));
                 }
+                balance.refused_until.store(0, Ordering::Release);
                 balance.give(i64::try_from(g.granted - need).unwrap_or(i64::MAX));
                 balance.until.store(now + LEASE.as_nanos() as u64, Ordering::Release);
                 Ok(Ok(()))
@@ -286,6 +318,9 @@ impl Leases {
         let now = self.nanos(at);
         if self.compute.take(need, now, day) {
             return Ok(true);
+        }
+        if self.compute.refused(need, now).is_some() {
+            return Ok(false);
         }
         if store.limits_down(at) {
             return Err(Down);
@@ -303,6 +338,7 @@ impl Leases {
                 Err(Down)
             }
             Ok(g) if g.granted >= need && (need == 0 || g.granted > 0) => {
+                b.refused_until.store(0, Ordering::Release);
                 b.day.store(day, Ordering::Release);
                 b.give(i64::try_from(g.granted - need).unwrap_or(i64::MAX));
                 b.until.store(now + LEASE.as_nanos() as u64, Ordering::Release);
@@ -311,6 +347,8 @@ impl Leases {
             Ok(_) => {
                 b.day.store(day, Ordering::Release);
                 b.until.store(0, Ordering::Release);
+                // The day's budget only comes back as reservations settle: ask again a lease on.
+                b.refuse(need, now, LEASE);
                 Ok(false)
             }
         }
@@ -436,6 +474,19 @@ mod tests {
         assert!(!b.take(1, 100, 0), "the lease has ended");
         b.give(-10);
         assert!(!b.take(0, 50, 0), "a lease in debt grants nothing");
+    }
+
+    #[test]
+    fn a_refusal_is_kept_for_as_much_or_more_and_at_most_a_lease() {
+        let b = Balance::default();
+        let second = LEASE.as_nanos() as u64;
+        b.refuse(10, 1_000, Duration::from_secs(5));
+        assert_eq!(b.refused(10, 1_000), Some(Duration::from_secs(5)));
+        assert_eq!(b.refused(20, 1_000 + second / 2), Some(Duration::from_secs(5) - LEASE / 2));
+        assert_eq!(b.refused(9, 1_000), None, "a smaller need may fit: ask the store");
+        assert_eq!(b.refused(10, 1_000 + second), None, "kept no longer than a lease");
+        b.refuse(1, 0, Duration::from_millis(10));
+        assert_eq!(b.refused(1, 10_000_000), None, "nor longer than the store's wait");
     }
 
     #[test]

@@ -314,6 +314,17 @@ async fn on_every_replica(
     replies
 }
 
+/// Scripts the store has run so far (every call customs makes is one).
+async fn script_calls(redis: &Redis) -> u64 {
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = ::redis::cmd("INFO").arg("commandstats").query_async(&mut c).await.unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn tally(replies: &[crate::support::Reply], refusal: &str) -> usize {
     let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
     for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
@@ -340,6 +351,16 @@ async fn a_tenants_limits_hold_across_three_replicas_within_the_documented_bound
     let refilled = started.elapsed().as_secs() + 1;
     let ok = tally(&replies, "rate_limit_exceeded") as u64;
     assert!((60 - 15..=60 + refilled).contains(&ok), "{ok} of 150 admitted in {:?}", started.elapsed());
+    // Over its limit, the tenant is refused without a round trip per request: a refusal from
+    // the store holds on the replica for up to a second (the heartbeats, four a second per
+    // replica, go on meanwhile).
+    let calls = script_calls(&redis).await;
+    let started = Instant::now();
+    let replies = on_every_replica(&replicas[..1], 30, "sk-demo-limited", false).await;
+    assert_eq!(tally(&replies, "rate_limit_exceeded"), 0);
+    let made = script_calls(&redis).await - calls;
+    let heartbeats = 3 * (started.elapsed().as_millis() as u64 / 250 + 1);
+    assert!(made <= heartbeats + 2, "{made} calls to the store for 30 refusals in {:?}", started.elapsed());
 
     // Concurrency is exact at this size: 4 in flight across the replicas, the rest refused.
     let replies = on_every_replica(&replicas, 4, "sk-demo-us", true).await;
