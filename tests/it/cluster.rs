@@ -1,7 +1,9 @@
 //! Cluster mode against a real Redis (`redis-server`, started by each test on a free port) and
 //! several replicas of the real binary: a suspension made on one replica is refused on the others
-//! within a second; with the store down, replicas turn stale, drain and refuse fail-closed
-//! jurisdictions while keeping the suspensions they had; an emptied store is given them back.
+//! within a second; a tenant's request rate, concurrency and compute budget hold across them;
+//! with the store down, replicas turn stale, drain, refuse fail-closed jurisdictions while
+//! keeping the suspensions they had, and decide limits on their share; an emptied store is given
+//! the suspensions back.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -275,6 +277,7 @@ fn shared_limits(dir: &Path) {
     std::fs::write(dir.join("gateway.toml"), gateway + "lease_fraction = 0.1\n").unwrap();
     edit_file(dir, "tenants.toml", "requests_per_minute = 3   #", "requests_per_minute = 60\n#");
     edit_file(dir, "tenants.toml", "# sk-demo-us\n", "# sk-demo-us\n[tenants.limits]\nmax_concurrent = 4\n");
+    edit_file(dir, "tenants.toml", "# sk-demo-de\n", "# sk-demo-de\n[tenants.limits]\ndaily_inference_flops = 5e13\n");
 }
 
 async fn slow_chat(addr: SocketAddr, key: &str) -> crate::support::Reply {
@@ -361,6 +364,33 @@ async fn a_tenants_limits_hold_across_three_replicas_within_the_documented_bound
     let made = script_calls(&redis).await - calls;
     let heartbeats = 3 * (started.elapsed().as_millis() as u64 / 250 + 1);
     assert!(made <= heartbeats + 2, "{made} calls to the store for 30 refusals in {:?}", started.elapsed());
+
+    // The daily compute budget: each request reserves about 1,045 tokens of an 8.03e9-parameter
+    // model (1.68e13 FLOPs) and uses about 1,020, so 5e13 FLOPs a day serve 3 requests in all,
+    // where each replica alone would serve 3.
+    let mut senders = Vec::new();
+    for r in &replicas {
+        let addr = r.addr;
+        senders.push(tokio::spawn(async move {
+            let headers = [
+                ("authorization", "Bearer sk-demo-de"),
+                ("content-type", "application/json"),
+                ("x-mock-chunks", "1000"),
+            ];
+            let body = crate::support::chat_body("llama-3.1-8b-instruct");
+            let mut replies = Vec::new();
+            for _ in 0..4 {
+                replies.push(send(addr, Method::POST, "/v1/chat/completions", &headers, body.clone()).await);
+            }
+            replies
+        }));
+    }
+    let mut replies = Vec::new();
+    for s in senders {
+        replies.extend(s.await.unwrap());
+    }
+    let served = tally(&replies, "compute_quota_exceeded");
+    assert!((1..=3).contains(&served), "{served} of 12 served on a budget for 3");
 
     // Concurrency is exact at this size: 4 in flight across the replicas, the rest refused.
     let replies = on_every_replica(&replicas, 4, "sk-demo-us", true).await;
