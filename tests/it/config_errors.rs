@@ -233,6 +233,25 @@ reason = "model_not_allowed"
 }
 
 #[test]
+fn config_residency_patterns_must_match_an_endpoint_label() {
+    // Labels are lowercase, so "US-EAST" can never match; a typo would refuse every request of
+    // the jurisdiction with no_resident_endpoint.
+    let jurisdictions = JURISDICTIONS.replace(
+        r#"allowed_residencies = ["us-*"]"#,
+        r#"allowed_residencies = ["us-*", "ap-south", "zz-*", "US-EAST"]"#,
+    );
+    assert_eq!(
+        errors_for(MODELS, GROUPS, &jurisdictions, TENANTS),
+        [
+            "jurisdictions.toml:7:32: jurisdictions[0] (us).allowed_residencies[1]: pattern \"ap-south\" matches no endpoint residency label",
+            "jurisdictions.toml:7:44: jurisdictions[0] (us).allowed_residencies[2]: pattern \"zz-*\" matches no endpoint residency label",
+            "jurisdictions.toml:7:52: jurisdictions[0] (us).allowed_residencies[3]: pattern \"US-EAST\" matches no endpoint residency label",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
 fn config_model_errors_name_the_key() {
     let models = r#"[[models]]
 id = "m"

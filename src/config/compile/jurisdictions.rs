@@ -97,7 +97,7 @@ pub(super) fn compile_jurisdictions(
         let embargoed = j.embargoed.as_ref().filter(|e| *e.get_ref()).map(|e| {
             ctx.rule(src, e.span(), format!("{key}.embargoed"), "embargoed = true: every model is denied".into())
         });
-        let regional = if embargoed.is_some() { None } else { region_rules(ctx, src, &key, j, models) };
+        let regional = if embargoed.is_some() { None } else { region_rules(ctx, src, &key, j, models, endpoints) };
         let row = verdicts.push_row(|m, run| match (&regional, models.get(m)) {
             (Some(r), Some((model, eps))) => r.verdict(model, eps, endpoints, run),
             // Embargoed (or invalid, which fails the load): decided before any verdict is read.
@@ -374,6 +374,7 @@ fn region_rules(
     key: &str,
     j: &RawJurisdiction,
     models: &[ModelEntry],
+    endpoints: &[Endpoint],
 ) -> Option<RegionRules> {
     let missing = |ctx: &mut Ctx, field: &str, hint: &str| {
         ctx.err(
@@ -501,8 +502,19 @@ fn region_rules(
         }
         Some(list) => {
             let mut gs = Vec::new();
+            // A mistyped label, or a model left out for its errors, is reported in models.toml;
+            // it would make patterns here look wrong too.
+            let labels_ok = !endpoints.is_empty() && endpoints.iter().all(|e| valid_label(&e.residency));
             for (i, p) in list.get_ref().iter().enumerate() {
-                match glob(ctx, src, &format!("{key}.allowed_residencies[{i}]"), p) {
+                let k = format!("{key}.allowed_residencies[{i}]");
+                match glob(ctx, src, &k, p) {
+                    // A typo here would refuse every request of the jurisdiction with
+                    // no_resident_endpoint: a pattern must name a label some endpoint has.
+                    Some(g) if labels_ok && !endpoints.iter().any(|e| g.is_match(&*e.residency)) => {
+                        let msg = format!("pattern {:?} matches no endpoint residency label", p.get_ref());
+                        ctx.err(src, Some(p.span()), k, msg);
+                        ok = false;
+                    }
                     Some(g) => gs.push(g),
                     None => ok = false,
                 }
