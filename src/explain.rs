@@ -71,6 +71,7 @@ pub fn explain(
     let resolved = d.model.and_then(|m| policy.model(m));
     let dated = policy.jurisdiction(tenant).is_some_and(|j| j.is_dated());
     let version = policy.period(tenant, at).filter(|_| dated).and_then(|p| policy.rule(p.rule()));
+    let version = version.as_deref();
     let (decision, reason, status, endpoints) = match d.verdict {
         Verdict::Allow { endpoints } => ("allow", None, 200, endpoints),
         Verdict::Deny(denial) => ("deny", Some(denial.code()), GatewayError::Policy(denial).status().as_u16(), &[][..]),
@@ -90,7 +91,7 @@ pub fn explain(
         decision,
         reason,
         status,
-        rule: d.rule.and_then(|r| policy.rule(r)).map(RuleRef::from),
+        rule: d.rule.and_then(|r| policy.rule(r)).map(|r| RuleRef::from(&*r)),
         endpoints: endpoints
             .iter()
             .filter_map(|&e| policy.endpoint(e))

@@ -46,7 +46,7 @@ pub struct Outcome<'p> {
     pub day: Day,
     pub got: Expected,
     /// The rule that decided, when one did.
-    pub rule: Option<&'p Rule>,
+    pub rule: Option<std::borrow::Cow<'p, Rule>>,
 }
 
 impl Outcome<'_> {
@@ -72,7 +72,7 @@ impl fmt::Display for Outcome<'_> {
         } else {
             write!(f, "expected {}, got {}", e.expected, self.got)?;
         }
-        match (self.rule, self.got) {
+        match (self.rule.as_deref(), self.got) {
             (Some(r), _) => write!(f, " (rule {}:{}: {}: {})", r.file, r.line, r.key, r.detail),
             (None, Expected::Deny(Denial::ModelNotFound)) => f.write_str(" (not in the catalog)"),
             (None, _) => Ok(()),

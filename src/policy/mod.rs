@@ -22,6 +22,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -53,6 +54,8 @@ pub struct Policy {
     pub(crate) verdicts: VerdictTable,
     pub(crate) endpoints: Box<[Endpoint]>,
     pub(crate) rules: Box<[Rule]>,
+    /// The tenants file, named by the rule a tenant without a declaration is refused by.
+    pub(crate) tenants_file: Box<str>,
     pub(crate) screening: Screening,
     /// Per tenant: refused while this replica cannot confirm the cluster's kill switch
     /// (`[cluster] fail_closed` names its jurisdiction).
@@ -146,6 +149,8 @@ pub struct Tenant {
     pub declaration: Option<Declaration>,
     pub allowlist: Option<ModelSet>,
     pub limits: LimitSpec,
+    /// The line of the tenant's entry in the tenants file.
+    pub(crate) entry_line: u32,
 }
 
 pub struct Suspension {
@@ -217,6 +222,7 @@ impl ModelSet {
 }
 
 /// Where a decision came from: a file, a line and the key that decided, for `explain` and audits.
+#[derive(Clone)]
 pub struct Rule {
     pub file: Box<str>,
     pub line: usize,
@@ -327,7 +333,10 @@ impl Policy {
                 }
                 Some(d) if d.purposes.iter().any(|dp| &**dp == p) => {}
                 Some(d) => return deny(model, Denial::PurposeNotDeclared, Some(d.rule)),
-                None => return deny(model, Denial::PurposeNotDeclared, absent_rule),
+                None => {
+                    let rule = absent_rule.unwrap_or(self.no_declaration_rule(tenant));
+                    return deny(model, Denial::PurposeNotDeclared, Some(rule));
+                }
             }
         }
         let endpoints = self.verdicts.endpoints(v);
@@ -398,8 +407,25 @@ impl Policy {
         &self.endpoints
     }
 
-    pub fn rule(&self, r: RuleId) -> Option<&Rule> {
-        self.rules.get(r as usize)
+    /// A rule by id. Ids past the compiled rules stand for each tenant's missing end-use
+    /// declaration: spelled out when asked for, so that a provider's many undeclared tenants
+    /// cost no rule each.
+    pub fn rule(&self, r: RuleId) -> Option<Cow<'_, Rule>> {
+        if let Some(rule) = self.rules.get(r as usize) {
+            return Some(Cow::Borrowed(rule));
+        }
+        let t = (r as usize).checked_sub(self.rules.len())?;
+        let tenant = self.tenants.get(t)?;
+        Some(Cow::Owned(Rule {
+            file: self.tenants_file.clone(),
+            line: tenant.entry_line as usize,
+            key: format!("tenants[{t}] ({}).end_use", tenant.id).into(),
+            detail: "no end-use declaration on file: no purpose is declared".into(),
+        }))
+    }
+
+    fn no_declaration_rule(&self, t: TenantIdx) -> RuleId {
+        (self.rules.len() as RuleId).saturating_add(t)
     }
 
     pub fn screening(&self) -> &Screening {

@@ -148,6 +148,13 @@ fn policy_order_threshold_then_declaration_then_residency() {
     assert_eq!(code(&p, "cn", "small", Some("translation"), "2026-07-01"), "end_use_declaration_expired");
     assert_eq!(code(&p, "cn", "small", Some("legal"), d), "purpose_not_declared");
     assert_eq!(code(&p, "mo", "small", Some("translation"), d), "purpose_not_declared");
+    // A tenant without a declaration is refused by its missing `end_use`, at its own entry.
+    let rule = rule_of(&p, "mo", "small", Some("translation"), d);
+    let mo = p.tenant_by_id("mo").unwrap() as usize;
+    assert_eq!(&*rule.key, format!("tenants[{mo}] (mo).end_use"));
+    assert_eq!(&*rule.detail, "no end-use declaration on file: no purpose is declared");
+    assert!(rule.file.ends_with("tenants.toml"), "{}", rule.file);
+    assert_eq!(TENANTS.lines().nth(rule.line - 1), Some("id = \"mo\""));
 }
 
 #[test]
@@ -209,7 +216,13 @@ fn policy_with(jurisdictions: &str, tenants: &str) -> Policy {
     }
 }
 
-fn rule_of<'p>(p: &'p Policy, tenant: &str, model: &str, purpose: Option<&str>, day: &str) -> &'p Rule {
+fn rule_of<'p>(
+    p: &'p Policy,
+    tenant: &str,
+    model: &str,
+    purpose: Option<&str>,
+    day: &str,
+) -> std::borrow::Cow<'p, Rule> {
     let t = p.tenant_by_id(tenant).unwrap();
     let d = p.decide(t, model, purpose, Day::parse(day).unwrap());
     p.rule(d.rule.unwrap()).unwrap()

@@ -125,6 +125,7 @@ pub(super) fn compile(
         verdicts: j.verdicts,
         endpoints: endpoints.into(),
         rules: rules.into(),
+        tenants_file: p.tenants.0.name.as_str().into(),
         screening,
         cluster_fail_closed,
     };

@@ -167,6 +167,7 @@ pub(super) fn compile_tenants(
             declaration,
             allowlist,
             limits,
+            entry_line: u32::try_from(src.position(&t.id.span()).0).unwrap_or(u32::MAX),
         });
     }
     let index = KeyIndex::build(keys.into_iter().map(|(d, (t, _))| (d, t)));
