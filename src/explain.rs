@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::error::GatewayError;
-use crate::policy::{Day, Policy, Rule, Verdict};
+use crate::policy::{Day, PURPOSE_FORMAT, Policy, Rule, Verdict, valid_purpose};
+use crate::reason::Reason;
 
 #[derive(Debug, Serialize)]
 pub struct Explanation {
@@ -27,6 +28,8 @@ pub struct Explanation {
     pub reason: Option<&'static str>,
     pub status: u16,
     pub rule: Option<RuleRef>,
+    /// Set when the server would refuse the request itself (400) before deciding it: why.
+    pub invalid_request: Option<&'static str>,
     /// Endpoints that may serve the request, in the order they are tried.
     pub endpoints: Vec<EndpointRef>,
     pub policy_version: String,
@@ -67,12 +70,14 @@ pub fn explain(
 ) -> Result<Explanation, ExplainError> {
     let t_idx = policy.tenant_by_id(tenant_id).ok_or_else(|| ExplainError::UnknownTenant(tenant_id.to_owned()))?;
     let tenant = policy.tenant(t_idx).ok_or_else(|| ExplainError::UnknownTenant(tenant_id.to_owned()))?;
+    let invalid_request = purpose.filter(|p| !valid_purpose(p.as_bytes())).map(|_| PURPOSE_FORMAT);
     let d = policy.decide(t_idx, model, purpose, at);
     let resolved = d.model.and_then(|m| policy.model(m));
     let dated = policy.jurisdiction(tenant).is_some_and(|j| j.is_dated());
     let version = policy.period(tenant, at).filter(|_| dated).and_then(|p| policy.rule(p.rule()));
     let version = version.as_deref();
     let (decision, reason, status, endpoints) = match d.verdict {
+        _ if invalid_request.is_some() => ("deny", Some(Reason::InvalidRequest.as_str()), 400, &[][..]),
         Verdict::Allow { endpoints } => ("allow", None, 200, endpoints),
         Verdict::Deny(denial) => ("deny", Some(denial.code()), GatewayError::Policy(denial).status().as_u16(), &[][..]),
     };
@@ -91,7 +96,8 @@ pub fn explain(
         decision,
         reason,
         status,
-        rule: d.rule.and_then(|r| policy.rule(r)).map(|r| RuleRef::from(&*r)),
+        rule: d.rule.filter(|_| invalid_request.is_none()).and_then(|r| policy.rule(r)).map(|r| RuleRef::from(&*r)),
+        invalid_request,
         endpoints: endpoints
             .iter()
             .filter_map(|&e| policy.endpoint(e))
@@ -133,6 +139,13 @@ impl Explanation {
         }
         let _ = writeln!(s, "  date:         {}", self.date);
         match &self.rule {
+            _ if self.invalid_request.is_some() => {
+                let why = self.invalid_request.unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "  decided by:   the server refuses the request before any policy\n                {why}"
+                );
+            }
             Some(r) => {
                 let _ = writeln!(s, "  decided by:   {}:{}: {}\n                {}", r.file, r.line, r.key, r.detail);
             }

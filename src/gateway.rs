@@ -319,14 +319,8 @@ fn model_name<'a>(
 fn purpose(parts: &Parts) -> Result<Option<&str>, GatewayError> {
     let mut values = parts.headers.get_all(&PURPOSE_HEADER).iter();
     let Some(v) = values.next() else { return Ok(None) };
-    let valid = values.next().is_none()
-        && !v.is_empty()
-        && v.as_bytes().iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
-    if !valid {
-        return Err(GatewayError::InvalidRequest {
-            message: "x-customs-purpose must be one purpose id (lowercase letters, digits and '-').",
-            param: None,
-        });
+    if values.next().is_some() || !crate::policy::valid_purpose(v.as_bytes()) {
+        return Err(GatewayError::InvalidRequest { message: crate::policy::PURPOSE_FORMAT, param: None });
     }
     Ok(v.to_str().ok())
 }

@@ -221,6 +221,15 @@ impl ModelSet {
     }
 }
 
+/// What the server says of an `x-customs-purpose` it refuses (400) before any policy applies.
+pub const PURPOSE_FORMAT: &str = "x-customs-purpose must be one purpose id (lowercase letters, digits and '-').";
+
+/// Whether a stated purpose is well formed: the server refuses anything else with 400, and
+/// `customs explain` says so rather than decide it.
+pub fn valid_purpose(p: &[u8]) -> bool {
+    !p.is_empty() && p.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
 /// Where a decision came from: a file, a line and the key that decided, for `explain` and audits.
 #[derive(Clone)]
 pub struct Rule {

@@ -20,6 +20,31 @@ fn explain(tenant: &str, model: &str, purpose: Option<&str>) -> serde_json::Valu
 }
 
 #[tokio::test]
+async fn explain_says_the_server_refuses_a_malformed_purpose() {
+    let ex = Example::start().await;
+    for purpose in ["", "Customer-Support", "customer support", "legal\ttranslation"] {
+        let r = chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", Some(purpose)).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request".to_owned()), "{purpose:?}");
+        let e = explain("demo-us", "gpt-4o-mini", Some(purpose));
+        assert_eq!(e["status"], 400, "{purpose:?}: {e}");
+        assert_eq!(e["reason"], "invalid_request", "{purpose:?}");
+        assert_eq!(e["decision"], "deny");
+        assert_eq!(e["rule"], serde_json::Value::Null);
+        assert_eq!(e["invalid_request"], r.json()["error"]["message"], "{purpose:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_customs"))
+        .args(["explain", "--at", EXAMPLE_DAY, "--tenant", "demo-us", "--model", "gpt-4o-mini"])
+        .args(["--purpose", "Customer-Support", "--config"])
+        .arg(example_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("DENY invalid_request (HTTP 400)\n"), "{text}");
+    assert!(text.contains("the server refuses the request before any policy"), "{text}");
+    ex.stop().await;
+}
+
+#[tokio::test]
 async fn explain_and_server_agree_on_every_tenant_and_model() {
     let ex = Example::start().await;
     let snapshot = ex.gw.shared.snapshot.load_full();
