@@ -252,6 +252,28 @@ fn config_residency_patterns_must_match_an_endpoint_label() {
 }
 
 #[test]
+fn config_an_alias_with_a_slash_is_refused_on_a_model_azure_clients_name_in_the_path() {
+    // On an OpenAI-kind model a "/" alias is fine (sent as the body's model); with an Azure
+    // endpoint its clients would have to put it in /openai/deployments/{name}/.
+    let azure = MODELS.replace("aliases = [\"m-latest\"]", "aliases = [\"m-latest\", \"org/m\"]").replace(
+        "residency = \"us-east\"",
+        "residency = \"us-east\"\nkind = \"azure\"\ndeployment = \"m-prod\"\napi_version = \"2024-10-21\"",
+    );
+    assert_eq!(
+        errors_for(&azure, GROUPS, JURISDICTIONS, TENANTS),
+        "models.toml:3:24: models[0] (m).aliases[1]: \"org/m\" contains '/': this model has an Azure endpoint, and Azure clients name a model as a deployment in the URL path, where '/' cannot be"
+    );
+    let openai = MODELS.replace("aliases = [\"m-latest\"]", "aliases = [\"m-latest\", \"org/m\"]");
+    let dir = crate::support::write_config(&[
+        ("models.toml", openai.as_str()),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", JURISDICTIONS),
+        ("tenants.toml", TENANTS),
+    ]);
+    crate::support::load(dir.path());
+}
+
+#[test]
 fn config_model_errors_name_the_key() {
     let models = r#"[[models]]
 id = "m"

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::ctx::{Ctx, ModelEntry, entry, valid_label, valid_name};
 use crate::config::error::Source;
 use crate::config::raw::ModelsFile;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, EndpointKind};
 use crate::policy::{EndpointIdx, Model};
 
 pub(super) fn compile_models(
@@ -54,6 +54,23 @@ pub(super) fn compile_models(
         }
         if m.endpoints.is_empty() {
             ctx.err(src, Some(m.id.span()), format!("{key}.endpoints"), "a model needs at least one endpoint");
+        }
+        // Azure clients name the model as one segment of the path (/openai/deployments/{name}/..),
+        // where a '/' cannot be; such a name would be reachable from the body's `model` only.
+        if m.endpoints.iter().any(|ep| ep.kind == EndpointKind::Azure) {
+            for (a, alias) in m.aliases.iter().enumerate() {
+                if alias.get_ref().contains('/') {
+                    ctx.err(
+                        src,
+                        Some(alias.span()),
+                        format!("{key}.aliases[{a}]"),
+                        format!(
+                            "{:?} contains '/': this model has an Azure endpoint, and Azure clients name a model as a deployment in the URL path, where '/' cannot be",
+                            alias.get_ref()
+                        ),
+                    );
+                }
+            }
         }
         if m.endpoints.len() > usize::from(u8::MAX) {
             ctx.err(src, Some(m.id.span()), format!("{key}.endpoints"), "a model can have at most 255 endpoints");
