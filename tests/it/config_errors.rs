@@ -263,6 +263,11 @@ fn config_an_alias_with_a_slash_is_refused_on_a_model_azure_clients_name_in_the_
         errors_for(&azure, GROUPS, JURISDICTIONS, TENANTS),
         "models.toml:3:24: models[0] (m).aliases[1]: \"org/m\" contains '/': this model has an Azure endpoint, and Azure clients name a model as a deployment in the URL path, where '/' cannot be"
     );
+    let id = azure.replace("id = \"m\"", "id = \"org/m2\"").replace(", \"org/m\"", "");
+    assert!(
+        errors_for(&id, GROUPS, JURISDICTIONS, TENANTS)
+            .starts_with("models.toml:2:6: models[0] (org/m2).id: \"org/m2\" contains '/'")
+    );
     let openai = MODELS.replace("aliases = [\"m-latest\"]", "aliases = [\"m-latest\", \"org/m\"]");
     let dir = crate::support::write_config(&[
         ("models.toml", openai.as_str()),

@@ -58,12 +58,14 @@ pub(super) fn compile_models(
         // Azure clients name the model as one segment of the path (/openai/deployments/{name}/..),
         // where a '/' cannot be; such a name would be reachable from the body's `model` only.
         if m.endpoints.iter().any(|ep| ep.kind == EndpointKind::Azure) {
-            for (a, alias) in m.aliases.iter().enumerate() {
+            let names = std::iter::once((&m.id, format!("{key}.id")))
+                .chain(m.aliases.iter().enumerate().map(|(a, s)| (s, format!("{key}.aliases[{a}]"))));
+            for (alias, k) in names {
                 if alias.get_ref().contains('/') {
                     ctx.err(
                         src,
                         Some(alias.span()),
-                        format!("{key}.aliases[{a}]"),
+                        k,
                         format!(
                             "{:?} contains '/': this model has an Azure endpoint, and Azure clients name a model as a deployment in the URL path, where '/' cannot be",
                             alias.get_ref()
