@@ -175,3 +175,37 @@ pub(super) fn check_limits(ctx: &mut Ctx, src: &Source, key: &str, l: &Spanned<R
         ctx.err(src, Some(l.span()), format!("{key}.request_burst"), "only applies with requests_per_minute");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pattern dialect the README's config reference documents, one example each.
+    #[test]
+    fn glob_dialect_is_the_documented_one() {
+        let src = Source::new("t.toml".into(), String::new());
+        let mut ctx = Ctx::new(&|_| None);
+        let mut m = |p: &str| glob(&mut ctx, &src, "k", &Spanned::new(0..0, p.to_owned())).unwrap();
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            ("gpt-4o*", &["gpt-4o", "gpt-4o-mini"], &["gpt-4"]),
+            ("llama-3.?-*", &["llama-3.1-8b"], &["llama-3.10-8b"]),
+            ("{gpt-4o,o1}*", &["gpt-4o-mini", "o1-preview"], &["o3"]),
+            ("[^c]*", &["gpt-4o"], &["claude-3"]),
+            ("[!c]*", &["gpt-4o"], &["claude-3"]),
+            ("meta-llama/*", &["meta-llama/Llama-3.1-8B"], &["meta-llama"]),
+            ("*-8b", &["meta-llama/llama-3.1-8b"], &[]),
+            ("**", &["a/b/c"], &[]),
+            (r"odd\{name\}", &["odd{name}"], &["oddname"]),
+            ("odd[{]name[}]", &["odd{name}"], &[]),
+        ];
+        for (pattern, yes, no) in cases {
+            let g = m(pattern);
+            for s in *yes {
+                assert!(g.is_match(s), "{pattern} should match {s}");
+            }
+            for s in *no {
+                assert!(!g.is_match(s), "{pattern} should not match {s}");
+            }
+        }
+    }
+}
