@@ -360,10 +360,13 @@ async fn a_tenants_limits_hold_across_three_replicas_within_the_documented_bound
     let calls = script_calls(&redis).await;
     let started = Instant::now();
     let replies = on_every_replica(&replicas[..1], 30, "sk-demo-limited", false).await;
-    assert_eq!(tally(&replies, "rate_limit_exceeded"), 0);
+    // One a second comes back meanwhile; each such admission may take a call of its own.
+    let admitted = tally(&replies, "rate_limit_exceeded") as u64;
     let made = script_calls(&redis).await - calls;
-    let heartbeats = 3 * (started.elapsed().as_millis() as u64 / 250 + 1);
-    assert!(made <= heartbeats + 2, "{made} calls to the store for 30 refusals in {:?}", started.elapsed());
+    let elapsed = started.elapsed();
+    assert!(admitted <= elapsed.as_secs() + 1, "{admitted} of 30 admitted in {elapsed:?}");
+    let heartbeats = 3 * (elapsed.as_millis() as u64 / 250 + 1);
+    assert!(made <= heartbeats + 2 + 2 * admitted, "{made} calls to the store for 30 requests in {elapsed:?}");
 
     // The daily compute budget: each request reserves about 1,045 tokens of an 8.03e9-parameter
     // model (1.68e13 FLOPs) and uses about 1,020, so 5e13 FLOPs a day serve 3 requests in all,
