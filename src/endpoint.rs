@@ -31,7 +31,7 @@ pub struct Endpoint {
     origin: Uri,
     /// The `Host` header for the authority.
     host: HeaderValue,
-    paths: [PathAndQuery; 3],
+    paths: [PathAndQuery; Operation::ALL.len()],
     credential: Option<(HeaderName, HeaderValue)>,
     /// The URL as configured, for logs and `explain`; never holds a secret.
     pub url: Box<str>,
@@ -86,6 +86,10 @@ impl Endpoint {
             let p = match kind {
                 EndpointKind::Openai => format!("{base}/{}", op.suffix()),
                 EndpointKind::Azure => match (deployment, api_version) {
+                    // Azure's Responses API is not per deployment: the body's model names it.
+                    (Some(_), Some(v)) if op == Operation::Responses && token_ok(v) => {
+                        format!("{base}/responses?api-version={v}")
+                    }
                     (Some(d), Some(v)) if token_ok(d) && token_ok(v) => {
                         format!("{base}/deployments/{d}/{}?api-version={v}", op.suffix())
                     }
@@ -97,8 +101,8 @@ impl Endpoint {
         if kind == EndpointKind::Openai && (deployment.is_some() || api_version.is_some()) {
             return Err(EndpointError::NotAzure);
         }
-        let [a, b, c] = Operation::ALL;
-        let paths = [path_for(a)?, path_for(b)?, path_for(c)?];
+        let [a, b, c, d] = Operation::ALL;
+        let paths = [path_for(a)?, path_for(b)?, path_for(c)?, path_for(d)?];
         let credential = credential
             .map(|secret| {
                 let (name, value) = match kind {

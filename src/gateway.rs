@@ -206,6 +206,14 @@ where
     let read_by = tokio::time::Instant::from_std(exchange.started()) + shared.body_read_timeout;
     let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
     let peeked = peek::peek(&bytes)?;
+    if op == Operation::Responses && (peeked.continues || peeked.background) {
+        // Both address a stored response by id later, and ids are not bound to tenants yet: one
+        // tenant could continue or fetch another's. Refused rather than forwarded unbound.
+        return Err(GatewayError::InvalidRequest {
+            message: "previous_response_id and background are not supported through this gateway yet.",
+            param: Some(if peeked.continues { "previous_response_id" } else { "background" }),
+        });
+    }
     let model_name = model_name(policy, deployment, &peeked)?;
     let purpose = purpose(parts)?;
     exchange.purpose = purpose.map(Into::into);
@@ -253,8 +261,9 @@ where
         }
     };
     exchange.charge(ticket, prompt.saturating_add(worst));
+    // A Responses stream reports usage in its `response.completed` event, unasked.
     let asking = match op {
-        Operation::Embeddings => None,
+        Operation::Embeddings | Operation::Responses => None,
         _ => match usage::ask(&bytes, &peeked) {
             Ask::Inserted(asking) => Some(asking),
             Ask::Asked | Ask::Untouched => None,

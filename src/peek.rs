@@ -26,12 +26,16 @@ const LINEAR_SCAN_KEYS: usize = 32;
 pub struct Peeked<'a> {
     pub model: Option<Cow<'a, str>>,
     pub stream: bool,
-    /// `max_completion_tokens`, or `max_tokens` when that is absent.
+    /// `max_completion_tokens` (or the Responses API's `max_output_tokens`), else `max_tokens`.
     pub max_tokens: Option<u64>,
     /// How many completions the upstream generates: the larger of `n` and `best_of`, at least 1.
     pub choices: u64,
     /// Where `stream_options` is in the body, if it is there.
     pub stream_options: Option<Span>,
+    /// Responses API: the request continues a stored response (`previous_response_id`).
+    pub continues: bool,
+    /// Responses API: `background: true`, answered before the response is generated.
+    pub background: bool,
 }
 
 /// A value's place in the body, as byte offsets.
@@ -214,15 +218,28 @@ impl<'de> Visitor<'de> for &mut Top<'_, 'de> {
                     Scalar::Null => self.out.stream = false,
                     _ => return Err(wrong("stream", "a boolean")),
                 },
-                "max_tokens" | "max_completion_tokens" => {
+                "max_tokens" | "max_completion_tokens" | "max_output_tokens" => {
                     let v = match map.next_value::<Scalar<'de>>()? {
                         Scalar::U64(n) => Some(n),
                         Scalar::Null => None,
                         _ if &*field == "max_tokens" => return Err(wrong("max_tokens", "a non-negative integer")),
+                        _ if &*field == "max_output_tokens" => {
+                            return Err(wrong("max_output_tokens", "a non-negative integer"));
+                        }
                         _ => return Err(wrong("max_completion_tokens", "a non-negative integer")),
                     };
                     if &*field == "max_tokens" { max_tokens = v } else { max_completion_tokens = v }
                 }
+                "previous_response_id" => match map.next_value::<Scalar<'de>>()? {
+                    Scalar::Str(_) => self.out.continues = true,
+                    Scalar::Null => self.out.continues = false,
+                    _ => return Err(wrong("previous_response_id", "a string")),
+                },
+                "background" => match map.next_value::<Scalar<'de>>()? {
+                    Scalar::Bool(b) => self.out.background = b,
+                    Scalar::Null => self.out.background = false,
+                    _ => return Err(wrong("background", "a boolean")),
+                },
                 "n" | "best_of" => {
                     let v = match map.next_value::<Scalar<'de>>()? {
                         Scalar::U64(n) => n,
@@ -413,6 +430,23 @@ mod tests {
         assert!(matches!(p.model, Some(Cow::Borrowed(_))));
         let p = peek(br#"{"max_tokens":7,"max_completion_tokens":9,"stream":null}"#).unwrap();
         assert_eq!((p.model, p.stream, p.max_tokens, p.choices), (None, false, Some(9), 1));
+    }
+
+    #[test]
+    fn peek_reads_the_responses_api_fields() {
+        let p = peek(br#"{"model":"gpt-4o","input":"hi","max_output_tokens":50,"previous_response_id":"resp_1","background":true}"#)
+            .unwrap();
+        assert_eq!((p.max_tokens, p.continues, p.background), (Some(50), true, true));
+        let p = peek(br#"{"input":[],"previous_response_id":null,"background":false}"#).unwrap();
+        assert_eq!((p.max_tokens, p.continues, p.background), (None, false, false));
+        assert_eq!(
+            peek(br#"{"max_output_tokens":"many"}"#),
+            Err(PeekError::FieldType { field: "max_output_tokens", expected: "a non-negative integer" })
+        );
+        assert_eq!(
+            peek(br#"{"previous_response_id":7}"#),
+            Err(PeekError::FieldType { field: "previous_response_id", expected: "a string" })
+        );
     }
 
     #[test]

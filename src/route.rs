@@ -1,5 +1,6 @@
-//! Routing: which API operation a request path names (OpenAI `/v1/...` or Azure
-//! `/openai/deployments/{deployment}/...`). Where an operation is sent upstream is
+//! Routing: which API operation a request path names (OpenAI `/v1/...`, Azure's
+//! `/openai/deployments/{deployment}/...` and `/openai/v1/...`, and the dated-preview
+//! `/openai/responses`). Where an operation is sent upstream is
 //! [`crate::endpoint`]'s.
 //!
 //! Paths are matched exactly as received: no percent-decoding, no slash merging, no trailing-slash
@@ -11,17 +12,29 @@ pub enum Operation {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// The Responses API (`POST /v1/responses`). Only creating a response is routed: reading,
+    /// deleting or continuing one by id needs ids bound to their tenant, which customs does not
+    /// do yet, so those paths stay unrouted (404).
+    Responses,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 3] = [Operation::ChatCompletions, Operation::Completions, Operation::Embeddings];
+    pub const ALL: [Operation; 4] =
+        [Operation::ChatCompletions, Operation::Completions, Operation::Embeddings, Operation::Responses];
 
     pub fn suffix(self) -> &'static str {
         match self {
             Self::ChatCompletions => "chat/completions",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
         }
+    }
+
+    /// Whether Azure's deployment paths carry it: the Responses API names its model in the body
+    /// only (`/openai/v1/responses`).
+    fn per_deployment(self) -> bool {
+        !matches!(self, Self::Responses)
     }
 
     /// Its place in per-operation tables.
@@ -52,7 +65,12 @@ pub fn classify(path: &str) -> Option<Route<'_>> {
         if deployment.is_empty() {
             return None;
         }
-        return Some(Route::Inference { op: Operation::from_suffix(op)?, deployment: Some(deployment) });
+        let op = Operation::from_suffix(op).filter(|op| op.per_deployment())?;
+        return Some(Route::Inference { op, deployment: Some(deployment) });
+    }
+    // Azure's dated-preview form (`?api-version=` is the query's, not the path's).
+    if path == "/openai/responses" {
+        return Some(Route::Inference { op: Operation::Responses, deployment: None });
     }
     let rest = path.strip_prefix("/v1/").or_else(|| path.strip_prefix("/openai/v1/"))?;
     if rest == "models" {
@@ -76,6 +94,9 @@ mod tests {
         assert_eq!(classify("/openai/v1/embeddings"), inf(Embeddings, None));
         assert_eq!(classify("/v1/completions"), inf(Completions, None));
         assert_eq!(classify("/openai/deployments/gpt-4o/chat/completions"), inf(ChatCompletions, Some("gpt-4o")));
+        assert_eq!(classify("/v1/responses"), inf(Responses, None));
+        assert_eq!(classify("/openai/v1/responses"), inf(Responses, None));
+        assert_eq!(classify("/openai/responses"), inf(Responses, None));
         assert_eq!(classify("/v1/models"), Some(Route::ListModels));
         assert_eq!(classify("/v1/models/gpt-4o"), Some(Route::GetModel("gpt-4o")));
         for bad in [
@@ -89,6 +110,12 @@ mod tests {
             "/openai/deployments/a/b/chat/completions",
             "/v1/models/",
             "/v2/chat/completions",
+            // Not routed until response ids are bound to tenants.
+            "/v1/responses/resp_123",
+            "/v1/responses/resp_123/cancel",
+            "/v1/responses/resp_123/input_items",
+            "/openai/deployments/gpt-4o/responses",
+            "/v1/responses/",
         ] {
             assert_eq!(classify(bad), None, "{bad}");
         }

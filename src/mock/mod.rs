@@ -1,6 +1,7 @@
 //! A mock OpenAI-compatible model server for the demo, tests and benchmarks: chat completions,
-//! completions, embeddings and models, on OpenAI and Azure paths, with SSE streaming (usage in the
-//! last chunk), upstream-credential checking, and fault injection driven by request headers:
+//! completions, embeddings, responses and models, on OpenAI and Azure paths, with SSE streaming
+//! (usage in the last chunk, or in `response.completed`), upstream-credential checking, and fault
+//! injection driven by request headers:
 //!
 //! - `x-mock-delay-ms: N`: wait before sending the response head;
 //! - `x-mock-fail: 500|503|429|close`: answer with that status, or drop the connection;
@@ -208,7 +209,8 @@ async fn respond(
     let path = parts.uri.path();
     let op = path
         .strip_prefix("/v1/")
-        .or_else(|| path.strip_prefix("/openai/deployments/").and_then(|r| r.split_once('/').map(|(_, op)| op)));
+        .or_else(|| path.strip_prefix("/openai/deployments/").and_then(|r| r.split_once('/').map(|(_, op)| op)))
+        .or_else(|| (path == "/openai/responses").then_some("responses"));
     if parts.method == Method::GET && op == Some("models") {
         let body =
             json!({"object": "list", "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": "mock"}]});
@@ -227,7 +229,19 @@ async fn respond(
         Some(kind @ ("chat/completions" | "completions")) if stream => {
             let asked = req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
             let usage = (asked && with_usage).then(|| usage(chunks as u64));
-            Ok(stream_response(state, h, kind == "chat/completions", model, chunks, usage, now))
+            let events = sse_events(kind == "chat/completions", &state.opts.name, &model, chunks, usage.as_ref(), now);
+            Ok(stream_response(state, h, events, chunks))
+        }
+        // The Responses API always reports usage, in the completed response.
+        Some("responses") if stream => {
+            let usage = with_usage.then(|| response_usage(prompt_tokens, chunks as u64));
+            let events = response_events(&state.opts.name, &model, chunks, usage.as_ref(), now);
+            Ok(stream_response(state, h, events, chunks))
+        }
+        Some("responses") => {
+            let text = format!("Hello from {}.", state.opts.name);
+            let usage = if with_usage { response_usage(prompt_tokens, chunks as u64) } else { Value::Null };
+            Ok(json_response(&response_object(&model, "completed", &text, &usage, now)))
         }
         Some("chat/completions") => Ok(json_response(&json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": now, "model": model,
@@ -253,6 +267,51 @@ async fn respond(
 
 fn usage(prompt: u64, completion: u64) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+fn response_usage(input: u64, output: u64) -> Value {
+    json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output,
+           "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output})
+}
+
+/// A Responses API response object with one message of `text`.
+fn response_object(model: &str, status: &str, text: &str, usage: &Value, now: u64) -> Value {
+    let output = if text.is_empty() {
+        json!([])
+    } else {
+        json!([{"type": "message", "id": "msg_mock", "status": status, "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]}])
+    };
+    json!({"id": "resp_mock", "object": "response", "created_at": now, "status": status, "model": model,
+           "output": output, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "usage": usage})
+}
+
+/// A Responses API stream: `response.created`, one `response.output_text.delta` per chunk, then
+/// `response.completed` with the whole response and its usage. No `[DONE]`: the API sends none.
+fn response_events(name: &str, model: &str, chunks: usize, usage: Option<&Value>, now: u64) -> Vec<Bytes> {
+    let mut seq = 0;
+    let mut event = |kind: &str, mut data: Value| {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(seq);
+        seq += 1;
+        Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
+    };
+    let mut events = vec![event(
+        "response.created",
+        json!({"response": response_object(model, "in_progress", "", &Value::Null, now)}),
+    )];
+    let mut text = String::new();
+    for i in 0..chunks {
+        let delta = format!("{name} chunk {i}. ");
+        text.push_str(&delta);
+        events.push(event(
+            "response.output_text.delta",
+            json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": delta}),
+        ));
+    }
+    let done = response_object(model, "completed", &text, usage.unwrap_or(&Value::Null), now);
+    events.push(event("response.completed", json!({"response": done})));
+    events
 }
 
 fn json_response(v: &Value) -> Response<MockBody> {
@@ -282,19 +341,11 @@ fn embeddings(req: &Value, model: &str, prompt_tokens: u64) -> Value {
     json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
 }
 
-fn stream_response(
-    state: &Arc<State>,
-    h: &HeaderMap,
-    chat: bool,
-    model: String,
-    chunks: usize,
-    usage: Option<Value>,
-    now: u64,
-) -> Response<MockBody> {
+/// Sends `events` as a stream, paced and broken as the request's headers ask.
+fn stream_response(state: &Arc<State>, h: &HeaderMap, events: Vec<Bytes>, chunks: usize) -> Response<MockBody> {
     let delay = header_num(h, "x-mock-chunk-delay-ms").map_or(state.opts.chunk_delay, Duration::from_millis);
     let fail_after = header_num(h, "x-mock-fail-after-chunks").map(|n| n as usize);
     let gated = h.contains_key("x-mock-gate");
-    let events = sse_events(chat, &state.opts.name, &model, chunks, usage.as_ref(), now);
     let body = if delay.is_zero() && fail_after.is_none() && !gated {
         EventBody::Ready(events.into_iter())
     } else {

@@ -24,16 +24,28 @@ const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
 /// The longest SSE line kept while looking for usage.
 const MAX_LINE_BYTES: usize = 1024 * 1024;
 
+/// Tokens in and out, under Chat Completions' names or the Responses API's
+/// (`input_tokens`, `output_tokens`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
 }
 
+/// An SSE event that may carry usage: at the top (a chat chunk) or in the response it
+/// completes (the Responses API's `response.completed`).
 #[derive(Deserialize)]
 struct WithUsage {
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    response: Option<Completed>,
+}
+
+#[derive(Deserialize)]
+struct Completed {
     #[serde(default)]
     usage: Option<Usage>,
 }
@@ -222,7 +234,9 @@ fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Some(payload) = line.strip_prefix(b"data:") else { return };
     if USAGE.find(payload).is_some() {
-        if let Ok(WithUsage { usage: Some(u) }) = serde_json::from_slice(payload) {
+        if let Ok(WithUsage { usage: Some(u), .. } | WithUsage { response: Some(Completed { usage: Some(u) }), .. }) =
+            serde_json::from_slice(payload)
+        {
             *usage = Some(u);
         }
     }
@@ -265,6 +279,17 @@ mod tests {
         feed(&mut split, &all[..cut]);
         feed(&mut split, &all[cut..]);
         assert_eq!(split.finish(), Some(Usage { prompt_tokens: 3, completion_tokens: 4 }));
+    }
+
+    #[test]
+    fn usage_of_a_responses_api_stream_and_body() {
+        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream"), false);
+        feed(&mut s, b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"usage\":null}}\n\n");
+        feed(&mut s, b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"the \\\"usage\\\": 1\"}\n\n");
+        feed(&mut s, b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"usage\":{\"input_tokens\":12,\"output_tokens\":30,\"total_tokens\":42}}}\n\n");
+        assert_eq!(s.finish(), Some(Usage { prompt_tokens: 12, completion_tokens: 30 }));
+        let body = br#"{"id":"resp_1","object":"response","output":[],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":0},"output_tokens":4,"total_tokens":13},"user":null}"#;
+        assert_eq!(usage_from_json(body), Some(Usage { prompt_tokens: 9, completion_tokens: 4 }));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod reload;
 mod report_html;
 mod report_traffic;
 mod requests;
+mod responses;
 mod screening;
 mod streaming;
 mod support;
