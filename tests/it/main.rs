@@ -13,6 +13,7 @@ mod forwarding;
 mod kill_switch;
 mod limits;
 mod metering;
+mod one_gate;
 mod outcomes;
 mod policy_codes;
 mod process;
