@@ -37,6 +37,8 @@ pub enum GatewayError {
     RouteNotFound,
     #[error("This method is not allowed on this URL.")]
     MethodNotAllowed,
+    #[error("This model does not serve this operation (its `operations` in the gateway's models.toml).")]
+    OperationNotSupported,
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
     #[error(transparent)]
@@ -59,6 +61,7 @@ impl GatewayError {
             Self::BodyTimeout => Reason::RequestTimeout,
             Self::RouteNotFound => Reason::RouteNotFound,
             Self::MethodNotAllowed => Reason::MethodNotAllowed,
+            Self::OperationNotSupported => Reason::OperationNotSupported,
             Self::RateLimited(r) => r.kind.reason(),
             Self::Upstream(UpstreamError::Timeout) => Reason::UpstreamTimeout,
             Self::Upstream(_) => Reason::UpstreamUnavailable,
@@ -88,9 +91,8 @@ impl GatewayError {
 
     fn param(&self) -> Option<&'static str> {
         match self {
-            Self::Policy(Denial::ModelNotFound | Denial::ModelNotAllowed | Denial::ComputeThresholdExceeded) => {
-                Some("model")
-            }
+            Self::Policy(Denial::ModelNotFound | Denial::ModelNotAllowed | Denial::ComputeThresholdExceeded)
+            | Self::OperationNotSupported => Some("model"),
             Self::Body(e) => e.param(),
             Self::InvalidRequest { param, .. } => *param,
             _ => None,

@@ -229,9 +229,13 @@ where
         Verdict::Allow { endpoints } => endpoints,
     };
     let Some(model) = decision.model else { return Err(GatewayError::Policy(Denial::ModelNotFound)) };
+    let spec = policy.model(model);
+    // A chat request naming an embeddings model (or the reverse) is refused here, not forwarded.
+    if spec.is_some_and(|m| !m.serves(op)) {
+        return Err(GatewayError::OperationNotSupported);
+    }
 
     let prompt = (bytes.len() as u64).div_ceil(snapshot.bytes_per_token);
-    let spec = policy.model(model);
     // Reserved: what the client allows per completion, or the gateway's default. The worst case,
     // charged when the upstream reports no usage: what the client allows, or the model's output
     // limit. `n` and `best_of` completions each cost as much.

@@ -110,6 +110,7 @@ reasons! {
     RequestTimeout => "request_timeout",
     RouteNotFound => "route_not_found",
     MethodNotAllowed => "method_not_allowed",
+    OperationNotSupported => "operation_not_supported",
     RateLimitExceeded => "rate_limit_exceeded",
     TokenRateLimitExceeded => "token_rate_limit_exceeded",
     ConcurrencyLimitExceeded => "concurrency_limit_exceeded",
@@ -151,7 +152,7 @@ impl Reason {
             Self::NoResidentEndpoint | Self::AuditUnavailable | Self::ClusterUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest | Self::OperationNotSupported => StatusCode::BAD_REQUEST,
             Self::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -37,6 +37,16 @@ impl Operation {
         !matches!(self, Self::Responses)
     }
 
+    /// Its name in a model's `operations` in models.toml.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+            Self::Responses => "responses",
+        }
+    }
+
     /// Its place in per-operation tables.
     pub fn index(self) -> usize {
         self as usize

@@ -145,6 +145,8 @@ pub struct RawModel {
     #[serde(default)]
     pub max_output_tokens: Option<Spanned<u64>>,
     #[serde(default)]
+    pub operations: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
     pub developer: Option<String>,
     #[serde(default)]
     #[expect(dead_code, reason = "documents the entry for its readers; no decision reads it")]

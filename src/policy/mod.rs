@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 pub use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
 pub use crate::reason::Denial;
+use crate::route::Operation;
 pub use date::{Day, DayClock, Window};
 pub use screening::{Finding, FindingStatus, Screening};
 pub(crate) use table::{Cell, EndpointRun, Row, TableBuilder, VerdictTable};
@@ -72,6 +73,18 @@ pub struct Model {
     /// charged when the request set no `max_tokens`.
     pub max_output_tokens: Option<u64>,
     pub developer: Option<Box<str>>,
+    /// The operations it serves, one bit per [`Operation::index`]; unset in models.toml: all.
+    pub(crate) operations: u8,
+}
+
+impl Model {
+    /// Whether a request for `op` may be sent to this model at all.
+    pub fn serves(&self, op: Operation) -> bool {
+        self.operations & (1 << op.index()) != 0
+    }
+
+    /// Every operation, for a model whose entry names none.
+    pub const ALL_OPERATIONS: u8 = (1 << Operation::ALL.len()) - 1;
 }
 
 /// Where a training-compute figure comes from, so an auditor can weigh it. `models.toml` spells it

@@ -279,6 +279,21 @@ fn config_an_alias_with_a_slash_is_refused_on_a_model_azure_clients_name_in_the_
 }
 
 #[test]
+fn config_operations_name_known_ones() {
+    let models = MODELS
+        .replace("compute_basis = \"assumed\"", "compute_basis = \"assumed\"\noperations = [\"chat\", \"images\"]");
+    assert_eq!(
+        errors_for(&models, GROUPS, JURISDICTIONS, TENANTS),
+        "models.toml:6:23: models[0] (m).operations[1]: unknown operation \"images\"; one of chat, completions, embeddings, responses"
+    );
+    let models = MODELS.replace("compute_basis = \"assumed\"", "compute_basis = \"assumed\"\noperations = []");
+    assert_eq!(
+        errors_for(&models, GROUPS, JURISDICTIONS, TENANTS),
+        "models.toml:6:14: models[0] (m).operations: lists no operation; leave it out to serve all"
+    );
+}
+
+#[test]
 fn config_model_errors_name_the_key() {
     let models = r#"[[models]]
 id = "m"

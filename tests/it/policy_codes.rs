@@ -46,7 +46,8 @@ async fn policy_example_config_gives_each_reason_code() {
         let what = format!("{key} {model:?} {purpose:?}: {:?}", r.body);
         assert_eq!(r.status.as_u16(), status, "{what}");
         if code.is_empty() {
-            assert_eq!(r.json()["object"], "chat.completion", "{what}");
+            let object = if model.starts_with("text-embedding-") { "list" } else { "chat.completion" };
+            assert_eq!(r.json()["object"], object, "{what}");
             assert!(r.headers.get("x-customs-reason").is_none(), "{what}");
         } else {
             assert_eq!(r.code(), code, "{what}");
@@ -122,5 +123,34 @@ async fn models_list_shows_only_allowed_models() {
     assert_eq!(get("/v1/models/nope").await.code(), "model_not_found");
     let r = send(ex.gw.addr, Method::GET, "/v1/models", &[], "").await;
     assert_eq!(r.code(), "invalid_api_key");
+    ex.stop().await;
+}
+
+/// A model serves the operations its entry lists: a chat request naming an embeddings model, or
+/// an embeddings request naming a chat model, is refused before anything is forwarded.
+#[tokio::test]
+async fn a_request_for_an_operation_the_model_does_not_serve_is_refused() {
+    let ex = Example::start().await;
+    let addr = ex.gw.addr;
+    for (key, path, body) in [
+        ("sk-demo-embed", "/v1/chat/completions", r#"{"model":"text-embedding-3-small","messages":[]}"#),
+        ("sk-demo-embed", "/v1/responses", r#"{"model":"text-embedding-3-small","input":"hi"}"#),
+        ("sk-demo-us", "/v1/embeddings", r#"{"model":"gpt-4o-mini","input":"hi"}"#),
+        ("sk-demo-us", "/openai/deployments/gpt-4o-mini/embeddings", r#"{"input":"hi"}"#),
+    ] {
+        let r = send(addr, Method::POST, path, &[("api-key", key)], body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "operation_not_supported".to_owned()),
+            "{path} {body}"
+        );
+        assert_eq!(r.json()["error"]["param"], "model");
+    }
+    // A policy refusal still comes first: the operation is checked only for an allowed model.
+    let r =
+        send(addr, Method::POST, "/v1/embeddings", &[("api-key", "sk-demo-cn")], r#"{"model":"gpt-4o","input":"x"}"#)
+            .await;
+    assert_eq!(r.code(), "compute_threshold_exceeded");
+    assert!(ex.mock.requests().await.is_empty(), "nothing was forwarded");
     ex.stop().await;
 }

@@ -298,12 +298,18 @@ pub fn chat_body(model: &str) -> String {
     format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hello"}}]}}"#)
 }
 
-/// POST /v1/chat/completions with a bearer key and an optional purpose.
+/// The inference call a client of `model` makes, with a bearer key and an optional purpose:
+/// POST /v1/chat/completions, or /v1/embeddings for the example's embeddings models (which serve
+/// nothing else).
 pub async fn chat(addr: SocketAddr, key: &str, model: &str, purpose: Option<&str>) -> Reply {
     let auth = format!("Bearer {key}");
     let mut headers = vec![("authorization", auth.as_str()), ("content-type", "application/json")];
     if let Some(p) = purpose {
         headers.push(("x-customs-purpose", p));
+    }
+    if model.starts_with("text-embedding-") {
+        let body = format!(r#"{{"model":"{model}","input":"hello"}}"#);
+        return send(addr, Method::POST, "/v1/embeddings", &headers, body).await;
     }
     send(addr, Method::POST, "/v1/chat/completions", &headers, chat_body(model)).await
 }

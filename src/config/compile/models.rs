@@ -8,6 +8,7 @@ use crate::config::error::Source;
 use crate::config::raw::ModelsFile;
 use crate::endpoint::{Endpoint, EndpointKind};
 use crate::policy::{EndpointIdx, Model};
+use crate::route::Operation;
 
 pub(super) fn compile_models(
     ctx: &mut Ctx,
@@ -129,6 +130,28 @@ pub(super) fn compile_models(
                 Err(e) => ctx.err(src, Some(ep.url.span()), format!("{ekey}.url"), e.to_string()),
             }
         }
+        let mut operations = Model::ALL_OPERATIONS;
+        if let Some(list) = &m.operations {
+            operations = 0;
+            if list.get_ref().is_empty() {
+                ctx.err(
+                    src,
+                    Some(list.span()),
+                    format!("{key}.operations"),
+                    "lists no operation; leave it out to serve all",
+                );
+            }
+            for (o, name) in list.get_ref().iter().enumerate() {
+                match Operation::ALL.into_iter().find(|op| op.config_name() == name.get_ref()) {
+                    Some(op) => operations |= 1 << op.index(),
+                    None => {
+                        let known: Vec<&str> = Operation::ALL.iter().map(|op| op.config_name()).collect();
+                        let msg = format!("unknown operation {:?}; one of {}", name.get_ref(), known.join(", "));
+                        ctx.err(src, Some(name.span()), format!("{key}.operations[{o}]"), msg);
+                    }
+                }
+            }
+        }
         let model = Model {
             id: id.as_str().into(),
             aliases: m.aliases.iter().map(|a| a.get_ref().as_str().into()).collect(),
@@ -137,6 +160,7 @@ pub(super) fn compile_models(
             parameters: m.parameters.as_ref().map(|p| *p.get_ref()),
             max_output_tokens: m.max_output_tokens.as_ref().map(|t| *t.get_ref()),
             developer: m.developer.as_deref().map(Into::into),
+            operations,
         };
         out.push((model, eps));
     }
