@@ -140,8 +140,8 @@ pub struct Ticket {
     flops_per_token: Option<f64>,
     day: i64,
     holds_slot: bool,
-    /// Admitted on the store's leases (cluster mode).
-    shared: Option<Arc<Cluster>>,
+    /// Admitted on the tenant's leases on the cluster store.
+    shared: bool,
 }
 
 // === impl Limiter ===
@@ -207,7 +207,7 @@ impl Limiter {
             flops_per_token: demand.flops_per_token,
             day: demand.day,
             holds_slot: false,
-            shared: None,
+            shared: false,
         };
         if let Some(max) = self.spec.max_concurrent {
             let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -254,7 +254,7 @@ impl Limiter {
             return Admission { result: self.admit(demand), fallback: false };
         }
         let leases = self.leases.get_or_init(|| Leases::new(tenant, store));
-        match leases.admit(self, demand, store).await {
+        match leases.admit(self, demand).await {
             Ok(result) => Admission { result, fallback: false },
             Err(shared::Down) => {
                 let fallback =
@@ -295,7 +295,7 @@ impl Ticket {
     /// FLOPs charged to the compute quota, when the model declares a parameter count.
     pub fn settle(mut self, tokens_used: u64, at: Instant) -> Option<f64> {
         let flops = self.flops_per_token.map(|fpt| fpt * tokens_used as f64);
-        if self.shared.is_some() {
+        if self.shared {
             let used_gflops = self.flops_per_token.map_or(0, |fpt| gflops(fpt, tokens_used));
             let tokens = (
                 std::mem::take(&mut self.tokens),
@@ -325,9 +325,9 @@ impl Drop for Ticket {
         if !self.holds_slot {
             return;
         }
-        match (&self.shared, self.limiter.leases.get()) {
-            (Some(store), Some(leases)) => leases.release_slot(&self.limiter, store),
-            _ => {
+        match self.limiter.leases.get().filter(|_| self.shared) {
+            Some(leases) => leases.release_slot(&self.limiter),
+            None => {
                 self.limiter.in_flight.fetch_sub(1, Ordering::AcqRel);
             }
         }

@@ -93,6 +93,7 @@ fn split(word: u64) -> (u32, u32) {
 
 /// One tenant's leases on this replica.
 pub(super) struct Leases {
+    store: Arc<Cluster>,
     base: Instant,
     /// This lease's field in the store's concurrency hash: `replica/lease`.
     field: String,
@@ -115,9 +116,10 @@ fn extra(limit: u64, fraction: f64) -> u64 {
 }
 
 impl Leases {
-    pub(super) fn new(tenant: &str, store: &Cluster) -> Self {
+    pub(super) fn new(tenant: &str, store: &Arc<Cluster>) -> Self {
         let id = LEASE_IDS.fetch_add(1, Ordering::Relaxed);
         Self {
+            store: store.clone(),
             base: Instant::now(),
             field: format!("{}/{id}", store.replica),
             requests_key: store.limit_key(tenant, "requests"),
@@ -142,10 +144,7 @@ impl Leases {
         &self,
         limiter: &Arc<Limiter>,
         demand: Demand,
-        store: &Arc<Cluster>,
     ) -> Result<Result<(Ticket, RateHeadroom), RateLimited>, Down> {
-        let spec = limiter.spec;
-        let fraction = store.lease_fraction;
         let now = self.nanos(Instant::now());
         let mut headroom = RateHeadroom::default();
         let mut ticket = Ticket {
@@ -155,12 +154,10 @@ impl Leases {
             flops_per_token: demand.flops_per_token,
             day: demand.day,
             holds_slot: false,
-            shared: Some(store.clone()),
+            shared: true,
         };
         let mut took_request = false;
-        let result =
-            self.admit_steps(&spec, fraction, demand, store, now, &mut ticket, &mut took_request, &mut headroom);
-        match result.await {
+        match self.admit_steps(demand, now, &mut ticket, &mut took_request, &mut headroom).await {
             Ok(Ok(())) => Ok(Ok((ticket, headroom))),
             Ok(Err(kind_wait)) => {
                 let (kind, retry_after) = kind_wait;
@@ -177,18 +174,16 @@ impl Leases {
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one admission's state, threaded through its steps")]
     async fn admit_steps(
         &self,
-        spec: &LimitSpec,
-        fraction: f64,
         demand: Demand,
-        store: &Cluster,
         now: u64,
         ticket: &mut Ticket,
         took_request: &mut bool,
         headroom: &mut RateHeadroom,
     ) -> Result<Result<(), (LimitKind, Duration)>, Down> {
+        let spec = ticket.limiter.spec;
+        let fraction = self.store.lease_fraction;
         if let Some(rpm) = spec.requests_per_minute {
             let rpm = u64::from(rpm.get());
             let burst = u64::from(spec.request_burst.map_or(rpm as u32, |b| b.get()));
@@ -200,19 +195,19 @@ impl Leases {
                 Err(wait)
             } else {
                 let extra = extra(rpm, fraction).min(burst.saturating_sub(1));
-                self.renew_rate(store, &self.requests, &self.requests_key, rate, 1, extra).await?
+                self.renew_rate(&self.requests, &self.requests_key, rate, 1, extra).await?
             };
             headroom.requests = Some(self.requests.headroom(rpm, now));
             if let Err(wait) = outcome {
-                headroom.tokens = self.token_headroom(spec, now);
+                headroom.tokens = self.token_headroom(&spec, now);
                 return Ok(Err((LimitKind::Requests, wait)));
             }
             *took_request = true;
         }
         if let Some(max) = spec.max_concurrent {
             let spare = extra(u64::from(max.get()), fraction) as u32;
-            if !self.take_slot() && !self.renew_slot(store, max.get(), spare).await? {
-                headroom.tokens = self.token_headroom(spec, now);
+            if !self.take_slot() && !self.renew_slot(max.get(), spare).await? {
+                headroom.tokens = self.token_headroom(&spec, now);
                 return Ok(Err((LimitKind::Concurrency, Duration::from_secs(1))));
             }
             ticket.holds_slot = true;
@@ -225,8 +220,7 @@ impl Leases {
             } else if let Some(wait) = self.tokens.refused(demand.tokens, now) {
                 Err(wait)
             } else {
-                self.renew_rate(store, &self.tokens, &self.tokens_key, rate, demand.tokens, extra(tpm, fraction))
-                    .await?
+                self.renew_rate(&self.tokens, &self.tokens_key, rate, demand.tokens, extra(tpm, fraction)).await?
             };
             headroom.tokens = Some(self.tokens.headroom(tpm, now));
             if let Err(wait) = outcome {
@@ -239,10 +233,10 @@ impl Leases {
             let need = gflops(fpt, demand.tokens);
             let granted = self.compute.take(need, now, demand.day)
                 || (self.compute.refused(need, now).is_none()
-                    && self.renew_budget(store, budget, need, extra(budget, fraction), demand.day).await?);
+                    && self.renew_budget(budget, need, extra(budget, fraction), demand.day).await?);
             if !granted {
                 self.tokens.give(i64::try_from(std::mem::take(&mut ticket.tokens)).unwrap_or(i64::MAX));
-                headroom.tokens = self.token_headroom(spec, now);
+                headroom.tokens = self.token_headroom(&spec, now);
                 return Ok(Err((LimitKind::Compute, until_next_utc_day())));
             }
             ticket.gflops = need;
@@ -266,13 +260,13 @@ impl Leases {
     /// Settles the old lease and takes a new one of `need` plus up to `extra` cells.
     async fn renew_rate(
         &self,
-        store: &Cluster,
         balance: &Balance,
         key: &str,
         rate: RateSpec,
         need: u64,
         extra: u64,
     ) -> Result<Result<(), Duration>, Down> {
+        let store = &*self.store;
         let _one = self.renew.lock().await;
         let at = Instant::now();
         let now = self.nanos(at);
@@ -312,7 +306,8 @@ impl Leases {
     }
 
     /// The same for a daily budget; whether the need was granted.
-    async fn renew_budget(&self, store: &Cluster, budget: u64, need: u64, extra: u64, day: i64) -> Result<bool, Down> {
+    async fn renew_budget(&self, budget: u64, need: u64, extra: u64, day: i64) -> Result<bool, Down> {
+        let store = &*self.store;
         let _one = self.renew.lock().await;
         let at = Instant::now();
         let now = self.nanos(at);
@@ -365,7 +360,8 @@ impl Leases {
     }
 
     /// Asks the store for a slot (and up to `spare` more); whether one was granted.
-    async fn renew_slot(&self, store: &Cluster, max: u32, spare: u32) -> Result<bool, Down> {
+    async fn renew_slot(&self, max: u32, spare: u32) -> Result<bool, Down> {
+        let store = &*self.store;
         let _one = self.renew.lock().await;
         if self.take_slot() {
             return Ok(true);
@@ -394,23 +390,24 @@ impl Leases {
     /// Ends a request's hold on its slot. Slots left idle beyond twice the spare a lease takes
     /// go back to the store off the response path, so idle replicas do not sit on a tenant's
     /// concurrency.
-    pub(super) fn release_slot(&self, limiter: &Arc<Limiter>, store: &Arc<Cluster>) {
+    pub(super) fn release_slot(&self, limiter: &Arc<Limiter>) {
         let Some(max) = limiter.spec.max_concurrent else { return };
-        let spare = extra(u64::from(max.get()), store.lease_fraction) as u32;
+        let spare = extra(u64::from(max.get()), self.store.lease_fraction) as u32;
         let (held, in_flight) = split(self.slots.fetch_sub(1, Ordering::AcqRel) - 1);
         if held - in_flight <= spare.saturating_mul(2) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let (limiter, store) = (limiter.clone(), store.clone());
+        let limiter = limiter.clone();
         runtime.spawn(async move {
             if let Some(leases) = limiter.leases.get() {
-                leases.give_back_slots(&store, max.get(), spare).await;
+                leases.give_back_slots(max.get(), spare).await;
             }
         });
     }
 
-    async fn give_back_slots(&self, store: &Cluster, max: u32, spare: u32) {
+    async fn give_back_slots(&self, max: u32, spare: u32) {
+        let store = &*self.store;
         let _one = self.renew.lock().await;
         let mut keep = 0;
         // Lowered here first: the store counting a slot too many for a moment is the safe side.
