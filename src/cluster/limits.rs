@@ -39,7 +39,7 @@ return {grant, math.max(0, room - grant), math.floor(tat - now), math.floor(wait
 
 /// A daily budget: the key (one per day) holds the units used. ARGV: budget, units to charge
 /// (negative: to give back), needed, wanted, seconds the key outlives the day by.
-/// Returns {granted, used after}.
+/// Returns the units granted.
 static BUDGET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -51,7 +51,7 @@ local grant = 0
 if room >= need then grant = math.min(want, room) end
 used = used + grant
 redis.call('SET', KEYS[1], string.format('%.0f', used), 'EX', ARGV[5])
-return {grant, used}",
+return grant",
     )
 });
 
@@ -59,7 +59,7 @@ return {grant, used}",
 /// holds (so a lost release or an emptied store is corrected by its next call) and asks for more;
 /// the slots of replicas that stopped sending heartbeats are freed first.
 /// KEYS: slots, heartbeats, lease stamps. ARGV: field (`replica/lease`), max, held, needed,
-/// wanted, milliseconds after which a silent replica counts as gone. Returns {granted, total}.
+/// wanted, milliseconds after which a silent replica counts as gone. Returns the slots granted.
 static SLOTS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -84,7 +84,7 @@ local room = max - total - held
 local grant = 0
 if room >= need then grant = math.min(want, room) end
 if held + grant > 0 then redis.call('HSET', KEYS[1], field, held + grant) else redis.call('HDEL', KEYS[1], field) end
-return {grant, total + held + grant}",
+return grant",
     )
 });
 
@@ -92,7 +92,7 @@ return {grant, total + held + grant}",
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
     pub granted: u64,
-    /// Units left to grant after this one (rates), or used so far (budgets).
+    /// Cells left to grant after this one.
     pub left: u64,
     /// Until the rate is whole again.
     pub reset: Duration,
@@ -129,7 +129,8 @@ impl Cluster {
         Ok(Grant { granted, left, reset: Duration::from_micros(reset), wait: Duration::from_micros(wait) })
     }
 
-    /// Settles `adjust` units and asks for `need` to `want` of a daily budget.
+    /// Settles `adjust` units and asks for `need` to `want` of a daily budget; returns how many
+    /// were granted.
     pub async fn take_budget(
         &self,
         key: &str,
@@ -137,13 +138,12 @@ impl Cluster {
         adjust: i64,
         need: u64,
         want: u64,
-    ) -> Result<Grant, ClusterError> {
+    ) -> Result<u64, ClusterError> {
         let mut c = self.conn().await?;
         let mut call = BUDGET.key(key);
         // A day's key outlives the day, so a replica settling just after midnight finds it.
         call.arg(budget).arg(adjust).arg(need).arg(want).arg(2 * 86_400);
-        let (granted, used): (u64, u64) = self.within(call.invoke_async(&mut c)).await?;
-        Ok(Grant { granted, left: used, reset: Duration::ZERO, wait: Duration::ZERO })
+        self.within(call.invoke_async(&mut c)).await
     }
 
     /// States that lease `field` holds `held` slots of `max` and asks for `need` to `want` more;
@@ -160,10 +160,8 @@ impl Cluster {
         let mut c = self.conn().await?;
         let mut call = SLOTS.key(key);
         call.key(&self.keys.replicas).key(&self.keys.lease_stamps);
-        let gone = u64::try_from(self.health.max_staleness.as_millis()).unwrap_or(u64::MAX);
-        call.arg(field).arg(max).arg(held).arg(need).arg(want).arg(gone);
-        let (granted, _total): (u32, u64) = self.within(call.invoke_async(&mut c)).await?;
-        Ok(granted)
+        call.arg(field).arg(max).arg(held).arg(need).arg(want).arg(self.staleness_ms());
+        self.within(call.invoke_async(&mut c)).await
     }
 
     /// Whether limits should skip the store at `now`: it failed a call less than a second ago,

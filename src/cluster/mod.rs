@@ -337,7 +337,7 @@ impl Cluster {
         let script = Script::new(HEARTBEAT);
         let mut call = script.key(&self.keys.suspensions);
         call.key(&self.keys.epoch).key(&self.keys.replicas).arg(&self.replica).arg(self.health.applied());
-        call.arg(u64::try_from(self.health.max_staleness.as_millis()).unwrap_or(u64::MAX));
+        call.arg(self.staleness_ms());
         let (epoch, live): (u64, u32) = self.within(call.invoke_async(&mut c)).await?;
         self.live.store(live.max(1), Ordering::Release);
         Ok(epoch)
@@ -374,6 +374,11 @@ impl Cluster {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+
+    /// `max_staleness` in milliseconds, as the store's scripts count a silent replica gone.
+    fn staleness_ms(&self) -> u64 {
+        u64::try_from(self.health.max_staleness.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The store's epoch alone.

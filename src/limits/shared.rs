@@ -51,7 +51,7 @@ impl Balance {
         if self.until.load(Ordering::Acquire) <= now || self.day.load(Ordering::Acquire) != day {
             return false;
         }
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let n = signed(n);
         self.units.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| (u >= n).then(|| u - n)).is_ok()
     }
 
@@ -84,6 +84,18 @@ impl Balance {
             reset: Duration::from_nanos(self.reset_at.load(Ordering::Acquire).saturating_sub(now)),
         }
     }
+}
+
+/// Units as a signed count, saturating.
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A failed call to the store: logged, the store skipped for a second, the fallback decides.
+fn failed(store: &Cluster, at: Instant, e: &crate::cluster::ClusterError) -> Down {
+    tracing::warn!(error = %e, "Shared limits: the cluster store failed; per-replica limits decide.");
+    store.mark_limits_down(at);
+    Down
 }
 
 /// Slots held in the store and in flight here, in one word so that both move together.
@@ -235,7 +247,7 @@ impl Leases {
                 || (self.compute.refused(need, now).is_none()
                     && self.renew_budget(budget, need, extra(budget, fraction), demand.day).await?);
             if !granted {
-                self.tokens.give(i64::try_from(std::mem::take(&mut ticket.tokens)).unwrap_or(i64::MAX));
+                self.tokens.give(signed(std::mem::take(&mut ticket.tokens)));
                 headroom.tokens = self.token_headroom(&spec, now);
                 return Ok(Err((LimitKind::Compute, until_next_utc_day())));
             }
@@ -250,8 +262,8 @@ impl Leases {
 
     /// Gives back what `ticket` reserved, when the request is decided elsewhere.
     fn undo(&self, ticket: &mut Ticket) {
-        self.tokens.give(i64::try_from(std::mem::take(&mut ticket.tokens)).unwrap_or(i64::MAX));
-        self.compute.give(i64::try_from(std::mem::take(&mut ticket.gflops)).unwrap_or(i64::MAX));
+        self.tokens.give(signed(std::mem::take(&mut ticket.tokens)));
+        self.compute.give(signed(std::mem::take(&mut ticket.gflops)));
         if std::mem::take(&mut ticket.holds_slot) {
             self.slots.fetch_sub(1, Ordering::AcqRel);
         }
@@ -284,10 +296,8 @@ impl Leases {
         let leftover = balance.units.swap(0, Ordering::AcqRel);
         match store.take_rate(key, rate, -leftover, need, need.saturating_add(extra)).await {
             Err(e) => {
-                tracing::warn!(error = %e, "Shared limits: the cluster store failed; per-replica limits decide.");
                 balance.give(leftover);
-                store.mark_limits_down(at);
-                Err(Down)
+                Err(failed(store, at, &e))
             }
             Ok(g) => {
                 balance.left.store(g.left, Ordering::Release);
@@ -298,7 +308,7 @@ impl Leases {
                     return Ok(Err(g.wait));
                 }
                 balance.refused_until.store(0, Ordering::Release);
-                balance.give(i64::try_from(g.granted - need).unwrap_or(i64::MAX));
+                balance.give(signed(g.granted - need));
                 balance.until.store(now + LEASE.as_nanos() as u64, Ordering::Release);
                 Ok(Ok(()))
             }
@@ -327,15 +337,13 @@ impl Leases {
         let key = format!("{}:{day}", self.compute_key);
         match store.take_budget(&key, budget, adjust, need, need.saturating_add(extra)).await {
             Err(e) => {
-                tracing::warn!(error = %e, "Shared limits: the cluster store failed; per-replica limits decide.");
                 b.give(leftover);
-                store.mark_limits_down(at);
-                Err(Down)
+                Err(failed(store, at, &e))
             }
-            Ok(g) if g.granted >= need && (need == 0 || g.granted > 0) => {
+            Ok(granted) if granted >= need && (need == 0 || granted > 0) => {
                 b.refused_until.store(0, Ordering::Release);
                 b.day.store(day, Ordering::Release);
-                b.give(i64::try_from(g.granted - need).unwrap_or(i64::MAX));
+                b.give(signed(granted - need));
                 b.until.store(now + LEASE.as_nanos() as u64, Ordering::Release);
                 Ok(true)
             }
@@ -374,11 +382,7 @@ impl Leases {
         let (held, in_flight) = split(self.slots.load(Ordering::Acquire));
         let need = (in_flight + 1).saturating_sub(held).max(1);
         match store.take_slots(&self.slots_key, &self.field, max, held, need, need.saturating_add(spare)).await {
-            Err(e) => {
-                tracing::warn!(error = %e, "Shared limits: the cluster store failed; per-replica limits decide.");
-                store.mark_limits_down(at);
-                Err(Down)
-            }
+            Err(e) => Err(failed(store, at, &e)),
             Ok(granted) if granted >= need => {
                 self.slots.fetch_add((u64::from(granted) << 32) + 1, Ordering::AcqRel);
                 Ok(true)
@@ -428,12 +432,10 @@ impl Leases {
 
     /// Settles a shared ticket's reservations against what the request used.
     pub(super) fn settle(&self, tokens: (u64, u64), gflops: (u64, u64), day: i64) {
-        let signed = |(reserved, used): (u64, u64)| {
-            i64::try_from(reserved).unwrap_or(i64::MAX).saturating_sub(i64::try_from(used).unwrap_or(i64::MAX))
-        };
-        self.tokens.give(signed(tokens));
+        let unused = |(reserved, used): (u64, u64)| signed(reserved).saturating_sub(signed(used));
+        self.tokens.give(unused(tokens));
         if self.compute.day.load(Ordering::Acquire) == day {
-            self.compute.give(signed(gflops));
+            self.compute.give(unused(gflops));
         }
     }
 }
