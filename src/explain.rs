@@ -76,10 +76,12 @@ pub fn explain(
     let dated = policy.jurisdiction(tenant).is_some_and(|j| j.is_dated());
     let version = policy.period(tenant, at).filter(|_| dated).and_then(|p| policy.rule(p.rule()));
     let version = version.as_deref();
-    let (decision, reason, status, endpoints) = match d.verdict {
-        _ if invalid_request.is_some() => ("deny", Some(Reason::InvalidRequest.as_str()), 400, &[][..]),
-        Verdict::Allow { endpoints } => ("allow", None, 200, endpoints),
-        Verdict::Deny(denial) => ("deny", Some(denial.code()), GatewayError::Policy(denial).status().as_u16(), &[][..]),
+    let (decision, reason, status, endpoints) = match (invalid_request, d.verdict) {
+        (Some(_), _) => ("deny", Some(Reason::InvalidRequest.as_str()), 400, &[][..]),
+        (None, Verdict::Allow { endpoints }) => ("allow", None, 200, endpoints),
+        (None, Verdict::Deny(denial)) => {
+            ("deny", Some(denial.code()), GatewayError::Policy(denial).status().as_u16(), &[][..])
+        }
     };
     Ok(Explanation {
         tenant: tenant.id.to_string(),
@@ -138,18 +140,17 @@ impl Explanation {
             let _ = writeln!(s, "  purpose:      {p}");
         }
         let _ = writeln!(s, "  date:         {}", self.date);
-        match &self.rule {
-            _ if self.invalid_request.is_some() => {
-                let why = self.invalid_request.unwrap_or_default();
+        match (self.invalid_request, &self.rule) {
+            (Some(why), _) => {
                 let _ = writeln!(
                     s,
                     "  decided by:   the server refuses the request before any policy\n                {why}"
                 );
             }
-            Some(r) => {
+            (None, Some(r)) => {
                 let _ = writeln!(s, "  decided by:   {}:{}: {}\n                {}", r.file, r.line, r.key, r.detail);
             }
-            None => {
+            (None, None) => {
                 let _ = writeln!(s, "  decided by:   default deny (no rule names this model)");
             }
         }
