@@ -61,15 +61,15 @@ pub(super) fn compile_models(
         if m.endpoints.iter().any(|ep| ep.kind == EndpointKind::Azure) {
             let names = std::iter::once((&m.id, format!("{key}.id")))
                 .chain(m.aliases.iter().enumerate().map(|(a, s)| (s, format!("{key}.aliases[{a}]"))));
-            for (alias, k) in names {
-                if alias.get_ref().contains('/') {
+            for (name, k) in names {
+                if name.get_ref().contains('/') {
                     ctx.err(
                         src,
-                        Some(alias.span()),
+                        Some(name.span()),
                         k,
                         format!(
                             "{:?} contains '/': this model has an Azure endpoint, and Azure clients name a model as a deployment in the URL path, where '/' cannot be",
-                            alias.get_ref()
+                            name.get_ref()
                         ),
                     );
                 }
