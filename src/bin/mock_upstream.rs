@@ -1,4 +1,5 @@
-//! `customs-mock-upstream`: the mock OpenAI-compatible model server as a standalone process.
+//! `customs-mock-upstream`: the mock model server (OpenAI and Anthropic APIs) as a standalone
+//! process.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -7,7 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use customs::mock::{MockOptions, MockUpstream};
 
-/// A mock OpenAI-compatible model server (chat, completions, embeddings, models; SSE streaming).
+/// A mock model server: OpenAI's chat, completions, embeddings, models and Responses (kept for
+/// retrieval by id), and Anthropic's Messages; SSE streaming and fault injection by header.
 #[derive(Parser)]
 #[command(version)]
 struct Args {

@@ -1,23 +1,32 @@
-//! A mock OpenAI-compatible model server for the demo, tests and benchmarks: chat completions,
-//! completions, embeddings, responses and models, on OpenAI and Azure paths, with SSE streaming
-//! (usage in the last chunk, or in `response.completed`), upstream-credential checking, and fault
-//! injection driven by request headers:
+//! A mock model server for the demo, tests and benchmarks. It speaks OpenAI's APIs (chat
+//! completions, completions, embeddings, models, and the Responses API, which it remembers so a
+//! response can be retrieved, cancelled and deleted by id) on OpenAI and Azure paths, and
+//! Anthropic's Messages API (`/v1/messages`, `/v1/messages/count_tokens`). It streams as each API
+//! does (SSE; usage in the last chunk, in `response.completed`, or in `message_start` and
+//! `message_delta`), checks the upstream credential (`Authorization: Bearer`, `api-key` or
+//! `x-api-key`), and injects faults as request headers ask, on every route:
 //!
 //! - `x-mock-delay-ms: N`: wait before sending the response head;
-//! - `x-mock-fail: 500|503|429|close`: answer with that status, or drop the connection;
+//! - `x-mock-fail: 500|503|529|429|close`: answer with that status, or drop the connection;
 //! - `x-mock-chunks: N` / `x-mock-chunk-delay-ms: N`: shape a stream (without a delay, every event
 //!   is ready at once and goes out as one burst);
 //! - `x-mock-fail-after-chunks: N`: abort a stream after N chunks;
 //! - `x-mock-gate: 1`: after the first chunk, wait until the test calls [`MockUpstream::open_gate`];
 //! - `x-mock-no-usage: 1`: report no `usage`, as upstreams that do not count tokens do;
 //! - `x-mock-created: N`: the `created` time in the body, so two answers can be compared byte for
-//!   byte.
+//!   byte (ids of Responses and Messages still differ: they are unique per mock).
 //!
-//! Streams report usage as OpenAI's do: only when the request sets
+//! Chat and completion streams report usage as OpenAI's do: only when the request sets
 //! `stream_options.include_usage`, in a last chunk with empty `choices`, every other chunk then
-//! carrying `"usage":null`.
+//! carrying `"usage":null`. Responses and Messages streams always report it. Errors on the
+//! Messages routes take Anthropic's shape (`{"type":"error","error":{..}}`), and those routes
+//! also require an `anthropic-version` header.
 
+mod anthropic;
 mod body;
+mod responses;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,7 +54,8 @@ type MockBody = Either<Full<Bytes>, EventBody>;
 pub struct MockOptions {
     /// Sent back as `x-mock-upstream`, so tests can see which upstream served a request.
     pub name: String,
-    /// Keys the mock accepts (as `Authorization: Bearer` or `api-key`); empty accepts anything.
+    /// Keys the mock accepts (as `Authorization: Bearer`, `api-key` or `x-api-key`); empty accepts
+    /// anything.
     pub api_keys: Vec<String>,
     pub chunks: usize,
     pub chunk_delay: Duration,
@@ -70,9 +80,13 @@ pub struct Recorded {
 
 struct State {
     opts: MockOptions,
+    /// The name as it goes into ids (`resp_mock_<name>_<n>`): characters a path would need escaped
+    /// become `_`, so an id can be used in a URL as it is.
+    id_name: String,
     recorded: Mutex<Vec<Recorded>>,
     gate: Semaphore,
     counter: AtomicU64,
+    responses: Mutex<responses::Store>,
 }
 
 pub struct MockUpstream {
@@ -85,7 +99,15 @@ pub struct MockUpstream {
 
 impl State {
     fn new(opts: MockOptions) -> Arc<Self> {
-        Arc::new(Self { opts, recorded: Mutex::new(Vec::new()), gate: Semaphore::new(0), counter: AtomicU64::new(0) })
+        let id_name = opts.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        Arc::new(Self {
+            opts,
+            id_name,
+            recorded: Mutex::new(Vec::new()),
+            gate: Semaphore::new(0),
+            counter: AtomicU64::new(0),
+            responses: Mutex::new(responses::Store::default()),
+        })
     }
 }
 
@@ -148,19 +170,33 @@ fn header_num(h: &HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.parse().ok()
 }
 
+/// The mock's own failures (a wrong key, an injected fault, an unknown path) in OpenAI's error shape.
 fn error(status: StatusCode, code: &str, message: &str) -> Response<MockBody> {
-    let body = json!({"error": {"message": message, "type": "mock_error", "param": null, "code": code}});
-    let mut res = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
+    openai_error(status, "mock_error", message, None, Some(code))
+}
+
+/// An error as OpenAI's APIs answer one.
+fn openai_error(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Response<MockBody> {
+    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+    let mut res = json_response(&body);
     *res.status_mut() = status;
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }
 
+/// The credential as OpenAI (`Authorization: Bearer`), Azure (`api-key`) or Anthropic
+/// (`x-api-key`) clients send it; an `Authorization` header that is not a bearer token is a wrong
+/// key, whatever else the request carries.
 fn presented_key(h: &HeaderMap) -> Option<&str> {
     if let Some(v) = h.get("authorization").and_then(|v| v.to_str().ok()) {
         return v.strip_prefix("Bearer ");
     }
-    h.get("api-key").and_then(|v| v.to_str().ok())
+    h.get("api-key").or_else(|| h.get("x-api-key")).and_then(|v| v.to_str().ok())
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<MockBody>, std::io::Error> {
@@ -175,7 +211,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
         });
     }
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
-    let mut res = respond(&state, &parts, &body).await?;
+    let mut res = respond(&state, &parts, &body, n).await?;
     let h = res.headers_mut();
     h.insert("x-request-id", HeaderValue::from_str(&format!("mock-{n}")).unwrap_or(HeaderValue::from_static("mock")));
     if let Ok(v) = HeaderValue::from_str(&state.opts.name) {
@@ -184,15 +220,28 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
     Ok(res)
 }
 
+/// Answers one request: the key is checked, the injected faults applied, then the API its path
+/// names answers. `n` numbers the request, and so the ids of what it creates.
 async fn respond(
     state: &Arc<State>,
     parts: &http::request::Parts,
     body: &Bytes,
+    n: u64,
 ) -> Result<Response<MockBody>, std::io::Error> {
     let h = &parts.headers;
+    let path = parts.uri.path();
+    let messages = anthropic::Op::of(path);
+    // Each API's clients expect its own error shape, the mock's own failures included.
+    let fail = |status: StatusCode, code: &str, message: &str| match messages {
+        Some(_) => anthropic::error(status, message),
+        None => error(status, code, message),
+    };
     if !state.opts.api_keys.is_empty() && !presented_key(h).is_some_and(|k| state.opts.api_keys.iter().any(|a| a == k))
     {
-        return Ok(error(StatusCode::UNAUTHORIZED, "invalid_api_key", "mock upstream: wrong upstream key"));
+        return Ok(fail(StatusCode::UNAUTHORIZED, "invalid_api_key", "mock upstream: wrong upstream key"));
+    }
+    if messages.is_some() && !h.contains_key("anthropic-version") {
+        return Ok(anthropic::error(StatusCode::BAD_REQUEST, "anthropic-version: header is required"));
     }
     if let Some(ms) = header_num(h, "x-mock-delay-ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -201,62 +250,54 @@ async fn respond(
         Some("close") => return Err(std::io::Error::other("mock: dropping the connection")),
         Some(code) => {
             if let Some(status) = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
-                return Ok(error(status, "mock_failure", "mock upstream: injected failure"));
+                return Ok(fail(status, "mock_failure", "mock upstream: injected failure"));
             }
         }
         None => {}
     }
-    let path = parts.uri.path();
+    if let Some(op) = messages {
+        return Ok(anthropic::respond(state, h, body, op, n));
+    }
     let op = path
         .strip_prefix("/v1/")
+        .or_else(|| path.strip_prefix("/openai/v1/"))
         .or_else(|| path.strip_prefix("/openai/deployments/").and_then(|r| r.split_once('/').map(|(_, op)| op)))
-        .or_else(|| (path == "/openai/responses").then_some("responses"));
+        .or_else(|| path.strip_prefix("/openai/").filter(|op| *op == "responses" || op.starts_with("responses/")));
+    if let Some(rest) = op.and_then(|op| op.strip_prefix("responses/")) {
+        return Ok(responses::by_id(state, &parts.method, rest).await);
+    }
     if parts.method == Method::GET && op == Some("models") {
         let body =
             json!({"object": "list", "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": "mock"}]});
         return Ok(json_response(&body));
     }
     let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let model = req.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned();
-    let prompt_tokens = (body.len() as u64).div_ceil(4);
-    let now = header_num(h, "x-mock-created")
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
-    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let chunks = header_num(h, "x-mock-chunks").map_or(state.opts.chunks, |c| c as usize);
-    let with_usage = !h.contains_key("x-mock-no-usage");
-    let usage = |completion: u64| if with_usage { usage(prompt_tokens, completion) } else { Value::Null };
+    let shape = Shape::new(state, h, body, &req);
+    let name = &state.opts.name;
+    let (model, prompt_tokens, chunks) = (&shape.model, shape.prompt_tokens, shape.chunks);
+    let usage = |completion: u64| if shape.with_usage { usage(prompt_tokens, completion) } else { Value::Null };
     match op {
-        Some(kind @ ("chat/completions" | "completions")) if stream => {
+        Some(kind @ ("chat/completions" | "completions")) if shape.stream => {
             let asked = req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-            let usage = (asked && with_usage).then(|| usage(chunks as u64));
-            let events = sse_events(kind == "chat/completions", &state.opts.name, &model, chunks, usage.as_ref(), now);
-            Ok(stream_response(state, h, events, chunks))
+            let usage = (asked && shape.with_usage).then(|| usage(shape.completion_tokens));
+            let events = sse_events(kind == "chat/completions", name, model, chunks, usage.as_ref(), shape.now);
+            Ok(stream_response(state, h, events, 0, chunks))
         }
-        // The Responses API always reports usage, in the completed response.
-        Some("responses") if stream => {
-            let usage = with_usage.then(|| response_usage(prompt_tokens, chunks as u64));
-            let events = response_events(&state.opts.name, &model, chunks, usage.as_ref(), now);
-            Ok(stream_response(state, h, events, chunks))
-        }
-        Some("responses") => {
-            let text = format!("Hello from {}.", state.opts.name);
-            let usage = if with_usage { response_usage(prompt_tokens, chunks as u64) } else { Value::Null };
-            Ok(json_response(&response_object(&model, "completed", &text, &usage, now)))
-        }
+        Some("responses") => Ok(responses::create(state, h, &req, &shape, n).await),
         Some("chat/completions") => Ok(json_response(&json!({
-            "id": "chatcmpl-mock", "object": "chat.completion", "created": now, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("Hello from {}.", state.opts.name)},
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": shape.now, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("Hello from {name}.")},
                          "finish_reason": "stop", "logprobs": null}],
-            "usage": usage(chunks as u64),
+            "usage": usage(shape.completion_tokens),
         }))),
         Some("completions") => Ok(json_response(&json!({
-            "id": "cmpl-mock", "object": "text_completion", "created": now, "model": model,
-            "choices": [{"index": 0, "text": format!("Hello from {}.", state.opts.name), "finish_reason": "stop", "logprobs": null}],
-            "usage": usage(chunks as u64),
+            "id": "cmpl-mock", "object": "text_completion", "created": shape.now, "model": model,
+            "choices": [{"index": 0, "text": format!("Hello from {name}."), "finish_reason": "stop", "logprobs": null}],
+            "usage": usage(shape.completion_tokens),
         }))),
         Some("embeddings") => {
-            let mut body = embeddings(&req, &model, prompt_tokens);
-            if !with_usage {
+            let mut body = embeddings(&req, model, prompt_tokens);
+            if !shape.with_usage {
                 body["usage"] = Value::Null;
             }
             Ok(json_response(&body))
@@ -265,53 +306,38 @@ async fn respond(
     }
 }
 
+/// What a generating route takes from a request, whatever its API: the model, the tokens it is
+/// charged, and the answer's shape as the headers ask for it.
+struct Shape {
+    model: String,
+    /// A token per four bytes of request body.
+    prompt_tokens: u64,
+    /// A token per content chunk, streamed or not.
+    completion_tokens: u64,
+    chunks: usize,
+    stream: bool,
+    with_usage: bool,
+    now: u64,
+}
+
+impl Shape {
+    fn new(state: &State, h: &HeaderMap, body: &[u8], req: &Value) -> Self {
+        let chunks = header_num(h, "x-mock-chunks").map_or(state.opts.chunks, |c| c as usize);
+        Self {
+            model: req.get("model").and_then(Value::as_str).unwrap_or("mock").to_owned(),
+            prompt_tokens: (body.len() as u64).div_ceil(4),
+            completion_tokens: chunks as u64,
+            chunks,
+            stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            with_usage: !h.contains_key("x-mock-no-usage"),
+            now: header_num(h, "x-mock-created")
+                .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+        }
+    }
+}
+
 fn usage(prompt: u64, completion: u64) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
-}
-
-fn response_usage(input: u64, output: u64) -> Value {
-    json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output,
-           "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input + output})
-}
-
-/// A Responses API response object with one message of `text`.
-fn response_object(model: &str, status: &str, text: &str, usage: &Value, now: u64) -> Value {
-    let output = if text.is_empty() {
-        json!([])
-    } else {
-        json!([{"type": "message", "id": "msg_mock", "status": status, "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}]}])
-    };
-    json!({"id": "resp_mock", "object": "response", "created_at": now, "status": status, "model": model,
-           "output": output, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "usage": usage})
-}
-
-/// A Responses API stream: `response.created`, one `response.output_text.delta` per chunk, then
-/// `response.completed` with the whole response and its usage. No `[DONE]`: the API sends none.
-fn response_events(name: &str, model: &str, chunks: usize, usage: Option<&Value>, now: u64) -> Vec<Bytes> {
-    let mut seq = 0;
-    let mut event = |kind: &str, mut data: Value| {
-        data["type"] = json!(kind);
-        data["sequence_number"] = json!(seq);
-        seq += 1;
-        Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
-    };
-    let mut events = vec![event(
-        "response.created",
-        json!({"response": response_object(model, "in_progress", "", &Value::Null, now)}),
-    )];
-    let mut text = String::new();
-    for i in 0..chunks {
-        let delta = format!("{name} chunk {i}. ");
-        text.push_str(&delta);
-        events.push(event(
-            "response.output_text.delta",
-            json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": delta}),
-        ));
-    }
-    let done = response_object(model, "completed", &text, usage.unwrap_or(&Value::Null), now);
-    events.push(event("response.completed", json!({"response": done})));
-    events
 }
 
 fn json_response(v: &Value) -> Response<MockBody> {
@@ -341,10 +367,18 @@ fn embeddings(req: &Value, model: &str, prompt_tokens: u64) -> Value {
     json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
 }
 
-/// Sends `events` as a stream, paced and broken as the request's headers ask.
-fn stream_response(state: &Arc<State>, h: &HeaderMap, events: Vec<Bytes>, chunks: usize) -> Response<MockBody> {
+/// Sends `events` as a stream, paced and broken as the request's headers ask. The content chunks
+/// are the `chunks` events from index `lead` on: each is followed by the chunk delay, the gate
+/// holds the stream after the first, and `x-mock-fail-after-chunks` counts them from `lead`.
+fn stream_response(
+    state: &Arc<State>,
+    h: &HeaderMap,
+    events: Vec<Bytes>,
+    lead: usize,
+    chunks: usize,
+) -> Response<MockBody> {
     let delay = header_num(h, "x-mock-chunk-delay-ms").map_or(state.opts.chunk_delay, Duration::from_millis);
-    let fail_after = header_num(h, "x-mock-fail-after-chunks").map(|n| n as usize);
+    let fail_after = header_num(h, "x-mock-fail-after-chunks").map(|n| lead + n as usize);
     let gated = h.contains_key("x-mock-gate");
     let body = if delay.is_zero() && fail_after.is_none() && !gated {
         EventBody::Ready(events.into_iter())
@@ -360,12 +394,12 @@ fn stream_response(state: &Arc<State>, h: &HeaderMap, events: Vec<Bytes>, chunks
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
-                if i == 0
+                if i == lead
                     && let Some(g) = &gate
                 {
                     let _ = g.gate.acquire().await;
                 }
-                if i < chunks && !delay.is_zero() {
+                if (lead..lead + chunks).contains(&i) && !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -420,47 +454,4 @@ fn sse_events(chat: bool, name: &str, model: &str, chunks: usize, usage: Option<
             event
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse_events_are_json_chunks_then_done() {
-        let usage = usage(7, 2);
-        let events = sse_events(true, "a \"quoted\" name", "gpt-4o", 2, Some(&usage), 42);
-        assert_eq!(events.len(), 5);
-        let parsed: Vec<Value> = events[..4]
-            .iter()
-            .map(|e| {
-                let text = std::str::from_utf8(e).unwrap();
-                let json = text.strip_prefix("data: ").and_then(|t| t.strip_suffix("\n\n")).unwrap();
-                serde_json::from_str(json).unwrap()
-            })
-            .collect();
-        for p in &parsed {
-            assert_eq!(
-                (p["id"].as_str(), p["object"].as_str()),
-                (Some("chatcmpl-mock"), Some("chat.completion.chunk"))
-            );
-            assert_eq!((p["model"].as_str(), p["created"].as_u64()), (Some("gpt-4o"), Some(42)));
-        }
-        assert!(parsed[..3].iter().all(|p| p.get("usage") == Some(&Value::Null)));
-        assert_eq!(parsed[1]["choices"][0]["delta"]["content"], "a \"quoted\" name chunk 1. ");
-        assert_eq!(parsed[2]["choices"][0]["finish_reason"], "stop");
-        assert_eq!(parsed[3]["usage"], usage);
-        assert_eq!(parsed[3]["choices"], json!([]));
-        assert_eq!(&events[4][..], b"data: [DONE]\n\n");
-
-        // Without usage asked for: no usage chunk, and no usage member in any chunk.
-        let text = sse_events(false, "m", "x", 1, None, 0);
-        assert_eq!(text.len(), 3);
-        let first: Value = serde_json::from_slice(&text[0][6..]).unwrap();
-        assert_eq!(
-            (first["object"].as_str(), first["choices"][0]["text"].as_str()),
-            (Some("text_completion"), Some("m chunk 0. "))
-        );
-        assert!(text.iter().all(|e| !std::str::from_utf8(e).unwrap().contains("usage")));
-    }
 }
