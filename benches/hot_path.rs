@@ -161,6 +161,7 @@ fn bench_audit(c: &mut Criterion) {
         model: decision.model,
         requested_model: None,
         purpose: None,
+        operation: Some("chat"),
         reason: Reason::Allowed,
         status: None,
         rule: decision.rule.map(RuleRef::Policy),

@@ -1,4 +1,5 @@
-//! Authentication: the client's API key, from `Authorization: Bearer` or Azure's `api-key`, is
+//! Authentication: the client's API key, from `Authorization: Bearer`, Azure's `api-key` or
+//! Anthropic's `x-api-key`, is
 //! hashed with SHA-256 and looked up among the tenants' key digests. Plaintext keys are never stored
 //! or logged; the final digest comparison is constant-time.
 
@@ -15,6 +16,8 @@ use crate::ids::TenantIdx;
 pub type Digest = [u8; 32];
 
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("api-key");
+/// Anthropic's key header.
+pub const X_API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -83,12 +86,14 @@ fn presented_key(headers: &HeaderMap) -> Result<&[u8], AuthError> {
             if scheme.eq_ignore_ascii_case(b"bearer ") { Ok(rest) } else { Err(AuthError::Malformed) }
         })
         .transpose()?;
-    let api_key = single(headers, &API_KEY_HEADER)?;
-    let key = match (bearer, api_key) {
-        (None, None) => return Err(AuthError::Missing),
-        (Some(a), Some(b)) if a != b => return Err(AuthError::Conflicting),
-        (Some(k), _) | (None, Some(k)) => k,
-    };
+    let mut key = bearer;
+    for other in [single(headers, &API_KEY_HEADER)?, single(headers, &X_API_KEY_HEADER)?].into_iter().flatten() {
+        match key {
+            Some(k) if k != other => return Err(AuthError::Conflicting),
+            _ => key = Some(other),
+        }
+    }
+    let key = key.ok_or(AuthError::Missing)?;
     if key.is_empty() || !key.iter().all(|b| b.is_ascii_graphic()) {
         return Err(AuthError::Malformed);
     }
@@ -142,6 +147,8 @@ mod tests {
         assert_eq!(authenticate(&keys, &headers(&[("authorization", "bearer sk-b")])), Ok(1));
         assert_eq!(authenticate(&keys, &headers(&[("api-key", "sk-b")])), Ok(1));
         assert_eq!(authenticate(&keys, &headers(&[("authorization", "Bearer sk-a"), ("api-key", "sk-a")])), Ok(0));
+        assert_eq!(authenticate(&keys, &headers(&[("x-api-key", "sk-b")])), Ok(1));
+        assert_eq!(authenticate(&keys, &headers(&[("x-api-key", "sk-a"), ("api-key", "sk-a")])), Ok(0));
     }
 
     #[test]
@@ -157,6 +164,10 @@ mod tests {
             (&[("authorization", "Bearer sk-a"), ("authorization", "Bearer sk-b")], AuthError::Malformed),
             (&[("authorization", "Bearer sk-a"), ("api-key", "sk-b")], AuthError::Conflicting),
             (&[("api-key", "sk-a"), ("api-key", "sk-a")], AuthError::Malformed),
+            (&[("authorization", "Bearer sk-a"), ("x-api-key", "sk-b")], AuthError::Conflicting),
+            (&[("api-key", "sk-a"), ("x-api-key", "sk-b")], AuthError::Conflicting),
+            (&[("x-api-key", "sk-a"), ("x-api-key", "sk-a")], AuthError::Malformed),
+            (&[("x-api-key", "")], AuthError::Malformed),
         ];
         for (pairs, want) in cases {
             let mut h = HeaderMap::new();

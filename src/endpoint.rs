@@ -7,9 +7,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Uri};
 use serde::Deserialize;
 
-use crate::auth::API_KEY_HEADER;
+use crate::auth::{API_KEY_HEADER, X_API_KEY_HEADER};
 use crate::ids::ModelIdx;
-use crate::route::Operation;
+use crate::route::{Operation, Stored};
 
 /// The API an upstream speaks, which decides its paths and how the credential is sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -20,6 +20,23 @@ pub enum EndpointKind {
     Openai,
     /// `{url}/deployments/{deployment}/chat/completions?api-version=…`, credentials as `api-key`.
     Azure,
+    /// Anthropic's Messages API: `{url}/messages`, credentials as `x-api-key`.
+    Anthropic,
+}
+
+impl EndpointKind {
+    /// Whether an upstream of this kind speaks `op`'s API.
+    pub fn serves(self, op: Operation) -> bool {
+        op.anthropic() == (self == Self::Anthropic)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Azure => "azure",
+            Self::Anthropic => "anthropic",
+        }
+    }
 }
 
 /// One upstream serving one model, with everything needed to address it resolved at load.
@@ -32,6 +49,9 @@ pub struct Endpoint {
     /// The `Host` header for the authority.
     host: HeaderValue,
     paths: [PathAndQuery; Operation::ALL.len()],
+    /// `{url}/responses/`, where a stored response's paths start, and for Azure the
+    /// `?api-version=` query they end with.
+    stored: (Box<str>, Box<str>),
     credential: Option<(HeaderName, HeaderValue)>,
     /// The URL as configured, for logs and `explain`; never holds a secret.
     pub url: Box<str>,
@@ -84,7 +104,7 @@ impl Endpoint {
         let token_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         let path_for = |op: Operation| -> Result<PathAndQuery, EndpointError> {
             let p = match kind {
-                EndpointKind::Openai => format!("{base}/{}", op.suffix()),
+                EndpointKind::Openai | EndpointKind::Anthropic => format!("{base}/{}", op.suffix()),
                 EndpointKind::Azure => match (deployment, api_version) {
                     // Azure's Responses API is not per deployment: the body's model names it.
                     (Some(_), Some(v)) if op == Operation::Responses && token_ok(v) => {
@@ -98,16 +118,21 @@ impl Endpoint {
             };
             PathAndQuery::try_from(p).map_err(|_| EndpointError::InvalidUrl)
         };
-        if kind == EndpointKind::Openai && (deployment.is_some() || api_version.is_some()) {
+        if kind != EndpointKind::Azure && (deployment.is_some() || api_version.is_some()) {
             return Err(EndpointError::NotAzure);
         }
-        let [a, b, c, d] = Operation::ALL;
-        let paths = [path_for(a)?, path_for(b)?, path_for(c)?, path_for(d)?];
+        let [a, b, c, d, e, f] = Operation::ALL;
+        let paths = [path_for(a)?, path_for(b)?, path_for(c)?, path_for(d)?, path_for(e)?, path_for(f)?];
+        let stored = match api_version {
+            Some(v) => (format!("{base}/responses/").into(), format!("?api-version={v}").into()),
+            None => (format!("{base}/responses/").into(), "".into()),
+        };
         let credential = credential
             .map(|secret| {
                 let (name, value) = match kind {
                     EndpointKind::Openai => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
                     EndpointKind::Azure => (API_KEY_HEADER, secret.to_owned()),
+                    EndpointKind::Anthropic => (X_API_KEY_HEADER, secret.to_owned()),
                 };
                 let mut value = HeaderValue::try_from(value).map_err(|_| EndpointError::Credential)?;
                 value.set_sensitive(true);
@@ -128,6 +153,7 @@ impl Endpoint {
             origin,
             host,
             paths,
+            stored,
             credential,
             url: url.into(),
             ask_stream_usage: true,
@@ -139,6 +165,13 @@ impl Endpoint {
     /// The origin-form request target for an operation (what goes on the request line).
     pub fn path(&self, op: Operation) -> &PathAndQuery {
         &self.paths[op.index()]
+    }
+
+    /// The request target for `action` on the stored response `id` (a valid response id, so the
+    /// path stays what it says).
+    pub fn stored_path(&self, action: Stored, id: &str) -> Option<PathAndQuery> {
+        let (base, query) = &self.stored;
+        PathAndQuery::try_from(format!("{base}{id}{}{query}", action.tail())).ok()
     }
 
     pub fn origin(&self) -> &Uri {
@@ -198,6 +231,23 @@ mod tests {
             "/openai/deployments/gpt4o-prod/embeddings?api-version=2024-10-21"
         );
         assert_eq!(a.credential().unwrap().0.as_str(), "api-key");
+        assert_eq!(
+            a.stored_path(Stored::Cancel, "resp_1").unwrap().as_str(),
+            "/openai/responses/resp_1/cancel?api-version=2024-10-21"
+        );
+        assert_eq!(e.stored_path(Stored::Retrieve, "resp_1").unwrap().as_str(), "/v1/responses/resp_1");
+        assert_eq!(e.stored_path(Stored::InputItems, "r").unwrap().as_str(), "/v1/responses/r/input_items");
+
+        let c =
+            Endpoint::build(0, "https://api.anthropic.com/v1", EndpointKind::Anthropic, "us", None, None, Some("k"))
+                .unwrap();
+        assert_eq!(c.path(Operation::Messages).as_str(), "/v1/messages");
+        assert_eq!(c.path(Operation::CountTokens).as_str(), "/v1/messages/count_tokens");
+        let (name, value) = c.credential().unwrap();
+        assert_eq!((name.as_str(), value.as_bytes()), ("x-api-key", &b"k"[..]));
+        assert!(EndpointKind::Anthropic.serves(Operation::CountTokens));
+        assert!(!EndpointKind::Anthropic.serves(Operation::ChatCompletions));
+        assert!(!EndpointKind::Azure.serves(Operation::Messages));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The one place a refusal becomes an HTTP response: status, OpenAI-shaped JSON body
-//! (`{"error":{"message","type","param","code"}}`), the `x-customs-reason` header, and for rate
-//! limits `Retry-After` and OpenAI's `x-ratelimit-*` headers. Rendering has no side effects and
-//! never includes upstream or internal detail.
+//! The one place a refusal becomes an HTTP response: status, JSON body in the shape the client's
+//! API uses (OpenAI's `{"error":{"message","type","param","code"}}`, or on Anthropic's routes
+//! `{"type":"error","error":{"type","message","code"}}`), the `x-customs-reason` header, and for
+//! rate limits `Retry-After` and OpenAI's `x-ratelimit-*` headers. Rendering has no side effects
+//! and never includes upstream or internal detail.
 
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub enum GatewayError {
     MethodNotAllowed,
     #[error("This model does not serve this operation (its `operations` in the gateway's models.toml).")]
     OperationNotSupported,
+    /// The id is unknown, or bound to another tenant: the two look the same.
+    #[error("No response with this id was found.")]
+    ResponseNotFound { param: Option<&'static str> },
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
     #[error(transparent)]
@@ -62,6 +66,7 @@ impl GatewayError {
             Self::RouteNotFound => Reason::RouteNotFound,
             Self::MethodNotAllowed => Reason::MethodNotAllowed,
             Self::OperationNotSupported => Reason::OperationNotSupported,
+            Self::ResponseNotFound { .. } => Reason::ResponseNotFound,
             Self::RateLimited(r) => r.kind.reason(),
             Self::Upstream(UpstreamError::Timeout) => Reason::UpstreamTimeout,
             Self::Upstream(_) => Reason::UpstreamUnavailable,
@@ -94,27 +99,54 @@ impl GatewayError {
             Self::Policy(Denial::ModelNotFound | Denial::ModelNotAllowed | Denial::ComputeThresholdExceeded)
             | Self::OperationNotSupported => Some("model"),
             Self::Body(e) => e.param(),
-            Self::InvalidRequest { param, .. } => *param,
+            Self::InvalidRequest { param, .. } | Self::ResponseNotFound { param } => *param,
             _ => None,
         }
     }
 
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "error": {
-                "message": self.to_string(),
-                "type": self.error_type(),
-                "param": self.param(),
-                "code": self.code(),
-            }
-        });
+    /// Anthropic's `error.type` for this refusal's status, which its SDKs map to their typed
+    /// errors.
+    fn anthropic_type(&self) -> &'static str {
+        match self.status().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            504 => "timeout_error",
+            500.. => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The response in OpenAI's error shape, or with `anthropic` in Anthropic's.
+    pub fn into_response(self, anthropic: bool) -> Response<Full<Bytes>> {
+        let body = if anthropic {
+            serde_json::json!({
+                "type": "error",
+                "error": {
+                    "type": self.anthropic_type(),
+                    "message": self.to_string(),
+                    "code": self.code(),
+                }
+            })
+        } else {
+            serde_json::json!({
+                "error": {
+                    "message": self.to_string(),
+                    "type": self.error_type(),
+                    "param": self.param(),
+                    "code": self.code(),
+                }
+            })
+        };
         let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
         *res.status_mut() = self.status();
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(REASON_HEADER, HeaderValue::from_static(self.code()));
         match &self {
-            Self::Auth(_) => {
+            Self::Auth(_) if !anthropic => {
                 h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Self::RateLimited(r) => {
@@ -179,6 +211,49 @@ pub fn openai_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_shapes_openai_and_anthropic() {
+        let body = |res: Response<Full<Bytes>>| {
+            let (head, body) = res.into_parts();
+            let bytes = full_bytes(body);
+            (head, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+        };
+        let (head, openai) = body(GatewayError::Policy(Denial::ModelNotAllowed).into_response(false));
+        assert_eq!(head.status, StatusCode::FORBIDDEN);
+        assert_eq!(head.headers[REASON_HEADER], "model_not_allowed");
+        assert_eq!(openai["error"]["code"], "model_not_allowed");
+        assert_eq!(openai["error"]["param"], "model");
+        let (head, anthropic) = body(GatewayError::Policy(Denial::ModelNotAllowed).into_response(true));
+        assert_eq!(head.headers[REASON_HEADER], "model_not_allowed");
+        assert_eq!(anthropic["type"], "error");
+        assert_eq!(anthropic["error"]["type"], "permission_error");
+        assert_eq!(anthropic["error"]["code"], "model_not_allowed");
+        let kinds = [
+            (GatewayError::Auth(AuthError::Unknown), "authentication_error"),
+            (GatewayError::ResponseNotFound { param: None }, "not_found_error"),
+            (GatewayError::TooLarge, "request_too_large"),
+            (GatewayError::OperationNotSupported, "invalid_request_error"),
+            (GatewayError::Upstream(UpstreamError::Timeout), "timeout_error"),
+            (GatewayError::AuditUnavailable, "api_error"),
+        ];
+        for (e, want) in kinds {
+            let (head, b) = body(e.into_response(true));
+            assert_eq!(b["error"]["type"], want, "{}", head.status);
+            assert!(head.headers.get(WWW_AUTHENTICATE).is_none());
+        }
+    }
+
+    /// A `Full` body's bytes, without a runtime.
+    fn full_bytes(body: Full<Bytes>) -> Bytes {
+        use http_body::Body as _;
+        let mut body = std::pin::pin!(body);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match body.as_mut().poll_frame(&mut cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+            _ => Bytes::new(),
+        }
+    }
 
     #[test]
     fn openai_duration_formats_like_openai() {

@@ -12,24 +12,25 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use tower::Service;
 
 use crate::audit::{Audit, RuleRef};
 use crate::auth;
 use crate::error::{self, GatewayError};
-use crate::ids::TenantIdx;
+use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::Demand;
 use crate::outcome::{Body, Exchange};
+use crate::owners::{Owner, Owners};
 use crate::peek::{self, Peeked};
 use crate::policy::{Day, DayClock, Denial, Policy, Verdict};
 use crate::proxy::client::UpstreamBody;
 use crate::proxy::metered::{BodyEnd, Metered};
-use crate::proxy::{Forwarded, Upstreams};
+use crate::proxy::{Forwarded, UpstreamPath, Upstreams};
 use crate::reason::Reason;
 use crate::request_id::{self, RequestIdBuf};
-use crate::route::{self, Operation, Route};
+use crate::route::{self, Operation, Route, Stored};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
 use crate::usage::{self, Ask, UsageScanner};
@@ -50,6 +51,8 @@ pub struct Shared {
     pub audit: Audit,
     /// Cluster mode: the shared store and how current this replica is.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Which tenant created each stored response.
+    pub owners: Arc<Owners>,
 }
 
 #[derive(Clone)]
@@ -100,8 +103,14 @@ where
     let (parts, body) = req.into_parts();
     let request_id = RequestIdBuf::new(parts.headers.get(request_id::HEADER).map_or(&[][..], HeaderValue::as_bytes));
     let mut exchange = Exchange::begin(snapshot.clone(), at, request_id, shared.audit.reserve());
+    // Routed, or `Err` with the route the path names when the method is not the route's.
+    let route = route::classify(parts.uri.path()).map(|r| r.with_method(&parts.method).ok_or(r));
+    let anthropic = route.is_some_and(|r| r.unwrap_or_else(|r| r).anthropic());
+    if let Some(r) = route {
+        exchange.operation = r.unwrap_or_else(|r| r).label();
+    }
     let result = if exchange.recordable() {
-        serve(&shared, &snapshot, &parts, body, &mut exchange).await
+        serve(&shared, &snapshot, &parts, route, body, &mut exchange).await
     } else {
         Err(GatewayError::AuditUnavailable)
     };
@@ -122,7 +131,7 @@ where
             if let GatewayError::RateLimited(r) = &e {
                 snapshot.metrics.rejection(exchange.tenant, r.kind);
             }
-            (e.into_response().map(Either::Left), reason)
+            (e.into_response(anthropic).map(Either::Left), reason)
         }
     };
     if exchange.undecided() {
@@ -156,7 +165,7 @@ where
         }
         Either::Right((upstream, scanner)) => {
             let timers = shared.upstreams.stream_timers(exchange.endpoint().and_then(|e| policy.endpoint(e)));
-            Either::Right(Metered::new(upstream, scanner, exchange, timers))
+            Either::Right(Metered::new(upstream, scanner, exchange, timers, anthropic))
         }
     };
     Ok(Response::from_parts(head, body))
@@ -167,6 +176,7 @@ async fn serve<B>(
     shared: &Shared,
     snapshot: &Arc<Snapshot>,
     parts: &Parts,
+    route: Option<Result<Route<'_>, Route<'_>>>,
     body: B,
     exchange: &mut Exchange,
 ) -> Result<Answer, GatewayError>
@@ -175,11 +185,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let policy = &snapshot.policy;
-    let route = route::classify(parts.uri.path()).ok_or(GatewayError::RouteNotFound)?;
-    let expected = if matches!(route, Route::Inference { .. }) { Method::POST } else { Method::GET };
-    if parts.method != expected {
-        return Err(GatewayError::MethodNotAllowed);
-    }
+    let route = route.ok_or(GatewayError::RouteNotFound)?.map_err(|_| GatewayError::MethodNotAllowed)?;
     let tenant = auth::authenticate(policy.keys(), &parts.headers)?;
     exchange.tenant = Some(tenant);
     if snapshot.kill_switched(tenant) {
@@ -197,38 +203,37 @@ where
     // The day the request arrived on, from the time its record carries: one clock read fewer.
     let time = exchange.time();
     let today = shared.day.day_of(time);
+    let read_by = tokio::time::Instant::from_std(exchange.started()) + shared.body_read_timeout;
     let (op, deployment) = match route {
         Route::ListModels => return Ok(Answer::Gateway(list_models(policy, tenant, today))),
         Route::GetModel(id) => return get_model(policy, tenant, id, today).map(Answer::Gateway),
+        Route::Stored { action, id } => {
+            let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
+            return stored(shared, snapshot, parts, bytes, exchange, tenant, today, action, id).await;
+        }
         Route::Inference { op, deployment } => (op, deployment),
     };
 
-    let read_by = tokio::time::Instant::from_std(exchange.started()) + shared.body_read_timeout;
     let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
     let peeked = peek::peek(&bytes)?;
-    if op == Operation::Responses && (peeked.continues || peeked.background) {
-        // Both address a stored response by id later, and ids are not bound to tenants yet: one
-        // tenant could continue or fetch another's. Refused rather than forwarded unbound.
-        return Err(GatewayError::InvalidRequest {
-            message: "previous_response_id and background are not supported through this gateway yet.",
-            param: Some(if peeked.continues { "previous_response_id" } else { "background" }),
-        });
-    }
+    // A request continuing a stored response is its owner's only, and goes where it is stored.
+    let continued = match peeked.continues.as_deref() {
+        Some(id) if op == Operation::Responses => Some(
+            owned(&shared.owners, policy, tenant, id)
+                .await
+                .ok_or(GatewayError::ResponseNotFound { param: Some("previous_response_id") })?,
+        ),
+        _ => None,
+    };
     let model_name = model_name(policy, deployment, &peeked)?;
     let purpose = purpose(parts)?;
     exchange.purpose = purpose.map(Into::into);
 
-    let decision = policy.decide(tenant, model_name, purpose, today);
-    exchange.model = decision.model;
-    exchange.rule = decision.rule.map(RuleRef::Policy);
-    if decision.model.is_none() {
-        exchange.requested_model = Some(model_name.chars().take(256).collect());
-    }
-    let endpoints = match decision.verdict {
-        Verdict::Deny(reason) => return Err(GatewayError::Policy(reason)),
-        Verdict::Allow { endpoints } => endpoints,
+    let (model, endpoints) = decide(policy, exchange, tenant, model_name, purpose, today)?;
+    let endpoints = match &continued {
+        None => endpoints,
+        Some(owner) => only_endpoint(policy, endpoints, &owner.endpoint)?,
     };
-    let Some(model) = decision.model else { return Err(GatewayError::Policy(Denial::ModelNotFound)) };
     let spec = policy.model(model);
     // A chat request naming an embeddings model (or the reverse) is refused here, not forwarded.
     if spec.is_some_and(|m| !m.serves(op)) {
@@ -240,7 +245,7 @@ where
     // charged when the upstream reports no usage: what the client allows, or the model's output
     // limit. `n` and `best_of` completions each cost as much.
     let (reserve, worst) = match op {
-        Operation::Embeddings => (0, 0),
+        Operation::Embeddings | Operation::CountTokens => (0, 0),
         _ => {
             let worst =
                 peeked.max_tokens.or(spec.and_then(|m| m.max_output_tokens)).unwrap_or(snapshot.default_max_tokens);
@@ -264,23 +269,133 @@ where
             admission.result?
         }
     };
-    exchange.charge(ticket, prompt.saturating_add(worst));
-    // A Responses stream reports usage in its `response.completed` event, unasked.
+    if op == Operation::CountTokens {
+        // Counting tokens generates none: it counts as a request, not as the tokens it counts.
+        exchange.charge_request(ticket);
+    } else {
+        exchange.charge(ticket, prompt.saturating_add(worst));
+    }
+    // Responses and Messages streams report usage unasked (`response.completed`,
+    // `message_start` and `message_delta`).
     let asking = match op {
-        Operation::Embeddings | Operation::Responses => None,
-        _ => match usage::ask(&bytes, &peeked) {
+        Operation::ChatCompletions | Operation::Completions => match usage::ask(&bytes, &peeked) {
             Ask::Inserted(asking) => Some(asking),
             Ask::Asked | Ask::Untouched => None,
         },
+        Operation::Embeddings | Operation::Responses | Operation::Messages | Operation::CountTokens => None,
     };
     exchange.decide_forward().await.map_err(|_| GatewayError::AuditUnavailable)?;
 
     let Forwarded { endpoint, asked, response, started, first_byte } =
-        shared.upstreams.forward(snapshot.targets(endpoints), op, parts, bytes, asking).await?;
+        shared.upstreams.forward(snapshot.targets(endpoints), op.into(), parts, bytes, asking).await?;
     let (mut head, body) = response.into_parts();
     exchange.forwarded(endpoint, started, first_byte, head.status.is_success());
+    if op == Operation::Responses
+        && head.status.is_success()
+        && let (Some(t), Some(m), Some(e)) = (policy.tenant(tenant), spec, policy.endpoint(endpoint))
+    {
+        let owner = Owner { tenant: t.id.clone(), model: m.id.clone(), endpoint: e.url.clone() };
+        exchange.bind_to(shared.owners.clone(), owner);
+    }
     error::rate_limit_headers(&mut head.headers, &status, false);
     Ok(Answer::Upstream(Response::from_parts(head, body), asked))
+}
+
+/// A request about a stored response: its owner's only, decided again by the policy on the
+/// model that created it (access lost since is access lost), counted as a request and charged
+/// no tokens, and sent to the endpoint that stores it.
+#[expect(clippy::too_many_arguments, reason = "the phases' shared state, passed down once")]
+async fn stored(
+    shared: &Shared,
+    snapshot: &Arc<Snapshot>,
+    parts: &Parts,
+    bytes: Bytes,
+    exchange: &mut Exchange,
+    tenant: TenantIdx,
+    today: Day,
+    action: Stored,
+    id: &str,
+) -> Result<Answer, GatewayError> {
+    let policy = &snapshot.policy;
+    let owner =
+        owned(&shared.owners, policy, tenant, id).await.ok_or(GatewayError::ResponseNotFound { param: None })?;
+    let purpose = purpose(parts)?;
+    exchange.purpose = purpose.map(Into::into);
+    let (_, endpoints) = decide(policy, exchange, tenant, &owner.model, purpose, today)?;
+    let endpoints = only_endpoint(policy, endpoints, &owner.endpoint)?;
+    let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
+    let demand = Demand { tokens: 0, flops_per_token: None, day: Day::of(exchange.time()).0 };
+    let (ticket, status) = match &shared.cluster {
+        None => limiter.admit(demand)?,
+        Some(cluster) => {
+            let admission = limiter.admit_shared(&owner.tenant, demand, cluster).await;
+            if admission.fallback {
+                shared.metrics.limits_fallback.inc();
+            }
+            admission.result?
+        }
+    };
+    exchange.charge_request(ticket);
+    exchange.decide_forward().await.map_err(|_| GatewayError::AuditUnavailable)?;
+    let target = UpstreamPath::Stored(action, id);
+    let Forwarded { endpoint, response, started, first_byte, .. } =
+        shared.upstreams.forward(snapshot.targets(endpoints), target, parts, bytes, None).await?;
+    let (mut head, body) = response.into_parts();
+    exchange.forwarded(endpoint, started, first_byte, head.status.is_success());
+    if action == Stored::Delete && head.status.is_success() {
+        shared.owners.forget(id);
+    }
+    error::rate_limit_headers(&mut head.headers, &status, false);
+    Ok(Answer::Upstream(Response::from_parts(head, body), false))
+}
+
+/// The policy's decision on `tenant` using `model_name`, on record in `exchange`: the model and
+/// the endpoints that may serve it, or the refusal.
+fn decide<'p>(
+    policy: &'p Policy,
+    exchange: &mut Exchange,
+    tenant: TenantIdx,
+    model_name: &str,
+    purpose: Option<&str>,
+    today: Day,
+) -> Result<(ModelIdx, &'p [EndpointIdx]), GatewayError> {
+    let decision = policy.decide(tenant, model_name, purpose, today);
+    exchange.model = decision.model;
+    exchange.rule = decision.rule.map(RuleRef::Policy);
+    if decision.model.is_none() {
+        exchange.requested_model = Some(model_name.chars().take(256).collect());
+    }
+    let endpoints = match decision.verdict {
+        Verdict::Deny(reason) => return Err(GatewayError::Policy(reason)),
+        Verdict::Allow { endpoints } => endpoints,
+    };
+    let Some(model) = decision.model else { return Err(GatewayError::Policy(Denial::ModelNotFound)) };
+    Ok((model, endpoints))
+}
+
+/// The owner of the stored response `id`, when that is `tenant`. An unknown id and another
+/// tenant's look the same to the caller.
+async fn owned(owners: &Owners, policy: &Policy, tenant: TenantIdx, id: &str) -> Option<Arc<Owner>> {
+    if !route::valid_response_id(id) {
+        return None;
+    }
+    let owner = owners.owner(id).await?;
+    let t = policy.tenant(tenant)?;
+    (owner.tenant == t.id).then_some(owner)
+}
+
+/// Of the endpoints the policy allows, the one that stores a response: a response stored where
+/// the tenant may no longer be served is out of its reach.
+fn only_endpoint<'p>(
+    policy: &Policy,
+    allowed: &'p [EndpointIdx],
+    url: &str,
+) -> Result<&'p [EndpointIdx], GatewayError> {
+    allowed
+        .iter()
+        .position(|&e| policy.endpoint(e).is_some_and(|ep| &*ep.url == url))
+        .map(|i| &allowed[i..=i])
+        .ok_or(GatewayError::Policy(Denial::NoResidentEndpoint))
 }
 
 /// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a

@@ -17,9 +17,10 @@
 //! metric handles, suspensions). One snapshot is loaded per request from an `ArcSwap` and used for
 //! every phase, so the hot path does no parsing, takes no lock and formats no strings; reloads and
 //! the kill switch swap in a new one whole. A refusal at any phase becomes an OpenAI-shaped error
-//! via [`error::GatewayError`], and every request ends in [`outcome::Exchange::finish`].
+//! (Anthropic-shaped on Anthropic's routes) via [`error::GatewayError`], and every request ends in [`outcome::Exchange::finish`].
 //!
-//! Beside the path: [`audit`] (the hash-chained trail, written ahead by one writer task), [`admin`] (the
+//! Beside the path: [`owners`] (which tenant created each response stored upstream, so only it
+//! can address it again), [`audit`] (the hash-chained trail, written ahead by one writer task), [`admin`] (the
 //! admin listener: health, readiness, metrics, hot reload and the kill switch, each of which
 //! changes the request path only by swapping in a new snapshot), [`mock`] (the mock upstream
 //! model server used by the demo, tests and benchmarks) and [`demo`].
@@ -44,6 +45,7 @@ pub mod killswitch;
 pub mod limits;
 pub mod mock;
 pub mod outcome;
+pub mod owners;
 pub mod peek;
 pub mod policy;
 pub mod proxy;

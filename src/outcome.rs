@@ -17,6 +17,7 @@ use http_body_util::{Either, Full};
 use crate::audit::{Charged, DecisionRecord, Durable, Outcome, OutcomeRecord, RuleRef, Slot, Unrecorded};
 use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::Ticket;
+use crate::owners::{Owner, Owners};
 use crate::proxy::metered::{BodyEnd, Metered, OnEnd};
 use crate::reason::Reason;
 use crate::request_id::RequestIdBuf;
@@ -43,6 +44,10 @@ pub struct Exchange {
     pub requested_model: Option<Box<str>>,
     /// Kept only when the client stated one.
     pub purpose: Option<Box<str>>,
+    /// What the request asks for: its index in [`crate::route::OPERATION_LABELS`].
+    pub operation: usize,
+    /// A Responses API create: who to bind the id of the response it returns to.
+    bind: Option<(Arc<Owners>, Arc<Owner>)>,
     charge: Option<Charge>,
     upstream: Option<Upstream>,
     /// The reason and status of the response head, once there is one.
@@ -67,6 +72,9 @@ struct Charge {
     ticket: Ticket,
     /// Charged when the upstream reports no usage: the most the request could have used.
     worst_case: u64,
+    /// Charged tokens at all: a request about a stored response (which reports the usage of
+    /// the request that created it, charged then) counts as a request only.
+    tokens: bool,
 }
 
 /// The upstream that answered.
@@ -100,6 +108,8 @@ impl Exchange {
             rule: None,
             requested_model: None,
             purpose: None,
+            operation: crate::route::NO_OPERATION,
+            bind: None,
             charge: None,
             upstream: None,
             answer: None,
@@ -125,7 +135,17 @@ impl Exchange {
     /// Reserved against the tenant's limits: settled when the request ends, to the usage the
     /// upstream reported or else `worst_case`.
     pub fn charge(&mut self, ticket: Ticket, worst_case: u64) {
-        self.charge = Some(Charge { ticket, worst_case });
+        self.charge = Some(Charge { ticket, worst_case, tokens: true });
+    }
+
+    /// Reserved as a request, charged no tokens whatever the response reports.
+    pub fn charge_request(&mut self, ticket: Ticket) {
+        self.charge = Some(Charge { ticket, worst_case: 0, tokens: false });
+    }
+
+    /// The response's id, once read, is to be bound to `owner`.
+    pub fn bind_to(&mut self, owners: Arc<Owners>, owner: Owner) {
+        self.bind = Some((owners, Arc::new(owner)));
     }
 
     /// The upstream answered with a response head.
@@ -176,6 +196,7 @@ impl Exchange {
             model: self.model,
             requested_model: self.requested_model.take(),
             purpose: self.purpose.take(),
+            operation: crate::route::operation_label(self.operation),
             reason,
             status,
             rule: self.rule,
@@ -199,6 +220,9 @@ impl Exchange {
             (Some((reason, _)), _) | (None, Decided::Answered(reason)) => reason,
             (None, _) => Reason::Allowed,
         };
+        // A request about a stored response reads back the usage of the one that created it,
+        // which was charged and recorded then.
+        let usage = usage.filter(|_| self.charge.as_ref().is_none_or(|c| c.tokens));
         let m = &self.snapshot.metrics;
         let now = Instant::now();
         // What the request is charged, and whether the upstream's usage says so (metered) or
@@ -208,6 +232,7 @@ impl Exchange {
             let used = match usage {
                 // A refused or failed request served nothing: its reservations go back.
                 _ if reason != Reason::Allowed => 0,
+                None if !charge.tokens => 0,
                 Some(u) => {
                     m.tokens(self.tenant, self.model, TokenKind::Prompt, u.prompt_tokens);
                     m.tokens(self.tenant, self.model, TokenKind::Completion, u.completion_tokens);
@@ -242,6 +267,7 @@ impl Exchange {
         m.duration(reason).observe(latency.as_secs_f64());
         m.in_flight.dec();
         m.request(self.tenant, self.model, reason);
+        m.operation(self.operation, reason);
         let Decided::Forwarding(decision_seq) = self.decided else { return };
         let Some(slot) = self.slot.take() else { return };
         let outcome = match (reason, end) {
@@ -275,6 +301,16 @@ impl Exchange {
 impl OnEnd for Exchange {
     fn on_end(&mut self, end: BodyEnd, usage: Option<Usage>) {
         self.finish(end, usage);
+    }
+
+    fn reads_id(&self) -> bool {
+        self.bind.is_some()
+    }
+
+    fn on_response_id(&mut self, id: &str) {
+        if let Some((owners, owner)) = self.bind.take() {
+            owners.bind(id, owner);
+        }
     }
 }
 

@@ -32,8 +32,8 @@ pub struct Peeked<'a> {
     pub choices: u64,
     /// Where `stream_options` is in the body, if it is there.
     pub stream_options: Option<Span>,
-    /// Responses API: the request continues a stored response (`previous_response_id`).
-    pub continues: bool,
+    /// Responses API: the stored response the request continues (`previous_response_id`).
+    pub continues: Option<Cow<'a, str>>,
     /// Responses API: `background: true`, answered before the response is generated.
     pub background: bool,
 }
@@ -231,8 +231,8 @@ impl<'de> Visitor<'de> for &mut Top<'_, 'de> {
                     if &*field == "max_tokens" { max_tokens = v } else { max_completion_tokens = v }
                 }
                 "previous_response_id" => match map.next_value::<Scalar<'de>>()? {
-                    Scalar::Str(_) => self.out.continues = true,
-                    Scalar::Null => self.out.continues = false,
+                    Scalar::Str(id) => self.out.continues = Some(id),
+                    Scalar::Null => self.out.continues = None,
                     _ => return Err(wrong("previous_response_id", "a string")),
                 },
                 "background" => match map.next_value::<Scalar<'de>>()? {
@@ -436,9 +436,9 @@ mod tests {
     fn peek_reads_the_responses_api_fields() {
         let p = peek(br#"{"model":"gpt-4o","input":"hi","max_output_tokens":50,"previous_response_id":"resp_1","background":true}"#)
             .unwrap();
-        assert_eq!((p.max_tokens, p.continues, p.background), (Some(50), true, true));
+        assert_eq!((p.max_tokens, p.continues.as_deref(), p.background), (Some(50), Some("resp_1"), true));
         let p = peek(br#"{"input":[],"previous_response_id":null,"background":false}"#).unwrap();
-        assert_eq!((p.max_tokens, p.continues, p.background), (None, false, false));
+        assert_eq!((p.max_tokens, p.continues, p.background), (None, None, false));
         assert_eq!(
             peek(br#"{"max_output_tokens":"many"}"#),
             Err(PeekError::FieldType { field: "max_output_tokens", expected: "a non-negative integer" })

@@ -111,6 +111,7 @@ reasons! {
     RouteNotFound => "route_not_found",
     MethodNotAllowed => "method_not_allowed",
     OperationNotSupported => "operation_not_supported",
+    ResponseNotFound => "response_not_found",
     RateLimitExceeded => "rate_limit_exceeded",
     TokenRateLimitExceeded => "token_rate_limit_exceeded",
     ConcurrencyLimitExceeded => "concurrency_limit_exceeded",
@@ -148,7 +149,7 @@ impl Reason {
             | Self::EndUseDeclarationRequired
             | Self::EndUseDeclarationExpired
             | Self::PurposeNotDeclared => StatusCode::FORBIDDEN,
-            Self::ModelNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::ModelNotFound | Self::RouteNotFound | Self::ResponseNotFound => StatusCode::NOT_FOUND,
             Self::NoResidentEndpoint | Self::AuditUnavailable | Self::ClusterUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -5,7 +5,7 @@
 //! Every request has a decision line, written before the request is answered or forwarded; a
 //! forwarded one (`status` null) has an outcome line too, when it ends. Field order is stable;
 //! readers must ignore fields they do not know:
-//! - `seq, prev, type="decision", time, request_id, tenant, tenant_country, jurisdiction, model,
+//! - `seq, prev, type="decision", time, request_id, operation, tenant, tenant_country, jurisdiction, model,
 //!   requested_model, training_flops, purpose, decision, reason, status, rule, policy_version,
 //!   latency_ms, hash`;
 //! - `seq, prev, type="outcome", time, request_id, decision_seq, tenant, tenant_country,
@@ -50,6 +50,9 @@ pub struct DecisionRecord {
     /// The name the client sent, kept only when it did not resolve to a catalog model.
     pub requested_model: Option<Box<str>>,
     pub purpose: Option<Box<str>>,
+    /// What the request asked for: one of [`crate::route::OPERATION_LABELS`], `None` when its
+    /// path routes nowhere.
+    pub operation: Option<&'static str>,
     pub reason: Reason,
     /// The status the gateway answered with itself; `None` when the request is forwarded, and
     /// its outcome record says how that ended.
@@ -246,6 +249,7 @@ impl DecisionRecord {
         let mut l = Line(out);
         l.head(seq, prev, b"decision", self.time);
         l.member(b",\"request_id\":", self.request_id.as_str());
+        l.member(b",\"operation\":", self.operation);
         l.who(policy, tenant, model);
         l.member(b",\"requested_model\":", self.requested_model.as_deref());
         l.member(b",\"training_flops\":", model.map(|m| m.training_flops));
@@ -404,6 +408,7 @@ mod tests {
             model: Some(model),
             requested_model: None,
             purpose: Some("trans\"lation\u{1}".into()),
+            operation: Some("chat"),
             reason: Reason::Allowed,
             status: None,
             rule: Some(RuleRef::Policy(rule)),
@@ -417,6 +422,7 @@ mod tests {
             ("type", j("decision")),
             ("time", j("2026-11-18T11:06:40.123456Z")),
             ("request_id", j("req-1")),
+            ("operation", j("chat")),
             ("tenant", j(&*t.id)),
             ("tenant_country", j(&*t.country)),
             ("jurisdiction", j(&*p.jurisdiction(t).unwrap().id)),
@@ -485,6 +491,7 @@ mod tests {
             model: None,
             requested_model: Some("no\\such\nmodel".into()),
             purpose: None,
+            operation: None,
             reason: Reason::TenantSuspended,
             status: Some(403),
             rule: Some(RuleRef::KillSwitch),
@@ -498,6 +505,7 @@ mod tests {
             ("type", j("decision")),
             ("time", j("2026-11-18T11:06:40.123456Z")),
             ("request_id", j(())),
+            ("operation", j(())),
             ("tenant", j(&*t.id)),
             ("tenant_country", j(&*t.country)),
             ("jurisdiction", j(&*p.jurisdiction(t).unwrap().id)),

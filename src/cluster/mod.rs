@@ -290,6 +290,27 @@ impl Cluster {
         }
     }
 
+    /// Binds a stored response's id to its owner (as JSON) for `ttl`.
+    pub async fn bind_response(&self, id: &str, json: &str, ttl: Duration) -> Result<(), ClusterError> {
+        let mut c = self.conn().await?;
+        let key = format!("{}responses:{id}", self.keys.prefix);
+        self.within(redis::cmd("SET").arg(key).arg(json).arg("EX").arg(ttl.as_secs().max(1)).exec_async(&mut c)).await
+    }
+
+    /// Forgets a stored response's binding.
+    pub async fn unbind_response(&self, id: &str) -> Result<(), ClusterError> {
+        let mut c = self.conn().await?;
+        let key = format!("{}responses:{id}", self.keys.prefix);
+        self.within(redis::cmd("DEL").arg(key).exec_async(&mut c)).await
+    }
+
+    /// The owner (as JSON) a stored response's id is bound to, if any.
+    pub async fn response_owner(&self, id: &str) -> Result<Option<String>, ClusterError> {
+        let mut c = self.conn().await?;
+        let key = format!("{}responses:{id}", self.keys.prefix);
+        self.within(redis::cmd("GET").arg(key).query_async(&mut c)).await
+    }
+
     /// Suspends `tenant` cluster-wide; returns the new epoch.
     pub async fn suspend(&self, tenant: &str, s: &Suspension) -> Result<u64, ClusterError> {
         let mut c = self.conn().await?;

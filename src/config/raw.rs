@@ -33,6 +33,8 @@ pub struct GatewayFile {
     pub reload: ReloadSection,
     #[serde(default)]
     pub report: ReportSection,
+    #[serde(default)]
+    pub responses: ResponsesSection,
     pub cluster: Option<ClusterSection>,
 }
 
@@ -82,6 +84,14 @@ pub struct ReloadSection {
     pub watch: Option<bool>,
     #[serde(with = "humantime_serde")]
     pub debounce: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesSection {
+    pub max_bound_ids: Option<u64>,
+    #[serde(with = "humantime_serde")]
+    pub bound_for: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -20,6 +20,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub reload: ReloadSettings,
     pub report: ReportDefaults,
+    pub responses: ResponseSettings,
     /// Shared run-time state across replicas; `None` keeps every replica on its own.
     pub cluster: Option<ClusterSettings>,
 }
@@ -45,6 +46,16 @@ pub struct UpstreamSettings {
     pub stream_idle_timeout: Duration,
     /// A streamed response still running after this long is ended with an error event.
     pub stream_max_duration: Duration,
+}
+
+/// Stored responses (the Responses API) and the tenants they are bound to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseSettings {
+    /// Bindings this replica keeps in memory; past it the least used go (their owners are then
+    /// refused them, unless the cluster store still has them).
+    pub max_bound_ids: u64,
+    /// How long the cluster store keeps a binding: as long as the upstream keeps responses.
+    pub bound_for: Duration,
 }
 
 /// How token use is estimated before the upstream reports it.
@@ -148,6 +159,12 @@ impl Default for UpstreamSettings {
             stream_idle_timeout: Duration::from_secs(60),
             stream_max_duration: Duration::from_secs(15 * 60),
         }
+    }
+}
+
+impl Default for ResponseSettings {
+    fn default() -> Self {
+        Self { max_bound_ids: 100_000, bound_for: Duration::from_secs(30 * 24 * 3600) }
     }
 }
 

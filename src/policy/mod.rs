@@ -73,7 +73,8 @@ pub struct Model {
     /// charged when the request set no `max_tokens`.
     pub max_output_tokens: Option<u64>,
     pub developer: Option<Box<str>>,
-    /// The operations it serves, one bit per [`Operation::index`]; unset in models.toml: all.
+    /// The operations it serves, one bit per [`Operation::index`]; unset in models.toml: all that
+    /// its endpoints' kinds serve.
     pub(crate) operations: u8,
 }
 
@@ -82,9 +83,6 @@ impl Model {
     pub fn serves(&self, op: Operation) -> bool {
         self.operations & (1 << op.index()) != 0
     }
-
-    /// Every operation, for a model whose entry names none.
-    pub const ALL_OPERATIONS: u8 = (1 << Operation::ALL.len()) - 1;
 }
 
 /// Where a training-compute figure comes from, so an auditor can weigh it. `models.toml` spells it

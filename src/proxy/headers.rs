@@ -5,7 +5,7 @@
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
-use crate::auth::API_KEY_HEADER;
+use crate::auth::{API_KEY_HEADER, X_API_KEY_HEADER};
 use crate::request_id;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and `Host`, which the client sets for the new authority.
@@ -33,6 +33,7 @@ fn strip_on_request(name: &HeaderName) -> bool {
         || *name == header::CONTENT_LENGTH
         || *name == header::FORWARDED
         || *name == API_KEY_HEADER
+        || *name == X_API_KEY_HEADER
         || n.starts_with("x-forwarded-")
         || n.starts_with("x-customs-")
         || n == "openai-organization"
@@ -104,6 +105,8 @@ mod tests {
         for (k, v) in [
             ("authorization", "Bearer sk-client"),
             ("api-key", "sk-client"),
+            ("x-api-key", "sk-client"),
+            ("anthropic-version", "2023-06-01"),
             ("cookie", "s=1"),
             ("host", "gateway"),
             ("connection", "keep-alive, x-secret-hop"),
@@ -120,7 +123,7 @@ mod tests {
         let cred = (header::AUTHORIZATION, HeaderValue::from_static("Bearer upstream"));
         let out = request_headers(&client, &HeaderValue::from_static("upstream:443"), Some((&cred.0, &cred.1)));
         let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["host", "content-type", "x-request-id", "authorization"]);
+        assert_eq!(names, ["host", "anthropic-version", "content-type", "x-request-id", "authorization"]);
         assert_eq!(out["host"], "upstream:443");
         assert_eq!(out.get_all("authorization").iter().count(), 1);
         assert_eq!(out["authorization"], "Bearer upstream");

@@ -20,6 +20,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::client::UpstreamBody;
 use super::coalesce::Coalesce;
+use crate::owners::IdReader;
 use crate::usage::{Usage, UsageScanner};
 
 /// How a forwarded response body ended.
@@ -51,23 +52,35 @@ struct Clocks {
     end_at: Pin<Box<Sleep>>,
 }
 
-/// Told once how the body ended, with the usage read from it.
+/// Told once how the body ended, with the usage read from it; and, when it asks, the id of the
+/// stored response the body returns, before the client has it.
 pub trait OnEnd {
     fn on_end(&mut self, end: BodyEnd, usage: Option<Usage>);
+
+    /// Whether it wants [`Self::on_response_id`].
+    fn reads_id(&self) -> bool {
+        false
+    }
+
+    fn on_response_id(&mut self, _id: &str) {}
 }
 
 pub struct Metered<E: OnEnd> {
     /// `None` once a clock ran out: the upstream is let go of.
     inner: Option<Coalesce<UpstreamBody>>,
     scanner: UsageScanner,
+    /// Only when `on_end` wants the response's id.
+    ids: Option<IdReader>,
     on_end: Option<E>,
     /// Only for streams.
     clocks: Option<Clocks>,
+    /// Anthropic's API: a stream cut by a clock ends with its `error` event.
+    anthropic: bool,
 }
 
 impl<E: OnEnd> Metered<E> {
     /// `timers` apply when the response is a stream (the scanner reads SSE).
-    pub fn new(inner: UpstreamBody, scanner: UsageScanner, on_end: E, timers: StreamTimers) -> Self {
+    pub fn new(inner: UpstreamBody, scanner: UsageScanner, on_end: E, timers: StreamTimers, anthropic: bool) -> Self {
         let clocks = scanner.is_stream().then(|| {
             let now = Instant::now();
             Clocks {
@@ -76,7 +89,8 @@ impl<E: OnEnd> Metered<E> {
                 end_at: Box::pin(tokio::time::sleep_until(now + timers.max)),
             }
         });
-        Self { inner: Some(Coalesce::new(inner)), scanner, on_end: Some(on_end), clocks }
+        let ids = on_end.reads_id().then(|| IdReader::new(scanner.is_stream()));
+        Self { inner: Some(Coalesce::new(inner)), scanner, ids, on_end: Some(on_end), clocks, anthropic }
     }
 
     /// A clock that ran out, if one did (registering for the wake-up otherwise).
@@ -86,6 +100,15 @@ impl<E: OnEnd> Metered<E> {
             return Some(BodyEnd::MaxDuration);
         }
         c.idle_at.as_mut().poll(cx).is_ready().then_some(BodyEnd::IdleTimeout)
+    }
+
+    /// The body is over: a JSON body's id, if its first frame did not show it.
+    fn last_id(&mut self) {
+        if let Some(id) = self.ids.as_mut().and_then(IdReader::finish)
+            && let Some(e) = self.on_end.as_mut()
+        {
+            e.on_response_id(&id);
+        }
     }
 
     fn end(&mut self, end: BodyEnd) {
@@ -112,10 +135,16 @@ impl<E: OnEnd + Unpin> Body for Metered<E> {
                     }
                     let frame = match frame.into_data() {
                         Ok(data) => {
+                            if let Some(id) = this.ids.as_mut().and_then(|r| r.read(&data))
+                                && let Some(e) = this.on_end.as_mut()
+                            {
+                                e.on_response_id(&id);
+                            }
                             let mut data = this.scanner.pass(data);
                             // A body of known length may not be polled past its last frame: end
                             // now, so the accounting is done before the client has the last byte.
                             if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                                this.last_id();
                                 if let Some(rest) = this.scanner.rest() {
                                     data = [data, rest].concat().into();
                                 }
@@ -135,6 +164,7 @@ impl<E: OnEnd + Unpin> Body for Metered<E> {
                     Poll::Ready(Some(Err(e)))
                 }
                 Poll::Ready(None) => {
+                    this.last_id();
                     this.end(BodyEnd::Complete);
                     this.inner = None;
                     // What a hidden stream held back of an event it never ended.
@@ -145,7 +175,7 @@ impl<E: OnEnd + Unpin> Body for Metered<E> {
                         // Let go of the upstream (its connection closes), then tell the client why.
                         this.inner = None;
                         this.end(end);
-                        Poll::Ready(Some(Ok(Frame::data(error_event(end)))))
+                        Poll::Ready(Some(Ok(Frame::data(error_event(end, this.anthropic)))))
                     }
                     None => Poll::Pending,
                 },
@@ -165,12 +195,17 @@ impl<E: OnEnd + Unpin> Body for Metered<E> {
     }
 }
 
-/// The last event of a stream cut by one of its clocks, in the API's own error shape.
-fn error_event(end: BodyEnd) -> Bytes {
+/// The last event of a stream cut by one of its clocks, in the API's own error shape: OpenAI's,
+/// or Anthropic's `error` event.
+fn error_event(end: BodyEnd, anthropic: bool) -> Bytes {
     let (code, message) = match end {
         BodyEnd::MaxDuration => ("stream_max_duration", "The stream ran past the gateway's maximum stream duration."),
         _ => ("stream_idle_timeout", "The upstream sent nothing for longer than the gateway's stream idle timeout."),
     };
+    if anthropic {
+        let error = serde_json::json!({ "type": "error", "error": { "type": "timeout_error", "message": message, "code": code } });
+        return Bytes::from(format!("event: error\ndata: {error}\n\n"));
+    }
     let error = serde_json::json!({ "error": { "message": message, "type": "timeout", "param": null, "code": code } });
     Bytes::from(format!("data: {error}\n\n"))
 }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::config::UpstreamSettings;
 use crate::endpoint::Endpoint;
 use crate::ids::EndpointIdx;
-use crate::route::Operation;
+use crate::route::{Operation, Stored};
 use crate::telemetry::{Handles, UpstreamErrorKind};
 use client::{Client, Connector, Dial, SendError, UpstreamBody};
 use metered::StreamTimers;
@@ -55,6 +55,19 @@ pub struct Targets<'a> {
     pub table: &'a [Endpoint],
     pub pools: &'a Pools,
     pub metrics: &'a Handles,
+}
+
+/// What a request is sent upstream as: an operation, or an action on a stored response.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamPath<'a> {
+    Operation(Operation),
+    Stored(Stored, &'a str),
+}
+
+impl From<Operation> for UpstreamPath<'_> {
+    fn from(op: Operation) -> Self {
+        Self::Operation(op)
+    }
 }
 
 /// An upstream response head, with where and when it came from.
@@ -117,7 +130,7 @@ impl Upstreams {
     pub async fn forward(
         &self,
         targets: Targets<'_>,
-        op: Operation,
+        target: UpstreamPath<'_>,
         parts: &Parts,
         body: Bytes,
         asking: Option<Bytes>,
@@ -138,7 +151,13 @@ impl Upstreams {
             };
             let mut req = Request::new(Full::new(sent));
             *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = ep.path(op).clone().into();
+            *req.uri_mut() = match target {
+                UpstreamPath::Operation(op) => ep.path(op).clone().into(),
+                UpstreamPath::Stored(action, id) => match ep.stored_path(action, id) {
+                    Some(path) => path.into(),
+                    None => continue,
+                },
+            };
             *req.headers_mut() = request_headers(&parts.headers, ep.host(), ep.credential());
             let res = match tokio::time::timeout_at(deadline, self.client.send(pool, ep.origin(), req)).await {
                 Err(_) => {

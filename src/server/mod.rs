@@ -25,6 +25,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::gateway::Shared;
 use crate::killswitch::{KillSwitchError, Suspensions};
+use crate::owners::Owners;
 use crate::policy::DayClock;
 use crate::proxy::{ClientError, Upstreams};
 use crate::request_id::Generator;
@@ -126,6 +127,11 @@ impl Server {
         let audit = Audit::open(&settings.audit, &*env, &metrics, config.policy.version())?;
         let snapshot = Snapshot::new(config.policy, &settings.limits, &metrics, Arc::new(suspensions));
         admin::reload::mark_loaded(&metrics);
+        let owners = Owners::new(
+            usize::try_from(settings.responses.max_bound_ids).unwrap_or(usize::MAX),
+            cluster.clone(),
+            settings.responses.bound_for,
+        );
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -135,6 +141,7 @@ impl Server {
             day,
             audit,
             cluster,
+            owners: Arc::new(owners),
         });
         let admin_state = Arc::new(AdminState::new(shared.clone(), config.dir, env, &settings));
         let limits = Limits {

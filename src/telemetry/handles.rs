@@ -11,6 +11,7 @@ use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::LimitKind;
 use crate::policy::Policy;
 use crate::reason::{Decision, Reason};
+use crate::route::OPERATION_LABELS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -136,6 +137,8 @@ pub struct Handles {
     models: Box<[ModelHandles]>,
     unknown_model: ModelHandles,
     endpoints: Box<[EndpointHandles]>,
+    /// Per operation label and reason, created on first use.
+    operations: Box<[[OnceLock<IntCounter>; Reason::COUNT]; OPERATION_LABELS.len()]>,
     /// End-to-end duration, indexed by [`Decision`].
     duration: [Histogram; 3],
     pub overhead: Histogram,
@@ -182,6 +185,7 @@ impl Handles {
             models,
             unknown_model: ModelHandles::new(UNKNOWN),
             endpoints,
+            operations: Box::new(std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new()))),
             duration: Decision::ALL.map(|d| metrics.duration.with_label_values(&[d.as_str()])),
             overhead: metrics.overhead.clone(),
             in_flight: metrics.in_flight.clone(),
@@ -220,6 +224,17 @@ impl Handles {
         m.requests[reason.index()]
             .get_or_init(|| {
                 self.metrics.model_requests.with_label_values(&[&*m.model, reason.decision().as_str(), reason.as_str()])
+            })
+            .inc();
+    }
+
+    /// Counts one request under its operation (an index into [`OPERATION_LABELS`]).
+    pub fn operation(&self, operation: usize, reason: Reason) {
+        let Some(cells) = self.operations.get(operation) else { return };
+        cells[reason.index()]
+            .get_or_init(|| {
+                let labels = [OPERATION_LABELS[operation], reason.decision().as_str(), reason.as_str()];
+                self.metrics.operation_requests.with_label_values(&labels)
             })
             .inc();
     }

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub(crate) requests: IntCounterVec,
     pub(crate) model_requests: IntCounterVec,
+    pub(crate) operation_requests: IntCounterVec,
     pub(crate) duration: HistogramVec,
     pub(crate) overhead: Histogram,
     pub(crate) upstream_first_byte: HistogramVec,
@@ -92,6 +93,11 @@ impl Metrics {
             "customs_model_requests_total",
             "Requests by requested model, decision and reason code.",
             &["model", "decision", "reason"],
+        )?;
+        let operation_requests = counter(
+            "customs_operation_requests_total",
+            "Requests by API operation (chat, responses, messages, ...; `none` for unrouted paths), decision and reason code.",
+            &["operation", "decision", "reason"],
         )?;
         let duration = histogram(
             "customs_request_duration_seconds",
@@ -216,6 +222,7 @@ impl Metrics {
             registry,
             requests,
             model_requests,
+            operation_requests,
             duration,
             overhead,
             upstream_first_byte,

@@ -24,30 +24,75 @@ const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
 /// The longest SSE line kept while looking for usage.
 const MAX_LINE_BYTES: usize = 1024 * 1024;
 
-/// Tokens in and out, under Chat Completions' names or the Responses API's
-/// (`input_tokens`, `output_tokens`).
+/// Tokens in and out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Reported")]
 pub struct Usage {
-    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: u64,
-    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
 }
 
-/// An SSE event that may carry usage: at the top (a chat chunk) or in the response it
-/// completes (the Responses API's `response.completed`).
+/// Usage as an upstream reports it: under Chat Completions' names, or the Responses and
+/// Messages APIs' (`input_tokens`, `output_tokens`), each count possibly absent. Anthropic counts
+/// cached input apart from `input_tokens`, and its stream reports input in `message_start` and
+/// output in `message_delta`, so a stream's reports are merged.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Reported {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: Option<u64>,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl Reported {
+    /// A later report's counts replace earlier ones (Anthropic's are cumulative); counts it does
+    /// not carry stay.
+    fn merge(&mut self, later: Reported) {
+        let keep = |old: &mut Option<u64>, new: Option<u64>| {
+            if new.is_some() {
+                *old = new;
+            }
+        };
+        keep(&mut self.prompt_tokens, later.prompt_tokens);
+        keep(&mut self.completion_tokens, later.completion_tokens);
+        keep(&mut self.cache_creation_input_tokens, later.cache_creation_input_tokens);
+        keep(&mut self.cache_read_input_tokens, later.cache_read_input_tokens);
+    }
+}
+
+impl From<Reported> for Usage {
+    fn from(r: Reported) -> Self {
+        let n = |v: Option<u64>| v.unwrap_or(0);
+        Self {
+            prompt_tokens: n(r.prompt_tokens)
+                .saturating_add(n(r.cache_creation_input_tokens))
+                .saturating_add(n(r.cache_read_input_tokens)),
+            completion_tokens: n(r.completion_tokens),
+        }
+    }
+}
+
+/// An SSE event that may carry usage: at the top (a chat chunk, Anthropic's `message_delta`), in
+/// the response it completes (the Responses API's `response.completed`) or in the message it
+/// starts (Anthropic's `message_start`).
 #[derive(Deserialize)]
 struct WithUsage {
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<Reported>,
     #[serde(default)]
-    response: Option<Completed>,
+    response: Option<Nested>,
+    #[serde(default)]
+    message: Option<Nested>,
 }
 
 #[derive(Deserialize)]
-struct Completed {
+struct Nested {
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<Reported>,
 }
 
 /// Reads usage out of a response as it streams past.
@@ -61,7 +106,7 @@ pub enum UsageScanner {
     },
     Sse {
         line: Vec<u8>,
-        usage: Option<Usage>,
+        usage: Option<Reported>,
     },
     /// A stream whose usage the gateway asked for: read, and kept from the client.
     Hidden {
@@ -177,7 +222,8 @@ impl UsageScanner {
                 *joined = Vec::new();
                 usage
             }
-            Self::Sse { usage, .. } | Self::Hidden { usage, .. } => *usage,
+            Self::Sse { usage, .. } => usage.map(Usage::from),
+            Self::Hidden { usage, .. } => *usage,
         }
     }
 }
@@ -230,14 +276,15 @@ fn usage_from_json(body: &[u8]) -> Option<Usage> {
 
 /// One SSE line: usage is read only from `data:` lines that mention it, so ordinary chunks cost a
 /// byte scan and no parse.
-fn sse_line(line: &[u8], usage: &mut Option<Usage>) {
+fn sse_line(line: &[u8], usage: &mut Option<Reported>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Some(payload) = line.strip_prefix(b"data:") else { return };
-    if USAGE.find(payload).is_some() {
-        if let Ok(WithUsage { usage: Some(u), .. } | WithUsage { response: Some(Completed { usage: Some(u) }), .. }) =
-            serde_json::from_slice(payload)
-        {
-            *usage = Some(u);
+    if USAGE.find(payload).is_some()
+        && let Ok(event) = serde_json::from_slice::<WithUsage>(payload)
+    {
+        let nested = |n: Option<Nested>| n.and_then(|n| n.usage);
+        if let Some(u) = event.usage.or_else(|| nested(event.response)).or_else(|| nested(event.message)) {
+            usage.get_or_insert_default().merge(u);
         }
     }
 }
@@ -290,6 +337,17 @@ mod tests {
         assert_eq!(s.finish(), Some(Usage { prompt_tokens: 12, completion_tokens: 30 }));
         let body = br#"{"id":"resp_1","object":"response","output":[],"usage":{"input_tokens":9,"input_tokens_details":{"cached_tokens":0},"output_tokens":4,"total_tokens":13},"user":null}"#;
         assert_eq!(usage_from_json(body), Some(Usage { prompt_tokens: 9, completion_tokens: 4 }));
+    }
+
+    #[test]
+    fn usage_of_a_messages_api_stream_and_body_counts_cached_input() {
+        let mut s = UsageScanner::for_content_type(Some(b"text/event-stream"), false);
+        feed(&mut s, b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[],\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\n");
+        feed(&mut s, b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\\"usage\\\":{}\"}}\n\n");
+        feed(&mut s, b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        assert_eq!(s.finish(), Some(Usage { prompt_tokens: 125, completion_tokens: 15 }));
+        let body = br#"{"id":"msg_1","type":"message","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":9,"cache_creation_input_tokens":3,"output_tokens":4}}"#;
+        assert_eq!(usage_from_json(body), Some(Usage { prompt_tokens: 12, completion_tokens: 4 }));
     }
 
     #[test]

@@ -270,6 +270,32 @@ fn trails_of_several_replicas_verify_and_report_together(replicas: &[Replica]) {
     assert!(text.contains("\nFAIL: 3 trails, "), "{text}");
 }
 
+/// A response created through one replica is its creator's on every replica, and nobody else's:
+/// the binding is on the store.
+#[tokio::test]
+async fn a_response_bound_on_one_replica_is_its_creators_only_on_every_replica() {
+    let redis = Redis::start();
+    let upstream = mock("cluster-responses").await;
+    let replicas: Vec<Replica> = ["r1", "r2"].iter().map(|id| replica(id, upstream.addr, &redis)).collect();
+    for r in &replicas {
+        until(Duration::from_secs(5), "replica ready", || async { ready(r).await == StatusCode::OK }).await;
+    }
+    let us = [("authorization", "Bearer sk-demo-us")];
+    let body = r#"{"model":"gpt-4o-mini","input":"hi"}"#;
+    let created = send(replicas[0].addr, Method::POST, "/v1/responses", &us, body).await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/responses/{id}");
+    // The store is written beside the response, not before it: give it a moment.
+    until(Duration::from_secs(2), "the creator reads it on the other replica", || async {
+        send(replicas[1].addr, Method::GET, &path, &us, "").await.status == StatusCode::OK
+    })
+    .await;
+    let other = send(replicas[1].addr, Method::GET, &path, &[("authorization", "Bearer sk-demo-de")], "").await;
+    assert_eq!((other.status, other.code()), (StatusCode::NOT_FOUND, "response_not_found".to_owned()));
+    upstream.stop().await;
+}
+
 /// Shared limits with slices of a tenth: demo-limited may make 60 requests a minute, demo-us 4
 /// at a time, whichever replicas they reach.
 fn shared_limits(dir: &Path) {

@@ -284,12 +284,12 @@ fn config_operations_name_known_ones() {
         .replace("compute_basis = \"assumed\"", "compute_basis = \"assumed\"\noperations = [\"chat\", \"images\"]");
     assert_eq!(
         errors_for(&models, GROUPS, JURISDICTIONS, TENANTS),
-        "models.toml:6:23: models[0] (m).operations[1]: unknown operation \"images\"; one of chat, completions, embeddings, responses"
+        "models.toml:6:23: models[0] (m).operations[1]: unknown operation \"images\"; one of chat, completions, embeddings, responses, messages"
     );
     let models = MODELS.replace("compute_basis = \"assumed\"", "compute_basis = \"assumed\"\noperations = []");
     assert_eq!(
         errors_for(&models, GROUPS, JURISDICTIONS, TENANTS),
-        "models.toml:6:14: models[0] (m).operations: lists no operation; leave it out to serve all"
+        "models.toml:6:14: models[0] (m).operations: lists no operation; leave it out to serve all its endpoints serve"
     );
 }
 

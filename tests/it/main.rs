@@ -12,6 +12,7 @@ mod explain_agrees;
 mod forwarding;
 mod kill_switch;
 mod limits;
+mod messages;
 mod metering;
 mod one_gate;
 mod outcomes;

@@ -1,6 +1,8 @@
 //! One gate for every route: each path customs serves that can name a model is decided by the
 //! same policy, so a tenant x model denied on one route is denied, with the same code, on all of
-//! them; and a path that is not one of ours stays 404 before anything else is looked at.
+//! them (Anthropic's routes included, in Anthropic's error shape); a stored response's routes are
+//! gated the same way and are its owner's only; and a path that is not one of ours stays 404
+//! before anything else is looked at.
 
 use customs::route::{Operation, Route, classify};
 use http::{Method, StatusCode};
@@ -16,10 +18,14 @@ fn inference_paths(model: &str) -> Vec<(String, String)> {
             Operation::Completions => r#""prompt":"hi""#,
             Operation::Embeddings => r#""input":"hi""#,
             Operation::Responses => r#""input":"hi""#,
+            Operation::Messages => r#""max_tokens":16,"messages":[{"role":"user","content":"hi"}]"#,
+            Operation::CountTokens => r#""messages":[{"role":"user","content":"hi"}]"#,
         };
         let named = format!(r#"{{"model":"{model}",{body}}}"#);
         let unnamed = format!("{{{body}}}");
-        for prefix in ["/v1/", "/openai/v1/"] {
+        // Anthropic's API is served under `/v1/` only, as Anthropic serves it.
+        let prefixes: &[&str] = if op.anthropic() { &["/v1/"] } else { &["/v1/", "/openai/v1/"] };
+        for prefix in prefixes {
             out.push((format!("{prefix}{}", op.suffix()), named.clone()));
         }
         let deployment = format!("/openai/deployments/{model}/{}?api-version=2024-10-21", op.suffix());
@@ -50,11 +56,19 @@ async fn a_denied_tenant_and_model_is_denied_on_every_route_that_names_the_model
         ("sk-demo-us", "no-such-model", "model_not_found"),
     ] {
         let paths = inference_paths(model);
-        assert_eq!(paths.len(), 4 * 2 + 3 + 1, "chat, completions, embeddings, responses");
+        assert_eq!(paths.len(), 4 * 2 + 3 + 1 + 2, "chat, completions, embeddings, responses, messages");
         for (path, body) in paths {
-            for auth in [("authorization", format!("Bearer {key}")), ("api-key", key.to_owned())] {
+            let auths = [
+                ("authorization", format!("Bearer {key}")),
+                ("api-key", key.to_owned()),
+                ("x-api-key", key.to_owned()),
+            ];
+            for auth in auths {
                 let r = send(ex.gw.addr, Method::POST, &path, &[(auth.0, auth.1.as_str())], body.clone()).await;
                 assert_eq!(r.code(), code, "{key} {model} {path}");
+                // Each API's own error shape, so its SDKs raise their typed errors.
+                let anthropic = path.starts_with("/v1/messages");
+                assert_eq!(r.json()["type"] == "error", anthropic, "{path}: {}", r.json());
             }
         }
         // Reading the model is gated the same way.
@@ -69,8 +83,10 @@ async fn a_denied_tenant_and_model_is_denied_on_every_route_that_names_the_model
 async fn a_path_that_is_not_ours_is_404_before_authentication() {
     let ex = Example::start().await;
     for path in [
-        "/v1/messages",
-        "/v1/responses/resp_1",
+        "/v1/messages/batches",
+        "/openai/v1/messages",
+        "/v1/responses/resp_1/other",
+        "/v1/responses/resp.1",
         "/v1/audio/speech",
         "/v1/images/generations",
         "/v1/files",

@@ -67,9 +67,13 @@ async fn body_over_limit_returns_413_with_or_without_content_length() {
 async fn routes_unknown_paths_and_wrong_methods_are_refused() {
     let ex = Example::start().await;
     let body = chat_body("gpt-4o");
-    for path in
-        ["/v1/chat/completions/", "//v1/chat/completions", "/v1/chat/../chat/completions", "/v1/responses/resp_1", "/"]
-    {
+    for path in [
+        "/v1/chat/completions/",
+        "//v1/chat/completions",
+        "/v1/chat/../chat/completions",
+        "/v1/responses/resp_1/x",
+        "/",
+    ] {
         let r = send(ex.gw.addr, Method::POST, path, &[US], body.clone()).await;
         assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "route_not_found"), "{path}");
     }

@@ -1,11 +1,11 @@
 //! The OpenAI Responses API (`POST /v1/responses`, Azure's `/openai/v1/responses` and
 //! `/openai/responses`): decided by the same policy as chat, streamed through event by event,
-//! metered from the completed response, and fail-closed where a response would be addressed by id.
+//! metered from the completed response; and a stored response's id bound to the tenant that
+//! created it, so that only that tenant can read, delete, cancel or continue it.
 
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
 
-use crate::support::{Example, UPSTREAM_KEY, send, send_raw, trail};
+use crate::support::{Example, UPSTREAM_KEY, direct, scrape, send, trail, without_id};
 
 const PLAIN: &str = r#"{"model":"gpt-4o-mini","input":"Say hello.","max_output_tokens":64}"#;
 const STREAMED: &str = r#"{"model":"gpt-4o-mini","input":"Say hello.","stream":true}"#;
@@ -36,18 +36,12 @@ async fn a_response_is_created_plain_or_streamed_and_charged_its_usage() {
     // Streamed: the events arrive as the upstream sent them.
     let upstream = format!("Bearer {UPSTREAM_KEY}");
     let pinned = ("x-mock-created", "1764547200");
-    let direct =
-        send_raw(ex.mock.addr, Method::POST, "/v1/responses", &[("authorization", &upstream), pinned], STREAMED)
-            .await
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes();
+    let direct = direct(ex.mock.addr, "/v1/responses", &[("authorization", &upstream), pinned], STREAMED).await;
     let through = create(&ex, "/v1/responses", "sk-demo-us", STREAMED, "streamed").await;
     assert_eq!(through.status, StatusCode::OK);
     assert_eq!(through.headers["content-type"], "text/event-stream");
-    assert_eq!(through.body, direct, "the client sees what a direct call sees");
+    // Each response has its own id; apart from that, the client sees what a direct call sees.
+    assert_eq!(without_id(&through.body, "resp_"), without_id(&direct, "resp_"));
     let text = String::from_utf8_lossy(&through.body);
     assert!(text.starts_with("event: response.created\n") && text.contains("event: response.completed\n"), "{text}");
     // Nothing was added to the request: a Responses stream reports usage unasked.
@@ -100,29 +94,97 @@ async fn responses_are_decided_like_chat() {
     ex.stop().await;
 }
 
+/// The first response id in a body or stream.
+fn response_id(text: &str) -> &str {
+    let at = text.find("\"resp_").unwrap_or_else(|| panic!("no response id in {text}")) + 1;
+    let end = text[at..].find('"').unwrap() + at;
+    &text[at..end]
+}
+
 #[tokio::test]
-async fn a_response_cannot_be_addressed_by_id_until_ids_are_bound_to_tenants() {
+async fn a_stored_response_is_its_creators_only() {
     let ex = Example::start().await;
-    for (body, param) in [
-        (r#"{"model":"gpt-4o-mini","input":"more","previous_response_id":"resp_mock"}"#, "previous_response_id"),
-        (r#"{"model":"gpt-4o-mini","input":"later","background":true}"#, "background"),
-    ] {
-        let r = create(&ex, "/v1/responses", "sk-demo-us", body, param).await;
-        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request".to_owned()), "{param}");
-        assert_eq!(r.json()["error"]["param"], param);
+    let us = [("authorization", "Bearer sk-demo-us")];
+    let de = [("authorization", "Bearer sk-demo-de")];
+    let plain = create(&ex, "/v1/responses", "sk-demo-us", PLAIN, "create").await;
+    assert_eq!(plain.status, StatusCode::OK);
+    let id = plain.json()["id"].as_str().unwrap().to_owned();
+    let streamed = create(&ex, "/v1/responses", "sk-demo-us", STREAMED, "create-streamed").await;
+    let streamed_id = response_id(&String::from_utf8_lossy(&streamed.body)).to_owned();
+    let background = r#"{"model":"gpt-4o-mini","input":"later","background":true}"#;
+    let queued = create(&ex, "/v1/responses", "sk-demo-us", background, "create-background").await;
+    assert_eq!(queued.json()["status"], "queued");
+    let queued_id = queued.json()["id"].as_str().unwrap().to_owned();
+
+    // Its creator reaches it on every path that addresses it, and through the OpenAI and Azure
+    // prefixes alike.
+    let paths = |id: &str| {
+        [
+            (Method::GET, format!("/v1/responses/{id}")),
+            (Method::GET, format!("/openai/v1/responses/{id}/input_items")),
+            (Method::POST, format!("/openai/responses/{id}/cancel?api-version=2025-04-01-preview")),
+            (Method::GET, format!("/v1/responses/{id}")),
+        ]
+    };
+    for (method, path) in paths(&id) {
+        let r = send(ex.gw.addr, method.clone(), &path, &us, "").await;
+        assert_eq!(r.status, StatusCode::OK, "{method} {path}: {:?}", r.body);
     }
-    for (method, path) in [
-        (Method::GET, "/v1/responses/resp_mock"),
-        (Method::DELETE, "/v1/responses/resp_mock"),
-        (Method::POST, "/v1/responses/resp_mock/cancel"),
-        (Method::GET, "/v1/responses/resp_mock/input_items"),
-        (Method::POST, "/openai/deployments/gpt-4o-mini/responses"),
-    ] {
-        let r = send(ex.gw.addr, method.clone(), path, &[("authorization", "Bearer sk-demo-us")], "").await;
-        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "route_not_found".to_owned()), "{method} {path}");
+    for bound in [&streamed_id, &queued_id] {
+        let r = send(ex.gw.addr, Method::GET, &format!("/v1/responses/{bound}"), &us, "").await;
+        assert_eq!((r.status, r.json()["id"].as_str()), (StatusCode::OK, Some(bound.as_str())));
     }
-    assert!(ex.mock.requests().await.is_empty(), "nothing reached the upstream");
-    ex.stop().await;
+    let more = format!(r#"{{"model":"gpt-4o-mini","input":"more","previous_response_id":"{id}"}}"#);
+    let r = create(&ex, "/v1/responses", "sk-demo-us", &more, "continue").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["previous_response_id"], id.as_str());
+
+    // Any other tenant, or an id the gateway never bound, finds nothing; nothing goes upstream.
+    let sent = ex.mock.requests().await.len();
+    for (who, target) in [(&de, id.as_str()), (&de, queued_id.as_str()), (&us, "resp_never_issued")] {
+        for (method, path) in paths(target) {
+            let r = send(ex.gw.addr, method.clone(), &path, who, "").await;
+            assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "response_not_found".to_owned()), "{path}");
+        }
+        let r = send(ex.gw.addr, Method::DELETE, &format!("/v1/responses/{target}"), who, "").await;
+        assert_eq!(r.code(), "response_not_found");
+        let more = format!(r#"{{"model":"gpt-4o-mini","input":"more","previous_response_id":"{target}"}}"#);
+        let r = send(ex.gw.addr, Method::POST, "/v1/responses", who, more).await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "response_not_found".to_owned()));
+        assert_eq!(r.json()["error"]["param"], "previous_response_id");
+    }
+    assert_eq!(ex.mock.requests().await.len(), sent, "no refused request reached the upstream");
+
+    // Its creator can delete it.
+    let r = send(ex.gw.addr, Method::DELETE, &format!("/v1/responses/{id}"), &us, "").await;
+    assert_eq!((r.status, r.json()["deleted"].as_bool()), (StatusCode::OK, Some(true)));
+    // Deleted, it is gone for its creator too.
+    let r = send(ex.gw.addr, Method::GET, &format!("/v1/responses/{id}"), &us, "").await;
+    assert_eq!(r.code(), "response_not_found");
+
+    let metrics = scrape(ex.gw.admin_addr).await;
+    let count = |op: &str, reason: &str| {
+        metrics
+            .iter()
+            .filter(|s| s.name == "customs_operation_requests_total")
+            .filter(|s| {
+                s.labels.contains(&("operation".into(), op.into()))
+                    && s.labels.contains(&("reason".into(), reason.into()))
+            })
+            .map(|s| s.value)
+            .sum::<f64>()
+    };
+    assert_eq!(count("responses_retrieve", "allowed"), 4.0);
+    assert_eq!(count("responses_retrieve", "response_not_found"), 7.0);
+    assert_eq!(count("responses_delete", "allowed"), 1.0);
+    assert_eq!(count("responses", "allowed"), 4.0);
+
+    // Reading a response back is a request, not the tokens the response used.
+    let outcomes = outcomes_after_stop(ex).await;
+    let retrieved: Vec<_> = outcomes.iter().filter(|o| o["outcome"] == "completed" && o["usage"].is_null()).collect();
+    assert!(retrieved.len() >= 7, "{retrieved:?}");
+    let created = outcomes.iter().find(|o| o["request_id"] == "create").unwrap();
+    assert_eq!(created["metered"], true);
 }
 
 #[tokio::test]

@@ -264,6 +264,22 @@ impl Reply {
     }
 }
 
+/// The upstream's own answer to `body` at `path`, asked directly (the baseline a response through
+/// the gateway is compared with).
+pub async fn direct(upstream: SocketAddr, path: &str, headers: &[(&str, &str)], body: &'static str) -> Bytes {
+    send_raw(upstream, Method::POST, path, headers, body).await.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// `body` with the first id starting with `prefix` (`resp_`, `msg_`) replaced wherever it occurs,
+/// so two answers that differ only in the ids the upstream issued compare equal.
+pub fn without_id(body: &[u8], prefix: &str) -> String {
+    let text = String::from_utf8_lossy(body).into_owned();
+    let Some(at) = text.find(&format!("\"{prefix}")) else { return text };
+    let id = &text[at + 1..];
+    let id = &id[..id.find('"').unwrap_or(id.len())];
+    text.replace(id, "ID")
+}
+
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
@@ -299,8 +315,8 @@ pub fn chat_body(model: &str) -> String {
 }
 
 /// The inference call a client of `model` makes, with a bearer key and an optional purpose:
-/// POST /v1/chat/completions, or /v1/embeddings for the example's embeddings models (which serve
-/// nothing else).
+/// POST /v1/chat/completions, or /v1/embeddings for the example's embeddings models and
+/// /v1/messages for its Claude model (which serve nothing else).
 pub async fn chat(addr: SocketAddr, key: &str, model: &str, purpose: Option<&str>) -> Reply {
     let auth = format!("Bearer {key}");
     let mut headers = vec![("authorization", auth.as_str()), ("content-type", "application/json")];
@@ -310,6 +326,11 @@ pub async fn chat(addr: SocketAddr, key: &str, model: &str, purpose: Option<&str
     if model.starts_with("text-embedding-") {
         let body = format!(r#"{{"model":"{model}","input":"hello"}}"#);
         return send(addr, Method::POST, "/v1/embeddings", &headers, body).await;
+    }
+    if model.starts_with("claude-") {
+        let body = format!(r#"{{"model":"{model}","max_tokens":64,"messages":[{{"role":"user","content":"hello"}}]}}"#);
+        headers.push(("anthropic-version", "2023-06-01"));
+        return send(addr, Method::POST, "/v1/messages", &headers, body).await;
     }
     send(addr, Method::POST, "/v1/chat/completions", &headers, chat_body(model)).await
 }

@@ -6,7 +6,7 @@ use crate::config::error::Source;
 use crate::config::raw::{ClusterSection, GatewayFile};
 use crate::config::settings::{
     AdminSettings, AuditSettings, ClusterSettings, ClusterUrl, LimitSettings, ReloadSettings, ReportDefaults,
-    ServerSettings, Settings, UpstreamSettings,
+    ResponseSettings, ServerSettings, Settings, UpstreamSettings,
 };
 
 pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Settings {
@@ -27,6 +27,10 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             pool_idle_timeout: g.upstream.pool_idle_timeout.unwrap_or(d.upstream.pool_idle_timeout),
             stream_idle_timeout: g.upstream.stream_idle_timeout.unwrap_or(d.upstream.stream_idle_timeout),
             stream_max_duration: g.upstream.stream_max_duration.unwrap_or(d.upstream.stream_max_duration),
+        },
+        responses: ResponseSettings {
+            max_bound_ids: g.responses.max_bound_ids.unwrap_or(d.responses.max_bound_ids),
+            bound_for: g.responses.bound_for.unwrap_or(d.responses.bound_for),
         },
         limits: LimitSettings {
             default_max_tokens: g.limits.default_max_tokens.unwrap_or(d.limits.default_max_tokens),
@@ -131,6 +135,8 @@ fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
         (zero(s.upstream.stream_idle_timeout), "upstream.stream_idle_timeout"),
         (zero(s.upstream.stream_max_duration), "upstream.stream_max_duration"),
         (s.limits.bytes_per_token == 0, "limits.bytes_per_token"),
+        (s.responses.max_bound_ids == 0, "responses.max_bound_ids"),
+        (zero(s.responses.bound_for), "responses.bound_for"),
     ];
     for (bad, key) in checks {
         if bad {

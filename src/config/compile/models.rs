@@ -130,7 +130,18 @@ pub(super) fn compile_models(
                 Err(e) => ctx.err(src, Some(ep.url.span()), format!("{ekey}.url"), e.to_string()),
             }
         }
-        let mut operations = Model::ALL_OPERATIONS;
+        // An endpoint serves the operations of its API's kind; a model, what all of its do.
+        let kind_of = |op: Operation| m.endpoints.iter().find(|ep| !ep.kind.serves(op)).map(|ep| ep.kind);
+        let mut operations =
+            Operation::ALL.into_iter().filter(|op| kind_of(*op).is_none()).fold(0u8, |bits, op| bits | 1 << op.index());
+        if operations == 0 {
+            ctx.err(
+                src,
+                Some(m.id.span()),
+                format!("{key}.endpoints"),
+                "mixes endpoint kinds that serve no operation in common (anthropic serves messages; openai and azure the rest)",
+            );
+        }
         if let Some(list) = &m.operations {
             operations = 0;
             if list.get_ref().is_empty() {
@@ -138,17 +149,27 @@ pub(super) fn compile_models(
                     src,
                     Some(list.span()),
                     format!("{key}.operations"),
-                    "lists no operation; leave it out to serve all",
+                    "lists no operation; leave it out to serve all its endpoints serve",
                 );
             }
             for (o, name) in list.get_ref().iter().enumerate() {
-                match Operation::ALL.into_iter().find(|op| op.config_name() == name.get_ref()) {
-                    Some(op) => operations |= 1 << op.index(),
-                    None => {
-                        let known: Vec<&str> = Operation::ALL.iter().map(|op| op.config_name()).collect();
-                        let msg = format!("unknown operation {:?}; one of {}", name.get_ref(), known.join(", "));
-                        ctx.err(src, Some(name.span()), format!("{key}.operations[{o}]"), msg);
+                let named = Operation::ALL.into_iter().filter(|op| op.config_name() == name.get_ref());
+                let okey = format!("{key}.operations[{o}]");
+                let mut known = false;
+                for op in named {
+                    known = true;
+                    if let Some(kind) = kind_of(op) {
+                        let msg =
+                            format!("{:?} is not served by an endpoint of kind {:?}", name.get_ref(), kind.as_str());
+                        ctx.err(src, Some(name.span()), okey.clone(), msg);
                     }
+                    operations |= 1 << op.index();
+                }
+                if !known {
+                    let mut names: Vec<&str> = Operation::ALL.iter().map(|op| op.config_name()).collect();
+                    names.dedup();
+                    let msg = format!("unknown operation {:?}; one of {}", name.get_ref(), names.join(", "));
+                    ctx.err(src, Some(name.span()), okey, msg);
                 }
             }
         }
