@@ -87,6 +87,15 @@ pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
             "curl -s http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' \\\n     -H 'Content-Type: application/json' \\\n     -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
         )
     };
+    let responses = format!(
+        "curl -s http://{addr}/v1/responses -H 'Authorization: Bearer sk-demo-us' \\\n     -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-4o-mini\",\"input\":\"hello\"}}'"
+    );
+    let messages = |key: &str, stream: bool| {
+        let (n, stream) = if stream { ("N", ",\"stream\":true") } else { ("", "") };
+        format!(
+            "curl -s{n} http://{addr}/v1/messages -H 'x-api-key: {key}' -H 'anthropic-version: 2023-06-01' \\\n     -H 'Content-Type: application/json' \\\n     -d '{{\"model\":\"claude-3-5-sonnet\",\"max_tokens\":64{stream},\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
+        )
+    };
     format!(
         "customs demo is running: gateway http://{addr}, admin http://{admin}\n\
          Demo keys: sk-demo-us (US), sk-demo-cn (China, end-use declaration on file), sk-demo-suspended,\n\
@@ -95,7 +104,9 @@ pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
          sk-demo-listed (matches a screening-list entry: denied_party), sk-demo-nl (same name, cleared).\n\n\
          # 1. allowed: a US tenant uses GPT-4o\n{}\n\n\
          # 2. compute_threshold_exceeded: GPT-4o (3.81e25 FLOPs) is above the D:5 + Macau line (1e25)\n{}\n\n\
-         # 3. model_not_allowed: the D:5 + Macau jurisdiction denies claude-* outright\n{}\n\n\
+         # 3. model_not_allowed: the D:5 + Macau jurisdiction denies claude-* outright (Anthropic's\n         #    Messages API, refused in Anthropic's error shape)\n{}\n\n\
+         # the OpenAI Responses API (the response id is bound to sk-demo-us: only it can fetch it)\n{}\n\n\
+         # Anthropic's Messages API, streamed\n{}\n\n\
          # streaming, the model list, and the decision explained:\n\
          curl -sN http://{addr}/v1/chat/completions -H 'Authorization: Bearer sk-demo-us' -H 'Content-Type: application/json' \\\n     -d '{{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n\
          curl -s http://{addr}/v1/models -H 'Authorization: Bearer sk-demo-cn'\n\
@@ -110,6 +121,8 @@ pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
          Ctrl-C stops the demo (the trail is closed with a stop record).\n",
         chat("sk-demo-us", "gpt-4o"),
         chat("sk-demo-cn", "gpt-4o"),
-        chat("sk-demo-cn", "claude-3-5-sonnet"),
+        messages("sk-demo-cn", false),
+        responses,
+        messages("sk-demo-us", true),
     )
 }

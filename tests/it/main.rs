@@ -8,6 +8,7 @@ mod check_expectations;
 mod cluster;
 mod config_errors;
 mod dates;
+mod demo;
 mod explain_agrees;
 mod forwarding;
 mod kill_switch;
