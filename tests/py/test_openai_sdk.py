@@ -102,11 +102,94 @@ def test_responses_denied_like_chat(gateway):
     assert e.value.status_code == 403 and e.value.code == "compute_threshold_exceeded"
 
 
-def test_responses_are_not_addressed_by_id(gateway):
-    # Until response ids are bound to the tenant that created them, no one reads one by id.
+def create_response(gw, key="sk-demo-us", **kw):
+    return client(gw, key).responses.create(model="gpt-4o-mini", input="hello", max_output_tokens=64, **kw)
+
+
+# The other tenant below, demo-de, may use gpt-4o-mini itself (`customs explain`), so its 404s are
+# the binding's and not the policy's; the ownership check also runs before the policy is asked.
+OTHER = "sk-demo-de"
+
+
+def test_responses_retrieve_by_creator_returns_it(gateway):
+    created = create_response(gateway)
+    r = client(gateway).responses.retrieve(created.id)
+    assert r.id == created.id
+    assert r.status == "completed"
+    assert r.output_text == created.output_text
+
+
+def test_responses_by_id_from_other_tenant_is_not_found(gateway):
+    created = create_response(gateway)
+    other = client(gateway, OTHER)
+    calls = [
+        lambda: other.responses.retrieve(created.id),
+        lambda: other.responses.delete(created.id),
+        lambda: other.responses.cancel(created.id),
+        lambda: other.responses.input_items.list(created.id),
+    ]
+    for call in calls:
+        with pytest.raises(openai.NotFoundError) as e:
+            call()
+        assert e.value.status_code == 404
+        assert e.value.code == "response_not_found"
+        assert e.value.response.headers["x-customs-reason"] == "response_not_found"
+    # The other tenant's delete reached nothing: the creator still has its response.
+    assert client(gateway).responses.retrieve(created.id).status == "completed"
+
+
+def test_responses_unknown_id_is_not_found(gateway):
     with pytest.raises(openai.NotFoundError) as e:
-        client(gateway).responses.retrieve("resp_mock")
-    assert e.value.code == "route_not_found"
-    with pytest.raises(openai.BadRequestError) as e:
-        client(gateway).responses.create(model="gpt-4o-mini", input="more", previous_response_id="resp_mock")
-    assert e.value.code == "invalid_request" and e.value.param == "previous_response_id"
+        client(gateway).responses.retrieve("resp_never_issued")
+    assert e.value.code == "response_not_found"
+
+
+def test_responses_input_items_by_creator_lists_them(gateway):
+    created = create_response(gateway)
+    page = client(gateway).responses.input_items.list(created.id)
+    assert page.data == []
+
+
+def test_responses_delete_by_creator_deletes_it(gateway):
+    created = create_response(gateway)
+    assert client(gateway).responses.delete(created.id) is None
+    with pytest.raises(openai.NotFoundError):
+        client(gateway).responses.retrieve(created.id)
+
+
+def test_responses_previous_response_id_by_creator_continues(gateway):
+    first = create_response(gateway)
+    second = create_response(gateway, previous_response_id=first.id)
+    assert second.status == "completed"
+    assert second.id != first.id
+    assert second.previous_response_id == first.id
+
+
+def test_responses_previous_response_id_from_other_tenant_is_not_found(gateway):
+    first = create_response(gateway)
+    with pytest.raises(openai.NotFoundError) as e:
+        create_response(gateway, OTHER, previous_response_id=first.id)
+    assert e.value.code == "response_not_found"
+    assert e.value.param == "previous_response_id"
+    assert e.value.response.headers["x-customs-reason"] == "response_not_found"
+
+
+def test_responses_background_create_is_queued_then_retrievable_by_creator(gateway):
+    created = create_response(gateway, background=True)
+    assert created.status == "queued"
+    assert created.background is True
+    done = client(gateway).responses.retrieve(created.id)
+    assert done.status == "completed"
+    assert done.output_text.startswith("Hello from")
+    with pytest.raises(openai.NotFoundError) as e:
+        client(gateway, OTHER).responses.retrieve(created.id)
+    assert e.value.code == "response_not_found"
+
+
+def test_responses_streamed_id_is_bound_to_creator(gateway):
+    events = list(client(gateway).responses.create(model="gpt-4o-mini", input="hi", stream=True))
+    id = events[-1].response.id
+    assert client(gateway).responses.retrieve(id).status == "completed"
+    with pytest.raises(openai.NotFoundError) as e:
+        client(gateway, OTHER).responses.retrieve(id)
+    assert e.value.code == "response_not_found"
