@@ -168,10 +168,18 @@ impl Endpoint {
     }
 
     /// The request target for `action` on the stored response `id` (a valid response id, so the
-    /// path stays what it says).
-    pub fn stored_path(&self, action: Stored, id: &str) -> Option<PathAndQuery> {
-        let (base, query) = &self.stored;
-        PathAndQuery::try_from(format!("{base}{id}{}{query}", action.tail())).ok()
+    /// path stays what it says), with the client's query (`?after=` pages input items, `?stream=`
+    /// resumes a stream) less any `api-version`, which is the endpoint's.
+    pub fn stored_path(&self, action: Stored, id: &str, query: Option<&str>) -> Option<PathAndQuery> {
+        let (base, own) = &self.stored;
+        let mut target = format!("{base}{id}{}{own}", action.tail());
+        let client =
+            query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty() && !p.starts_with("api-version="));
+        for param in client {
+            target.push(if target.contains('?') { '&' } else { '?' });
+            target.push_str(param);
+        }
+        PathAndQuery::try_from(target).ok()
     }
 
     pub fn origin(&self) -> &Uri {
@@ -232,11 +240,19 @@ mod tests {
         );
         assert_eq!(a.credential().unwrap().0.as_str(), "api-key");
         assert_eq!(
-            a.stored_path(Stored::Cancel, "resp_1").unwrap().as_str(),
+            a.stored_path(Stored::Cancel, "resp_1", Some("api-version=2025-04-01-preview")).unwrap().as_str(),
             "/openai/responses/resp_1/cancel?api-version=2024-10-21"
         );
-        assert_eq!(e.stored_path(Stored::Retrieve, "resp_1").unwrap().as_str(), "/v1/responses/resp_1");
-        assert_eq!(e.stored_path(Stored::InputItems, "r").unwrap().as_str(), "/v1/responses/r/input_items");
+        assert_eq!(
+            a.stored_path(Stored::InputItems, "r", Some("limit=5&api-version=x&after=i_1")).unwrap().as_str(),
+            "/openai/responses/r/input_items?api-version=2024-10-21&limit=5&after=i_1"
+        );
+        assert_eq!(e.stored_path(Stored::Retrieve, "resp_1", None).unwrap().as_str(), "/v1/responses/resp_1");
+        assert_eq!(
+            e.stored_path(Stored::Retrieve, "resp_1", Some("stream=true&starting_after=4")).unwrap().as_str(),
+            "/v1/responses/resp_1?stream=true&starting_after=4"
+        );
+        assert_eq!(e.stored_path(Stored::InputItems, "r", Some("")).unwrap().as_str(), "/v1/responses/r/input_items");
 
         let c =
             Endpoint::build(0, "https://api.anthropic.com/v1", EndpointKind::Anthropic, "us", None, None, Some("k"))

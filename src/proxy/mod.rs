@@ -153,7 +153,7 @@ impl Upstreams {
             *req.method_mut() = parts.method.clone();
             *req.uri_mut() = match target {
                 UpstreamPath::Operation(op) => ep.path(op).clone().into(),
-                UpstreamPath::Stored(action, id) => match ep.stored_path(action, id) {
+                UpstreamPath::Stored(action, id) => match ep.stored_path(action, id, parts.uri.query()) {
                     Some(path) => path.into(),
                     None => continue,
                 },

@@ -130,6 +130,11 @@ async fn a_stored_response_is_its_creators_only() {
         let r = send(ex.gw.addr, method.clone(), &path, &us, "").await;
         assert_eq!(r.status, StatusCode::OK, "{method} {path}: {:?}", r.body);
     }
+    // The client's query goes along (paging input items, resuming a stream), its api-version not.
+    let paged = format!("/openai/responses/{id}/input_items?limit=2&api-version=2025-04-01-preview");
+    assert_eq!(send(ex.gw.addr, Method::GET, &paged, &us, "").await.status, StatusCode::OK);
+    let sent = ex.mock.requests().await.last().unwrap().uri.clone();
+    assert!(sent.ends_with(&format!("/v1/responses/{id}/input_items?limit=2")), "{sent}");
     for bound in [&streamed_id, &queued_id] {
         let r = send(ex.gw.addr, Method::GET, &format!("/v1/responses/{bound}"), &us, "").await;
         assert_eq!((r.status, r.json()["id"].as_str()), (StatusCode::OK, Some(bound.as_str())));
@@ -176,6 +181,7 @@ async fn a_stored_response_is_its_creators_only() {
     };
     assert_eq!(count("responses_retrieve", "allowed"), 4.0);
     assert_eq!(count("responses_retrieve", "response_not_found"), 7.0);
+    assert_eq!(count("responses_input_items", "allowed"), 2.0);
     assert_eq!(count("responses_delete", "allowed"), 1.0);
     assert_eq!(count("responses", "allowed"), 4.0);
 
