@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request};
+use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -19,6 +19,9 @@ pub struct Shot {
     pub path: &'static str,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// For a stream, bytes its last event carries (`data: [DONE]`, `response.completed`,
+    /// `message_stop`): a response without them was cut short and counts as an error.
+    pub end: Option<&'static [u8]>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -37,23 +40,96 @@ async fn connect(addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
     Some(sender)
 }
 
-/// Sends one request and reads the whole response; returns the time to the first body frame.
+/// Sends one request and reads the whole response; returns the time to the first body frame, or
+/// `None` unless the status is 200 and a stream ended with its last event.
 async fn one(sender: &mut SendRequest<Full<Bytes>>, addr: SocketAddr, shot: &Shot) -> Option<Duration> {
     let started = Instant::now();
     sender.ready().await.ok()?;
     let mut req = Request::post(shot.path).header("host", addr.to_string()).body(Full::new(shot.body.clone())).ok()?;
     req.headers_mut().extend(shot.headers.clone());
     let res = sender.send_request(req).await.ok()?;
-    if !res.status().is_success() {
+    if res.status() != StatusCode::OK {
         return None;
     }
     let mut body = res.into_body();
     let mut first = None;
+    let mut end = shot.end.map(Tail::new);
     while let Some(frame) = body.frame().await {
-        frame.ok()?;
+        let frame = frame.ok()?;
         first.get_or_insert_with(|| started.elapsed());
+        if let (Some(end), Some(data)) = (end.as_mut(), frame.data_ref()) {
+            end.feed(data);
+        }
+    }
+    if end.is_some_and(|end| !end.seen) {
+        return None;
     }
     Some(first.unwrap_or_else(|| started.elapsed()))
+}
+
+/// Looks for a stream's last-event marker in its body, frame by frame, across frame boundaries.
+struct Tail {
+    needle: &'static [u8],
+    /// The body's last bytes so far, one fewer than the marker has.
+    carry: Vec<u8>,
+    seen: bool,
+}
+
+// === impl Tail ===
+
+impl Tail {
+    fn new(needle: &'static [u8]) -> Self {
+        Self { needle, carry: Vec::with_capacity(2 * needle.len()), seen: needle.is_empty() }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        if self.seen {
+            return;
+        }
+        let keep = self.needle.len() - 1;
+        // The marker across the boundary, then within this frame.
+        self.carry.extend_from_slice(&data[..data.len().min(keep)]);
+        if memchr::memmem::find(&self.carry, self.needle).is_some() || memchr::memmem::find(data, self.needle).is_some()
+        {
+            self.seen = true;
+            return;
+        }
+        if data.len() >= keep {
+            self.carry.clear();
+            self.carry.extend_from_slice(&data[data.len() - keep..]);
+        } else {
+            // All of this frame is in `carry` already.
+            let excess = self.carry.len().saturating_sub(keep);
+            self.carry.drain(..excess);
+        }
+    }
+}
+
+/// One request on a fresh connection, as a check before measuring: `Ok` with the body's size in
+/// bytes and SSE events, or why it failed (the status and the start of the body).
+pub async fn probe(addr: SocketAddr, shot: &Shot) -> Result<(usize, usize), String> {
+    let mut sender = connect(addr).await.ok_or("could not connect")?;
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let mut req = Request::post(shot.path)
+        .header("host", addr.to_string())
+        .body(Full::new(shot.body.clone()))
+        .map_err(|e| e.to_string())?;
+    req.headers_mut().extend(shot.headers.clone());
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status();
+    let body = res.into_body().collect().await.map_err(|e| format!("{status}, then {e}"))?.to_bytes();
+    let events = memchr::memmem::find_iter(&body, b"\n\n").count();
+    if status != StatusCode::OK {
+        let start = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        return Err(format!("{status}: {start}"));
+    }
+    if let Some(end) = shot.end
+        && memchr::memmem::find(&body, end).is_none()
+    {
+        let end = String::from_utf8_lossy(end);
+        return Err(format!("{status}, but the stream ({} bytes, {events} events) has no {end:?}", body.len()));
+    }
+    Ok((body.len(), events))
 }
 
 /// `connections` clients, each sending its next request as soon as the last one is answered.

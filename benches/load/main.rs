@@ -7,8 +7,11 @@
 //! proxy on the same stack (`bare_proxy.rs`), and nginx when it is installed; plus the mock on its
 //! own ("direct") as the latency floor. The target runs pinned to CPU 0; this driver (the load
 //! generator), the mock and the store share CPU 1. Rounds are interleaved and repeated, each measurement bounded in time, all on
-//! loopback. Prints a table and writes the JSON it was made from (default
-//! `target/load-bench.json`). customs and the mock are the binaries cargo built for this bench
+//! loopback. Besides plain and streamed chat completions, each target streams a Responses create
+//! and an Anthropic Messages create where a probe before the rounds shows it serves them (the bare
+//! proxy and nginx pass any path to the mock; an older baseline may not serve /v1/messages): every
+//! request must answer 200 and a stream must reach its last event, or it counts as an error.
+//! Prints a table and writes the JSON it was made from (default `target/load-bench.json`). customs and the mock are the binaries cargo built for this bench
 //! (`CARGO_BIN_EXE_*`, the bench profile), so what runs is what was just built.
 
 #![expect(clippy::print_stdout, reason = "a benchmark's report goes to stdout")]
@@ -337,28 +340,70 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn shots(large: bool) -> (Shot, Shot) {
-    let mut headers = HeaderMap::new();
-    // On the generated config, tenant 0 may use model 50 (see large_config.rs).
+/// What the bench sends: a plain chat completion, and three streamed creates (a chat completion,
+/// a Responses create and an Anthropic Messages create), each of 20 content chunks.
+struct Shots {
+    plain: Shot,
+    stream: Shot,
+    responses: Shot,
+    messages: Shot,
+}
+
+/// The streamed measurements a target may not serve (an older build, a proxy that cannot route
+/// them): each is probed first and measured only where the probe succeeded. The JSON's fields for
+/// each start with its name.
+const OPTIONAL_STREAMS: [&str; 2] = ["responses_stream", "messages_stream"];
+
+fn shots(large: bool) -> Shots {
+    // On the generated config, tenant 0 may use model 50 (see large_config.rs); that config has no
+    // Anthropic model, so its Messages probe fails and that measurement is left out.
     let (key, model) = if large {
         (large_config::key(0), large_config::model_id(50))
     } else {
         ("sk-bench-load".into(), "gpt-4o-mini".into())
     };
-    headers.insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {key}")).unwrap_or(HeaderValue::from_static("x")),
-    );
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let value = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("x"));
+    let mut json_headers = HeaderMap::new();
+    json_headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let mut headers = json_headers.clone();
+    headers.insert("authorization", value(&format!("Bearer {key}")));
     let body = format!(
         r#"{{"model":"{model}","max_tokens":64,"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"Summarise the export-control rules that apply to this request in one sentence."}}]}}"#
     );
-    let plain = Shot { path: "/v1/chat/completions", headers: headers.clone(), body: Bytes::from(body.clone()) };
+    let plain =
+        Shot { path: "/v1/chat/completions", headers: headers.clone(), body: Bytes::from(body.clone()), end: None };
+    let chunks = HeaderValue::from_static("20");
     let mut sh = headers;
-    sh.insert("x-mock-chunks", HeaderValue::from_static("20"));
+    sh.insert("x-mock-chunks", chunks.clone());
     let stream_body = body.replacen("\"max_tokens\":64", "\"max_tokens\":64,\"stream\":true", 1);
-    let stream = Shot { path: "/v1/chat/completions", headers: sh, body: Bytes::from(stream_body) };
-    (plain, stream)
+    let stream = Shot {
+        path: "/v1/chat/completions",
+        headers: sh.clone(),
+        body: Bytes::from(stream_body),
+        end: Some(b"data: [DONE]"),
+    };
+    let responses_body = format!(
+        r#"{{"model":"{model}","input":"Summarise the export-control rules that apply to this request in one sentence.","max_output_tokens":64,"stream":true}}"#
+    );
+    let responses = Shot {
+        path: "/v1/responses",
+        headers: sh,
+        body: Bytes::from(responses_body),
+        end: Some(b"event: response.completed"),
+    };
+    // As Anthropic's SDKs send it: the key as x-api-key, and the version header.
+    let mut mh = json_headers;
+    mh.insert("x-api-key", value(&key));
+    mh.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+    mh.insert("x-mock-chunks", chunks);
+    let messages_body = r#"{"model":"claude-3-5-sonnet","max_tokens":64,"system":"You are a helpful assistant.","messages":[{"role":"user","content":"Summarise the export-control rules that apply to this request in one sentence."}],"stream":true}"#;
+    let messages = Shot {
+        path: "/v1/messages",
+        headers: mh,
+        body: Bytes::from_static(messages_body.as_bytes()),
+        end: Some(b"event: message_stop"),
+    };
+    Shots { plain, stream, responses, messages }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -411,11 +456,34 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         helpers: Vec::new(),
         _dir: None,
     });
-    let (plain, stream) = shots(args.large);
+    let Shots { plain, stream, responses, messages } = shots(args.large);
+    let optional = [&responses, &messages];
     let d = Duration::from_secs(args.seconds);
     let mut results: Vec<(String, Value)> = Vec::new();
     let mut rows: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
     let all: Vec<&Target> = targets.iter().chain(direct.iter()).collect();
+    // One request of each kind per target before measuring. A failed probe of an optional stream
+    // (an older build without /v1/messages, say) leaves that stream out for the target, null in
+    // the JSON, rather than measuring a run of errors; the others are measured anyway.
+    let mut probes: std::collections::BTreeMap<&str, serde_json::Map<String, Value>> = Default::default();
+    let mut serves: std::collections::BTreeMap<&str, [bool; 2]> = Default::default();
+    for t in &all {
+        let kinds =
+            [("plain", &plain), ("stream", &stream)].into_iter().chain(OPTIONAL_STREAMS.into_iter().zip(optional));
+        let mut found = serde_json::Map::new();
+        for (kind, shot) in kinds {
+            let result = generate::probe(t.addr, shot).await;
+            match &result {
+                Ok((bytes, events)) => println!("probe {:>8} {kind}: ok, {bytes} bytes, {events} events", t.name),
+                Err(e) => println!("probe {:>8} {kind}: FAILED ({e})", t.name),
+            }
+            let value = result
+                .map_or_else(|e| json!({"error": e}), |(bytes, events)| json!({"bytes": bytes, "events": events}));
+            found.insert(kind.into(), value);
+        }
+        serves.insert(t.name, OPTIONAL_STREAMS.map(|k| found.get(k).is_some_and(|v| v.get("error").is_none())));
+        probes.insert(t.name, found);
+    }
     for round in 0..args.rounds {
         // Each round starts with the next target, so that none always runs first (right after
         // the previous round's last streaming run) or last.
@@ -433,10 +501,29 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let stream_cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
             let mut lat = generate::open_loop(t.addr, &plain, args.rate, 16, d).await;
             let mut sttfb = generate::open_loop(t.addr, &stream, args.rate, 16, d).await;
-            let row = json!({
+            // The optional streams last, so that the runs above run as they did before them.
+            let mut optional_rows = serde_json::Map::new();
+            let mut optional_errors = 0;
+            let serves = serves.get(t.name).copied().unwrap_or_default();
+            for ((key, shot), serves) in OPTIONAL_STREAMS.into_iter().zip(optional).zip(serves) {
+                let (rps, cpu_us, errors) = if serves {
+                    let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+                    let run = generate::closed_loop(t.addr, shot, args.connections, d).await;
+                    let cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
+                    optional_errors += run.errors;
+                    let cpu_us = if pids.is_empty() { Value::Null } else { json!(cpu * 1e6 / run.ok.max(1) as f64) };
+                    (json!(run.ok as f64 / d.as_secs_f64()), cpu_us, json!(run.errors))
+                } else {
+                    (Value::Null, Value::Null, Value::Null)
+                };
+                optional_rows.insert(format!("{key}_rps"), rps);
+                optional_rows.insert(format!("{key}_cpu_us_per_response"), cpu_us);
+                optional_rows.insert(format!("{key}_errors"), errors);
+            }
+            let mut row = json!({
                 "round": round,
                 "rps": thr.ok as f64 / d.as_secs_f64(),
-                "errors": thr.errors + streamed.errors + lat.errors + sttfb.errors,
+                "errors": thr.errors + streamed.errors + lat.errors + sttfb.errors + optional_errors,
                 "cpu_us_per_request": if pids.is_empty() { Value::Null } else { json!(cpu * 1e6 / thr.ok.max(1) as f64) },
                 "store_cpu_us_per_request": if helpers.is_empty() { Value::Null } else { json!(helper_cpu * 1e6 / thr.ok.max(1) as f64) },
                 "p50_ms": quantile_ms(&mut lat.latency, 0.5),
@@ -447,6 +534,9 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 "stream_ttfb_p50_ms": quantile_ms(&mut sttfb.first_byte, 0.5),
                 "stream_ttfb_p99_ms": quantile_ms(&mut sttfb.first_byte, 0.99),
             });
+            if let Some(row) = row.as_object_mut() {
+                row.extend(optional_rows);
+            }
             println!("round {round} {:>8}: {row}", t.name);
             rows.entry(t.name).or_default().push(row);
         }
@@ -463,6 +553,10 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "stream_cpu_us_per_response",
         "stream_ttfb_p50_ms",
         "stream_ttfb_p99_ms",
+        "responses_stream_rps",
+        "responses_stream_cpu_us_per_response",
+        "messages_stream_rps",
+        "messages_stream_cpu_us_per_response",
     ];
     let direct_p50 = rows.get("direct").map(|r| field(r, "p50_ms"));
     let direct_p99 = rows.get("direct").map(|r| field(r, "p99_ms"));
@@ -478,6 +572,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         let rss = t.children.first().map_or(f64::NAN, |c| peak_rss_mib(c.id()));
         summary.insert("peak_rss_mib".into(), json!(rss));
+        summary.insert("probes".into(), probes.remove(t.name).map_or(Value::Null, Value::Object));
         summary.insert("rounds".into(), Value::Array(r));
         results.push((t.name.to_owned(), Value::Object(summary)));
     }
@@ -491,6 +586,10 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "rps": ratio("rps"), "cpu_us_per_request": ratio("cpu_us_per_request"), "added_p99_ms": ratio("added_p99_ms"),
             "stream_rps": ratio("stream_rps"), "stream_cpu_us_per_response": ratio("stream_cpu_us_per_response"),
             "stream_ttfb_p50_ms": ratio("stream_ttfb_p50_ms"),
+            "responses_stream_rps": ratio("responses_stream_rps"),
+            "responses_stream_cpu_us_per_response": ratio("responses_stream_cpu_us_per_response"),
+            "messages_stream_rps": ratio("messages_stream_rps"),
+            "messages_stream_cpu_us_per_response": ratio("messages_stream_cpu_us_per_response"),
         })
     };
     let mut report = json!({
@@ -500,7 +599,8 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "commit": machine::commit(),
         "nginx": nginx_version(results.iter().any(|(n, _)| n == "nginx")),
         "settings": {"large_config": args.large, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
-                     "stream_chunks": 20, "target_cpu": 0, "driver_and_mock_cpu": 1},
+                     "stream_chunks": 20, "target_cpu": 0,
+                     "streams": {"stream": "chat completion", "responses_stream": "Responses create", "messages_stream": "Anthropic Messages create"}, "driver_and_mock_cpu": 1},
         "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
         "ratios_customs_over_bare": ratios("customs", "bare"),
         "ratios_no_audit_over_bare": ratios("no-audit", "bare"),
@@ -515,13 +615,14 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let out = Path::new(ROOT).join(&args.out);
     std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
     println!(
-        "\n| target | req/s | CPU µs/req | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | stream resp/s | stream CPU µs/resp | stream TTFB p50 ms | peak RSS MiB |"
+        "\n| target | req/s | CPU µs/req | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | stream resp/s | stream CPU µs/resp | stream TTFB p50 ms | Responses stream resp/s | Responses stream CPU µs/resp | Messages stream resp/s | Messages stream CPU µs/resp | peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, v) in &results {
         let f = |k: &str| v[k].as_f64().map_or("-".to_owned(), |x| format!("{x:.3}"));
+        let rate = |k: &str| v[k].as_f64().map_or("-".to_owned(), |x| format!("{x:.0}"));
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+            "| {name} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             v["rps"].as_f64().unwrap_or(f64::NAN),
             f("cpu_us_per_request"),
             f("p50_ms"),
@@ -532,6 +633,10 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             v["stream_rps"].as_f64().unwrap_or(f64::NAN),
             f("stream_cpu_us_per_response"),
             f("stream_ttfb_p50_ms"),
+            rate("responses_stream_rps"),
+            f("responses_stream_cpu_us_per_response"),
+            rate("messages_stream_rps"),
+            f("messages_stream_cpu_us_per_response"),
             f("peak_rss_mib"),
         );
     }
