@@ -159,3 +159,23 @@ async fn foreign_use_of_a_model_over_messages_is_in_the_report() {
     assert_eq!((row.requests, row.denied), (2, 0));
     assert!(row.prompt_tokens > 0 && row.completion_tokens > 0, "{row:?}");
 }
+
+#[tokio::test]
+async fn messages_count_against_the_tenants_limits_like_chat() {
+    let ex = Example::start().await;
+    // demo-limited may make 3 requests a minute, whatever the API.
+    let chat = crate::support::chat(ex.gw.addr, "sk-demo-limited", "gpt-4o-mini", None).await;
+    assert_eq!(chat.status, StatusCode::OK);
+    for id in ["m-1", "m-2"] {
+        assert_eq!(messages(&ex, "/v1/messages", "sk-demo-limited", PLAIN, id).await.status, StatusCode::OK);
+    }
+    let r = messages(&ex, "/v1/messages", "sk-demo-limited", PLAIN, "m-3").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        (r.json()["error"]["type"].as_str(), r.code()),
+        (Some("rate_limit_error"), "rate_limit_exceeded".to_owned())
+    );
+    // Anthropic's SDKs wait out `retry-after` before retrying.
+    assert!(r.headers.get("retry-after").is_some_and(|v| v.to_str().unwrap().parse::<u64>().unwrap() >= 1));
+    ex.stop().await;
+}
