@@ -207,6 +207,12 @@ where
     let (op, deployment) = match route {
         Route::ListModels => return Ok(Answer::Gateway(list_models(policy, tenant, today))),
         Route::GetModel(id) => return get_model(policy, tenant, id, today).map(Answer::Gateway),
+        // Whatever the body would name, this tenant is refused: refused before it is read, so
+        // that a refused key cannot make the gateway hold a body.
+        _ if let Some((denial, rule)) = policy.tenant_refusal(tenant, today) => {
+            exchange.rule = rule.map(RuleRef::Policy);
+            return Err(GatewayError::Policy(denial));
+        }
         Route::Stored { action, id } => {
             let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
             return stored(shared, snapshot, parts, bytes, exchange, tenant, today, action, id).await;

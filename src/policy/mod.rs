@@ -277,29 +277,10 @@ impl Policy {
     /// Decide one request. Pure: the same inputs always give the same answer.
     pub fn decide(&self, tenant: TenantIdx, model_name: &str, purpose: Option<&str>, today: Day) -> Decision<'_> {
         let deny = |model, reason, rule| Decision { model, verdict: Verdict::Deny(reason), rule };
-        let Some(t) = self.tenants.get(tenant as usize) else {
-            return deny(None, Denial::TenantSuspended, None);
+        let (t, version) = match self.tenant_steps(tenant, today) {
+            Ok(passed) => passed,
+            Err((reason, rule)) => return deny(None, reason, rule),
         };
-        if let Some(rule) = t.suspended {
-            return deny(None, Denial::TenantSuspended, Some(rule));
-        }
-        if let Some(s) = &t.suspension {
-            if s.window.contains(today) {
-                return deny(None, Denial::TenantSuspended, Some(s.rule));
-            }
-        }
-        if let Some(rule) = t.denied_party {
-            return deny(None, Denial::DeniedParty, Some(rule));
-        }
-        // The version of the tenant's jurisdiction in force today, or the rule that says none is.
-        let version = match self.jurisdictions.get(t.jurisdiction as usize).and_then(|j| j.period(today)) {
-            Some(Period { in_force: InForce::Version(v), .. }) => Ok(v),
-            Some(Period { in_force: InForce::Nothing(rule), .. }) => Err(Some(*rule)),
-            None => Err(None),
-        };
-        if let Ok(JurisdictionVersion { embargoed: Some(rule), .. }) = version {
-            return deny(None, Denial::JurisdictionEmbargoed, Some(*rule));
-        }
         let Some(&m) = self.model_names.get(model_name) else {
             return deny(None, Denial::ModelNotFound, None);
         };
@@ -364,6 +345,46 @@ impl Policy {
             return deny(model, Denial::NoResidentEndpoint, Some(region.residency_rule));
         }
         Decision { model, verdict: Verdict::Allow { endpoints }, rule: Some(v.pattern_rule()) }
+    }
+
+    /// The refusal [`Self::decide`] gives `tenant` today whatever the model: suspended, a
+    /// restricted party, or an embargoed jurisdiction (steps 2 to 4). The gateway asks before
+    /// reading a request's body, so a refused tenant cannot make it hold one.
+    pub fn tenant_refusal(&self, tenant: TenantIdx, today: Day) -> Option<(Denial, Option<RuleId>)> {
+        self.tenant_steps(tenant, today).err()
+    }
+
+    /// Steps 2 to 4: the tenant, and the version of its jurisdiction in force today (or the rule
+    /// that says none is), once they passed.
+    #[expect(clippy::type_complexity, reason = "one private step of decide, named by its parts")]
+    fn tenant_steps(
+        &self,
+        tenant: TenantIdx,
+        today: Day,
+    ) -> Result<(&Tenant, Result<&JurisdictionVersion, Option<RuleId>>), (Denial, Option<RuleId>)> {
+        let Some(t) = self.tenants.get(tenant as usize) else {
+            return Err((Denial::TenantSuspended, None));
+        };
+        if let Some(rule) = t.suspended {
+            return Err((Denial::TenantSuspended, Some(rule)));
+        }
+        if let Some(s) = &t.suspension {
+            if s.window.contains(today) {
+                return Err((Denial::TenantSuspended, Some(s.rule)));
+            }
+        }
+        if let Some(rule) = t.denied_party {
+            return Err((Denial::DeniedParty, Some(rule)));
+        }
+        let version = match self.jurisdictions.get(t.jurisdiction as usize).and_then(|j| j.period(today)) {
+            Some(Period { in_force: InForce::Version(v), .. }) => Ok(v),
+            Some(Period { in_force: InForce::Nothing(rule), .. }) => Err(Some(*rule)),
+            None => Err(None),
+        };
+        if let Ok(JurisdictionVersion { embargoed: Some(rule), .. }) = version {
+            return Err((Denial::JurisdictionEmbargoed, Some(*rule)));
+        }
+        Ok((t, version))
     }
 
     /// The models a tenant may use today without naming a purpose, in catalog order.

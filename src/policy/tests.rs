@@ -420,3 +420,40 @@ fn window_contains_overlaps_and_reads_as_words() {
     assert_eq!(Day::MAX.succ(), None);
     assert_eq!(Day::MIN.pred(), None);
 }
+
+/// What the gateway refuses before reading a body is exactly what `decide` refuses whatever the
+/// model, on every tenant of the example, on days on both sides of its staged changes.
+#[test]
+fn policy_tenant_refusal_is_decides_answer_for_any_model() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let p = config::load(&dir, &|_| Some("k".into())).unwrap().policy;
+    let mut names: Vec<&str> = p.models().iter().map(|m| &*m.id).collect();
+    names.push("no-such-model");
+    let mut refused = 0;
+    for day in ["2026-06-01", "2026-12-06", "2027-03-01"] {
+        let today = Day::parse(day).unwrap();
+        for t in 0..p.tenants().len() as TenantIdx {
+            let early = p.tenant_refusal(t, today);
+            refused += usize::from(early.is_some());
+            for name in &names {
+                let d = p.decide(t, name, None, today);
+                match early {
+                    Some((denial, rule)) => {
+                        assert_eq!((d.verdict, d.rule), (Verdict::Deny(denial), rule), "{t} {name}")
+                    }
+                    None => assert!(
+                        !matches!(
+                            d.verdict,
+                            Verdict::Deny(
+                                Denial::TenantSuspended | Denial::DeniedParty | Denial::JurisdictionEmbargoed
+                            )
+                        ),
+                        "{t} {name} {day}: {:?}",
+                        d.verdict
+                    ),
+                }
+            }
+        }
+    }
+    assert!(refused >= 3, "the example's suspended, listed and embargoed tenants");
+}

@@ -219,3 +219,41 @@ async fn an_in_memory_upstream_serves_the_whole_request_path() {
     }
     gw.shutdown().await;
 }
+
+/// A tenant refused whatever it asks for (suspended, a restricted party, an embargoed
+/// jurisdiction) is refused on the request head: the gateway answers without waiting for, or
+/// holding, the body it announced.
+#[tokio::test]
+async fn a_tenant_refused_whatever_the_model_is_refused_before_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ex = Example::start().await;
+    for (key, code) in [
+        ("sk-demo-ir", "jurisdiction_embargoed"),
+        ("sk-demo-listed", "denied_party"),
+        ("sk-demo-suspended", "tenant_suspended"),
+    ] {
+        for path in ["/v1/chat/completions", "/v1/messages", "/v1/responses/resp_1/cancel"] {
+            let mut s = tokio::net::TcpStream::connect(ex.gw.addr).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-length: 4000000\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            // Not one byte of the 4 MB body is sent.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let read = async {
+                while !String::from_utf8_lossy(&got).contains(&format!("\"code\":\"{code}\"")) {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "{key} {path}: closed: {}", String::from_utf8_lossy(&got));
+                    got.extend_from_slice(&buf[..n]);
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(5), read)
+                .await
+                .unwrap_or_else(|_| panic!("{key} {path}: no answer before the body"));
+            assert!(got.starts_with(b"HTTP/1.1 403"), "{}", String::from_utf8_lossy(&got));
+        }
+    }
+    assert!(ex.mock.requests().await.is_empty());
+    ex.stop().await;
+}
