@@ -53,6 +53,9 @@ pub enum GatewayError {
         "This gateway replica cannot confirm the cluster's kill switch, so it is not serving this tenant. Retry later."
     )]
     ClusterUnavailable,
+    /// The request's task panicked: a bug, answered rather than left hanging.
+    #[error("The gateway failed on this request; the failure is logged. Retry later.")]
+    Internal,
 }
 
 impl GatewayError {
@@ -72,6 +75,7 @@ impl GatewayError {
             Self::Upstream(_) => Reason::UpstreamUnavailable,
             Self::AuditUnavailable => Reason::AuditUnavailable,
             Self::ClusterUnavailable => Reason::ClusterUnavailable,
+            Self::Internal => Reason::InternalError,
         }
     }
 
@@ -90,6 +94,7 @@ impl GatewayError {
             Self::RateLimited(_) => "rate_limit_error",
             Self::Upstream(_) => "upstream_error",
             Self::AuditUnavailable | Self::ClusterUnavailable => "service_unavailable",
+            Self::Internal => "server_error",
             _ => "invalid_request_error",
         }
     }

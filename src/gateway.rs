@@ -82,7 +82,36 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        Box::pin(handle(self.shared.clone(), req))
+        let anthropic = req.uri().path().starts_with("/v1/messages");
+        let panics = self.shared.metrics.panics.clone();
+        Box::pin(unwind_guard(handle(self.shared.clone(), req), anthropic, panics))
+    }
+}
+
+/// The panic boundary around one request: a panic becomes 500 `internal_error` in the API's error
+/// shape (Anthropic's when `anthropic`), counted and logged, instead of a dropped connection. The
+/// request's exchange, dropped as the panic unwinds, still ends the request (in-flight count,
+/// limits settled, the outcome of a forward on record).
+pub async fn unwind_guard<F>(
+    request: F,
+    anthropic: bool,
+    panics: prometheus::IntCounter,
+) -> Result<Response<Body>, Infallible>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(request)).await {
+        Ok(answer) => answer,
+        Err(payload) => {
+            panics.inc();
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(not a string)");
+            tracing::error!(panic = what, "A request panicked; answered 500 internal_error.");
+            Ok(GatewayError::Internal.into_response(anthropic).map(Either::Left))
+        }
     }
 }
 

@@ -120,6 +120,7 @@ reasons! {
     UpstreamTimeout => "upstream_timeout",
     AuditUnavailable => "audit_unavailable",
     ClusterUnavailable => "cluster_unavailable",
+    InternalError => "internal_error",
 }
 
 // === impl Denial ===
@@ -163,13 +164,14 @@ impl Reason {
             | Self::ComputeQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     pub fn decision(self) -> Decision {
         match self {
             Self::Allowed => Decision::Allow,
-            Self::UpstreamUnavailable | Self::UpstreamTimeout => Decision::Error,
+            Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::InternalError => Decision::Error,
             _ => Decision::Deny,
         }
     }

@@ -49,6 +49,8 @@ pub struct Metrics {
     /// Cluster mode: requests whose limits the per-replica fallback decided, the store being
     /// out of reach.
     pub limits_fallback: IntCounter,
+    /// Requests whose task panicked (answered 500 `internal_error`).
+    pub panics: IntCounter,
 }
 
 /// The audit trail's health.
@@ -218,6 +220,10 @@ impl Metrics {
             "customs_limits_fallback_total",
             "Cluster mode: requests whose limits were decided by this replica's fallback share, the store being out of reach.",
         )?;
+        let panics = int_counter(
+            "customs_panics_total",
+            "Requests whose handling panicked: each was answered 500 internal_error, and the panic logged.",
+        )?;
         Ok(Self {
             registry,
             requests,
@@ -242,6 +248,7 @@ impl Metrics {
             cluster_stale,
             cluster_errors,
             limits_fallback,
+            panics,
         })
     }
 

@@ -257,3 +257,51 @@ async fn a_tenant_refused_whatever_the_model_is_refused_before_its_body() {
     assert!(ex.mock.requests().await.is_empty());
     ex.stop().await;
 }
+
+/// A panic while handling a request is answered, in the API's error shape, and counted: the
+/// connection neither hangs nor drops. (The panicking handler stands in for a bug anywhere on
+/// the request path; the boundary is the gateway's own, on a real listener.)
+#[tokio::test]
+async fn a_panic_on_the_request_path_is_answered_500() {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use customs::gateway::unwind_guard;
+    use customs::server::{Limits, serve};
+
+    let panics = prometheus::IntCounter::new("panics", "test").unwrap();
+    let counted = panics.clone();
+    let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let anthropic = req.uri().path().starts_with("/v1/messages");
+        let bug = async move {
+            if req.uri().path() != "/fine" {
+                std::panic::panic_any(format!("bug on {}", req.uri().path()));
+            }
+            Ok::<_, Infallible>(http::Response::new(http_body_util::Either::Left(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"{}"),
+            ))))
+        };
+        unwind_guard(bug, anthropic, counted.clone())
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = Limits {
+        header_read_timeout: Duration::from_secs(5),
+        max_connections: 8,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, service, limits, async {
+        let _ = stopped.await;
+    }));
+    let r = send(addr, Method::POST, "/v1/chat/completions", &[], "{}").await;
+    assert_eq!((r.status, r.code()), (StatusCode::INTERNAL_SERVER_ERROR, "internal_error".to_owned()));
+    assert_eq!(r.json()["error"]["type"], "server_error");
+    let r = send(addr, Method::POST, "/v1/messages", &[], "{}").await;
+    assert_eq!((r.json()["type"].as_str(), r.json()["error"]["type"].as_str()), (Some("error"), Some("api_error")));
+    assert_eq!(r.code(), "internal_error");
+    assert_eq!(send(addr, Method::GET, "/fine", &[], "").await.status, StatusCode::OK);
+    assert_eq!(panics.get(), 2);
+    let _ = stop.send(());
+    let _ = server.await;
+}
