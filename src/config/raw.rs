@@ -76,6 +76,7 @@ pub struct AuditSection {
 pub struct AdminSection {
     pub token_env: Option<String>,
     pub state_file: Option<PathBuf>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

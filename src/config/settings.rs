@@ -114,6 +114,8 @@ pub struct AdminSettings {
     pub token_env: String,
     /// Where kill-switch suspensions are kept across restarts and reloads.
     pub state_file: Option<PathBuf>,
+    /// Connections the admin listener serves at once, apart from the gateway's.
+    pub max_connections: usize,
 }
 
 /// Reloading the config folder without a restart.
@@ -189,7 +191,7 @@ impl Default for AuditSettings {
 
 impl Default for AdminSettings {
     fn default() -> Self {
-        Self { token_env: "CUSTOMS_ADMIN_TOKEN".into(), state_file: None }
+        Self { token_env: "CUSTOMS_ADMIN_TOKEN".into(), state_file: None, max_connections: 64 }
     }
 }
 

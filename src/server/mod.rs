@@ -2,6 +2,7 @@
 //! deadline actually armed (hyper ignores it without a timer), and graceful drain on shutdown.
 //! [`Server::start`] wires a loaded config to both listeners.
 
+mod deadline;
 mod drain;
 
 use std::future::Future;
@@ -32,6 +33,7 @@ use crate::request_id::Generator;
 use crate::snapshot::Snapshot;
 use crate::stack;
 use crate::telemetry::{Metrics, MetricsError};
+use deadline::{FirstRequest, Marked};
 use drain::Drain;
 
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +182,8 @@ impl Server {
         let svc = stack::build(shared.clone(), Arc::new(Generator::new()));
         let main = tokio::spawn(serve(listener, svc, limits, wait(stopped.clone())));
         let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::http::handle(admin_state.clone(), req));
-        let admin_limits = Limits { max_connections: 64, ..limits };
+        // Its own cap, so that the gateway's traffic can never starve the probes and the kill switch.
+        let admin_limits = Limits { max_connections: settings.admin.max_connections, ..limits };
         let admin_task = tokio::spawn(serve(admin, admin_svc, admin_limits, wait(stopped)));
         tracing::info!(%addr, %admin_addr, policy_version = shared.snapshot.load().policy.version(), "Gateway listening.");
         Ok(Self {
@@ -287,7 +290,9 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let (stream, arrived) = FirstRequest::new(stream, limits.header_read_timeout);
+        let service = TowerToHyperService::new(Marked::new(service.clone(), arrived));
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = drain.watch(conn.into_owned());
         open.spawn(async move {
             let _ = conn.await;

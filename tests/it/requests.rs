@@ -171,11 +171,37 @@ async fn slow_clients_are_cut_off_by_the_read_deadlines() {
     let dir = crate::support::example_config_for(mock.addr);
     std::fs::write(
         dir.path().join("gateway.toml"),
-        "[server]\nheader_read_timeout = \"300ms\"\nbody_read_timeout = \"300ms\"\n",
+        "[server]\nheader_read_timeout = \"300ms\"\nbody_read_timeout = \"300ms\"\n[admin]\nmax_connections = 4\n",
     )
     .unwrap();
     let gw = crate::support::gateway(dir.path()).await;
     let wait = std::time::Duration::from_secs(5);
+
+    // A connection that sends nothing, or a few bytes of an HTTP/2 preface, is closed too: the
+    // deadline covers telling HTTP/1 from HTTP/2.
+    for (addr, sent) in [(gw.addr, &b""[..]), (gw.addr, b"PRI * HTTP/2.0\r\n"), (gw.admin_addr, b"")] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(sent).await.unwrap();
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "{addr} {sent:?}: a silent connection was not closed");
+    }
+    // A keep-alive connection that goes quiet after a request is closed by the same deadline.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-demo-us\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "an idle keep-alive connection was not closed");
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
+    // Silent connections filling the admin listener's cap hold it only until that deadline: the
+    // probes and the kill switch answer right after.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(gw.admin_addr).await.unwrap());
+    }
+    let probe = tokio::time::timeout(wait, send(gw.admin_addr, Method::GET, "/healthz", &[], "")).await;
+    assert_eq!(probe.expect("the admin listener stayed locked out").status, StatusCode::OK);
+    drop(silent);
 
     // A request head that never ends: the connection is closed.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();

@@ -47,6 +47,7 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
         admin: AdminSettings {
             token_env: g.admin.token_env.unwrap_or(d.admin.token_env),
             state_file: g.admin.state_file,
+            max_connections: g.admin.max_connections.unwrap_or(d.admin.max_connections),
         },
         reload: ReloadSettings {
             watch: g.reload.watch.unwrap_or(d.reload.watch),
@@ -128,6 +129,7 @@ fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
     let checks = [
         (s.server.max_body_bytes == 0, "server.max_body_bytes"),
         (s.server.max_connections == 0, "server.max_connections"),
+        (s.admin.max_connections == 0, "admin.max_connections"),
         (zero(s.server.header_read_timeout), "server.header_read_timeout"),
         (zero(s.server.body_read_timeout), "server.body_read_timeout"),
         (zero(s.upstream.connect_timeout), "upstream.connect_timeout"),

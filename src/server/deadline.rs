@@ -1,0 +1,101 @@
+//! The first request's deadline: from accept until the first request's head has been read
+//! whole. hyper's own header-read timer starts only once hyper-util has told HTTP/1 from HTTP/2,
+//! and that sniffing waits for bytes without a clock: a connection that sends nothing, or a few
+//! bytes of a preface, would hold its slot (and with enough of them, the listener) forever. Here
+//! the connection's reads fail once the deadline passes, unless a request reached the service
+//! first; the service marks that ([`Marked`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// A connection whose reads time out unless its first request arrived in time.
+pub struct FirstRequest<T> {
+    io: T,
+    /// Dropped once a request arrived.
+    deadline: Option<Pin<Box<Sleep>>>,
+    arrived: Arc<AtomicBool>,
+}
+
+impl<T> FirstRequest<T> {
+    /// The connection, and the flag its service sets when a request arrives.
+    pub fn new(io: T, within: Duration) -> (Self, Arc<AtomicBool>) {
+        let arrived = Arc::new(AtomicBool::new(false));
+        let deadline = Some(Box::pin(tokio::time::sleep(within)));
+        (Self { io, deadline, arrived: arrived.clone() }, arrived)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstRequest<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(deadline) = this.deadline.as_mut() {
+            if this.arrived.load(Ordering::Relaxed) {
+                this.deadline = None;
+            } else if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+            }
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstRequest<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A connection's service, marking that a request arrived.
+#[derive(Clone)]
+pub struct Marked<S> {
+    inner: S,
+    arrived: Arc<AtomicBool>,
+}
+
+impl<S> Marked<S> {
+    pub fn new(inner: S, arrived: Arc<AtomicBool>) -> Self {
+        Self { inner, arrived }
+    }
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Marked<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.arrived.store(true, Ordering::Relaxed);
+        self.inner.call(req)
+    }
+}
