@@ -47,6 +47,10 @@ pub enum GatewayError {
     RateLimited(#[from] RateLimited),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The upstream answered with an error status: the client gets that status and this error,
+    /// not the upstream's body (which the gateway logs, redacted).
+    #[error("The model endpoint answered with an error (HTTP {}); the gateway logged its answer.", .status.as_u16())]
+    UpstreamStatus { status: StatusCode, upstream_request_id: Option<HeaderValue>, retry_after: Option<HeaderValue> },
     #[error("The gateway cannot record decisions right now, so it is not making any. Retry later.")]
     AuditUnavailable,
     #[error(
@@ -73,6 +77,7 @@ impl GatewayError {
             Self::RateLimited(r) => r.kind.reason(),
             Self::Upstream(UpstreamError::Timeout) => Reason::UpstreamTimeout,
             Self::Upstream(_) => Reason::UpstreamUnavailable,
+            Self::UpstreamStatus { .. } => Reason::UpstreamError,
             Self::AuditUnavailable => Reason::AuditUnavailable,
             Self::ClusterUnavailable => Reason::ClusterUnavailable,
             Self::Internal => Reason::InternalError,
@@ -80,7 +85,10 @@ impl GatewayError {
     }
 
     pub fn status(&self) -> StatusCode {
-        self.reason().status()
+        match self {
+            Self::UpstreamStatus { status, .. } => *status,
+            _ => self.reason().status(),
+        }
     }
 
     /// The stable reason code.
@@ -92,7 +100,7 @@ impl GatewayError {
         match self {
             Self::Policy(d) => d.error_type(),
             Self::RateLimited(_) => "rate_limit_error",
-            Self::Upstream(_) => "upstream_error",
+            Self::Upstream(_) | Self::UpstreamStatus { .. } => "upstream_error",
             Self::AuditUnavailable | Self::ClusterUnavailable => "service_unavailable",
             Self::Internal => "server_error",
             _ => "invalid_request_error",
@@ -119,6 +127,7 @@ impl GatewayError {
             413 => "request_too_large",
             429 => "rate_limit_error",
             504 => "timeout_error",
+            529 => "overloaded_error",
             500.. => "api_error",
             _ => "invalid_request_error",
         }
@@ -165,6 +174,14 @@ impl GatewayError {
             }
             Self::AuditUnavailable | Self::ClusterUnavailable => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::UpstreamStatus { upstream_request_id, retry_after, .. } => {
+                if let Some(id) = upstream_request_id {
+                    h.insert(HeaderName::from_static("x-upstream-request-id"), id.clone());
+                }
+                if let Some(after) = retry_after {
+                    h.insert(RETRY_AFTER, after.clone());
+                }
             }
             _ => {}
         }

@@ -325,6 +325,7 @@ where
         shared.upstreams.forward(snapshot.targets(endpoints), op.into(), parts, bytes, asking).await?;
     let (mut head, body) = response.into_parts();
     exchange.forwarded(endpoint, started, first_byte, head.status.is_success());
+    let body = upstream_error(policy, endpoint, &head, body).await?;
     if op == Operation::Responses
         && head.status.is_success()
         && let (Some(t), Some(m), Some(e)) = (policy.tenant(tenant), spec, policy.endpoint(endpoint))
@@ -377,11 +378,44 @@ async fn stored(
         shared.upstreams.forward(snapshot.targets(endpoints), target, parts, bytes, None).await?;
     let (mut head, body) = response.into_parts();
     exchange.forwarded(endpoint, started, first_byte, head.status.is_success());
+    let body = upstream_error(policy, endpoint, &head, body).await?;
     if action == Stored::Delete && head.status.is_success() {
         shared.owners.forget(id);
     }
     error::rate_limit_headers(&mut head.headers, &status, false);
     Ok(Answer::Upstream(Response::from_parts(head, body), false))
+}
+
+/// The upstream's body to stream back, or for an error status the gateway's own error in its
+/// place: upstream errors can carry what a tenant must not see (the gateway's key echoed,
+/// internal names). The upstream's body goes to the log, redacted, with its request id, which
+/// the client gets too.
+async fn upstream_error(
+    policy: &Policy,
+    endpoint: EndpointIdx,
+    head: &http::response::Parts,
+    body: UpstreamBody,
+) -> Result<UpstreamBody, GatewayError> {
+    if head.status.as_u16() < 400 {
+        return Ok(body);
+    }
+    let upstream_request_id = head.headers.get("x-upstream-request-id").cloned();
+    let ep = policy.endpoint(endpoint);
+    let secret = ep.and_then(|e| e.credential()).and_then(|(_, v)| v.to_str().ok());
+    let secret = secret.map(|s| s.strip_prefix("Bearer ").unwrap_or(s));
+    let text = crate::proxy::redact::error_body(body).await;
+    tracing::warn!(
+        endpoint = ep.map_or("-", |e| &*e.url),
+        status = head.status.as_u16(),
+        upstream_request_id = upstream_request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        body = %crate::proxy::redact::redact(&String::from_utf8_lossy(&text), secret),
+        "Upstream answered with an error; the client got upstream_error."
+    );
+    Err(GatewayError::UpstreamStatus {
+        status: head.status,
+        upstream_request_id,
+        retry_after: head.headers.get(http::header::RETRY_AFTER).cloned(),
+    })
 }
 
 /// The policy's decision on `tenant` using `model_name`, on record in `exchange`: the model and

@@ -272,7 +272,9 @@ impl Exchange {
         let Some(slot) = self.slot.take() else { return };
         let outcome = match (reason, end) {
             (Reason::UpstreamTimeout, _) => Outcome::UpstreamTimeout,
-            (Reason::UpstreamUnavailable, _) | (_, BodyEnd::UpstreamFailed) => Outcome::UpstreamError,
+            (Reason::UpstreamUnavailable | Reason::UpstreamError, _) | (_, BodyEnd::UpstreamFailed) => {
+                Outcome::UpstreamError
+            }
             (Reason::AuditUnavailable, _) => Outcome::NotForwarded,
             (_, BodyEnd::ClientGone) if slot.cutting() => Outcome::ShutdownCut,
             (_, BodyEnd::ClientGone) => Outcome::ClientDisconnected,

@@ -118,6 +118,7 @@ reasons! {
     ComputeQuotaExceeded => "compute_quota_exceeded",
     UpstreamUnavailable => "upstream_unavailable",
     UpstreamTimeout => "upstream_timeout",
+    UpstreamError => "upstream_error",
     AuditUnavailable => "audit_unavailable",
     ClusterUnavailable => "cluster_unavailable",
     InternalError => "internal_error",
@@ -164,6 +165,8 @@ impl Reason {
             | Self::ComputeQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            // The upstream's own status is what the client gets (see GatewayError::status).
+            Self::UpstreamError => StatusCode::BAD_GATEWAY,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -171,7 +174,9 @@ impl Reason {
     pub fn decision(self) -> Decision {
         match self {
             Self::Allowed => Decision::Allow,
-            Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::InternalError => Decision::Error,
+            Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::UpstreamError | Self::InternalError => {
+                Decision::Error
+            }
             _ => Decision::Deny,
         }
     }

@@ -12,6 +12,7 @@ mod coalesce;
 mod headers;
 pub mod metered;
 mod pools;
+pub mod redact;
 
 use std::time::Duration;
 

@@ -136,7 +136,7 @@ async fn every_route_ends_with_in_flight_at_zero_one_decision_and_one_outcome_if
     let forwarded: [(&str, &str, Option<u16>); 6] = [
         ("chat", "completed", Some(200)),
         ("stream", "completed", Some(200)),
-        ("upstream-error", "completed", Some(500)),
+        ("upstream-error", "upstream_error", Some(500)),
         ("client-gone", "client_disconnected", Some(200)),
         ("upstream-cut", "upstream_error", Some(200)),
         ("gave-up", "client_disconnected", None),
