@@ -310,10 +310,19 @@ where
     } else {
         exchange.charge(ticket, prompt.saturating_add(worst));
     }
+    // An Azure-path body need not name its model, but an OpenAI-kind upstream would then serve
+    // its own default: such a body names the deployment's model before it goes anywhere else.
+    let named = deployment.filter(|_| peeked.model.is_none()).filter(|_| {
+        endpoints.iter().any(|&e| policy.endpoint(e).is_some_and(|ep| ep.kind != crate::endpoint::EndpointKind::Azure))
+    });
+    let sent = match named {
+        Some(d) => with_model(&bytes, d),
+        None => bytes.clone(),
+    };
     // Responses and Messages streams report usage unasked (`response.completed`,
     // `message_start` and `message_delta`).
     let asking = match op {
-        Operation::ChatCompletions | Operation::Completions => match usage::ask(&bytes, &peeked) {
+        Operation::ChatCompletions | Operation::Completions => match usage::ask(&sent, &peeked) {
             Ask::Inserted(asking) => Some(asking),
             Ask::Asked | Ask::Untouched => None,
         },
@@ -322,7 +331,7 @@ where
     exchange.decide_forward().await.map_err(|_| GatewayError::AuditUnavailable)?;
 
     let Forwarded { endpoint, asked, response, started, first_byte } =
-        shared.upstreams.forward(snapshot.targets(endpoints), op.into(), parts, bytes, asking).await?;
+        shared.upstreams.forward(snapshot.targets(endpoints), op.into(), parts, sent, asking).await?;
     let (mut head, body) = response.into_parts();
     exchange.forwarded(endpoint, started, first_byte, head.status.is_success());
     let body = upstream_error(policy, endpoint, &head, body).await?;
@@ -465,6 +474,20 @@ fn only_endpoint<'p>(
         .position(|&e| policy.endpoint(e).is_some_and(|ep| &*ep.url == url))
         .map(|i| &allowed[i..=i])
         .ok_or(GatewayError::Policy(Denial::NoResidentEndpoint))
+}
+
+/// `body` (one JSON object) with a last member `"model": name`. Appended at the end, so every
+/// span the peek found stays where it was.
+fn with_model(body: &Bytes, name: &str) -> Bytes {
+    let Some(end) = body.iter().rposition(|&b| b == b'}') else { return body.clone() };
+    let empty = body[..end].iter().rposition(|b| !b.is_ascii_whitespace()).is_some_and(|i| body[i] == b'{');
+    let name = serde_json::to_string(name).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + name.len() + 10);
+    out.extend_from_slice(&body[..end]);
+    out.extend_from_slice(if empty { br#""model":"# } else { br#","model":"# });
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&body[end..]);
+    Bytes::from(out)
 }
 
 /// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a

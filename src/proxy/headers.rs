@@ -1,6 +1,6 @@
 //! Header rewriting between client and upstream. The request side is rebuilt from an explicit
-//! strip list so that no client credential, hop-by-hop header, spoofable forwarding header or
-//! internal `x-customs-*` header ever reaches an upstream.
+//! strip list so that no client credential, hop-by-hop header, spoofable forwarding header,
+//! model-selecting header or internal `x-customs-*` header ever reaches an upstream.
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
@@ -38,6 +38,11 @@ fn strip_on_request(name: &HeaderName) -> bool {
         || n.starts_with("x-customs-")
         || n == "openai-organization"
         || n == "openai-project"
+        // Some servers read `x_forwarded_for` as `x-forwarded-for` (CGI folds both to one name).
+        || n.contains('_')
+        // Only the body's (or the deployment's) model is decided on: a header naming another
+        // (`x-model`, `x-ms-model-mesh-model-name`) must not choose what the upstream serves.
+        || n.contains("model")
 }
 
 /// Headers named in `Connection` are hop-by-hop too.
@@ -117,6 +122,9 @@ mod tests {
             ("content-type", "application/json"),
             ("x-request-id", "abc"),
             ("content-length", "12"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x-model", "frontier-x"),
+            ("x-ms-model-mesh-model-name", "frontier-x"),
         ] {
             client.append(k, HeaderValue::from_static(v));
         }

@@ -67,3 +67,35 @@ async fn azure_body_model_must_agree_with_the_deployment() {
     assert_eq!(ex.mock.requests().await.len(), 1);
     ex.stop().await;
 }
+
+/// An Azure-path body without `model`, for a model an OpenAI-kind endpoint serves, reaches that
+/// upstream naming the deployment's model: it cannot fall back to the upstream's default model.
+/// Headers that would pick another model, or pass for forwarding headers, do not reach it.
+#[tokio::test]
+async fn a_model_less_azure_body_names_its_model_upstream_and_model_headers_stay_behind() {
+    let ex = Example::start().await;
+    let headers = [
+        ("api-key", "sk-demo-us"),
+        ("x-model", "frontier-x-preview"),
+        ("x-ms-model-mesh-model-name", "frontier-x-preview"),
+        ("x_forwarded_for", "10.0.0.1"),
+    ];
+    for (body, sent) in [
+        (
+            r#"{"messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o-mini"}"#,
+        ),
+        ("{ }", r#"{ "model":"gpt-4o-mini"}"#),
+    ] {
+        let path = "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21";
+        let r = send(ex.gw.addr, Method::POST, path, &headers, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let got = ex.mock.requests().await.last().unwrap().clone();
+        assert!(got.uri.ends_with("/v1/chat/completions"), "{}", got.uri);
+        assert_eq!(String::from_utf8_lossy(&got.body), sent);
+        for name in ["x-model", "x-ms-model-mesh-model-name", "x_forwarded_for"] {
+            assert!(got.headers.get(name).is_none(), "{name} reached the upstream");
+        }
+    }
+    ex.stop().await;
+}
