@@ -78,25 +78,36 @@ pub fn request_headers(
     out
 }
 
-/// Cleans the upstream's response headers in place. The upstream's own request id is kept under
-/// another name so ours stays the one the client correlates on.
+/// The upstream response headers a client gets: what it needs to read the body, and the
+/// upstream's processing time and API version. Everything else stays behind: `server` and
+/// `via` (what runs upstream), cookies, the upstream account's organization and rate limits
+/// (the client gets its tenant's from the gateway), load-balancer and region headers.
+const RESPONSE_ALLOWED: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CACHE_CONTROL,
+    HeaderName::from_static("openai-processing-ms"),
+    HeaderName::from_static("openai-version"),
+];
+
+/// Where an upstream's own request id goes: `x-request-id` (OpenAI, Azure) and `request-id`
+/// (Anthropic) are kept under this name, so the gateway's id stays the one the client
+/// correlates on.
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
+const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+
+/// Cuts the upstream's response headers down to [`RESPONSE_ALLOWED`], in place, keeping its
+/// request id under [`UPSTREAM_REQUEST_ID`].
 pub fn response_headers(headers: &mut HeaderMap) {
-    // The upstream's rate-limit headers describe the gateway's own upstream account; the
-    // client gets its tenant's limits from the gateway instead.
-    let upstream_limit = |k: &HeaderName| k.as_str().starts_with("x-ratelimit-");
-    // One look over the few headers a response has, instead of a lookup per name to strip:
-    // a plain JSON answer usually carries none of them.
-    if headers.keys().any(|k| HOP_BY_HOP.contains(k) || upstream_limit(k)) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
-        let upstream_limits: Vec<HeaderName> = headers.keys().filter(|k| upstream_limit(k)).cloned().collect();
-        for name in upstream_limits {
-            headers.remove(name);
-        }
+    let id = headers.remove(request_id::HEADER).or_else(|| headers.remove(ANTHROPIC_REQUEST_ID));
+    // One look over the few headers a response has; only names to drop cost an allocation.
+    let dropped: Vec<HeaderName> = headers.keys().filter(|k| !RESPONSE_ALLOWED.contains(k)).cloned().collect();
+    for name in dropped {
+        headers.remove(name);
     }
-    if let Some(id) = headers.remove(request_id::HEADER) {
-        headers.insert(HeaderName::from_static("x-upstream-request-id"), id);
+    if let Some(id) = id {
+        headers.insert(UPSTREAM_REQUEST_ID, id);
     }
 }
 
@@ -144,10 +155,27 @@ mod tests {
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("content-type", HeaderValue::from_static("text/event-stream"));
         h.insert("x-ratelimit-remaining-requests", HeaderValue::from_static("9999"));
+        for (k, v) in [
+            ("server", "vllm/0.6.1"),
+            ("set-cookie", "lb=abc"),
+            ("openai-organization", "org-gateway"),
+            ("x-ms-region", "internal-eastus-7"),
+            ("openai-processing-ms", "12"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
         response_headers(&mut h);
-        assert!(h.get("x-ratelimit-remaining-requests").is_none());
-        assert_eq!(h.get("x-upstream-request-id").unwrap(), "up-1");
-        assert!(h.get("x-request-id").is_none() && h.get("transfer-encoding").is_none());
-        assert!(h.get("content-type").is_some());
+        let mut kept: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["content-type", "openai-processing-ms", "x-upstream-request-id"]);
+        assert_eq!(h["x-upstream-request-id"], "up-1");
+
+        // Anthropic's own request id, under the same name.
+        let mut a = HeaderMap::new();
+        a.insert("request-id", HeaderValue::from_static("req_011"));
+        a.insert("anthropic-organization-id", HeaderValue::from_static("org"));
+        response_headers(&mut a);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a["x-upstream-request-id"], "req_011");
     }
 }

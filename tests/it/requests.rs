@@ -241,7 +241,7 @@ async fn an_in_memory_upstream_serves_the_whole_request_path() {
     for _ in 0..3 {
         let r = send(gw.addr, Method::POST, "/v1/chat/completions", &[US], chat_body("gpt-4o")).await;
         assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(r.headers["x-mock-upstream"], "in-memory");
+        assert!(r.json()["choices"][0]["message"]["content"].as_str().unwrap().contains("in-memory"), "{:?}", r.body);
     }
     gw.shutdown().await;
 }
