@@ -53,6 +53,8 @@ pub enum GatewayError {
     UpstreamStatus { status: StatusCode, upstream_request_id: Option<HeaderValue>, retry_after: Option<HeaderValue> },
     #[error("The gateway cannot record decisions right now, so it is not making any. Retry later.")]
     AuditUnavailable,
+    #[error("The gateway holds as many request bodies as it may; retry shortly.")]
+    Overloaded,
     #[error(
         "This gateway replica cannot confirm the cluster's kill switch, so it is not serving this tenant. Retry later."
     )]
@@ -79,6 +81,7 @@ impl GatewayError {
             Self::Upstream(_) => Reason::UpstreamUnavailable,
             Self::UpstreamStatus { .. } => Reason::UpstreamError,
             Self::AuditUnavailable => Reason::AuditUnavailable,
+            Self::Overloaded => Reason::Overloaded,
             Self::ClusterUnavailable => Reason::ClusterUnavailable,
             Self::Internal => Reason::InternalError,
         }
@@ -101,7 +104,7 @@ impl GatewayError {
             Self::Policy(d) => d.error_type(),
             Self::RateLimited(_) => "rate_limit_error",
             Self::Upstream(_) | Self::UpstreamStatus { .. } => "upstream_error",
-            Self::AuditUnavailable | Self::ClusterUnavailable => "service_unavailable",
+            Self::AuditUnavailable | Self::ClusterUnavailable | Self::Overloaded => "service_unavailable",
             Self::Internal => "server_error",
             _ => "invalid_request_error",
         }
@@ -172,7 +175,7 @@ impl GatewayError {
                 );
                 rate_limit_headers(h, &r.headroom, true);
             }
-            Self::AuditUnavailable | Self::ClusterUnavailable => {
+            Self::AuditUnavailable | Self::ClusterUnavailable | Self::Overloaded => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::UpstreamStatus { upstream_request_id, retry_after, .. } => {

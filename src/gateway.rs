@@ -45,6 +45,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub upstreams: Upstreams,
     pub max_body_bytes: u64,
+    /// Bytes of request bodies all requests together may hold (`server.max_buffered_body_bytes`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     pub body_read_timeout: Duration,
     /// The day the policy decides as of: the real one unless `serve --at` fixed it.
     pub day: DayClock,
@@ -243,13 +245,18 @@ where
             return Err(GatewayError::Policy(denial));
         }
         Route::Stored { action, id } => {
+            let mut room = body_room(shared, &body)?;
             let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
+            fit(&mut room, bytes.len());
             return stored(shared, snapshot, parts, bytes, exchange, tenant, today, action, id).await;
         }
         Route::Inference { op, deployment } => (op, deployment),
     };
 
+    // Held until the body is let go of, once it is forwarded (when this function returns).
+    let mut room = body_room(shared, &body)?;
     let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
+    fit(&mut room, bytes.len());
     let peeked = peek::peek(&bytes)?;
     // A request continuing a stored response is its owner's only, and goes where it is stored.
     let continued = match peeked.continues.as_deref() {
@@ -488,6 +495,34 @@ fn with_model(body: &Bytes, name: &str) -> Bytes {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(&body[end..]);
     Bytes::from(out)
+}
+
+/// Room in the gateway-wide body budget for this request's body, held while the gateway holds
+/// the body: as much as it announced (an empty body: none), or the most one may be when it
+/// announced nothing. None left sheds the request at once with 503 `overloaded`, rather than
+/// letting held bodies grow without bound.
+fn body_room<B: http_body::Body>(
+    shared: &Shared,
+    body: &B,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, GatewayError> {
+    if body.is_end_stream() {
+        return Ok(None);
+    }
+    let need = body.size_hint().exact().unwrap_or(shared.max_body_bytes).min(shared.max_body_bytes);
+    // Over the per-request limit is refused by the read (413), not counted here.
+    let need = u32::try_from(need).unwrap_or(u32::MAX);
+    if need == 0 {
+        return Ok(None);
+    }
+    shared.body_budget.clone().try_acquire_many_owned(need).map(Some).map_err(|_| GatewayError::Overloaded)
+}
+
+/// Gives back what a body that announced no length did not use.
+fn fit(room: &mut Option<tokio::sync::OwnedSemaphorePermit>, len: usize) {
+    if let Some(permit) = room {
+        let spare = permit.num_permits().saturating_sub(len);
+        drop(permit.split(spare));
+    }
 }
 
 /// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a

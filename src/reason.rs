@@ -120,6 +120,7 @@ reasons! {
     UpstreamTimeout => "upstream_timeout",
     UpstreamError => "upstream_error",
     AuditUnavailable => "audit_unavailable",
+    Overloaded => "overloaded",
     ClusterUnavailable => "cluster_unavailable",
     InternalError => "internal_error",
 }
@@ -152,7 +153,7 @@ impl Reason {
             | Self::EndUseDeclarationExpired
             | Self::PurposeNotDeclared => StatusCode::FORBIDDEN,
             Self::ModelNotFound | Self::RouteNotFound | Self::ResponseNotFound => StatusCode::NOT_FOUND,
-            Self::NoResidentEndpoint | Self::AuditUnavailable | Self::ClusterUnavailable => {
+            Self::NoResidentEndpoint | Self::AuditUnavailable | Self::ClusterUnavailable | Self::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::InvalidRequest | Self::OperationNotSupported => StatusCode::BAD_REQUEST,

@@ -108,6 +108,7 @@ pub struct ServerSection {
     pub listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
     pub max_body_bytes: Option<u64>,
+    pub max_buffered_body_bytes: Option<u64>,
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]

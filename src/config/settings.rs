@@ -30,6 +30,9 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub max_body_bytes: u64,
+    /// Request bodies the gateway holds at once, all requests together; past it new requests
+    /// are shed with 503 `overloaded`.
+    pub max_buffered_body_bytes: u64,
     pub header_read_timeout: Duration,
     /// Whole request body, from the end of the head: a trickling client cannot hold a slot.
     pub body_read_timeout: Duration,
@@ -144,6 +147,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             max_body_bytes: 4 * 1024 * 1024,
+            max_buffered_body_bytes: 256 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,

@@ -139,6 +139,11 @@ impl Server {
             metrics,
             upstreams,
             max_body_bytes: settings.server.max_body_bytes,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(settings.server.max_buffered_body_bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             body_read_timeout: settings.server.body_read_timeout,
             day,
             audit,

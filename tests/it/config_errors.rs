@@ -434,3 +434,21 @@ fn config_a_large_tenants_file_loads_and_reports_errors_at_the_files_own_lines()
     let got = errors_for(MODELS, GROUPS, JURISDICTIONS, &broken);
     assert!(got.starts_with(&format!("tenants.toml:{line}:")), "{got}");
 }
+
+#[test]
+fn config_gateway_limits_that_cannot_work_are_named() {
+    let dir = crate::support::example_config_for("127.0.0.1:1".parse().unwrap());
+    crate::support::edit_file(
+        dir.path(),
+        "gateway.toml",
+        "max_buffered_body_bytes = 268435456",
+        "max_buffered_body_bytes = 1024",
+    );
+    crate::support::edit_file(dir.path(), "gateway.toml", "max_connections = 64 ", "max_connections = 0 ");
+    let err = crate::support::load_err(dir.path());
+    assert!(
+        err.contains("gateway.toml: server.max_buffered_body_bytes: must be at least server.max_body_bytes"),
+        "{err}"
+    );
+    assert!(err.contains("gateway.toml: admin.max_connections: must be greater than zero"), "{err}");
+}

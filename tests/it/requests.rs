@@ -331,3 +331,49 @@ async fn a_panic_on_the_request_path_is_answered_500() {
     let _ = stop.send(());
     let _ = server.await;
 }
+
+/// Bodies held at once are bounded gateway-wide: past `server.max_buffered_body_bytes` a new
+/// request is shed at once with 503 `overloaded` and `Retry-After`, and the room comes back when
+/// a held body is let go of.
+#[tokio::test]
+async fn bodies_held_at_once_are_bounded_and_the_excess_is_shed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let ex = Example::start_with(|d| {
+        crate::support::edit_file(d, "gateway.toml", "max_body_bytes = 4194304", "max_body_bytes = 1000000");
+        let budget = "max_buffered_body_bytes = 268435456";
+        crate::support::edit_file(d, "gateway.toml", budget, "max_buffered_body_bytes = 1500000");
+    })
+    .await;
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-demo-us\r\ncontent-length: 1000000\r\n\r\n{\"model\":";
+    // One announced megabyte, trickling: it holds its room.
+    let mut slow = TcpStream::connect(ex.gw.addr).await.unwrap();
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // A second does not fit beside it.
+    let mut second = TcpStream::connect(ex.gw.addr).await.unwrap();
+    second.write_all(head.as_bytes()).await.unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), second.read(&mut got)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&got[..n]);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("\"code\":\"overloaded\"") && text.contains("retry-after: 1"), "{text}");
+    // Small bodies still fit beside the held one.
+    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US], chat_body("gpt-4o-mini")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Once the held body is let go of (its client left), a megabyte fits again.
+    drop(slow);
+    let big = format!(r#"{{"model":"gpt-4o-mini","messages":[],"pad":"{}"}}"#, "x".repeat(900_000));
+    let mut fits = false;
+    for _ in 0..50 {
+        let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US], big.clone()).await;
+        if r.status == StatusCode::OK {
+            fits = true;
+            break;
+        }
+        assert_eq!(r.code(), "overloaded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(fits, "the room of the body let go of never came back");
+    ex.stop().await;
+}

@@ -16,6 +16,7 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             listen: g.server.listen.unwrap_or(d.server.listen),
             admin_listen: g.server.admin_listen.unwrap_or(d.server.admin_listen),
             max_body_bytes: g.server.max_body_bytes.unwrap_or(d.server.max_body_bytes),
+            max_buffered_body_bytes: g.server.max_buffered_body_bytes.unwrap_or(d.server.max_buffered_body_bytes),
             header_read_timeout: g.server.header_read_timeout.unwrap_or(d.server.header_read_timeout),
             body_read_timeout: g.server.body_read_timeout.unwrap_or(d.server.body_read_timeout),
             max_connections: g.server.max_connections.unwrap_or(d.server.max_connections),
@@ -144,5 +145,13 @@ fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
         if bad {
             ctx.err(src, None, key, "must be greater than zero");
         }
+    }
+    if s.server.max_buffered_body_bytes < s.server.max_body_bytes {
+        ctx.err(
+            src,
+            None,
+            "server.max_buffered_body_bytes",
+            "must be at least server.max_body_bytes, or no body that size is ever read",
+        );
     }
 }
