@@ -19,6 +19,7 @@ mod one_gate;
 mod outcomes;
 mod policy_codes;
 mod process;
+mod properties;
 mod reload;
 mod report_html;
 mod report_traffic;
