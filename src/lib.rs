@@ -59,4 +59,5 @@ pub mod server;
 pub mod snapshot;
 pub mod stack;
 pub mod telemetry;
+pub mod tls;
 pub mod usage;

@@ -77,6 +77,7 @@ pub struct AdminSection {
     pub token_env: Option<String>,
     pub state_file: Option<PathBuf>,
     pub max_connections: Option<usize>,
+    pub tls: Option<TlsSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +117,15 @@ pub struct ServerSection {
     pub max_connections: Option<u64>,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    pub tls: Option<TlsSection>,
+}
+
+/// `[server.tls]`, `[admin.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]

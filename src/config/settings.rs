@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 // The cluster module owns its settings, so that it needs nothing from config.
 pub use crate::cluster::{ClusterSettings, ClusterUrl};
+pub use crate::tls::TlsSettings;
 
 /// Everything `gateway.toml` sets: listeners, limits and timeouts.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,6 +39,8 @@ pub struct ServerSettings {
     pub body_read_timeout: Duration,
     pub max_connections: u64,
     pub shutdown_grace: Duration,
+    /// HTTPS on the inference listener; `None` serves plain HTTP.
+    pub tls: Option<TlsSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +122,8 @@ pub struct AdminSettings {
     pub state_file: Option<PathBuf>,
     /// Connections the admin listener serves at once, apart from the gateway's.
     pub max_connections: usize,
+    /// HTTPS on the admin listener; `None` serves plain HTTP.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Reloading the config folder without a restart.
@@ -152,6 +157,7 @@ impl Default for ServerSettings {
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -195,7 +201,7 @@ impl Default for AuditSettings {
 
 impl Default for AdminSettings {
     fn default() -> Self {
-        Self { token_env: "CUSTOMS_ADMIN_TOKEN".into(), state_file: None, max_connections: 64 }
+        Self { token_env: "CUSTOMS_ADMIN_TOKEN".into(), state_file: None, max_connections: 64, tls: None }
     }
 }
 

@@ -125,6 +125,7 @@ impl MockUpstream {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(1),
+            tls: None,
         };
         let task = tokio::spawn(server::serve(listener, svc, limits, async move {
             let _ = stopped.wait_for(|s| *s).await;

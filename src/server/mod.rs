@@ -33,8 +33,10 @@ use crate::request_id::Generator;
 use crate::snapshot::Snapshot;
 use crate::stack;
 use crate::telemetry::{Metrics, MetricsError};
+use crate::tls::{self, TlsError};
 use deadline::{FirstRequest, Marked};
 use drain::Drain;
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -54,14 +56,18 @@ pub enum ServerError {
     Watch(#[from] notify::Error),
     #[error("cannot listen for SIGHUP: {0}")]
     Signal(std::io::Error),
+    #[error("{0}.tls: {1}")]
+    Tls(&'static str, TlsError),
 }
 
-/// Connection-level limits for one listener.
-#[derive(Clone, Copy)]
+/// Connection-level limits for one listener, and its TLS.
+#[derive(Clone)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// HTTPS: the handshake runs inside the first request's deadline.
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// A running gateway: the inference listener and the admin listener.
@@ -151,10 +157,14 @@ impl Server {
             owners: Arc::new(owners),
         });
         let admin_state = Arc::new(AdminState::new(shared.clone(), config.dir, env, &settings));
+        let acceptor = |section, s: &Option<tls::TlsSettings>| {
+            s.as_ref().map(tls::acceptor).transpose().map_err(|e| ServerError::Tls(section, e))
+        };
         let limits = Limits {
             header_read_timeout: settings.server.header_read_timeout,
             max_connections: usize::try_from(settings.server.max_connections).unwrap_or(usize::MAX),
             shutdown_grace: settings.server.shutdown_grace,
+            tls: acceptor("server", &settings.server.tls)?,
         };
         let bind =
             |addr| async move { TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source }) };
@@ -185,10 +195,15 @@ impl Server {
         triggers.push(tokio::spawn(evict_idle_connections(shared.clone(), settings.upstream.pool_idle_timeout)));
 
         let svc = stack::build(shared.clone(), Arc::new(Generator::new()));
+        let shutdown_grace = limits.shutdown_grace;
+        // Its own cap, so that the gateway's traffic can never starve the probes and the kill switch.
+        let admin_limits = Limits {
+            max_connections: settings.admin.max_connections,
+            tls: acceptor("admin", &settings.admin.tls)?,
+            ..limits.clone()
+        };
         let main = tokio::spawn(serve(listener, svc, limits, wait(stopped.clone())));
         let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::http::handle(admin_state.clone(), req));
-        // Its own cap, so that the gateway's traffic can never starve the probes and the kill switch.
-        let admin_limits = Limits { max_connections: settings.admin.max_connections, ..limits };
         let admin_task = tokio::spawn(serve(admin, admin_svc, admin_limits, wait(stopped)));
         tracing::info!(%addr, %admin_addr, policy_version = shared.snapshot.load().policy.version(), "Gateway listening.");
         Ok(Self {
@@ -199,7 +214,7 @@ impl Server {
             tasks: vec![main, admin_task],
             triggers,
             _watcher: watcher,
-            shutdown_grace: limits.shutdown_grace,
+            shutdown_grace,
         })
     }
 
@@ -297,12 +312,30 @@ where
         let _ = stream.set_nodelay(true);
         let (stream, arrived) = FirstRequest::new(stream, limits.header_read_timeout);
         let service = TowerToHyperService::new(Marked::new(service.clone(), arrived));
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = drain.watch(conn.into_owned());
-        open.spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        match &limits.tls {
+            None => {
+                let conn = drain.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                open.spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                // The handshake reads through the first request's deadline, so a client that
+                // stalls it is cut off like one that stalls its request head.
+                let (accept, builder, drain) = (acceptor.accept(stream), builder.clone(), drain.clone());
+                open.spawn(async move {
+                    match accept.await {
+                        Ok(tls) => {
+                            let _ =
+                                drain.watch(builder.serve_connection(TokioIo::new(tls), service).into_owned()).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "TLS handshake failed."),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     drain.stop();
@@ -362,6 +395,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 8,
             shutdown_grace: Duration::from_secs(60),
+            tls: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, service, limits, async {

@@ -28,3 +28,4 @@ mod responses;
 mod screening;
 mod streaming;
 mod support;
+mod tls;

@@ -315,6 +315,7 @@ async fn a_panic_on_the_request_path_is_answered_500() {
         header_read_timeout: Duration::from_secs(5),
         max_connections: 8,
         shutdown_grace: Duration::from_secs(1),
+        tls: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, service, limits, async {

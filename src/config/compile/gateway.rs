@@ -3,10 +3,10 @@
 
 use super::ctx::Ctx;
 use crate::config::error::Source;
-use crate::config::raw::{ClusterSection, GatewayFile};
+use crate::config::raw::{ClusterSection, GatewayFile, TlsSection};
 use crate::config::settings::{
     AdminSettings, AuditSettings, ClusterSettings, ClusterUrl, LimitSettings, ReloadSettings, ReportDefaults,
-    ResponseSettings, ServerSettings, Settings, UpstreamSettings,
+    ResponseSettings, ServerSettings, Settings, TlsSettings, UpstreamSettings,
 };
 
 pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Settings {
@@ -21,6 +21,7 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             body_read_timeout: g.server.body_read_timeout.unwrap_or(d.server.body_read_timeout),
             max_connections: g.server.max_connections.unwrap_or(d.server.max_connections),
             shutdown_grace: g.server.shutdown_grace.unwrap_or(d.server.shutdown_grace),
+            tls: tls(ctx, src, "server.tls", g.server.tls),
         },
         upstream: UpstreamSettings {
             connect_timeout: g.upstream.connect_timeout.unwrap_or(d.upstream.connect_timeout),
@@ -49,6 +50,7 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             token_env: g.admin.token_env.unwrap_or(d.admin.token_env),
             state_file: g.admin.state_file,
             max_connections: g.admin.max_connections.unwrap_or(d.admin.max_connections),
+            tls: tls(ctx, src, "admin.tls", g.admin.tls),
         },
         reload: ReloadSettings {
             watch: g.reload.watch.unwrap_or(d.reload.watch),
@@ -112,6 +114,17 @@ fn compile_cluster(ctx: &mut Ctx, src: &Source, c: ClusterSection) -> Option<Clu
     }
     if !(settings.lease_fraction > 0.0 && settings.lease_fraction <= 1.0) {
         ctx.err(src, None, "cluster.lease_fraction", "must be above 0 and at most 1");
+    }
+    Some(settings)
+}
+
+/// A listener's TLS files, checked to load now so that `customs check` finds a bad path or PEM
+/// before a deploy does.
+fn tls(ctx: &mut Ctx, src: &Source, key: &str, section: Option<TlsSection>) -> Option<TlsSettings> {
+    let section = section?;
+    let settings = TlsSettings { cert_file: section.cert_file, key_file: section.key_file };
+    if let Err(e) = crate::tls::acceptor(&settings) {
+        ctx.err(src, None, key, e.to_string());
     }
     Some(settings)
 }

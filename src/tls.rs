@@ -1,0 +1,54 @@
+//! TLS on the listeners: the certificate chain and key a listener presents (PEM files), and the
+//! rustls acceptor built from them, offering HTTP/2 and HTTP/1.1 by ALPN, TLS 1.2 and 1.3 only.
+//! `config` reads these settings and checks the files load; `server` builds the acceptor.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+/// `[server.tls]` or `[admin.tls]` in gateway.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first (PEM).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cert_file {0}: {1}")]
+    Cert(PathBuf, String),
+    #[error("key_file {0}: {1}")]
+    Key(PathBuf, String),
+    /// Never carries key material: rustls' errors name what is wrong, not the bytes.
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The acceptor for `settings`: reads both files now.
+pub fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, TlsError> {
+    let certs = certificates(&settings.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&settings.key_file)
+        .map_err(|e| TlsError::Key(settings.key_file.clone(), e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert(path.to_owned(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Cert(path.to_owned(), "holds no certificate".into()));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,100 @@
+//! HTTPS on the listeners, with a CA and a certificate generated for the test: requests over
+//! TLS by HTTP/1.1 and HTTP/2 (ALPN), plain HTTP refused on the TLS port, a stalled handshake cut
+//! off by the first request's deadline, and a bad certificate path named by `customs check`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::support::{Example, edit_file};
+
+/// Writes a CA and a certificate for `localhost` and 127.0.0.1 signed by it into `dir`; returns
+/// the CA's PEM.
+fn certificates(dir: &Path) -> String {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem() + &ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    ca_cert.pem()
+}
+
+fn https_client(
+    ca: &str,
+    http2: bool,
+) -> Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<Bytes>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only();
+    let https = if http2 { https.enable_http2().build() } else { https.enable_http1().build() };
+    Client::builder(TokioExecutor::new()).http2_only(http2).build(https)
+}
+
+#[tokio::test]
+async fn both_listeners_serve_https_by_http1_and_http2() {
+    let mut ca = String::new();
+    let ex = Example::start_with(|d| {
+        ca = certificates(d);
+        edit_file(d, "gateway.toml", "header_read_timeout = \"10s\"", "header_read_timeout = \"500ms\"");
+        let gateway = std::fs::read_to_string(d.join("gateway.toml")).unwrap();
+        let files = format!("cert_file = \"{0}/tls.crt\"\nkey_file = \"{0}/tls.key\"\n", d.display());
+        let tls = format!("\n[server.tls]\n{files}\n[admin.tls]\n{files}");
+        std::fs::write(d.join("gateway.toml"), gateway + &tls).unwrap();
+    })
+    .await;
+    for http2 in [false, true] {
+        let client = https_client(&ca, http2);
+        let req = |url: String| {
+            Request::get(url).header("authorization", "Bearer sk-demo-us").body(Empty::<Bytes>::new()).unwrap()
+        };
+        let res = client.request(req(format!("https://localhost:{}/v1/models", ex.gw.addr.port()))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.version(), if http2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 });
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("gpt-4o-mini"), "{body:?}");
+        let health = client.request(req(format!("https://localhost:{}/healthz", ex.gw.admin_addr.port()))).await;
+        assert_eq!(health.unwrap().status(), StatusCode::OK);
+    }
+
+    // Plain HTTP on the TLS port gets no HTTP answer; a client that starts no handshake is cut off.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut plain = tokio::net::TcpStream::connect(ex.gw.addr).await.unwrap();
+    plain.write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut got)).await.expect("closed");
+    assert!(!got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    let mut silent = tokio::net::TcpStream::connect(ex.gw.addr).await.unwrap();
+    let mut nothing = Vec::new();
+    let cut = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut nothing)).await;
+    assert!(cut.is_ok(), "a connection that never started its handshake was not closed");
+    ex.stop().await;
+}
+
+#[test]
+fn a_tls_file_that_does_not_load_is_named_by_the_config_check() {
+    let dir = crate::support::example_config_for("127.0.0.1:1".parse().unwrap());
+    let gateway = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
+    let tls = "\n[server.tls]\ncert_file = \"/nonexistent/tls.crt\"\nkey_file = \"/nonexistent/tls.key\"\n";
+    std::fs::write(dir.path().join("gateway.toml"), gateway + tls).unwrap();
+    let err = crate::support::load_err(dir.path());
+    assert!(err.contains("gateway.toml: server.tls: cert_file /nonexistent/tls.crt:"), "{err}");
+}
