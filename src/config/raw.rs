@@ -200,6 +200,9 @@ pub struct RawEndpoint {
     pub stream_idle_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub stream_max_duration: Option<Duration>,
+    /// An `http://` URL off loopback, accepted knowingly.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 /// `country-groups.toml`: named sets of ISO 3166-1 alpha-2 codes.

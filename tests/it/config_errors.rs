@@ -452,3 +452,19 @@ fn config_gateway_limits_that_cannot_work_are_named() {
     );
     assert!(err.contains("gateway.toml: admin.max_connections: must be greater than zero"), "{err}");
 }
+
+#[test]
+fn config_plain_http_upstreams_off_loopback_are_refused_unless_allowed() {
+    let dir = crate::support::example_config_for("10.1.2.3:8081".parse().unwrap());
+    let err = crate::support::load_err(dir.path());
+    assert!(
+        err.contains(
+            "models[0] (gpt-4o).endpoints[0].url: is http:// off loopback, where the upstream key would travel in clear"
+        ),
+        "{err}"
+    );
+    let models = std::fs::read_to_string(dir.path().join("models.toml")).unwrap();
+    let allowed = models.replace("residency = ", "allow_http = true\nresidency = ");
+    std::fs::write(dir.path().join("models.toml"), allowed).unwrap();
+    crate::support::load(dir.path());
+}

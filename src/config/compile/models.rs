@@ -120,6 +120,14 @@ pub(super) fn compile_models(
                 ep.api_version.as_ref().map(|d| d.get_ref().as_str()),
                 credential.as_deref(),
             ) {
+                Ok(built) if built.origin().scheme_str() == Some("http") && !built.is_loopback() && !ep.allow_http => {
+                    ctx.err(
+                        src,
+                        Some(ep.url.span()),
+                        format!("{ekey}.url"),
+                        "is http:// off loopback, where the upstream key would travel in clear; use https://, or set allow_http = true for a network you trust",
+                    );
+                }
                 Ok(mut built) => {
                     built.ask_stream_usage = ep.ask_stream_usage.unwrap_or(true);
                     built.stream_idle_timeout = ep.stream_idle_timeout;
