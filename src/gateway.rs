@@ -84,25 +84,19 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let anthropic = req.uri().path().starts_with("/v1/messages");
-        let panics = self.shared.metrics.panics.clone();
-        Box::pin(unwind_guard(handle(self.shared.clone(), req), anthropic, panics))
+        Box::pin(handle(self.shared.clone(), req))
     }
 }
 
-/// The panic boundary around one request: a panic becomes 500 `internal_error` in the API's error
-/// shape (Anthropic's when `anthropic`), counted and logged, instead of a dropped connection. The
-/// request's exchange, dropped as the panic unwinds, still ends the request (in-flight count,
-/// limits settled, the outcome of a forward on record).
-pub async fn unwind_guard<F>(
-    request: F,
-    anthropic: bool,
-    panics: prometheus::IntCounter,
-) -> Result<Response<Body>, Infallible>
+/// The panic boundary around the request path: a panic in `work` becomes
+/// [`GatewayError::Internal`] (500 `internal_error` in the API's error shape, on record and in the
+/// metrics like any refusal), counted in `customs_panics_total` and logged, instead of a dropped
+/// connection.
+pub async fn guard_panics<F, T>(work: F, panics: &prometheus::IntCounter) -> Result<T, GatewayError>
 where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
+    F: Future<Output = Result<T, GatewayError>>,
 {
-    match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(request)).await {
+    match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work)).await {
         Ok(answer) => answer,
         Err(payload) => {
             panics.inc();
@@ -112,7 +106,7 @@ where
                 .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                 .unwrap_or("(not a string)");
             tracing::error!(panic = what, "A request panicked; answered 500 internal_error.");
-            Ok(GatewayError::Internal.into_response(anthropic).map(Either::Left))
+            Err(GatewayError::Internal)
         }
     }
 }
@@ -141,7 +135,7 @@ where
         exchange.operation = r.unwrap_or_else(|r| r).label();
     }
     let result = if exchange.recordable() {
-        serve(&shared, &snapshot, &parts, route, body, &mut exchange).await
+        guard_panics(serve(&shared, &snapshot, &parts, route, body, &mut exchange), &shared.metrics.panics).await
     } else {
         Err(GatewayError::AuditUnavailable)
     };

@@ -276,6 +276,7 @@ impl Exchange {
                 Outcome::UpstreamError
             }
             (Reason::AuditUnavailable, _) => Outcome::NotForwarded,
+            (Reason::InternalError, _) => Outcome::GatewayFailed,
             (_, BodyEnd::ClientGone) if slot.cutting() => Outcome::ShutdownCut,
             (_, BodyEnd::ClientGone) => Outcome::ClientDisconnected,
             (_, BodyEnd::IdleTimeout) => Outcome::StreamIdleTimeout,

@@ -127,6 +127,8 @@ outcomes! {
     StreamMaxDuration => "stream_max_duration",
     /// Never forwarded: its decision could not be written (`audit_unavailable`).
     NotForwarded => "not_forwarded",
+    /// The gateway panicked while handling it (`internal_error`), before or after forwarding.
+    GatewayFailed => "gateway_failed",
 }
 
 impl Outcome {
@@ -139,7 +141,7 @@ impl Outcome {
     /// upstream that failed after its head served part of a response.
     pub fn served(self, head_sent: bool) -> bool {
         match self {
-            Self::UpstreamTimeout | Self::NotForwarded => false,
+            Self::UpstreamTimeout | Self::NotForwarded | Self::GatewayFailed => false,
             Self::UpstreamError => head_sent,
             Self::Completed
             | Self::ClientDisconnected

@@ -286,28 +286,33 @@ async fn a_tenant_refused_whatever_the_model_is_refused_before_its_body() {
 
 /// A panic while handling a request is answered, in the API's error shape, and counted: the
 /// connection neither hangs nor drops. (The panicking handler stands in for a bug anywhere on
-/// the request path; the boundary is the gateway's own, on a real listener.)
+/// the request path; the boundary is the one the gateway puts around it, on a real listener.)
 #[tokio::test]
 async fn a_panic_on_the_request_path_is_answered_500() {
     use std::convert::Infallible;
     use std::time::Duration;
 
-    use customs::gateway::unwind_guard;
+    use customs::gateway::guard_panics;
     use customs::server::{Limits, serve};
 
     let panics = prometheus::IntCounter::new("panics", "test").unwrap();
     let counted = panics.clone();
     let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let anthropic = req.uri().path().starts_with("/v1/messages");
-        let bug = async move {
-            if req.uri().path() != "/fine" {
-                std::panic::panic_any(format!("bug on {}", req.uri().path()));
-            }
-            Ok::<_, Infallible>(http::Response::new(http_body_util::Either::Left(http_body_util::Full::new(
-                bytes::Bytes::from_static(b"{}"),
-            ))))
-        };
-        unwind_guard(bug, anthropic, counted.clone())
+        let counted = counted.clone();
+        async move {
+            let anthropic = req.uri().path().starts_with("/v1/messages");
+            let bug = async {
+                if req.uri().path() != "/fine" {
+                    std::panic::panic_any(format!("bug on {}", req.uri().path()));
+                }
+                Ok(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            };
+            let res = match guard_panics(bug, &counted).await {
+                Ok(body) => http::Response::new(body),
+                Err(e) => e.into_response(anthropic),
+            };
+            Ok::<_, Infallible>(res)
+        }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
