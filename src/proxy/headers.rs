@@ -8,6 +8,10 @@ use http::{HeaderMap, HeaderValue};
 use crate::auth::{API_KEY_HEADER, X_API_KEY_HEADER};
 use crate::request_id;
 
+/// Built once: `str::contains` would set up a searcher for every header of every request.
+static MODEL: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("model"));
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and `Host`, which the client sets for the new authority.
 const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -42,7 +46,7 @@ fn strip_on_request(name: &HeaderName) -> bool {
         || n.contains('_')
         // Only the body's (or the deployment's) model is decided on: a header naming another
         // (`x-model`, `x-ms-model-mesh-model-name`) must not choose what the upstream serves.
-        || n.contains("model")
+        || MODEL.find(n.as_bytes()).is_some()
 }
 
 /// Headers named in `Connection` are hop-by-hop too.
@@ -101,9 +105,8 @@ const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// request id under [`UPSTREAM_REQUEST_ID`].
 pub fn response_headers(headers: &mut HeaderMap) {
     let id = headers.remove(request_id::HEADER).or_else(|| headers.remove(ANTHROPIC_REQUEST_ID));
-    // One look over the few headers a response has; only names to drop cost an allocation.
-    let dropped: Vec<HeaderName> = headers.keys().filter(|k| !RESPONSE_ALLOWED.contains(k)).cloned().collect();
-    for name in dropped {
+    // A response has few headers: looking again after each removal allocates nothing.
+    while let Some(name) = headers.keys().find(|k| !RESPONSE_ALLOWED.contains(k)).cloned() {
         headers.remove(name);
     }
     if let Some(id) = id {
