@@ -130,9 +130,10 @@ where
     let mut exchange = Exchange::begin(snapshot.clone(), at, request_id, shared.audit.reserve());
     // Routed, or `Err` with the route the path names when the method is not the route's.
     let route = route::classify(parts.uri.path()).map(|r| r.with_method(&parts.method).ok_or(r));
-    let anthropic = route.is_some_and(|r| r.unwrap_or_else(|r| r).anthropic());
-    if let Some(r) = route {
-        exchange.operation = r.unwrap_or_else(|r| r).label();
+    let named = route.map(|r| r.unwrap_or_else(|r| r));
+    let anthropic = named.is_some_and(|r| r.anthropic());
+    if let Some(r) = named {
+        exchange.operation = r.label();
     }
     let result = if exchange.recordable() {
         guard_panics(serve(&shared, &snapshot, &parts, route, body, &mut exchange), &shared.metrics.panics).await
@@ -290,21 +291,9 @@ where
         }
     };
     let flops_per_token = spec.and_then(|m| m.parameters).map(|p| 2.0 * p);
-    let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
     // Daily quotas count real days even when the policy's day is fixed.
-    let quota_day = Day::of(time).0;
-    let demand = Demand { tokens: prompt.saturating_add(reserve), flops_per_token, day: quota_day };
-    let (ticket, status) = match &shared.cluster {
-        None => limiter.admit(demand)?,
-        Some(cluster) => {
-            let id = policy.tenant(tenant).map_or("", |t| &t.id[..]);
-            let admission = limiter.admit_shared(id, demand, cluster).await;
-            if admission.fallback {
-                shared.metrics.limits_fallback.inc();
-            }
-            admission.result?
-        }
-    };
+    let demand = Demand { tokens: prompt.saturating_add(reserve), flops_per_token, day: Day::of(time).0 };
+    let (ticket, status) = admit(shared, snapshot, tenant, demand).await?;
     if op == Operation::CountTokens {
         // Counting tokens generates none: it counts as a request, not as the tokens it counts.
         exchange.charge_request(ticket);
@@ -369,18 +358,8 @@ async fn stored(
     exchange.purpose = purpose.map(Into::into);
     let (_, endpoints) = decide(policy, exchange, tenant, &owner.model, purpose, today)?;
     let endpoints = only_endpoint(policy, endpoints, &owner.endpoint)?;
-    let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
     let demand = Demand { tokens: 0, flops_per_token: None, day: Day::of(exchange.time()).0 };
-    let (ticket, status) = match &shared.cluster {
-        None => limiter.admit(demand)?,
-        Some(cluster) => {
-            let admission = limiter.admit_shared(&owner.tenant, demand, cluster).await;
-            if admission.fallback {
-                shared.metrics.limits_fallback.inc();
-            }
-            admission.result?
-        }
-    };
+    let (ticket, status) = admit(shared, snapshot, tenant, demand).await?;
     exchange.charge_request(ticket);
     exchange.decide_forward().await.map_err(|_| GatewayError::AuditUnavailable)?;
     let target = UpstreamPath::Stored(action, id);
@@ -450,6 +429,24 @@ fn decide<'p>(
     };
     let Some(model) = decision.model else { return Err(GatewayError::Policy(Denial::ModelNotFound)) };
     Ok((model, endpoints))
+}
+
+/// `demand` against the tenant's limits: this replica's, or in cluster mode the store's (this
+/// replica's share when the store is out of reach, counted).
+async fn admit(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    tenant: TenantIdx,
+    demand: Demand,
+) -> Result<(crate::limits::Ticket, crate::limits::RateHeadroom), GatewayError> {
+    let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
+    let Some(cluster) = &shared.cluster else { return Ok(limiter.admit(demand)?) };
+    let id = snapshot.policy.tenant(tenant).map_or("", |t| &t.id[..]);
+    let admission = limiter.admit_shared(id, demand, cluster).await;
+    if admission.fallback {
+        shared.metrics.limits_fallback.inc();
+    }
+    Ok(admission.result?)
 }
 
 /// The owner of the stored response `id`, when that is `tenant`. An unknown id and another
