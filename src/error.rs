@@ -120,29 +120,13 @@ impl GatewayError {
         }
     }
 
-    /// Anthropic's `error.type` for this refusal's status, which its SDKs map to their typed
-    /// errors.
-    fn anthropic_type(&self) -> &'static str {
-        match self.status().as_u16() {
-            401 => "authentication_error",
-            403 => "permission_error",
-            404 => "not_found_error",
-            413 => "request_too_large",
-            429 => "rate_limit_error",
-            504 => "timeout_error",
-            529 => "overloaded_error",
-            500.. => "api_error",
-            _ => "invalid_request_error",
-        }
-    }
-
     /// The response in OpenAI's error shape, or with `anthropic` in Anthropic's.
     pub fn into_response(self, anthropic: bool) -> Response<Full<Bytes>> {
         let body = if anthropic {
             serde_json::json!({
                 "type": "error",
                 "error": {
-                    "type": self.anthropic_type(),
+                    "type": anthropic_type(self.status()),
                     "message": self.to_string(),
                     "code": self.code(),
                 }
@@ -189,6 +173,22 @@ impl GatewayError {
             _ => {}
         }
         res
+    }
+}
+
+/// Anthropic's `error.type` for a status, which its SDKs map to their typed errors.
+pub fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        500.. => "api_error",
+        _ => "invalid_request_error",
     }
 }
 

@@ -36,18 +36,7 @@ impl Op {
 
 /// An error as Anthropic answers one, its type following from the status.
 pub(super) fn error(status: StatusCode, message: &str) -> Response<MockBody> {
-    let kind = match status.as_u16() {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 => "overloaded_error",
-        _ => "api_error",
-    };
+    let kind = crate::error::anthropic_type(status);
     let mut res = json_response(&json!({"type": "error", "error": {"type": kind, "message": message}}));
     *res.status_mut() = status;
     res
