@@ -78,6 +78,7 @@ impl GatewayError {
             Self::ResponseNotFound { .. } => Reason::ResponseNotFound,
             Self::RateLimited(r) => r.kind.reason(),
             Self::Upstream(UpstreamError::Timeout) => Reason::UpstreamTimeout,
+            Self::Upstream(UpstreamError::Overloaded { .. }) => Reason::UpstreamOverloaded,
             Self::Upstream(_) => Reason::UpstreamUnavailable,
             Self::UpstreamStatus { .. } => Reason::UpstreamError,
             Self::AuditUnavailable => Reason::AuditUnavailable,
@@ -103,8 +104,11 @@ impl GatewayError {
         match self {
             Self::Policy(d) => d.error_type(),
             Self::RateLimited(_) => "rate_limit_error",
+            Self::AuditUnavailable
+            | Self::ClusterUnavailable
+            | Self::Overloaded
+            | Self::Upstream(UpstreamError::Overloaded { .. }) => "service_unavailable",
             Self::Upstream(_) | Self::UpstreamStatus { .. } => "upstream_error",
-            Self::AuditUnavailable | Self::ClusterUnavailable | Self::Overloaded => "service_unavailable",
             Self::Internal => "server_error",
             _ => "invalid_request_error",
         }
@@ -161,6 +165,9 @@ impl GatewayError {
             }
             Self::AuditUnavailable | Self::ClusterUnavailable | Self::Overloaded => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Upstream(UpstreamError::Overloaded { retry_after }) => {
+                h.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
             Self::UpstreamStatus { upstream_request_id, retry_after, .. } => {
                 if let Some(id) = upstream_request_id {

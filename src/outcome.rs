@@ -275,7 +275,7 @@ impl Exchange {
             (Reason::UpstreamUnavailable | Reason::UpstreamError, _) | (_, BodyEnd::UpstreamFailed) => {
                 Outcome::UpstreamError
             }
-            (Reason::AuditUnavailable, _) => Outcome::NotForwarded,
+            (Reason::AuditUnavailable | Reason::UpstreamOverloaded, _) => Outcome::NotForwarded,
             (Reason::InternalError, _) => Outcome::GatewayFailed,
             (_, BodyEnd::ClientGone) if slot.cutting() => Outcome::ShutdownCut,
             (_, BodyEnd::ClientGone) => Outcome::ClientDisconnected,

@@ -119,6 +119,7 @@ reasons! {
     UpstreamUnavailable => "upstream_unavailable",
     UpstreamTimeout => "upstream_timeout",
     UpstreamError => "upstream_error",
+    UpstreamOverloaded => "upstream_overloaded",
     AuditUnavailable => "audit_unavailable",
     Overloaded => "overloaded",
     ClusterUnavailable => "cluster_unavailable",
@@ -153,9 +154,11 @@ impl Reason {
             | Self::EndUseDeclarationExpired
             | Self::PurposeNotDeclared => StatusCode::FORBIDDEN,
             Self::ModelNotFound | Self::RouteNotFound | Self::ResponseNotFound => StatusCode::NOT_FOUND,
-            Self::NoResidentEndpoint | Self::AuditUnavailable | Self::ClusterUnavailable | Self::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NoResidentEndpoint
+            | Self::AuditUnavailable
+            | Self::ClusterUnavailable
+            | Self::Overloaded
+            | Self::UpstreamOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidRequest | Self::OperationNotSupported => StatusCode::BAD_REQUEST,
             Self::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -175,9 +178,11 @@ impl Reason {
     pub fn decision(self) -> Decision {
         match self {
             Self::Allowed => Decision::Allow,
-            Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::UpstreamError | Self::InternalError => {
-                Decision::Error
-            }
+            Self::UpstreamUnavailable
+            | Self::UpstreamTimeout
+            | Self::UpstreamError
+            | Self::UpstreamOverloaded
+            | Self::InternalError => Decision::Error,
             _ => Decision::Deny,
         }
     }

@@ -125,7 +125,8 @@ outcomes! {
     StreamIdleTimeout => "stream_idle_timeout",
     /// A stream still running at `upstream.stream_max_duration`.
     StreamMaxDuration => "stream_max_duration",
-    /// Never forwarded: its decision could not be written (`audit_unavailable`).
+    /// Never forwarded: its decision could not be written (`audit_unavailable`), or every
+    /// endpoint that may serve it was ejected or full (`upstream_overloaded`).
     NotForwarded => "not_forwarded",
     /// The gateway panicked while handling it (`internal_error`), before or after forwarding.
     GatewayFailed => "gateway_failed",

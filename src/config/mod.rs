@@ -20,7 +20,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use files::{FILES, File, Files};
 pub use settings::{
     AdminSettings, AuditSettings, AuditSync, ClusterSettings, ClusterUrl, LimitSettings, OnAuditFailure,
-    ReloadSettings, ReportDefaults, ServerSettings, Settings, UpstreamSettings,
+    OutlierSettings, ReloadSettings, ReportDefaults, ServerSettings, Settings, UpstreamSettings,
 };
 
 use crate::policy::Policy;

@@ -141,6 +141,19 @@ pub struct UpstreamSection {
     pub stream_idle_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub stream_max_duration: Option<Duration>,
+    pub max_in_flight: Option<u32>,
+    pub outlier: OutlierSection,
+}
+
+/// `[upstream.outlier]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierSection {
+    pub consecutive_failures: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    pub ejection: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Option<Duration>,
 }
 
 /// `models.toml`: the catalog.

@@ -52,6 +52,20 @@ pub struct UpstreamSettings {
     pub stream_idle_timeout: Duration,
     /// A streamed response still running after this long is ended with an error event.
     pub stream_max_duration: Duration,
+    /// Requests one endpoint may have in flight; a full endpoint takes nothing more until one
+    /// ends, and when every endpoint is full the client gets 503 `upstream_overloaded`.
+    pub max_in_flight: u32,
+    pub outlier: OutlierSettings,
+}
+
+/// When an endpoint is taken out of rotation, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierSettings {
+    /// Connect failures, timeouts and 5xx answers in a row that eject an endpoint.
+    pub consecutive_failures: u32,
+    /// How long the first ejection lasts; each failed probe doubles it.
+    pub ejection: Duration,
+    pub max_ejection: Duration,
 }
 
 /// Stored responses (the Responses API) and the tenants they are bound to.
@@ -170,6 +184,12 @@ impl Default for UpstreamSettings {
             pool_idle_timeout: Duration::from_secs(90),
             stream_idle_timeout: Duration::from_secs(60),
             stream_max_duration: Duration::from_secs(15 * 60),
+            max_in_flight: 1024,
+            outlier: OutlierSettings {
+                consecutive_failures: 5,
+                ejection: Duration::from_secs(30),
+                max_ejection: Duration::from_secs(300),
+            },
         }
     }
 }

@@ -29,6 +29,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::balance::InFlight;
+
 type Connection = http1::Connection<Io, Full<Bytes>>;
 
 /// Opens an in-memory connection to an upstream served in this process (the in-process
@@ -246,7 +248,13 @@ impl Client {
             match sent {
                 Ok(res) => {
                     let link = (!conn_done).then_some(link);
-                    return Ok(res.map(|body| UpstreamBody { body, link, pool: pool.clone(), ended: false }));
+                    return Ok(res.map(|body| UpstreamBody {
+                        body,
+                        link,
+                        pool: pool.clone(),
+                        ended: false,
+                        held: None,
+                    }));
                 }
                 Err(e) => match retry(e, reused) {
                     Ok(again) => {
@@ -285,9 +293,16 @@ pub struct UpstreamBody {
     link: Option<Box<Link>>,
     pool: Arc<OriginPool>,
     ended: bool,
+    /// The request's place in its endpoint's in-flight count, given up when the body is.
+    held: Option<InFlight>,
 }
 
 impl UpstreamBody {
+    /// Keeps `held` until this body is dropped: a response counts as in flight until it ends.
+    pub fn hold(&mut self, held: InFlight) {
+        self.held = Some(held);
+    }
+
     /// Lets the connection read and decode what has arrived, moving the next chunk into the body.
     fn drive(&mut self, cx: &mut Context<'_>) {
         if let Some(link) = &mut self.link

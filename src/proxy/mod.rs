@@ -4,9 +4,11 @@
 //! unchanged, and the response streamed back as it arrives, frames already read forwarded
 //! together.
 //!
-//! Retries happen only when a connection could not be made, so the request never reached an
-//! upstream; anything after that is answered as it is.
+//! Which endpoint a request goes to, and which are out of rotation, is `balance`'s. A request is
+//! sent again, once and to another endpoint, only when no connection could be made, so it never
+//! reached an upstream; anything after that is answered as it is.
 
+mod balance;
 pub mod client;
 mod coalesce;
 mod headers;
@@ -22,11 +24,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::Instant;
 
-use crate::config::UpstreamSettings;
+use crate::config::{OutlierSettings, UpstreamSettings};
 use crate::endpoint::Endpoint;
 use crate::ids::EndpointIdx;
 use crate::route::{Operation, Stored};
 use crate::telemetry::{Handles, UpstreamErrorKind};
+use balance::InFlight;
 use client::{Client, Connector, Dial, SendError, UpstreamBody};
 use metered::StreamTimers;
 
@@ -41,6 +44,9 @@ pub enum UpstreamError {
     Timeout,
     #[error("The model endpoint is unavailable.")]
     Rejected,
+    /// Every endpoint that may serve the request is ejected or at its in-flight cap.
+    #[error("Every endpoint for this model is failing or at capacity; retry after the time in Retry-After.")]
+    Overloaded { retry_after: Duration },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +92,8 @@ pub struct Upstreams {
     client: Client,
     first_byte_timeout: Duration,
     stream_timers: StreamTimers,
+    max_in_flight: u32,
+    outlier: OutlierSettings,
 }
 
 // === impl Upstreams ===
@@ -106,6 +114,8 @@ impl Upstreams {
             client: Client::new(connector, settings.pool_idle_timeout),
             first_byte_timeout: settings.first_byte_timeout,
             stream_timers: StreamTimers { idle: settings.stream_idle_timeout, max: settings.stream_max_duration },
+            max_in_flight: settings.max_in_flight,
+            outlier: settings.outlier.clone(),
         }
     }
 
@@ -125,9 +135,10 @@ impl Upstreams {
         }
     }
 
-    /// Sends the request to the first endpoint that accepts a connection, within one deadline
-    /// for the upstream's response head: `asking` (the body asking for a stream's usage) where
-    /// the endpoint takes it, else `body`.
+    /// Sends the request to the endpoint `balance` picks, and once more to another if no
+    /// connection could be made to the first (so none of it reached an upstream), all within one
+    /// deadline for the upstream's response head: `asking` (the body asking for a stream's usage)
+    /// where the endpoint takes it, else `body`.
     pub async fn forward(
         &self,
         targets: Targets<'_>,
@@ -139,11 +150,28 @@ impl Upstreams {
         let started = std::time::Instant::now();
         let deadline = Instant::from_std(started) + self.first_byte_timeout;
         let metrics = targets.metrics;
-        for &e in targets.endpoints {
-            let (Some(ep), Some(pool)) = (targets.table.get(e as usize), targets.pools.get(e)) else { continue };
-            let error = |kind| {
-                if let Some(h) = metrics.endpoint(e) {
+        let mut tried = None;
+        loop {
+            let (e, mut held) =
+                match balance::pick(targets.endpoints, |e| targets.pools.health(e), tried, self.max_in_flight) {
+                    Ok(picked) => picked,
+                    // The retry found nothing else: the first attempt's failure stands.
+                    Err(_) if tried.is_some() => return Err(UpstreamError::Unavailable),
+                    Err(none) => return Err(UpstreamError::Overloaded { retry_after: none.retry_after }),
+                };
+            let (Some(ep), Some(pool)) = (targets.table.get(e as usize), targets.pools.get(e)) else {
+                return Err(UpstreamError::Unavailable);
+            };
+            let handles = metrics.endpoint(e);
+            let failed = |held: &mut InFlight, kind| {
+                if let Some(h) = handles {
                     h.error(kind);
+                }
+                if held.failed(&self.outlier) {
+                    tracing::warn!(endpoint = %ep.url, "Endpoint ejected after failing; it is probed again later.");
+                    if let Some(h) = handles {
+                        h.ejected(true);
+                    }
                 }
             };
             let (sent, asked) = match &asking {
@@ -156,43 +184,54 @@ impl Upstreams {
                 UpstreamPath::Operation(op) => ep.path(op).clone().into(),
                 UpstreamPath::Stored(action, id) => match ep.stored_path(action, id, parts.uri.query()) {
                     Some(path) => path.into(),
-                    None => continue,
+                    None => return Err(UpstreamError::Unavailable),
                 },
             };
             *req.headers_mut() = request_headers(&parts.headers, ep.host(), ep.credential());
             let res = match tokio::time::timeout_at(deadline, self.client.send(pool, ep.origin(), req)).await {
                 Err(_) => {
-                    error(UpstreamErrorKind::Timeout);
+                    failed(&mut held, UpstreamErrorKind::Timeout);
                     tracing::warn!(endpoint = %ep.url, "Upstream response head timed out.");
                     return Err(UpstreamError::Timeout);
                 }
                 Ok(Err(err @ SendError::Connect(_))) => {
-                    error(UpstreamErrorKind::Connect);
-                    tracing::warn!(endpoint = %ep.url, error = %err, "Upstream connect failed; trying the next endpoint.");
+                    failed(&mut held, UpstreamErrorKind::Connect);
+                    tracing::warn!(endpoint = %ep.url, error = %err, "Upstream connect failed.");
+                    if tried.is_some() {
+                        return Err(UpstreamError::Unavailable);
+                    }
+                    tried = Some(e);
                     continue;
                 }
                 Ok(Err(err)) => {
-                    error(UpstreamErrorKind::Protocol);
+                    failed(&mut held, UpstreamErrorKind::Protocol);
                     tracing::warn!(endpoint = %ep.url, error = %err, "Upstream request failed.");
                     return Err(UpstreamError::Unavailable);
                 }
                 Ok(Ok(res)) => res,
             };
             let first_byte = started.elapsed();
-            if let Some(h) = metrics.endpoint(e) {
+            if let Some(h) = handles {
                 h.first_byte.observe(first_byte.as_secs_f64());
             }
             if matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
                 // The client's key was checked by us; an upstream auth failure is ours to fix
-                // and must not look to the client like its own key was wrong.
-                error(UpstreamErrorKind::Auth);
+                // and must not look to the client like its own key was wrong. An endpoint that
+                // refuses the gateway's credential fails every request, so it counts to ejection.
+                failed(&mut held, UpstreamErrorKind::Auth);
                 tracing::error!(endpoint = %ep.url, status = %res.status(), "Upstream refused the gateway's credentials.");
                 return Err(UpstreamError::Rejected);
             }
             if res.status().is_server_error() {
-                error(UpstreamErrorKind::Http5xx);
+                failed(&mut held, UpstreamErrorKind::Http5xx);
+            } else if held.succeeded() {
+                tracing::info!(endpoint = %ep.url, "Ejected endpoint answered its probe; back in rotation.");
+                if let Some(h) = handles {
+                    h.ejected(false);
+                }
             }
-            let (mut head, body) = res.into_parts();
+            let (mut head, mut body) = res.into_parts();
+            body.hold(held);
             response_headers(&mut head.headers);
             return Ok(Forwarded {
                 endpoint: e,
@@ -202,6 +241,5 @@ impl Upstreams {
                 first_byte,
             });
         }
-        Err(UpstreamError::Unavailable)
     }
 }

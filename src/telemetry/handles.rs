@@ -112,11 +112,21 @@ pub struct EndpointHandles {
     pub first_byte: Histogram,
     pub duration: Histogram,
     errors: [IntCounter; UpstreamErrorKind::ALL.len()],
+    ejections: IntCounter,
+    ejected: IntGauge,
 }
 
 impl EndpointHandles {
     pub fn error(&self, kind: UpstreamErrorKind) {
         self.errors[kind as usize].inc();
+    }
+
+    /// The endpoint was ejected (`true`) or put back after a probe.
+    pub fn ejected(&self, out: bool) {
+        if out {
+            self.ejections.inc();
+        }
+        self.ejected.set(i64::from(out));
     }
 }
 
@@ -173,6 +183,8 @@ impl Handles {
                     duration: metrics.upstream_duration.with_label_values(&labels),
                     errors: UpstreamErrorKind::ALL
                         .map(|k| metrics.upstream_errors.with_label_values(&[&name, k.as_str()])),
+                    ejections: metrics.upstream_ejections.with_label_values(&[&name]),
+                    ejected: metrics.upstream_ejected.with_label_values(&[&name]),
                 }
             })
             .collect();

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub(crate) upstream_first_byte: HistogramVec,
     pub(crate) upstream_duration: HistogramVec,
     pub(crate) upstream_errors: IntCounterVec,
+    pub(crate) upstream_ejections: IntCounterVec,
+    pub(crate) upstream_ejected: IntGaugeVec,
     pub(crate) tokens: IntCounterVec,
     pub(crate) model_tokens: IntCounterVec,
     pub(crate) flops: CounterVec,
@@ -132,6 +134,19 @@ impl Metrics {
             "Upstream failures by endpoint and kind (connect, timeout, protocol, auth, http_5xx, stream).",
             &["endpoint", "kind"],
         )?;
+        let upstream_ejections = counter(
+            "customs_upstream_ejections_total",
+            "Endpoints taken out of rotation after failing (consecutive failures, or a failed probe).",
+            &["endpoint"],
+        )?;
+        let upstream_ejected = IntGaugeVec::new(
+            Opts::new(
+                "customs_upstream_ejected",
+                "1 while an endpoint is out of rotation: ejected, or waiting for a probe to succeed.",
+            ),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(upstream_ejected.clone()))?;
         let tokens = counter(
             "customs_tokens_total",
             "Tokens by tenant and kind: prompt and completion as the upstream reported them, unmetered: the worst case charged where it reported none.",
@@ -234,6 +249,8 @@ impl Metrics {
             upstream_first_byte,
             upstream_duration,
             upstream_errors,
+            upstream_ejections,
+            upstream_ejected,
             tokens,
             model_tokens,
             flops,

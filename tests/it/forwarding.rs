@@ -174,3 +174,137 @@ async fn forward_to_azure_upstream_uses_deployment_path_and_api_key() {
     gw.shutdown().await;
     mock.stop().await;
 }
+
+/// A chat request to model `m` with extra headers (the mock reads `x-mock-*`).
+async fn chat_with(addr: std::net::SocketAddr, extra: &[(&str, &str)]) -> support::Reply {
+    let mut headers = vec![("authorization", "Bearer sk-demo-us")];
+    headers.extend_from_slice(extra);
+    send(addr, Method::POST, "/v1/chat/completions", &headers, crate::support::chat_body("m")).await
+}
+
+#[tokio::test]
+async fn requests_go_to_the_endpoint_with_fewest_in_flight() {
+    let (a, b) = (support::mock("a").await, support::mock("b").await);
+    let eps =
+        format!("{}{}", endpoint(&format!("http://{}/v1", a.addr), ""), endpoint(&format!("http://{}/v1", b.addr), ""));
+    let (_dir, gw) = single_model(&eps, "").await;
+    // One at a time: each finds both idle, and ties go to the first configured.
+    for _ in 0..3 {
+        assert_eq!(chat_with(gw.addr, &[]).await.status, StatusCode::OK);
+    }
+    assert_eq!((a.requests().await.len(), b.requests().await.len()), (3, 0));
+    // Four at once, each held upstream: they spread two and two.
+    let slow = (0..4).map(|_| chat_with(gw.addr, &[("x-mock-delay-ms", "400")]));
+    for r in futures_util::future::join_all(slow).await {
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!((a.requests().await.len(), b.requests().await.len()), (5, 2));
+    gw.shutdown().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_in_a_row_is_ejected_then_probed_back_in() {
+    let (a, b) = (support::mock("a").await, support::mock("b").await);
+    let eps =
+        format!("{}{}", endpoint(&format!("http://{}/v1", a.addr), ""), endpoint(&format!("http://{}/v1", b.addr), ""));
+    let gateway = "[upstream.outlier]\nconsecutive_failures = 2\nejection = \"700ms\"\nmax_ejection = \"10s\"\n";
+    let (_dir, gw) = single_model(&eps, gateway).await;
+    let failing = [("x-mock-fail", "503")];
+    // Which mock served the request just sent: the one whose count grew.
+    let mut counts = (0, 0);
+    let mut served = async |r: support::Reply| {
+        let now = (a.requests().await.len(), b.requests().await.len());
+        let by = if now.0 > counts.0 {
+            "a"
+        } else if now.1 > counts.1 {
+            "b"
+        } else {
+            "none"
+        };
+        counts = now;
+        (by, r.status)
+    };
+
+    // Two 5xx in a row from a (the first, so the one chosen): a is out.
+    for _ in 0..2 {
+        assert_eq!(served(chat_with(gw.addr, &failing).await).await, ("a", StatusCode::SERVICE_UNAVAILABLE));
+    }
+    let m = support::scrape(gw.admin_addr).await;
+    assert_eq!(support::value(&m, "customs_upstream_ejected", &[("endpoint", "m#0")]), 1.0);
+    assert_eq!(support::value(&m, "customs_upstream_ejections_total", &[("endpoint", "m#0")]), 1.0);
+    for _ in 0..3 {
+        assert_eq!(served(chat_with(gw.addr, &[]).await).await, ("b", StatusCode::OK), "a is ejected");
+    }
+
+    // Past the ejection one request probes a; it fails, so a is out twice as long.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(served(chat_with(gw.addr, &failing).await).await, ("a", StatusCode::SERVICE_UNAVAILABLE), "the probe");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(served(chat_with(gw.addr, &[]).await).await, ("b", StatusCode::OK), "out for 1.4 s this time");
+    let m = support::scrape(gw.admin_addr).await;
+    assert_eq!(support::value(&m, "customs_upstream_ejections_total", &[("endpoint", "m#0")]), 2.0);
+
+    // A probe that succeeds puts a back, and it takes requests again.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(served(chat_with(gw.addr, &[]).await).await, ("a", StatusCode::OK), "the probe");
+    assert_eq!(served(chat_with(gw.addr, &[]).await).await, ("a", StatusCode::OK), "back in rotation");
+    let m = support::scrape(gw.admin_addr).await;
+    assert_eq!(support::value(&m, "customs_upstream_ejected", &[("endpoint", "m#0")]), 0.0);
+    gw.shutdown().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn with_every_endpoint_ejected_or_full_the_client_gets_503_with_retry_after() {
+    let mock = support::mock("m").await;
+    let eps = endpoint(&format!("http://{}/v1", mock.addr), "");
+    let gateway = "[upstream]\nmax_in_flight = 1\n\n[upstream.outlier]\nconsecutive_failures = 1\nejection = \"3s\"\n";
+    let (_dir, gw) = single_model(&eps, gateway).await;
+
+    // Full: one request held upstream, the next is shed at once.
+    let held = tokio::spawn(chat_with(gw.addr, &[("x-mock-delay-ms", "600")]));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let r = chat_with(gw.addr, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded"));
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(held.await.unwrap().status, StatusCode::OK);
+    assert_eq!(mock.requests().await.len(), 1, "the shed request never went upstream");
+
+    // Ejected: one failure is enough here; the client is told when the probe is due.
+    assert_eq!(chat_with(gw.addr, &[("x-mock-fail", "500")]).await.code(), "upstream_error");
+    let r = chat_with(gw.addr, &[]).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "upstream_overloaded"));
+    assert_eq!(r.headers["retry-after"], "3");
+    assert_eq!(mock.requests().await.len(), 2);
+    let m = support::scrape(gw.admin_addr).await;
+    let shed = [("tenant", "t"), ("jurisdiction", "us"), ("decision", "error"), ("reason", "upstream_overloaded")];
+    assert_eq!(support::value(&m, "customs_requests_total", &shed), 2.0);
+    gw.shutdown().await;
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_no_endpoint_would_connect_to_is_retried_once_only() {
+    let eps = format!(
+        "{}{}{}",
+        endpoint(&format!("http://{}/v1", closed_port()), ""),
+        endpoint(&format!("http://{}/v1", closed_port()), ""),
+        endpoint(&format!("http://{}/v1", closed_port()), "")
+    );
+    let (_dir, gw) = single_model(&eps, "").await;
+    let r = crate::support::chat(gw.addr, "sk-demo-us", "m", None).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_GATEWAY, "upstream_unavailable"));
+    let m = support::scrape(gw.admin_addr).await;
+    let connects: f64 = (0..3)
+        .map(|n| {
+            let endpoint = format!("m#{n}");
+            support::series(&m, "customs_upstream_errors_total", &[("endpoint", &endpoint), ("kind", "connect")])
+                .unwrap_or(0.0)
+        })
+        .sum();
+    assert_eq!(connects, 2.0, "the first endpoint and one retry");
+    gw.shutdown().await;
+}

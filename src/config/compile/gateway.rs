@@ -5,8 +5,8 @@ use super::ctx::Ctx;
 use crate::config::error::Source;
 use crate::config::raw::{ClusterSection, GatewayFile, TlsSection};
 use crate::config::settings::{
-    AdminSettings, AuditSettings, ClusterSettings, ClusterUrl, LimitSettings, ReloadSettings, ReportDefaults,
-    ResponseSettings, ServerSettings, Settings, TlsSettings, UpstreamSettings,
+    AdminSettings, AuditSettings, ClusterSettings, ClusterUrl, LimitSettings, OutlierSettings, ReloadSettings,
+    ReportDefaults, ResponseSettings, ServerSettings, Settings, TlsSettings, UpstreamSettings,
 };
 
 pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Settings {
@@ -29,6 +29,16 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             pool_idle_timeout: g.upstream.pool_idle_timeout.unwrap_or(d.upstream.pool_idle_timeout),
             stream_idle_timeout: g.upstream.stream_idle_timeout.unwrap_or(d.upstream.stream_idle_timeout),
             stream_max_duration: g.upstream.stream_max_duration.unwrap_or(d.upstream.stream_max_duration),
+            max_in_flight: g.upstream.max_in_flight.unwrap_or(d.upstream.max_in_flight),
+            outlier: OutlierSettings {
+                consecutive_failures: g
+                    .upstream
+                    .outlier
+                    .consecutive_failures
+                    .unwrap_or(d.upstream.outlier.consecutive_failures),
+                ejection: g.upstream.outlier.ejection.unwrap_or(d.upstream.outlier.ejection),
+                max_ejection: g.upstream.outlier.max_ejection.unwrap_or(d.upstream.outlier.max_ejection),
+            },
         },
         responses: ResponseSettings {
             max_bound_ids: g.responses.max_bound_ids.unwrap_or(d.responses.max_bound_ids),
@@ -150,6 +160,9 @@ fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
         (zero(s.upstream.first_byte_timeout), "upstream.first_byte_timeout"),
         (zero(s.upstream.stream_idle_timeout), "upstream.stream_idle_timeout"),
         (zero(s.upstream.stream_max_duration), "upstream.stream_max_duration"),
+        (s.upstream.max_in_flight == 0, "upstream.max_in_flight"),
+        (s.upstream.outlier.consecutive_failures == 0, "upstream.outlier.consecutive_failures"),
+        (zero(s.upstream.outlier.ejection), "upstream.outlier.ejection"),
         (s.limits.bytes_per_token == 0, "limits.bytes_per_token"),
         (s.responses.max_bound_ids == 0, "responses.max_bound_ids"),
         (zero(s.responses.bound_for), "responses.bound_for"),
@@ -158,6 +171,9 @@ fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
         if bad {
             ctx.err(src, None, key, "must be greater than zero");
         }
+    }
+    if s.upstream.outlier.max_ejection < s.upstream.outlier.ejection {
+        ctx.err(src, None, "upstream.outlier.max_ejection", "must be at least upstream.outlier.ejection");
     }
     if s.server.max_buffered_body_bytes < s.server.max_body_bytes {
         ctx.err(
