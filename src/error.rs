@@ -32,6 +32,8 @@ pub enum GatewayError {
     InvalidRequest { message: &'static str, param: Option<&'static str> },
     #[error("The request body is larger than this gateway accepts.")]
     TooLarge,
+    #[error("The request's headers are larger, or more numerous, than this gateway accepts.")]
+    HeaderTooLarge,
     #[error("The request body was not received in time.")]
     BodyTimeout,
     #[error("Unknown request URL.")]
@@ -71,6 +73,7 @@ impl GatewayError {
             Self::Policy(d) => d.reason(),
             Self::Body(_) | Self::InvalidRequest { .. } => Reason::InvalidRequest,
             Self::TooLarge => Reason::RequestTooLarge,
+            Self::HeaderTooLarge => Reason::HeaderTooLarge,
             Self::BodyTimeout => Reason::RequestTimeout,
             Self::RouteNotFound => Reason::RouteNotFound,
             Self::MethodNotAllowed => Reason::MethodNotAllowed,

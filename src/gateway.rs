@@ -45,6 +45,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub upstreams: Upstreams,
     pub max_body_bytes: u64,
+    /// `server.max_header_bytes` and `server.max_header_fields`.
+    pub max_header_bytes: u32,
+    pub max_header_fields: u32,
     /// Bytes of request bodies all requests together may hold (`server.max_buffered_body_bytes`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
     pub body_read_timeout: Duration,
@@ -197,6 +200,21 @@ where
     Ok(Response::from_parts(head, body))
 }
 
+/// Whether the head is within the limits, measured as HTTP/1 writes it (request line, then
+/// `name: value` and CRLF per field) on either protocol. The HTTP layer's own limits are twice
+/// these, so a head between the two gets the gateway's JSON refusal, record and metric.
+fn head_fits(parts: &Parts, max_bytes: u32, max_fields: u32) -> bool {
+    if parts.headers.len() > max_fields as usize {
+        return false;
+    }
+    let line = parts.method.as_str().len()
+        + parts.uri.authority().map_or(0, |a| a.as_str().len())
+        + parts.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len();
+    let fields: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    line + fields <= max_bytes as usize
+}
+
 /// The request path, phase by phase; every refusal returns early with its reason.
 async fn serve<B>(
     shared: &Shared,
@@ -211,6 +229,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let policy = &snapshot.policy;
+    if !head_fits(parts, shared.max_header_bytes, shared.max_header_fields) {
+        return Err(GatewayError::HeaderTooLarge);
+    }
     let route = route.ok_or(GatewayError::RouteNotFound)?.map_err(|_| GatewayError::MethodNotAllowed)?;
     let tenant = auth::authenticate(policy.keys(), &parts.headers)?;
     exchange.tenant = Some(tenant);

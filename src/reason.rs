@@ -107,6 +107,7 @@ reasons! {
     ),
     InvalidRequest => "invalid_request",
     RequestTooLarge => "request_too_large",
+    HeaderTooLarge => "header_too_large",
     RequestTimeout => "request_timeout",
     RouteNotFound => "route_not_found",
     MethodNotAllowed => "method_not_allowed",
@@ -161,6 +162,7 @@ impl Reason {
             | Self::UpstreamOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidRequest | Self::OperationNotSupported => StatusCode::BAD_REQUEST,
             Self::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimitExceeded

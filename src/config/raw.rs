@@ -115,6 +115,10 @@ pub struct ServerSection {
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Option<Duration>,
     pub max_connections: Option<u64>,
+    pub max_header_bytes: Option<u32>,
+    pub max_header_fields: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
     pub tls: Option<TlsSection>,

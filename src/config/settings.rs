@@ -38,6 +38,13 @@ pub struct ServerSettings {
     /// Whole request body, from the end of the head: a trickling client cannot hold a slot.
     pub body_read_timeout: Duration,
     pub max_connections: u64,
+    /// A request head (request line and fields, as HTTP/1 writes them) larger than this, or
+    /// with more fields than `max_header_fields`, is refused with 431 `header_too_large`.
+    pub max_header_bytes: u32,
+    pub max_header_fields: u32,
+    /// A connection that starts no request for this long is closed gracefully (requests in
+    /// flight on it finish).
+    pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     /// HTTPS on the inference listener; `None` serves plain HTTP.
     pub tls: Option<TlsSettings>,
@@ -170,6 +177,9 @@ impl Default for ServerSettings {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_header_bytes: 32 * 1024,
+            max_header_fields: 100,
+            idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             tls: None,
         }

@@ -124,6 +124,10 @@ impl MockUpstream {
         let limits = Limits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            max_header_fields: 100,
+            // Longer than a gateway keeps an idle pooled connection.
+            idle_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(1),
             tls: None,
         };

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,15 +20,15 @@ pub struct FirstRequest<T> {
     io: T,
     /// Dropped once a request arrived.
     deadline: Option<Pin<Box<Sleep>>>,
-    arrived: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
 }
 
 impl<T> FirstRequest<T> {
-    /// The connection, and the flag its service sets when a request arrives.
-    pub fn new(io: T, within: Duration) -> (Self, Arc<AtomicBool>) {
-        let arrived = Arc::new(AtomicBool::new(false));
+    /// The connection, and the count of requests its service has started.
+    pub fn new(io: T, within: Duration) -> (Self, Arc<AtomicU64>) {
+        let requests = Arc::new(AtomicU64::new(0));
         let deadline = Some(Box::pin(tokio::time::sleep(within)));
-        (Self { io, deadline, arrived: arrived.clone() }, arrived)
+        (Self { io, deadline, requests: requests.clone() }, requests)
     }
 }
 
@@ -36,7 +36,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstRequest<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         if let Some(deadline) = this.deadline.as_mut() {
-            if this.arrived.load(Ordering::Relaxed) {
+            if this.requests.load(Ordering::Relaxed) > 0 {
                 this.deadline = None;
             } else if deadline.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
@@ -72,16 +72,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstRequest<T> {
     }
 }
 
-/// A connection's service, marking that a request arrived.
+/// A connection's service, counting the requests that arrive (for the first request's deadline
+/// and the idle timeout).
 #[derive(Clone)]
 pub struct Marked<S> {
     inner: S,
-    arrived: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
 }
 
 impl<S> Marked<S> {
-    pub fn new(inner: S, arrived: Arc<AtomicBool>) -> Self {
-        Self { inner, arrived }
+    pub fn new(inner: S, requests: Arc<AtomicU64>) -> Self {
+        Self { inner, requests }
     }
 }
 
@@ -95,7 +96,9 @@ impl<S: tower::Service<R>, R> tower::Service<R> for Marked<S> {
     }
 
     fn call(&mut self, req: R) -> S::Future {
-        self.arrived.store(true, Ordering::Relaxed);
+        // Only this connection's task calls it: a plain load and store, not a locked add.
+        let n = self.requests.load(Ordering::Relaxed);
+        self.requests.store(n.wrapping_add(1), Ordering::Relaxed);
         self.inner.call(req)
     }
 }

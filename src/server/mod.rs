@@ -65,6 +65,11 @@ pub enum ServerError {
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// The HTTP layer refuses heads over twice these (a bare 431, hyper's own); the gateway
+    /// refuses those over them with its JSON error, record and metric.
+    pub max_header_bytes: u32,
+    pub max_header_fields: u32,
+    pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     /// HTTPS: the handshake runs inside the first request's deadline.
     pub tls: Option<TlsAcceptor>,
@@ -145,6 +150,8 @@ impl Server {
             metrics,
             upstreams,
             max_body_bytes: settings.server.max_body_bytes,
+            max_header_bytes: settings.server.max_header_bytes,
+            max_header_fields: settings.server.max_header_fields,
             body_budget: Arc::new(tokio::sync::Semaphore::new(
                 usize::try_from(settings.server.max_buffered_body_bytes)
                     .unwrap_or(usize::MAX)
@@ -163,6 +170,9 @@ impl Server {
         let limits = Limits {
             header_read_timeout: settings.server.header_read_timeout,
             max_connections: usize::try_from(settings.server.max_connections).unwrap_or(usize::MAX),
+            max_header_bytes: settings.server.max_header_bytes,
+            max_header_fields: settings.server.max_header_fields,
+            idle_timeout: settings.server.idle_timeout,
             shutdown_grace: settings.server.shutdown_grace,
             tls: acceptor("server", &settings.server.tls)?,
         };
@@ -274,15 +284,23 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    let head = limits.max_header_bytes.saturating_mul(2);
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(64 * 1024)
+        .max_buf_size((head as usize).max(64 * 1024));
+    // Up to 100 fields hyper parses into an array on the stack; a larger limit costs an
+    // allocation per request, so it is only set when asked for.
+    if limits.max_header_fields > 100 {
+        builder.http1().max_headers(limits.max_header_fields.saturating_mul(2) as usize);
+    }
+    builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(100)
-        .max_header_list_size(32 * 1024);
+        // HPACK counts 32 bytes more per field than the field's name and value.
+        .max_header_list_size(head.saturating_add(limits.max_header_fields.saturating_mul(64)));
     let drain = Arc::new(Drain::default());
     // At most u32::MAX: a semaphore panics above its maximum, and draining waits for them all
     // in one acquire, which counts in u32.
@@ -310,11 +328,15 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (stream, arrived) = FirstRequest::new(stream, limits.header_read_timeout);
-        let service = TowerToHyperService::new(Marked::new(service.clone(), arrived));
+        let (stream, requests) = FirstRequest::new(stream, limits.header_read_timeout);
+        let service = TowerToHyperService::new(Marked::new(service.clone(), requests.clone()));
         match &limits.tls {
             None => {
-                let conn = drain.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                let conn = drain.watch(
+                    builder.serve_connection(TokioIo::new(stream), service).into_owned(),
+                    requests,
+                    limits.idle_timeout,
+                );
                 open.spawn(async move {
                     let _ = conn.await;
                     drop(permit);
@@ -324,11 +346,12 @@ where
                 // The handshake reads through the first request's deadline, so a client that
                 // stalls it is cut off like one that stalls its request head.
                 let (accept, builder, drain) = (acceptor.accept(stream), builder.clone(), drain.clone());
+                let idle = limits.idle_timeout;
                 open.spawn(async move {
                     match accept.await {
                         Ok(tls) => {
-                            let _ =
-                                drain.watch(builder.serve_connection(TokioIo::new(tls), service).into_owned()).await;
+                            let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                            let _ = drain.watch(conn, requests, idle).await;
                         }
                         Err(e) => tracing::debug!(error = %e, "TLS handshake failed."),
                     }
@@ -394,6 +417,9 @@ mod tests {
         let limits = Limits {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 8,
+            max_header_bytes: 32 * 1024,
+            max_header_fields: 100,
+            idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(60),
             tls: None,
         };

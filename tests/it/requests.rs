@@ -319,6 +319,9 @@ async fn a_panic_on_the_request_path_is_answered_500() {
     let limits = Limits {
         header_read_timeout: Duration::from_secs(5),
         max_connections: 8,
+        max_header_bytes: 32 * 1024,
+        max_header_fields: 100,
+        idle_timeout: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
         tls: None,
     };
@@ -381,5 +384,113 @@ async fn bodies_held_at_once_are_bounded_and_the_excess_is_shed() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(fits, "the room of the body let go of never came back");
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn heads_over_the_limits_get_the_json_431_a_record_and_a_metric() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ex = Example::start_with(|dir| {
+        let edit = |from, to| crate::support::edit_file(dir, "gateway.toml", from, to);
+        edit("max_header_bytes = 32768", "max_header_bytes = 4096");
+        edit("max_header_fields = 100", "max_header_fields = 20");
+    })
+    .await;
+    let big = "x".repeat(5000);
+    let many: Vec<(String, String)> = (0..25).map(|i| (format!("x-extra-{i}"), "1".to_owned())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain([US]).collect();
+
+    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US, ("x-big", &big)], chat_body("gpt-4o")).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header_too_large"));
+    let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &many, chat_body("gpt-4o")).await;
+    assert_eq!((r.status, r.code().as_str()), (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header_too_large"));
+    // The same over HTTP/2, which has no field count of its own.
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut req = http::Request::post(format!("http://{}/v1/chat/completions", ex.gw.addr));
+    for (k, v) in &many {
+        req = req.header(*k, *v);
+    }
+    let res = h2
+        .request(req.body(http_body_util::Full::new(bytes::Bytes::from(chat_body("gpt-4o")))).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((res.version(), res.status()), (http::Version::HTTP_2, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    assert_eq!(res.headers()["x-customs-reason"], "header_too_large");
+    // Within the limits: served.
+    assert_eq!(
+        send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US], chat_body("gpt-4o")).await.status,
+        StatusCode::OK
+    );
+
+    // Past twice the limit the HTTP layer refuses it before the gateway sees it: a bare 431.
+    let mut s = tokio::net::TcpStream::connect(ex.gw.addr).await.unwrap();
+    let huge = format!("GET /v1/models HTTP/1.1\r\nHost: x\r\nx-big: {}\r\n\r\n", "x".repeat(70_000));
+    let _ = s.write_all(huge.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(buf.starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&buf));
+
+    let m = crate::support::scrape(ex.gw.admin_addr).await;
+    let refused: f64 = m
+        .iter()
+        .filter(|s| {
+            s.name == "customs_requests_total" && s.labels.iter().any(|(k, v)| k == "reason" && v == "header_too_large")
+        })
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(refused, 3.0);
+    let audit = ex.audit_dir();
+    let Example { mock, gw, dir: _kept } = ex;
+    gw.shutdown().await;
+    mock.stop().await;
+    let records = crate::support::trail(&audit);
+    let recorded = records.iter().filter(|r| r["reason"] == "header_too_large").count();
+    assert_eq!(recorded, 3, "each refusal is on record");
+}
+
+/// One HTTP/2 connection (prior knowledge): its request handle and the connection to drive.
+async fn h2_connection(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    impl std::future::Future<Output = hyper::Result<()>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_that_starts_no_request_for_the_idle_timeout_is_closed() {
+    let ex = Example::start_with(|dir| {
+        crate::support::edit_file(dir, "gateway.toml", "idle_timeout = \"60s\"", "idle_timeout = \"300ms\"")
+    })
+    .await;
+    // HTTP/2 has no idle timer of its own: without this one the connection stays open for ever.
+    let (mut tx, conn) = h2_connection(ex.gw.addr).await;
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/v1/models", ex.gw.addr))
+        .header(US.0, US.1)
+        .body(http_body_util::Full::default())
+        .unwrap();
+    assert_eq!(tx.send_request(req).await.unwrap().status(), StatusCode::OK);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection was not closed");
+
+    // A stream longer than the idle timeout is not cut by it: it ends whole.
+    let (mut tx, conn) = h2_connection(ex.gw.addr).await;
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", ex.gw.addr))
+        .header(US.0, US.1)
+        .header("x-mock-delay-ms", "900")
+        .body(http_body_util::Full::new(bytes::Bytes::from(chat_body("gpt-4o"))))
+        .unwrap();
+    let res = tx.send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("chat.completion"));
     ex.stop().await;
 }

@@ -20,6 +20,9 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             header_read_timeout: g.server.header_read_timeout.unwrap_or(d.server.header_read_timeout),
             body_read_timeout: g.server.body_read_timeout.unwrap_or(d.server.body_read_timeout),
             max_connections: g.server.max_connections.unwrap_or(d.server.max_connections),
+            max_header_bytes: g.server.max_header_bytes.unwrap_or(d.server.max_header_bytes),
+            max_header_fields: g.server.max_header_fields.unwrap_or(d.server.max_header_fields),
+            idle_timeout: g.server.idle_timeout.unwrap_or(d.server.idle_timeout),
             shutdown_grace: g.server.shutdown_grace.unwrap_or(d.server.shutdown_grace),
             tls: tls(ctx, src, "server.tls", g.server.tls),
         },
@@ -156,6 +159,8 @@ fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
         (s.admin.max_connections == 0, "admin.max_connections"),
         (zero(s.server.header_read_timeout), "server.header_read_timeout"),
         (zero(s.server.body_read_timeout), "server.body_read_timeout"),
+        (zero(s.server.idle_timeout), "server.idle_timeout"),
+        (s.server.max_header_fields == 0, "server.max_header_fields"),
         (zero(s.upstream.connect_timeout), "upstream.connect_timeout"),
         (zero(s.upstream.first_byte_timeout), "upstream.first_byte_timeout"),
         (zero(s.upstream.stream_idle_timeout), "upstream.stream_idle_timeout"),
@@ -171,6 +176,9 @@ fn check(ctx: &mut Ctx, src: &Source, s: &Settings) {
         if bad {
             ctx.err(src, None, key, "must be greater than zero");
         }
+    }
+    if s.server.max_header_bytes < 1024 {
+        ctx.err(src, None, "server.max_header_bytes", "must be at least 1024");
     }
     if s.upstream.outlier.max_ejection < s.upstream.outlier.ejection {
         ctx.err(src, None, "upstream.outlier.max_ejection", "must be at least upstream.outlier.ejection");
