@@ -24,6 +24,8 @@ pub enum TlsError {
     Cert(PathBuf, String),
     #[error("key_file {0}: {1}")]
     Key(PathBuf, String),
+    #[error("{0}: {1}")]
+    Bundle(PathBuf, String),
     /// Never carries key material: rustls' errors name what is wrong, not the bytes.
     #[error("the certificate and key do not make a TLS configuration: {0}")]
     Config(#[from] rustls::Error),
@@ -41,6 +43,21 @@ pub fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, TlsError> {
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The certificate authorities in the PEM bundle at `path`: the roots upstream certificates are
+/// checked against in place of the public ones, for upstreams behind a private CA.
+pub fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let bundle = |e: String| TlsError::Bundle(path.to_owned(), e);
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = certificates(path).map_err(|e| match e {
+        TlsError::Cert(_, e) => bundle(e),
+        other => other,
+    })?;
+    for cert in certs {
+        roots.add(cert).map_err(|e| bundle(e.to_string()))?;
+    }
+    Ok(roots)
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -39,6 +39,7 @@ async fn main() -> std::io::Result<()> {
         chunks: args.chunks,
         chunk_delay: args.chunk_delay,
         record: false,
+        tls: None,
     };
     let mock = MockUpstream::start(args.listen, opts).await?;
     let mut out = std::io::stdout();

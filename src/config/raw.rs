@@ -147,6 +147,7 @@ pub struct UpstreamSection {
     pub stream_max_duration: Option<Duration>,
     pub max_in_flight: Option<u32>,
     pub outlier: OutlierSection,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[upstream.outlier]`.

@@ -63,6 +63,9 @@ pub struct UpstreamSettings {
     /// ends, and when every endpoint is full the client gets 503 `upstream_overloaded`.
     pub max_in_flight: u32,
     pub outlier: OutlierSettings,
+    /// A PEM bundle of the CAs upstream certificates must chain to, in place of the public
+    /// (webpki) roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// When an endpoint is taken out of rotation, and for how long.
@@ -195,6 +198,7 @@ impl Default for UpstreamSettings {
             stream_idle_timeout: Duration::from_secs(60),
             stream_max_duration: Duration::from_secs(15 * 60),
             max_in_flight: 1024,
+            ca_file: None,
             outlier: OutlierSettings {
                 consecutive_failures: 5,
                 ejection: Duration::from_secs(30),

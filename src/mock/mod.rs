@@ -61,11 +61,20 @@ pub struct MockOptions {
     pub chunk_delay: Duration,
     /// Keep every request for inspection (tests); off for load runs.
     pub record: bool,
+    /// Serve HTTPS with this certificate: an upstream behind a private CA.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl Default for MockOptions {
     fn default() -> Self {
-        Self { name: "mock".into(), api_keys: Vec::new(), chunks: 5, chunk_delay: Duration::ZERO, record: true }
+        Self {
+            name: "mock".into(),
+            api_keys: Vec::new(),
+            chunks: 5,
+            chunk_delay: Duration::ZERO,
+            record: true,
+            tls: None,
+        }
     }
 }
 
@@ -117,6 +126,7 @@ impl MockUpstream {
     pub async fn start(listen: SocketAddr, opts: MockOptions) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let tls = opts.tls.as_ref().map(crate::tls::acceptor).transpose().map_err(std::io::Error::other)?;
         let state = State::new(opts);
         let (stop, mut stopped) = watch::channel(false);
         let svc_state = state.clone();
@@ -129,7 +139,7 @@ impl MockUpstream {
             // Longer than a gateway keeps an idle pooled connection.
             idle_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(1),
-            tls: None,
+            tls,
         };
         let task = tokio::spawn(server::serve(listener, svc, limits, async move {
             let _ = stopped.wait_for(|s| *s).await;

@@ -45,19 +45,25 @@ pub enum Connector {
 }
 
 impl Connector {
-    /// TCP with `TCP_NODELAY`, TLS (webpki roots) for https origins. HTTP/1.1 only: ALPN offers
-    /// nothing else, so a TLS upstream never switches to HTTP/2.
-    pub fn net(connect_timeout: Duration) -> Result<Self, rustls::Error> {
+    /// TCP with `TCP_NODELAY`, TLS for https origins, checked against `roots` or else the
+    /// public (webpki) roots. HTTP/1.1 only: ALPN offers nothing else, so a TLS upstream never
+    /// switches to HTTP/2.
+    pub fn net(connect_timeout: Duration, roots: Option<rustls::RootCertStore>) -> Result<Self, rustls::Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(Self::Net(https))
+        let provider = rustls::crypto::ring::default_provider();
+        let builder = match roots {
+            Some(roots) => HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            ),
+            None => HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider)?,
+        };
+        Ok(Self::Net(builder.https_or_http().enable_http1().wrap_connector(http)))
     }
 }
 
@@ -368,7 +374,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn client() -> Client {
-        Client::new(Connector::net(Duration::from_secs(5)).unwrap(), Duration::from_secs(60))
+        Client::new(Connector::net(Duration::from_secs(5), None).unwrap(), Duration::from_secs(60))
     }
 
     fn request(host: &str) -> Request<Full<Bytes>> {

@@ -53,6 +53,8 @@ pub enum UpstreamError {
 pub enum ClientError {
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("upstream.ca_file: {0}")]
+    Ca(#[from] crate::tls::TlsError),
 }
 
 /// Where a request may go, in order of preference, with the tables to reach it: the endpoints
@@ -100,7 +102,8 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(settings: &UpstreamSettings) -> Result<Self, ClientError> {
-        Ok(Self::with_connector(Connector::net(settings.connect_timeout)?, settings))
+        let roots = settings.ca_file.as_deref().map(crate::tls::roots).transpose()?;
+        Ok(Self::with_connector(Connector::net(settings.connect_timeout, roots)?, settings))
     }
 
     /// Upstreams reached through `dial` instead of the network, whatever their URLs say: for

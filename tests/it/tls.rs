@@ -1,6 +1,7 @@
 //! HTTPS on the listeners, with a CA and a certificate generated for the test: requests over
 //! TLS by HTTP/1.1 and HTTP/2 (ALPN), plain HTTP refused on the TLS port, a stalled handshake cut
-//! off by the first request's deadline, and a bad certificate path named by `customs check`.
+//! off by the first request's deadline, a bad certificate path named by `customs check`, and an
+//! upstream behind a private CA reached with `upstream.ca_file`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -95,6 +96,47 @@ fn a_tls_file_that_does_not_load_is_named_by_the_config_check() {
     let gateway = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
     let tls = "\n[server.tls]\ncert_file = \"/nonexistent/tls.crt\"\nkey_file = \"/nonexistent/tls.key\"\n";
     std::fs::write(dir.path().join("gateway.toml"), gateway + tls).unwrap();
+    edit_file(dir.path(), "gateway.toml", "[upstream]", "[upstream]\nca_file = \"/nonexistent/ca.pem\"");
     let err = crate::support::load_err(dir.path());
     assert!(err.contains("gateway.toml: server.tls: cert_file /nonexistent/tls.crt:"), "{err}");
+    assert!(err.contains("gateway.toml: upstream.ca_file: /nonexistent/ca.pem:"), "{err}");
+}
+
+#[tokio::test]
+async fn an_upstream_behind_a_private_ca_is_reached_only_with_its_ca_file() {
+    let certs = tempfile::TempDir::new().unwrap();
+    let ca = certificates(certs.path());
+    std::fs::write(certs.path().join("ca.pem"), &ca).unwrap();
+    let tls =
+        customs::tls::TlsSettings { cert_file: certs.path().join("tls.crt"), key_file: certs.path().join("tls.key") };
+    let opts = customs::mock::MockOptions {
+        name: "private".into(),
+        api_keys: vec![crate::support::UPSTREAM_KEY.into()],
+        tls: Some(tls),
+        ..Default::default()
+    };
+    let mock = customs::mock::MockUpstream::start("127.0.0.1:0".parse().unwrap(), opts).await.unwrap();
+    let https = format!("https://localhost:{}", mock.addr.port());
+
+    for trusted in [false, true] {
+        let dir = crate::support::example_config_for(mock.addr);
+        let models = std::fs::read_to_string(dir.path().join("models.toml")).unwrap();
+        std::fs::write(dir.path().join("models.toml"), models.replace(&format!("http://{}", mock.addr), &https))
+            .unwrap();
+        if trusted {
+            let ca_file = format!("[upstream]\nca_file = \"{}\"", certs.path().join("ca.pem").display());
+            edit_file(dir.path(), "gateway.toml", "[upstream]", &ca_file);
+        }
+        let gw = crate::support::gateway(dir.path()).await;
+        let r = crate::support::chat(gw.addr, "sk-demo-us", "gpt-4o", None).await;
+        if trusted {
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        } else {
+            // The public roots do not know the private CA: the connection is refused.
+            assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_GATEWAY, "upstream_unavailable"));
+        }
+        gw.shutdown().await;
+    }
+    assert_eq!(mock.requests().await.len(), 1, "only the gateway that trusts the CA reached it");
+    mock.stop().await;
 }

@@ -33,6 +33,11 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             stream_idle_timeout: g.upstream.stream_idle_timeout.unwrap_or(d.upstream.stream_idle_timeout),
             stream_max_duration: g.upstream.stream_max_duration.unwrap_or(d.upstream.stream_max_duration),
             max_in_flight: g.upstream.max_in_flight.unwrap_or(d.upstream.max_in_flight),
+            ca_file: g.upstream.ca_file.inspect(|path| {
+                if let Err(e) = crate::tls::roots(path) {
+                    ctx.err(src, None, "upstream.ca_file", e.to_string());
+                }
+            }),
             outlier: OutlierSettings {
                 consecutive_failures: g
                     .upstream
