@@ -200,19 +200,22 @@ where
     Ok(Response::from_parts(head, body))
 }
 
-/// Whether the head is within the limits, measured as HTTP/1 writes it (request line, then
-/// `name: value` and CRLF per field) on either protocol. The HTTP layer's own limits are twice
-/// these, so a head between the two gets the gateway's JSON refusal, record and metric.
-fn head_fits(parts: &Parts, max_bytes: u32, max_fields: u32) -> bool {
+/// The head within the limits, measured as HTTP/1 writes it (request line, then `name: value`
+/// and CRLF per field) on either protocol: the HTTP layer's own limits are twice these, so a head
+/// between the two gets the gateway's JSON refusal, record and metric.
+fn check_head(parts: &Parts, max_bytes: u32, max_fields: u32) -> Result<(), GatewayError> {
     if parts.headers.len() > max_fields as usize {
-        return false;
+        return Err(GatewayError::HeaderTooLarge);
     }
     let line = parts.method.as_str().len()
         + parts.uri.authority().map_or(0, |a| a.as_str().len())
         + parts.uri.path_and_query().map_or(1, |p| p.as_str().len())
         + " HTTP/1.1\r\n".len();
     let fields: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    line + fields <= max_bytes as usize
+    if line + fields > max_bytes as usize {
+        return Err(GatewayError::HeaderTooLarge);
+    }
+    Ok(())
 }
 
 /// The request path, phase by phase; every refusal returns early with its reason.
@@ -229,9 +232,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let policy = &snapshot.policy;
-    if !head_fits(parts, shared.max_header_bytes, shared.max_header_fields) {
-        return Err(GatewayError::HeaderTooLarge);
-    }
+    check_head(parts, shared.max_header_bytes, shared.max_header_fields)?;
     let route = route.ok_or(GatewayError::RouteNotFound)?.map_err(|_| GatewayError::MethodNotAllowed)?;
     let tenant = auth::authenticate(policy.keys(), &parts.headers)?;
     exchange.tenant = Some(tenant);

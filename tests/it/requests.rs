@@ -494,3 +494,31 @@ async fn a_connection_that_starts_no_request_for_the_idle_timeout_is_closed() {
     assert!(String::from_utf8_lossy(&body).contains("chat.completion"));
     ex.stop().await;
 }
+
+/// Both `Content-Length` and `Transfer-Encoding`: the HTTP layer reads the body as chunked,
+/// drops the length and closes the connection after answering (RFC 9112, section 6.1), so bytes
+/// a proxy in front framed differently are never read as a second request.
+#[tokio::test]
+async fn a_body_framed_by_both_length_and_chunks_cannot_smuggle_a_second_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ex = Example::start().await;
+    let body = chat_body("gpt-4o");
+    let hidden = "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-demo-us\r\n\r\n";
+    let smuggle = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-demo-us\r\n\
+         Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n{hidden}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(ex.gw.addr).await.unwrap();
+    s.write_all(smuggle.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the connection stayed open");
+    let text = String::from_utf8_lossy(&buf);
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer only: {text}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let seen = ex.mock.requests().await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(&seen[0].body[..], body.as_bytes(), "the chunked body, not 4 bytes of it");
+    ex.stop().await;
+}
