@@ -18,6 +18,7 @@ use tower::Service;
 
 use crate::audit::{Audit, RuleRef};
 use crate::auth;
+use crate::body_rate::{MinRate, RateChecked, TooSlow};
 use crate::error::{self, GatewayError};
 use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
 use crate::limits::Demand;
@@ -51,6 +52,8 @@ pub struct Shared {
     /// Bytes of request bodies all requests together may hold (`server.max_buffered_body_bytes`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
     pub body_read_timeout: Duration,
+    /// `server.min_body_rate` (0: off) after `server.body_rate_grace`.
+    pub min_body_rate: MinRate,
     /// The day the policy decides as of: the real one unless `serve --at` fixed it.
     pub day: DayClock,
     pub audit: Audit,
@@ -75,7 +78,7 @@ impl Gateway {
 
 impl<B> Service<Request<B>> for Gateway
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<Body>;
@@ -123,7 +126,7 @@ enum Answer {
 
 async fn handle<B>(shared: Arc<Shared>, req: Request<B>) -> Result<Response<Body>, Infallible>
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let at = (Instant::now(), SystemTime::now());
@@ -228,7 +231,7 @@ async fn serve<B>(
     exchange: &mut Exchange,
 ) -> Result<Answer, GatewayError>
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let policy = &snapshot.policy;
@@ -263,7 +266,7 @@ where
         }
         Route::Stored { action, id } => {
             let mut room = body_room(shared, &body)?;
-            let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
+            let bytes = read_body(parts, body, shared.max_body_bytes, read_by, shared.min_body_rate).await?;
             fit(&mut room, bytes.len());
             return stored(shared, snapshot, parts, bytes, exchange, tenant, today, action, id).await;
         }
@@ -272,7 +275,7 @@ where
 
     // Held until the body is let go of, once it is forwarded (when this function returns).
     let mut room = body_room(shared, &body)?;
-    let bytes = read_body(parts, body, shared.max_body_bytes, read_by).await?;
+    let bytes = read_body(parts, body, shared.max_body_bytes, read_by, shared.min_body_rate).await?;
     fit(&mut room, bytes.len());
     let peeked = peek::peek(&bytes)?;
     // A request continuing a stored response is its owner's only, and goes where it is stored.
@@ -540,19 +543,26 @@ fn fit(room: &mut Option<tokio::sync::OwnedSemaphorePermit>, len: usize) {
 
 /// Buffers the body once, refusing anything over the limit (by `Content-Length` before reading a
 /// byte, and by counting when the length is not declared) or not all read by `deadline`.
-async fn read_body<B>(parts: &Parts, body: B, limit: u64, deadline: tokio::time::Instant) -> Result<Bytes, GatewayError>
+async fn read_body<B>(
+    parts: &Parts,
+    body: B,
+    limit: u64,
+    deadline: tokio::time::Instant,
+    rate: MinRate,
+) -> Result<Bytes, GatewayError>
 where
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::TooLarge);
     }
-    let collect = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect();
+    let collect = Limited::new(RateChecked::new(body, rate), usize::try_from(limit).unwrap_or(usize::MAX)).collect();
     match tokio::time::timeout_at(deadline, collect).await.map_err(|_| GatewayError::BodyTimeout)? {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(GatewayError::TooLarge),
+        Err(e) if e.is::<TooSlow>() => Err(GatewayError::BodyTimeout),
         Err(_) => Err(GatewayError::InvalidRequest { message: "The request body could not be read.", param: None }),
     }
 }

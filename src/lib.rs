@@ -32,6 +32,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod body_rate;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -115,6 +115,9 @@ pub struct ServerSection {
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Option<Duration>,
     pub max_connections: Option<u64>,
+    pub min_body_rate: Option<u64>,
+    #[serde(with = "humantime_serde")]
+    pub body_rate_grace: Option<Duration>,
     pub max_header_bytes: Option<u32>,
     pub max_header_fields: Option<u32>,
     #[serde(with = "humantime_serde")]

@@ -37,6 +37,9 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Whole request body, from the end of the head: a trickling client cannot hold a slot.
     pub body_read_timeout: Duration,
+    /// Bytes per second a body must average once `body_rate_grace` is over; 0 turns it off.
+    pub min_body_rate: u64,
+    pub body_rate_grace: Duration,
     pub max_connections: u64,
     /// A request head (request line and fields, as HTTP/1 writes them) larger than this, or
     /// with more fields than `max_header_fields`, is refused with 431 `header_too_large`.
@@ -179,6 +182,8 @@ impl Default for ServerSettings {
             max_buffered_body_bytes: 256 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
+            body_rate_grace: Duration::from_secs(5),
             max_connections: 10_000,
             max_header_bytes: 32 * 1024,
             max_header_fields: 100,

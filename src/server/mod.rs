@@ -158,6 +158,10 @@ impl Server {
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
             body_read_timeout: settings.server.body_read_timeout,
+            min_body_rate: crate::body_rate::MinRate {
+                bytes_per_second: settings.server.min_body_rate,
+                grace: settings.server.body_rate_grace,
+            },
             day,
             audit,
             cluster,

@@ -522,3 +522,39 @@ async fn a_body_framed_by_both_length_and_chunks_cannot_smuggle_a_second_request
     assert_eq!(&seen[0].body[..], body.as_bytes(), "the chunked body, not 4 bytes of it");
     ex.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_below_the_minimum_rate_gets_408_long_before_the_body_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ex = Example::start_with(|dir| {
+        let edit = |from, to| crate::support::edit_file(dir, "gateway.toml", from, to);
+        edit("min_body_rate = 1024", "min_body_rate = 1000");
+        edit("body_rate_grace = \"5s\"", "body_rate_grace = \"300ms\"");
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(ex.gw.addr).await.unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-demo-us\r\nContent-Length: 4000\r\n\r\n{\"model\"")
+        .await
+        .unwrap();
+    // A byte every 100 ms: well under 1000 bytes a second, and never silent for long.
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let read = async {
+        loop {
+            tokio::select! {
+                n = s.read(&mut buf) => return n.unwrap(),
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                    let _ = s.write_all(b" ").await;
+                }
+            }
+        }
+    };
+    // body_read_timeout is 30 s in the example: only the rate can end it within 5.
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), read).await.expect("the trickle was not cut off");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "not before the grace period");
+    assert!(ex.mock.requests().await.is_empty());
+    ex.stop().await;
+}
