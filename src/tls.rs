@@ -1,12 +1,16 @@
 //! TLS on the listeners: the certificate chain and key a listener presents (PEM files), and the
 //! rustls acceptor built from them, offering HTTP/2 and HTTP/1.1 by ALPN, TLS 1.2 and 1.3 only.
-//! `config` reads these settings and checks the files load; `server` builds the acceptor.
+//! `config` reads these settings and checks the files load; `server` builds the acceptor, and a
+//! config reload reads the files again ([`Certificate::reload`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
 /// `[server.tls]` or `[admin.tls]` in gateway.toml.
@@ -31,18 +35,65 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// The acceptor for `settings`: reads both files now.
+/// The acceptor for `settings`: reads both files now. Its certificate stays as read; a
+/// listener whose certificate reloads uses [`Certificate::acceptor`].
 pub fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, TlsError> {
+    Certificate::load(settings)?.acceptor()
+}
+
+/// A listener's certificate and key, read again on [`Certificate::reload`]: handshakes from then
+/// on present the new one, connections already open keep theirs.
+#[derive(Debug)]
+pub struct Certificate {
+    settings: TlsSettings,
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl Certificate {
+    pub fn load(settings: &TlsSettings) -> Result<Arc<Self>, TlsError> {
+        let current = ArcSwap::from_pointee(certified_key(settings)?);
+        Ok(Arc::new(Self { settings: settings.clone(), current }))
+    }
+
+    /// Reads the files again. Returns whether the certificate changed; on an error the one in
+    /// use stays.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let new = certified_key(&self.settings)?;
+        let changed = new.cert != self.current.load().cert;
+        if changed {
+            self.current.store(Arc::new(new));
+        }
+        Ok(changed)
+    }
+
+    pub fn settings(&self) -> &TlsSettings {
+        &self.settings
+    }
+
+    /// TLS 1.3 and 1.2, HTTP/2 and HTTP/1.1 by ALPN, presenting whatever this holds at the time
+    /// of each handshake.
+    pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn certified_key(settings: &TlsSettings) -> Result<CertifiedKey, TlsError> {
     let certs = certificates(&settings.cert_file)?;
     let key = PrivateKeyDer::from_pem_file(&settings.key_file)
         .map_err(|e| TlsError::Key(settings.key_file.clone(), e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(CertifiedKey::from_der(certs, key, &rustls::crypto::ring::default_provider())?)
 }
 
 /// The certificate authorities in the PEM bundle at `path`: the roots upstream certificates are

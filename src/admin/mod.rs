@@ -31,10 +31,18 @@ pub struct AdminState {
     pub lock: tokio::sync::Mutex<()>,
     /// What the running gateway.toml says outside `[limits]` ([`reload::startup_settings`]).
     pub startup_settings: reload::StartupSettings,
+    /// The listeners' certificates (`server`, `admin`), read again on every reload.
+    pub certificates: Vec<(&'static str, Arc<crate::tls::Certificate>)>,
 }
 
 impl AdminState {
-    pub fn new(shared: Arc<Shared>, config_dir: PathBuf, env: SharedEnv, settings: &crate::config::Settings) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        config_dir: PathBuf,
+        env: SharedEnv,
+        settings: &crate::config::Settings,
+        certificates: Vec<(&'static str, Arc<crate::tls::Certificate>)>,
+    ) -> Self {
         let token_env = settings.admin.token_env.clone();
         let token_digest = env(&token_env).filter(|t| !t.is_empty()).map(|t| Sha256::digest(t.as_bytes()).into());
         Self {
@@ -46,6 +54,7 @@ impl AdminState {
             state_file: settings.admin.state_file.clone(),
             lock: tokio::sync::Mutex::new(()),
             startup_settings: reload::startup_settings(settings),
+            certificates,
         }
     }
 

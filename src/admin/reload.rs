@@ -66,6 +66,7 @@ impl Reloaded {
 pub async fn reload(admin: &AdminState, trigger: &'static str) -> Result<Reloaded, ReloadError> {
     let shared = &admin.shared;
     let _one_at_a_time = admin.lock.lock().await;
+    reload_certificates(admin, trigger);
     let previous = shared.snapshot.load_full();
     let previous_version = previous.policy.version().to_owned();
     let dir = admin.config_dir.clone();
@@ -116,6 +117,34 @@ pub async fn reload(admin: &AdminState, trigger: &'static str) -> Result<Reloade
             shared.audit.admin("reload", fields);
             Ok(Reloaded { previous: previous_version, version, restart_required })
         }
+    }
+}
+
+/// Reads the listeners' certificate files again, whatever the policy files say: a renewed
+/// certificate (a cert-manager secret, say) changes no config file. A file that does not load
+/// leaves the certificate in use as it is; either way it is logged and audited.
+fn reload_certificates(admin: &AdminState, trigger: &'static str) {
+    for (section, cert) in &admin.certificates {
+        let result = cert.reload();
+        if matches!(result, Ok(false)) {
+            continue;
+        }
+        let mut fields = serde_json::Map::new();
+        fields.insert("trigger".into(), trigger.into());
+        fields.insert("listener".into(), (*section).into());
+        fields.insert("cert_file".into(), cert.settings().cert_file.display().to_string().into());
+        match result {
+            Ok(_) => {
+                tracing::info!(trigger, listener = section, "TLS certificate reloaded.");
+                fields.insert("result".into(), "success".into());
+            }
+            Err(e) => {
+                tracing::error!(trigger, listener = section, error = %e, "TLS certificate reload failed; the one in use stays.");
+                fields.insert("result".into(), "failure".into());
+                fields.insert("errors".into(), vec![e.to_string()].into());
+            }
+        }
+        admin.shared.audit.admin("tls_reload", fields);
     }
 }
 

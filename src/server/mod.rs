@@ -167,10 +167,17 @@ impl Server {
             cluster,
             owners: Arc::new(owners),
         });
-        let admin_state = Arc::new(AdminState::new(shared.clone(), config.dir, env, &settings));
-        let acceptor = |section, s: &Option<tls::TlsSettings>| {
-            s.as_ref().map(tls::acceptor).transpose().map_err(|e| ServerError::Tls(section, e))
+        let mut certificates = Vec::new();
+        let mut acceptor = |section, s: &Option<tls::TlsSettings>| -> Result<_, ServerError> {
+            let Some(s) = s else { return Ok(None) };
+            let cert = tls::Certificate::load(s).map_err(|e| ServerError::Tls(section, e))?;
+            let acceptor = cert.acceptor().map_err(|e| ServerError::Tls(section, e))?;
+            certificates.push((section, cert));
+            Ok(Some(acceptor))
         };
+        let server_tls = acceptor("server", &settings.server.tls)?;
+        let admin_tls = acceptor("admin", &settings.admin.tls)?;
+        let admin_state = Arc::new(AdminState::new(shared.clone(), config.dir, env, &settings, certificates));
         let limits = Limits {
             header_read_timeout: settings.server.header_read_timeout,
             max_connections: usize::try_from(settings.server.max_connections).unwrap_or(usize::MAX),
@@ -178,7 +185,7 @@ impl Server {
             max_header_fields: settings.server.max_header_fields,
             idle_timeout: settings.server.idle_timeout,
             shutdown_grace: settings.server.shutdown_grace,
-            tls: acceptor("server", &settings.server.tls)?,
+            tls: server_tls,
         };
         let bind =
             |addr| async move { TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source }) };
@@ -211,11 +218,7 @@ impl Server {
         let svc = stack::build(shared.clone(), Arc::new(Generator::new()));
         let shutdown_grace = limits.shutdown_grace;
         // Its own cap, so that the gateway's traffic can never starve the probes and the kill switch.
-        let admin_limits = Limits {
-            max_connections: settings.admin.max_connections,
-            tls: acceptor("admin", &settings.admin.tls)?,
-            ..limits.clone()
-        };
+        let admin_limits = Limits { max_connections: settings.admin.max_connections, tls: admin_tls, ..limits.clone() };
         let main = tokio::spawn(serve(listener, svc, limits, wait(stopped.clone())));
         let admin_svc = tower::service_fn(move |req: Request<Incoming>| admin::http::handle(admin_state.clone(), req));
         let admin_task = tokio::spawn(serve(admin, admin_svc, admin_limits, wait(stopped)));

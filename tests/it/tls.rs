@@ -140,3 +140,48 @@ async fn an_upstream_behind_a_private_ca_is_reached_only_with_its_ca_file() {
     assert_eq!(mock.requests().await.len(), 1, "only the gateway that trusts the CA reached it");
     mock.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_presents_the_renewed_certificate_to_new_connections() {
+    let mut old_ca = String::new();
+    let mut dir = std::path::PathBuf::new();
+    let ex = Example::start_with(|d| {
+        old_ca = certificates(d);
+        dir = d.to_owned();
+        let gateway = std::fs::read_to_string(d.join("gateway.toml")).unwrap();
+        let tls = format!("\n[server.tls]\ncert_file = \"{0}/tls.crt\"\nkey_file = \"{0}/tls.key\"\n", d.display());
+        std::fs::write(d.join("gateway.toml"), gateway + &tls).unwrap();
+    })
+    .await;
+    let url = format!("https://localhost:{}/v1/models", ex.gw.addr.port());
+    let get = |ca: &str| {
+        let client = https_client(ca, false);
+        let req = Request::get(url.clone()).header("authorization", "Bearer sk-demo-us").body(Empty::<Bytes>::new());
+        async move { client.request(req.unwrap()).await.map(|r| r.status()) }
+    };
+    assert_eq!(get(&old_ca).await.unwrap(), StatusCode::OK);
+
+    // Renewed under another CA (the files replaced in place, as a mounted secret is).
+    let new_ca = certificates(&dir);
+    assert!(get(&new_ca).await.is_err(), "the old certificate is still presented before a reload");
+    let r = crate::support::admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(get(&new_ca).await.unwrap(), StatusCode::OK);
+    assert!(get(&old_ca).await.is_err(), "the old certificate is gone");
+
+    // A key that does not match its certificate is refused; the renewed one stays in use.
+    std::fs::write(dir.join("tls.key"), KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    crate::support::admin_post(ex.gw.admin_addr, "/admin/reload", "").await;
+    assert_eq!(get(&new_ca).await.unwrap(), StatusCode::OK);
+
+    let audit = ex.audit_dir();
+    let Example { mock, gw, dir: _kept } = ex;
+    gw.shutdown().await;
+    mock.stop().await;
+    let results: Vec<String> = crate::support::trail(&audit)
+        .iter()
+        .filter(|r| r["type"] == "tls_reload")
+        .map(|r| format!("{} {}", r["listener"].as_str().unwrap(), r["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(results, ["server success", "server failure"]);
+}
