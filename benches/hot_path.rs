@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
     headers.insert("authorization", HeaderValue::from_static("Bearer sk-demo-cn"));
     headers.insert("content-type", HeaderValue::from_static("application/json"));
 
-    c.bench_function("auth/bearer", |b| b.iter(|| auth::authenticate(policy.keys(), black_box(&headers))));
+    c.bench_function("auth/bearer", |b| b.iter(|| auth::authenticate(policy.keys(), black_box(&headers), None)));
 
     let mut g = c.benchmark_group("peek");
     for size in [1024, 100 * 1024, 1024 * 1024] {
@@ -229,7 +229,7 @@ fn bench_large_policy(c: &mut Criterion) {
         let model = large_config::model_id(m);
         g.bench_function(BenchmarkId::new("auth_decide_route", name), |b| {
             b.iter(|| {
-                let tenant = auth::authenticate(policy.keys(), black_box(&headers)).ok()?;
+                let tenant = auth::authenticate(policy.keys(), black_box(&headers), None).ok()?;
                 match policy.decide(tenant, black_box(&model), None, today).verdict {
                     customs::policy::Verdict::Allow { endpoints } => {
                         policy.endpoint(*endpoints.first()?).map(|e| e.model)

@@ -2,8 +2,13 @@
 //! Anthropic's `x-api-key`, is
 //! hashed with SHA-256 and looked up among the tenants' key digests. Plaintext keys are never stored
 //! or logged; the final digest comparison is constant-time.
+//!
+//! A client certificate the TLS listener verified (mTLS) is a second credential: a name it carries
+//! (a subject alternative name or the subject's common name) that a tenant lists identifies that
+//! tenant, alone or beside a key of the same tenant; a tenant may require both.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName};
@@ -29,6 +34,16 @@ pub enum AuthError {
     Conflicting,
     #[error("The API key is not valid.")]
     Unknown,
+    #[error("The API key and the client certificate belong to different tenants.")]
+    CertificateMismatch,
+    #[error("This tenant authenticates with both an API key and a client certificate.")]
+    CertificateRequired,
+}
+
+/// The names of the verified client certificate of the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate {
+    pub names: Arc<[Box<str>]>,
 }
 
 /// Tenant key digests, bucketed by their first eight bytes. Bucketing by a prefix of a SHA-256
@@ -36,6 +51,10 @@ pub enum AuthError {
 #[derive(Default)]
 pub struct KeyIndex {
     buckets: HashMap<u64, Box<[(Digest, TenantIdx)]>>,
+    /// Client-certificate names, to the tenant that lists each.
+    certificates: HashMap<Box<str>, TenantIdx>,
+    /// Tenants that must present a key and a certificate both.
+    both: Box<[TenantIdx]>,
 }
 
 // === impl KeyIndex ===
@@ -46,7 +65,30 @@ impl KeyIndex {
         for (digest, tenant) in entries {
             grouped.entry(prefix(&digest)).or_default().push((digest, tenant));
         }
-        Self { buckets: grouped.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect() }
+        Self {
+            buckets: grouped.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect(),
+            certificates: HashMap::new(),
+            both: Box::default(),
+        }
+    }
+
+    /// Adds the client-certificate names, and the tenants that need a key and a certificate.
+    pub fn with_certificates(mut self, names: HashMap<Box<str>, TenantIdx>, both: Vec<TenantIdx>) -> Self {
+        self.certificates = names;
+        self.both = both.into();
+        self
+    }
+
+    /// The tenant a certificate identifies: none when its names point at no tenant or at two.
+    fn certificate(&self, peer: &PeerCertificate) -> Result<Option<TenantIdx>, AuthError> {
+        let mut found = None;
+        for t in peer.names.iter().filter_map(|n| self.certificates.get(n)) {
+            match found {
+                Some(f) if f != *t => return Err(AuthError::CertificateMismatch),
+                _ => found = Some(*t),
+            }
+        }
+        Ok(found)
     }
 
     pub fn lookup(&self, digest: &Digest) -> Option<TenantIdx> {
@@ -71,10 +113,29 @@ pub fn digest(key: &[u8]) -> Digest {
     Sha256::digest(key).into()
 }
 
-/// Finds the tenant for a request's credentials.
-pub fn authenticate(keys: &KeyIndex, headers: &HeaderMap) -> Result<TenantIdx, AuthError> {
-    let key = presented_key(headers)?;
-    keys.lookup(&digest(key)).ok_or(AuthError::Unknown)
+/// Finds the tenant for a request's credentials: its key, and the client certificate of its
+/// connection when there is one.
+pub fn authenticate(
+    keys: &KeyIndex,
+    headers: &HeaderMap,
+    peer: Option<&PeerCertificate>,
+) -> Result<TenantIdx, AuthError> {
+    let by_certificate = match peer {
+        Some(p) if !keys.certificates.is_empty() => keys.certificate(p)?,
+        _ => None,
+    };
+    let tenant = match (presented_key(headers), by_certificate) {
+        (Err(AuthError::Missing), Some(t)) => {
+            return if keys.both.contains(&t) { Err(AuthError::CertificateRequired) } else { Ok(t) };
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(key), _) => keys.lookup(&digest(key)).ok_or(AuthError::Unknown)?,
+    };
+    match by_certificate {
+        Some(t) if t != tenant => Err(AuthError::CertificateMismatch),
+        None if keys.both.contains(&tenant) => Err(AuthError::CertificateRequired),
+        _ => Ok(tenant),
+    }
 }
 
 /// The one key a request presents. Several headers, or two different keys, are refused rather
@@ -136,6 +197,10 @@ mod tests {
         h
     }
 
+    fn by_key(keys: &KeyIndex, headers: &HeaderMap) -> Result<TenantIdx, AuthError> {
+        authenticate(keys, headers, None)
+    }
+
     fn index() -> KeyIndex {
         KeyIndex::build([(digest(b"sk-a"), 0), (digest(b"sk-b"), 1)])
     }
@@ -143,12 +208,12 @@ mod tests {
     #[test]
     fn auth_bearer_or_api_key_finds_tenant() {
         let keys = index();
-        assert_eq!(authenticate(&keys, &headers(&[("authorization", "Bearer sk-a")])), Ok(0));
-        assert_eq!(authenticate(&keys, &headers(&[("authorization", "bearer sk-b")])), Ok(1));
-        assert_eq!(authenticate(&keys, &headers(&[("api-key", "sk-b")])), Ok(1));
-        assert_eq!(authenticate(&keys, &headers(&[("authorization", "Bearer sk-a"), ("api-key", "sk-a")])), Ok(0));
-        assert_eq!(authenticate(&keys, &headers(&[("x-api-key", "sk-b")])), Ok(1));
-        assert_eq!(authenticate(&keys, &headers(&[("x-api-key", "sk-a"), ("api-key", "sk-a")])), Ok(0));
+        assert_eq!(by_key(&keys, &headers(&[("authorization", "Bearer sk-a")])), Ok(0));
+        assert_eq!(by_key(&keys, &headers(&[("authorization", "bearer sk-b")])), Ok(1));
+        assert_eq!(by_key(&keys, &headers(&[("api-key", "sk-b")])), Ok(1));
+        assert_eq!(by_key(&keys, &headers(&[("authorization", "Bearer sk-a"), ("api-key", "sk-a")])), Ok(0));
+        assert_eq!(by_key(&keys, &headers(&[("x-api-key", "sk-b")])), Ok(1));
+        assert_eq!(by_key(&keys, &headers(&[("x-api-key", "sk-a"), ("api-key", "sk-a")])), Ok(0));
     }
 
     #[test]
@@ -174,7 +239,7 @@ mod tests {
             for (k, v) in *pairs {
                 h.append(*k, HeaderValue::from_str(v).unwrap());
             }
-            assert_eq!(authenticate(&keys, &h), Err(*want), "{pairs:?}");
+            assert_eq!(by_key(&keys, &h), Err(*want), "{pairs:?}");
         }
     }
 
@@ -185,5 +250,29 @@ mod tests {
         let hexd = hex::encode(digest(key.as_bytes()));
         assert_eq!(parse_digest(&hexd), Some(digest(key.as_bytes())));
         assert_eq!(parse_digest("abc"), None);
+    }
+
+    #[test]
+    fn auth_a_client_certificate_identifies_its_tenant_alone_or_beside_its_key() {
+        let names = HashMap::from([("a.example".into(), 0), ("b.example".into(), 1)]);
+        let keys = index().with_certificates(names, vec![1]);
+        let peer = |names: &[&str]| PeerCertificate { names: names.iter().map(|n| Box::from(*n)).collect() };
+        let none = headers(&[]);
+        let key_a = headers(&[("authorization", "Bearer sk-a")]);
+        let key_b = headers(&[("authorization", "Bearer sk-b")]);
+        assert_eq!(authenticate(&keys, &none, Some(&peer(&["a.example"]))), Ok(0), "the certificate alone");
+        assert_eq!(authenticate(&keys, &key_a, Some(&peer(&["x", "a.example"]))), Ok(0), "both, agreeing");
+        assert_eq!(authenticate(&keys, &key_a, Some(&peer(&["unlisted"]))), Ok(0), "an unlisted one is no credential");
+        assert_eq!(authenticate(&keys, &key_b, Some(&peer(&["a.example"]))), Err(AuthError::CertificateMismatch));
+        assert_eq!(
+            authenticate(&keys, &none, Some(&peer(&["a.example", "b.example"]))),
+            Err(AuthError::CertificateMismatch),
+            "one certificate naming two tenants"
+        );
+        // Tenant 1 needs both.
+        assert_eq!(authenticate(&keys, &key_b, None), Err(AuthError::CertificateRequired));
+        assert_eq!(authenticate(&keys, &none, Some(&peer(&["b.example"]))), Err(AuthError::CertificateRequired));
+        assert_eq!(authenticate(&keys, &key_b, Some(&peer(&["b.example"]))), Ok(1));
+        assert_eq!(authenticate(&keys, &none, Some(&peer(&["unlisted"]))), Err(AuthError::Missing));
     }
 }

@@ -69,6 +69,7 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn reason(&self) -> Reason {
         match self {
+            Self::Auth(AuthError::CertificateRequired) => Reason::ClientCertificateRequired,
             Self::Auth(_) => Reason::InvalidApiKey,
             Self::Policy(d) => d.reason(),
             Self::Body(_) | Self::InvalidRequest { .. } => Reason::InvalidRequest,

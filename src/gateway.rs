@@ -237,7 +237,7 @@ where
     let policy = &snapshot.policy;
     check_head(parts, shared.max_header_bytes, shared.max_header_fields)?;
     let route = route.ok_or(GatewayError::RouteNotFound)?.map_err(|_| GatewayError::MethodNotAllowed)?;
-    let tenant = auth::authenticate(policy.keys(), &parts.headers)?;
+    let tenant = auth::authenticate(policy.keys(), &parts.headers, parts.extensions.get())?;
     exchange.tenant = Some(tenant);
     if snapshot.kill_switched(tenant) {
         exchange.rule = Some(RuleRef::KillSwitch);

@@ -74,6 +74,7 @@ macro_rules! first {
 reasons! {
     Allowed => "allowed",
     InvalidApiKey => "invalid_api_key",
+    ClientCertificateRequired => "client_certificate_required",
     TenantSuspended => "tenant_suspended" denial("policy_violation", "This tenant is suspended."),
     DeniedParty => "denied_party" denial(
         "policy_violation",
@@ -145,7 +146,7 @@ impl Reason {
     pub fn status(self) -> StatusCode {
         match self {
             Self::Allowed => StatusCode::OK,
-            Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::InvalidApiKey | Self::ClientCertificateRequired => StatusCode::UNAUTHORIZED,
             Self::TenantSuspended
             | Self::DeniedParty
             | Self::JurisdictionEmbargoed

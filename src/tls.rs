@@ -9,9 +9,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
+
+use crate::auth::PeerCertificate;
 
 /// `[server.tls]` or `[admin.tls]` in gateway.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,9 @@ pub struct TlsSettings {
     pub cert_file: PathBuf,
     /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+    /// CAs whose client certificates the listener verifies and takes as credentials (mTLS);
+    /// clients without a certificate still connect.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,10 +79,18 @@ impl Certificate {
     /// of each handshake.
     pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let builder = match &self.settings.client_ca_file {
+            None => builder.with_no_client_auth(),
+            Some(path) => builder.with_client_cert_verifier(
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(path)?), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| TlsError::Bundle(path.clone(), e.to_string()))?,
+            ),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
@@ -87,6 +100,24 @@ impl ResolvesServerCert for Certificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current.load_full())
     }
+}
+
+/// The names of the client certificate the handshake verified: its DNS and URI subject
+/// alternative names and its subject's common names. `None` without a certificate.
+pub fn peer_certificate(conn: &rustls::ServerConnection) -> Option<PeerCertificate> {
+    use x509_parser::extensions::GeneralName;
+    let leaf = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let mut names: Vec<Box<str>> = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(n) | GeneralName::URI(n) = name {
+                names.push((*n).into());
+            }
+        }
+    }
+    names.extend(cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(Box::from));
+    Some(PeerCertificate { names: names.into() })
 }
 
 fn certified_key(settings: &TlsSettings) -> Result<CertifiedKey, TlsError> {

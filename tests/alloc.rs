@@ -42,7 +42,7 @@ fn decision_on_large_config_allocates_nothing() {
     let (mut allowed, mut denied) = (0, 0);
     for _ in 0..10 {
         for (headers, model, purpose) in &requests {
-            let tenant = auth::authenticate(policy.keys(), headers).unwrap();
+            let tenant = auth::authenticate(policy.keys(), headers, None).unwrap();
             match black_box(policy.decide(tenant, model, *purpose, today)).verdict {
                 Verdict::Allow { endpoints } => {
                     allowed += 1;

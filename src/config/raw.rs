@@ -133,6 +133,8 @@ pub struct ServerSection {
 pub struct TlsSection {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +342,12 @@ pub struct RawTenant {
     pub status: Spanned<TenantStatus>,
     #[serde(default)]
     pub key_sha256: Vec<Spanned<String>>,
+    /// Names (a subject alternative name, or the subject's common name) of client certificates
+    /// that identify this tenant.
+    #[serde(default)]
+    pub client_certificate_names: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub require_key_and_certificate: bool,
     #[serde(default)]
     pub allow_models: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]

@@ -15,6 +15,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use crate::auth::PeerCertificate;
+
 /// A connection whose reads time out unless its first request arrived in time.
 pub struct FirstRequest<T> {
     io: T,
@@ -74,19 +76,26 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstRequest<T> {
 
 /// A connection's service, counting the requests that arrive (for the first request's deadline
 /// and the idle timeout).
+/// On a TLS connection whose client presented a verified certificate, it also hands each request
+/// that certificate's names (an extension the gateway's authentication reads).
 #[derive(Clone)]
 pub struct Marked<S> {
     inner: S,
     requests: Arc<AtomicU64>,
+    peer: Option<PeerCertificate>,
 }
 
 impl<S> Marked<S> {
     pub fn new(inner: S, requests: Arc<AtomicU64>) -> Self {
-        Self { inner, requests }
+        Self { inner, requests, peer: None }
+    }
+
+    pub fn with_peer(self, peer: Option<PeerCertificate>) -> Self {
+        Self { peer, ..self }
     }
 }
 
-impl<S: tower::Service<R>, R> tower::Service<R> for Marked<S> {
+impl<S: tower::Service<http::Request<B>>, B> tower::Service<http::Request<B>> for Marked<S> {
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
@@ -95,7 +104,10 @@ impl<S: tower::Service<R>, R> tower::Service<R> for Marked<S> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: R) -> S::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        if let Some(peer) = &self.peer {
+            req.extensions_mut().insert(peer.clone());
+        }
         // Only this connection's task calls it: a plain load and store, not a locked add.
         let n = self.requests.load(Ordering::Relaxed);
         self.requests.store(n.wrapping_add(1), Ordering::Relaxed);

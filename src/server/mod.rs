@@ -336,9 +336,10 @@ where
         };
         let _ = stream.set_nodelay(true);
         let (stream, requests) = FirstRequest::new(stream, limits.header_read_timeout);
-        let service = TowerToHyperService::new(Marked::new(service.clone(), requests.clone()));
+        let service = Marked::new(service.clone(), requests.clone());
         match &limits.tls {
             None => {
+                let service = TowerToHyperService::new(service);
                 let conn = drain.watch(
                     builder.serve_connection(TokioIo::new(stream), service).into_owned(),
                     requests,
@@ -357,6 +358,8 @@ where
                 open.spawn(async move {
                     match accept.await {
                         Ok(tls) => {
+                            let peer = tls::peer_certificate(tls.get_ref().1);
+                            let service = TowerToHyperService::new(service.with_peer(peer));
                             let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
                             let _ = drain.watch(conn, requests, idle).await;
                         }

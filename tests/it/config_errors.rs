@@ -468,3 +468,19 @@ fn config_plain_http_upstreams_off_loopback_are_refused_unless_allowed() {
     std::fs::write(dir.path().join("models.toml"), allowed).unwrap();
     crate::support::load(dir.path());
 }
+
+#[test]
+fn config_client_certificate_names_are_one_tenants_each() {
+    let tenants = format!(
+        "{TENANTS}client_certificate_names = [\"app.example\"]\n\n[[tenants]]\nid = \"u\"\nlegal_name = \"U Inc.\"\n\
+         country = \"US\"\njurisdiction = \"us\"\nstatus = \"active\"\nclient_certificate_names = [\"app.example\"]\n\n\
+         [[tenants]]\nid = \"v\"\nlegal_name = \"V Inc.\"\ncountry = \"US\"\njurisdiction = \"us\"\nstatus = \"active\"\n\
+         require_key_and_certificate = true\n"
+    );
+    let err = errors_for(MODELS, GROUPS, JURISDICTIONS, &tenants);
+    assert_eq!(
+        err,
+        "tenants.toml:15:29: tenants[1] (u).client_certificate_names[0]: this name is also listed for tenant \"t\"\n\
+         tenants.toml:18:6: tenants[2] (v).require_key_and_certificate: needs client_certificate_names: no certificate could ever satisfy it"
+    );
+}

@@ -18,20 +18,27 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::support::{Example, edit_file};
 
-/// Writes a CA and a certificate for `localhost` and 127.0.0.1 signed by it into `dir`; returns
-/// the CA's PEM.
-fn certificates(dir: &Path) -> String {
+/// A new CA and a certificate for `names` signed by it: (the CA's PEM, the certificate's PEM,
+/// its key's PEM).
+fn signed(names: &[&str]) -> (String, String, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("tls.crt"), cert.pem() + &ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
-    ca_cert.pem()
+    let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let cert = CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Writes a CA and a certificate for `localhost` and 127.0.0.1 signed by it into `dir`; returns
+/// the CA's PEM.
+fn certificates(dir: &Path) -> String {
+    let (ca, cert, key) = signed(&["localhost", "127.0.0.1"]);
+    std::fs::write(dir.join("tls.crt"), cert + &ca).unwrap();
+    std::fs::write(dir.join("tls.key"), key).unwrap();
+    ca
 }
 
 fn https_client(
@@ -107,8 +114,11 @@ async fn an_upstream_behind_a_private_ca_is_reached_only_with_its_ca_file() {
     let certs = tempfile::TempDir::new().unwrap();
     let ca = certificates(certs.path());
     std::fs::write(certs.path().join("ca.pem"), &ca).unwrap();
-    let tls =
-        customs::tls::TlsSettings { cert_file: certs.path().join("tls.crt"), key_file: certs.path().join("tls.key") };
+    let tls = customs::tls::TlsSettings {
+        cert_file: certs.path().join("tls.crt"),
+        key_file: certs.path().join("tls.key"),
+        client_ca_file: None,
+    };
     let opts = customs::mock::MockOptions {
         name: "private".into(),
         api_keys: vec![crate::support::UPSTREAM_KEY.into()],
@@ -184,4 +194,89 @@ async fn a_reload_presents_the_renewed_certificate_to_new_connections() {
         .map(|r| format!("{} {}", r["listener"].as_str().unwrap(), r["result"].as_str().unwrap()))
         .collect();
     assert_eq!(results, ["server success", "server failure"]);
+}
+
+/// A client certificate for `name` (a DNS subject alternative name) signed by a new CA.
+fn client_certificate(name: &str) -> (String, String, String) {
+    signed(&[name])
+}
+
+/// A client trusting `ca` that presents `identity` (chain and key PEM) when given one.
+fn mtls_client(
+    ca: &str,
+    identity: Option<(&str, &str)>,
+) -> Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<Bytes>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only().enable_http1().build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+#[tokio::test]
+async fn a_client_certificate_authenticates_its_tenant_alone_or_with_its_key() {
+    let (us_ca, us_cert, us_key) = client_certificate("app.demo-us.example");
+    let (de_ca, de_cert, de_key) = client_certificate("app.demo-de.example");
+    // The same name, from a CA the listener does not trust.
+    let (_, stranger_cert, stranger_key) = client_certificate("app.demo-us.example");
+    let mut server_ca = String::new();
+    let ex = Example::start_with(|d| {
+        server_ca = certificates(d);
+        std::fs::write(d.join("clients.pem"), format!("{us_ca}{de_ca}")).unwrap();
+        let gateway = std::fs::read_to_string(d.join("gateway.toml")).unwrap();
+        let tls = format!(
+            "\n[server.tls]\ncert_file = \"{0}/tls.crt\"\nkey_file = \"{0}/tls.key\"\nclient_ca_file = \"{0}/clients.pem\"\n",
+            d.display()
+        );
+        std::fs::write(d.join("gateway.toml"), gateway + &tls).unwrap();
+        let us = "key_sha256 = [\"0ee9085462db24cdd03f8476e5be9b13d8719e1023e06a3d4f2c2d6aee172384\"]  # sk-demo-us";
+        edit_file(d, "tenants.toml", us, &format!("{us}\nclient_certificate_names = [\"app.demo-us.example\"]"));
+        let de = "key_sha256 = [\"b800c57fd847abfda5c5430b77ae88ce87c0dcb033b146a80171ce687e246357\"]  # sk-demo-de";
+        let both = "client_certificate_names = [\"app.demo-de.example\"]\nrequire_key_and_certificate = true";
+        edit_file(d, "tenants.toml", de, &format!("{de}\n{both}"));
+    })
+    .await;
+    let url = format!("https://localhost:{}/v1/models", ex.gw.addr.port());
+    let call = |identity: Option<(&str, &str)>, key: Option<&str>| {
+        let client = mtls_client(&server_ca, identity);
+        let mut req = Request::get(url.clone());
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        let req = req.body(Empty::<Bytes>::new()).unwrap();
+        async move {
+            let res = client.request(req).await?;
+            let status = res.status();
+            let reason = res.headers().get("x-customs-reason").map(|v| v.to_str().unwrap().to_owned());
+            Ok::<_, hyper_util::client::legacy::Error>((status, reason))
+        }
+    };
+    let us = Some((us_cert.as_str(), us_key.as_str()));
+    let de = Some((de_cert.as_str(), de_key.as_str()));
+    let ok = (StatusCode::OK, None);
+    let refused = |code: &str| (StatusCode::UNAUTHORIZED, Some(code.to_owned()));
+
+    assert_eq!(call(us, None).await.unwrap(), ok, "the certificate alone");
+    assert_eq!(call(us, Some("sk-demo-us")).await.unwrap(), ok, "certificate and key agree");
+    assert_eq!(call(None, Some("sk-demo-us")).await.unwrap(), ok, "the key alone");
+    assert_eq!(call(us, Some("sk-demo-cn")).await.unwrap(), refused("invalid_api_key"), "they disagree");
+    assert_eq!(call(None, None).await.unwrap(), refused("invalid_api_key"));
+    // demo-de needs both.
+    assert_eq!(call(None, Some("sk-demo-de")).await.unwrap(), refused("client_certificate_required"));
+    assert_eq!(call(de, None).await.unwrap(), refused("client_certificate_required"));
+    assert_eq!(call(de, Some("sk-demo-de")).await.unwrap(), ok);
+    // A certificate from a CA the listener does not trust ends the handshake.
+    assert!(call(Some((stranger_cert.as_str(), stranger_key.as_str())), Some("sk-demo-us")).await.is_err());
+    ex.stop().await;
 }

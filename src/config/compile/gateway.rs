@@ -142,7 +142,14 @@ fn compile_cluster(ctx: &mut Ctx, src: &Source, c: ClusterSection) -> Option<Clu
 /// before a deploy does.
 fn tls(ctx: &mut Ctx, src: &Source, key: &str, section: Option<TlsSection>) -> Option<TlsSettings> {
     let section = section?;
-    let settings = TlsSettings { cert_file: section.cert_file, key_file: section.key_file };
+    if key == "admin.tls" && section.client_ca_file.is_some() {
+        ctx.err(src, None, "admin.tls.client_ca_file", "is for [server.tls] only: the admin API takes its token");
+    }
+    let settings = TlsSettings {
+        cert_file: section.cert_file,
+        key_file: section.key_file,
+        client_ca_file: section.client_ca_file,
+    };
     if let Err(e) = crate::tls::acceptor(&settings) {
         ctx.err(src, None, key, e.to_string());
     }

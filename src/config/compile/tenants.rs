@@ -27,6 +27,8 @@ pub(super) fn compile_tenants(
     let mut out = Vec::new();
     let mut ids = HashMap::new();
     let mut keys: HashMap<[u8; 32], (u32, String)> = HashMap::new();
+    let mut certificates: HashMap<Box<str>, u32> = HashMap::new();
+    let mut both = Vec::new();
     for (i, t) in file.tenants.iter().enumerate() {
         let idx = out.len() as u32;
         let id = t.id.get_ref().as_str();
@@ -61,6 +63,27 @@ pub(super) fn compile_tenants(
                     }
                 }
             }
+        }
+        for (k, name) in t.client_certificate_names.iter().enumerate() {
+            let kk = format!("{key}.client_certificate_names[{k}]");
+            let n = name.get_ref().as_str();
+            if !valid_name(n) {
+                ctx.err(src, Some(name.span()), kk, "must be printable ASCII without spaces");
+            } else if let Some(other) = certificates.insert(n.into(), idx) {
+                let other = file.tenants.get(other as usize).map_or("", |t| t.id.get_ref().as_str());
+                ctx.err(src, Some(name.span()), kk, format!("this name is also listed for tenant {other:?}"));
+            }
+        }
+        if t.require_key_and_certificate {
+            if t.client_certificate_names.is_empty() {
+                ctx.err(
+                    src,
+                    Some(t.id.span()),
+                    format!("{key}.require_key_and_certificate"),
+                    "needs client_certificate_names: no certificate could ever satisfy it",
+                );
+            }
+            both.push(idx);
         }
         let suspended = (*t.status.get_ref() == TenantStatus::Suspended)
             .then(|| ctx.rule(src, t.status.span(), format!("{key}.status"), "status = \"suspended\"".into()));
@@ -170,7 +193,7 @@ pub(super) fn compile_tenants(
             entry_line: u32::try_from(src.position(&t.id.span()).0).unwrap_or(u32::MAX),
         });
     }
-    let index = KeyIndex::build(keys.into_iter().map(|(d, (t, _))| (d, t)));
+    let index = KeyIndex::build(keys.into_iter().map(|(d, (t, _))| (d, t))).with_certificates(certificates, both);
     (out, ids, index)
 }
 
