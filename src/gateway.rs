@@ -52,6 +52,9 @@ pub struct Shared {
     /// Bytes of request bodies all requests together may hold (`server.max_buffered_body_bytes`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
     pub body_read_timeout: Duration,
+    /// Raised while resident memory is above `server.max_memory_bytes`: requests with bodies are
+    /// shed before they are read.
+    pub memory_pressure: Arc<std::sync::atomic::AtomicBool>,
     /// `server.min_body_rate` (0: off) after `server.body_rate_grace`.
     pub min_body_rate: MinRate,
     /// The day the policy decides as of: the real one unless `serve --at` fixed it.
@@ -515,14 +518,17 @@ fn with_model(body: &Bytes, name: &str) -> Bytes {
 
 /// Room in the gateway-wide body budget for this request's body, held while the gateway holds
 /// the body: as much as it announced (an empty body: none), or the most one may be when it
-/// announced nothing. None left sheds the request at once with 503 `overloaded`, rather than
-/// letting held bodies grow without bound.
+/// announced nothing. None left, or memory above its limit, sheds the request at once with 503
+/// `overloaded`, rather than letting held bodies grow without bound.
 fn body_room<B: http_body::Body>(
     shared: &Shared,
     body: &B,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, GatewayError> {
     if body.is_end_stream() {
         return Ok(None);
+    }
+    if shared.memory_pressure.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(GatewayError::Overloaded);
     }
     let need = body.size_hint().exact().unwrap_or(shared.max_body_bytes).min(shared.max_body_bytes);
     // Over the per-request limit is refused by the read (413), not counted here.

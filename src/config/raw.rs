@@ -118,6 +118,7 @@ pub struct ServerSection {
     pub min_body_rate: Option<u64>,
     #[serde(with = "humantime_serde")]
     pub body_rate_grace: Option<Duration>,
+    pub max_memory_bytes: Option<u64>,
     pub max_header_bytes: Option<u32>,
     pub max_header_fields: Option<u32>,
     #[serde(with = "humantime_serde")]

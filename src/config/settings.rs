@@ -41,6 +41,9 @@ pub struct ServerSettings {
     pub min_body_rate: u64,
     pub body_rate_grace: Duration,
     pub max_connections: u64,
+    /// Resident memory above which requests with bodies are shed (503 `overloaded`); `Some(0)`
+    /// never, `None` nine tenths of the cgroup's limit when there is one.
+    pub max_memory_bytes: Option<u64>,
     /// A request head (request line and fields, as HTTP/1 writes them) larger than this, or
     /// with more fields than `max_header_fields`, is refused with 431 `header_too_large`.
     pub max_header_bytes: u32,
@@ -185,6 +188,7 @@ impl Default for ServerSettings {
             min_body_rate: 1024,
             body_rate_grace: Duration::from_secs(5),
             max_connections: 10_000,
+            max_memory_bytes: None,
             max_header_bytes: 32 * 1024,
             max_header_fields: 100,
             idle_timeout: Duration::from_secs(60),

@@ -4,6 +4,7 @@
 
 mod deadline;
 mod drain;
+mod memory;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -158,6 +159,7 @@ impl Server {
                     .min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
             body_read_timeout: settings.server.body_read_timeout,
+            memory_pressure: Arc::default(),
             min_body_rate: crate::body_rate::MinRate {
                 bytes_per_second: settings.server.min_body_rate,
                 grace: settings.server.body_rate_grace,
@@ -212,6 +214,10 @@ impl Server {
 
         if let Some(cluster) = &shared.cluster {
             triggers.push(tokio::spawn(admin::cluster::run(admin_state.clone(), cluster.clone())));
+        }
+        if let Some(limit) = memory::limit(settings.server.max_memory_bytes) {
+            let gauge = shared.metrics.memory_shedding.clone();
+            triggers.push(tokio::spawn(memory::watch(limit, shared.memory_pressure.clone(), gauge)));
         }
         triggers.push(tokio::spawn(evict_idle_connections(shared.clone(), settings.upstream.pool_idle_timeout)));
 

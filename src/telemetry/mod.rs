@@ -36,6 +36,7 @@ pub struct Metrics {
     pub(crate) flops: CounterVec,
     pub(crate) rejections: IntCounterVec,
     pub(crate) in_flight: IntGauge,
+    pub memory_shedding: IntGauge,
     pub(crate) policy_info: IntGaugeVec,
     pub audit: AuditFamilies,
     pub reloads: IntCounterVec,
@@ -168,6 +169,11 @@ impl Metrics {
         )?;
         let in_flight = IntGauge::new("customs_in_flight_requests", "Requests being served, streams included.")?;
         registry.register(Box::new(in_flight.clone()))?;
+        let memory_shedding = IntGauge::new(
+            "customs_memory_shedding",
+            "1 while resident memory is above server.max_memory_bytes and requests with bodies are shed.",
+        )?;
+        registry.register(Box::new(memory_shedding.clone()))?;
         let policy_info = IntGaugeVec::new(
             Opts::new("customs_policy_info", "The loaded policy version (content hash); value 1."),
             &["version"],
@@ -256,6 +262,7 @@ impl Metrics {
             flops,
             rejections,
             in_flight,
+            memory_shedding,
             policy_info,
             audit,
             reloads,

@@ -558,3 +558,29 @@ async fn a_body_below_the_minimum_rate_gets_408_long_before_the_body_deadline() 
     assert!(ex.mock.requests().await.is_empty());
     ex.stop().await;
 }
+
+#[tokio::test]
+async fn above_its_memory_limit_the_gateway_sheds_requests_with_bodies() {
+    let ex = Example::start_with(|dir| {
+        // Below what any process holds: the gateway is over it from its first sample.
+        crate::support::edit_file(dir, "gateway.toml", "# max_memory_bytes", "max_memory_bytes = 1048576 #")
+    })
+    .await;
+    let mut shed = None;
+    for _ in 0..40 {
+        let r = send(ex.gw.addr, Method::POST, "/v1/chat/completions", &[US], chat_body("gpt-4o")).await;
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+            shed = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = shed.expect("never shed");
+    assert_eq!(r.code(), "overloaded");
+    assert_eq!(r.headers["retry-after"], "1");
+    // Bodiless requests cost next to nothing and are still served.
+    assert_eq!(send(ex.gw.addr, Method::GET, "/v1/models", &[US], "").await.status, StatusCode::OK);
+    let m = crate::support::scrape(ex.gw.admin_addr).await;
+    assert_eq!(crate::support::value(&m, "customs_memory_shedding", &[]), 1.0);
+    ex.stop().await;
+}

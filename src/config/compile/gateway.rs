@@ -22,6 +22,7 @@ pub(super) fn compile_gateway(ctx: &mut Ctx, src: &Source, g: GatewayFile) -> Se
             max_connections: g.server.max_connections.unwrap_or(d.server.max_connections),
             min_body_rate: g.server.min_body_rate.unwrap_or(d.server.min_body_rate),
             body_rate_grace: g.server.body_rate_grace.unwrap_or(d.server.body_rate_grace),
+            max_memory_bytes: g.server.max_memory_bytes,
             max_header_bytes: g.server.max_header_bytes.unwrap_or(d.server.max_header_bytes),
             max_header_fields: g.server.max_header_fields.unwrap_or(d.server.max_header_fields),
             idle_timeout: g.server.idle_timeout.unwrap_or(d.server.idle_timeout),
