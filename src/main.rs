@@ -99,10 +99,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listen = args.listen.unwrap_or(config.settings.server.listen);
     let admin = args.admin_listen.unwrap_or(config.settings.server.admin_listen);
     let env: SharedEnv = std::sync::Arc::new(config::process_env);
+    let scheme = |tls: &Option<_>| if tls.is_some() { "https" } else { "http" };
+    let (gateway, admin_scheme) = (scheme(&config.settings.server.tls), scheme(&config.settings.admin.tls));
     runtime()?.block_on(async {
         let stop = shutdown_signal()?;
         let server = Server::start(config, listen, admin, env, day_clock(args.at)).await?;
-        out(&format!("customs listening on http://{} (admin http://{})\n", server.addr, server.admin_addr))?;
+        let (addr, admin) = (server.addr, server.admin_addr);
+        out(&format!("customs listening on {gateway}://{addr} (admin {admin_scheme}://{admin})\n"))?;
         stop.await;
         server.shutdown().await;
         Ok(ExitCode::SUCCESS)
