@@ -18,6 +18,7 @@ mod metering;
 mod one_gate;
 mod outcomes;
 mod policy_codes;
+mod policy_reference;
 mod process;
 mod properties;
 mod reload;
