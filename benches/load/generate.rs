@@ -3,6 +3,7 @@
 //! send time whenever the target made a request wait, so a slow target cannot hide its queueing).
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,9 +31,21 @@ pub struct Count {
     pub errors: u64,
 }
 
+/// `--tls`: the client configuration, and the targets spoken to over TLS (the others stay plain).
+pub static TLS: OnceLock<(tokio_rustls::TlsConnector, Vec<SocketAddr>)> = OnceLock::new();
+
 async fn connect(addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
+    if let Some((tls, _)) = TLS.get().filter(|(_, over_tls)| over_tls.contains(&addr)) {
+        let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
+        let stream = tls.connect(name, stream).await.ok()?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        return Some(sender);
+    }
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
     tokio::spawn(async move {
         let _ = conn.await;

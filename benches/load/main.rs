@@ -75,6 +75,11 @@ struct Args {
     /// side rather than across runs on a drifting machine.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// Serve customs (and the baseline, no-audit, cluster) and nginx over TLS 1.3 with one
+    /// certificate generated for the run (ECDSA P-256), and drive them over TLS; the bare proxy
+    /// and the mock stay plain.
+    #[arg(long)]
+    tls: bool,
     /// cargo passes --bench to bench targets.
     #[arg(long, hide = true)]
     bench: bool,
@@ -141,14 +146,14 @@ impl Drop for Target {
     }
 }
 
-/// Starts `cmd`, reads its first stdout line, and returns the `http://ADDR` in it.
+/// Starts `cmd`, reads its first stdout line, and returns the `http://ADDR` (or `https://`) in it.
 fn spawn_listening(mut cmd: Command) -> Result<(Child, SocketAddr), Box<dyn std::error::Error>> {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
         BufReader::new(out).read_line(&mut line)?;
     }
-    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).ok_or("no address printed")?;
+    let addr = line.split("://").nth(1).and_then(|s| s.split_whitespace().next()).ok_or("no address printed")?;
     Ok((child, addr.parse()?))
 }
 
@@ -158,6 +163,7 @@ fn pinned(cpu: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
+#[expect(clippy::too_many_arguments, reason = "one call per target kind, each naming what it varies")]
 fn start_customs(
     name: &'static str,
     bin: &Path,
@@ -166,6 +172,7 @@ fn start_customs(
     audit: bool,
     store: Option<Child>,
     store_port: u16,
+    tls: Option<&Path>,
 ) -> Result<Target, Box<dyn std::error::Error>> {
     let dir = tempfile::TempDir::new()?;
     if large {
@@ -183,6 +190,12 @@ fn start_customs(
         let path = dir.path().join("gateway.toml");
         let cluster = format!("\n[cluster]\nurl = \"redis://127.0.0.1:{store_port}/\"\nreplica_id = \"bench\"\n");
         std::fs::write(&path, std::fs::read_to_string(&path)? + &cluster)?;
+    }
+    if let Some(certs) = tls {
+        let path = dir.path().join("gateway.toml");
+        let d = certs.display();
+        let tls = format!("\n[server.tls]\ncert_file = \"{d}/tls.crt\"\nkey_file = \"{d}/tls.key\"\n");
+        std::fs::write(&path, std::fs::read_to_string(&path)? + &tls)?;
     }
     let mut cmd = pinned("0", bin);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
@@ -223,18 +236,46 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn start_nginx(mock: SocketAddr) -> Result<Option<Target>, Box<dyn std::error::Error>> {
+/// A CA and a certificate for `localhost` signed by it, written into a new folder as `tls.crt`
+/// (chain) and `tls.key`; with the client configuration that trusts the CA, TLS 1.3 only.
+fn certificates() -> Result<(tempfile::TempDir, tokio_rustls::TlsConnector), Box<dyn std::error::Error>> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &issuer)?;
+    let dir = tempfile::TempDir::new()?;
+    std::fs::write(dir.path().join("tls.crt"), cert.pem() + &ca_cert.pem())?;
+    std::fs::write(dir.path().join("tls.key"), key.serialize_pem())?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone())?;
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok((dir, tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))))
+}
+
+fn start_nginx(mock: SocketAddr, tls: Option<&Path>) -> Result<Option<Target>, Box<dyn std::error::Error>> {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
     let Some(nginx) = nginx else { return Ok(None) };
     let dir = tempfile::TempDir::new()?;
     let port = free_port()?;
     let d = dir.path().display();
+    let ssl = tls.map_or_else(String::new, |c| {
+        let c = c.display();
+        format!(" ssl; ssl_certificate {c}/tls.crt; ssl_certificate_key {c}/tls.key; ssl_protocols TLSv1.3")
+    });
     let conf = format!(
         "daemon off; master_process off; worker_processes 1; error_log /dev/null crit; pid {d}/nginx.pid;\n\
          events {{ worker_connections 4096; }}\n\
          http {{ access_log off; keepalive_requests 100000000; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
            upstream mock {{ server {mock}; keepalive 128; keepalive_requests 100000000; }}\n\
-           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://mock; proxy_http_version 1.1;\n\
+           server {{ listen 127.0.0.1:{port}{ssl}; location / {{ proxy_pass http://mock; proxy_http_version 1.1;\n\
              proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering off; }} }} }}\n"
     );
     let path = dir.path().join("nginx.conf");
@@ -416,32 +457,37 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     mock_cmd.args(["--listen", "127.0.0.1:0"]);
     let (mut mock_child, mock) = spawn_listening(mock_cmd)?;
     let wanted = |n: &str| args.only.is_empty() || args.only.iter().any(|o| o == n);
+    let (certs, connector) = match args.tls {
+        true => certificates().map(|(d, c)| (Some(d), Some(c)))?,
+        false => (None, None),
+    };
+    let tls = certs.as_ref().map(|d| d.path());
     let mut targets = Vec::new();
     let customs = Path::new(env!("CARGO_BIN_EXE_customs"));
     if wanted("customs") {
-        targets.push(start_customs("customs", customs, mock, args.large, true, None, 0)?);
+        targets.push(start_customs("customs", customs, mock, args.large, true, None, 0, tls)?);
     }
     // The same build and policy without the audit trail: what the trail costs, side by side.
     if wanted("no-audit") {
-        targets.push(start_customs("no-audit", customs, mock, args.large, false, None, 0)?);
+        targets.push(start_customs("no-audit", customs, mock, args.large, false, None, 0, tls)?);
     }
     // And in cluster mode, one replica on a store: what sharing the kill switch and limits costs.
     if wanted("cluster") {
         match start_redis()? {
             Some((redis, port)) => {
-                targets.push(start_customs("cluster", customs, mock, args.large, true, Some(redis), port)?);
+                targets.push(start_customs("cluster", customs, mock, args.large, true, Some(redis), port, tls)?);
             }
             None => println!("redis-server is not installed; skipping cluster (apt-get install redis-server)"),
         }
     }
     if let Some(bin) = &args.baseline {
-        targets.push(start_customs("baseline", bin, mock, args.large, true, None, 0)?);
+        targets.push(start_customs("baseline", bin, mock, args.large, true, None, 0, tls)?);
     }
     if wanted("bare") {
         targets.push(start_bare(mock)?);
     }
     if wanted("nginx") {
-        match start_nginx(mock)? {
+        match start_nginx(mock, tls)? {
             Some(t) => targets.push(t),
             None => println!("nginx is not installed; skipping it (apt-get install nginx to include it)"),
         }
@@ -456,6 +502,10 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         helpers: Vec::new(),
         _dir: None,
     });
+    if let Some(connector) = connector {
+        let over_tls = targets.iter().filter(|t| !matches!(t.name, "bare" | "litellm")).map(|t| t.addr).collect();
+        let _ = generate::TLS.set((connector, over_tls));
+    }
     let Shots { plain, stream, responses, messages } = shots(args.large);
     let optional = [&responses, &messages];
     let d = Duration::from_secs(args.seconds);
@@ -598,7 +648,7 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "fdatasync_ms": machine::fdatasync_ms(),
         "commit": machine::commit(),
         "nginx": nginx_version(results.iter().any(|(n, _)| n == "nginx")),
-        "settings": {"large_config": args.large, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
+    "settings": {"large_config": args.large, "tls": args.tls, "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, "rate": args.rate,
                      "stream_chunks": 20, "target_cpu": 0,
                      "streams": {"stream": "chat completion", "responses_stream": "Responses create", "messages_stream": "Anthropic Messages create"}, "driver_and_mock_cpu": 1},
         "targets": results.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
