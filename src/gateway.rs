@@ -268,6 +268,7 @@ where
             return Err(GatewayError::Policy(denial));
         }
         Route::Stored { action, id } => {
+            enter(snapshot, tenant, exchange)?;
             let mut room = body_room(shared, &body)?;
             let bytes = read_body(parts, body, shared.max_body_bytes, read_by, shared.min_body_rate).await?;
             fit(&mut room, bytes.len());
@@ -276,6 +277,7 @@ where
         Route::Inference { op, deployment } => (op, deployment),
     };
 
+    enter(snapshot, tenant, exchange)?;
     // Held until the body is let go of, once it is forwarded (when this function returns).
     let mut room = body_room(shared, &body)?;
     let bytes = read_body(parts, body, shared.max_body_bytes, read_by, shared.min_body_rate).await?;
@@ -514,6 +516,15 @@ fn with_model(body: &Bytes, name: &str) -> Bytes {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(&body[end..]);
     Bytes::from(out)
+}
+
+/// The tenant's concurrency limit, before its body is read: a place held until the request ends.
+fn enter(snapshot: &Snapshot, tenant: TenantIdx, exchange: &mut Exchange) -> Result<(), GatewayError> {
+    let limiter = snapshot.limiter(tenant).ok_or(GatewayError::Policy(Denial::TenantSuspended))?;
+    if let Some(place) = limiter.enter()? {
+        exchange.hold(place);
+    }
+    Ok(())
 }
 
 /// Room in the gateway-wide body budget for this request's body, held while the gateway holds

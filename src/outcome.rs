@@ -16,7 +16,7 @@ use http_body_util::{Either, Full};
 
 use crate::audit::{Charged, DecisionRecord, Durable, Outcome, OutcomeRecord, RuleRef, Slot, Unrecorded};
 use crate::ids::{EndpointIdx, ModelIdx, TenantIdx};
-use crate::limits::Ticket;
+use crate::limits::{Place, Ticket};
 use crate::owners::{Owner, Owners};
 use crate::proxy::metered::{BodyEnd, Metered, OnEnd};
 use crate::reason::Reason;
@@ -49,6 +49,8 @@ pub struct Exchange {
     /// A Responses API create: who to bind the id of the response it returns to.
     bind: Option<(Arc<Owners>, Arc<Owner>)>,
     charge: Option<Charge>,
+    /// Given up when the exchange is dropped, once the response has ended.
+    place: Option<Place>,
     upstream: Option<Upstream>,
     /// The reason and status of the response head, once there is one.
     answer: Option<(Reason, u16)>,
@@ -111,6 +113,7 @@ impl Exchange {
             operation: crate::route::NO_OPERATION,
             bind: None,
             charge: None,
+            place: None,
             upstream: None,
             answer: None,
             decided: Decided::No,
@@ -139,6 +142,11 @@ impl Exchange {
     }
 
     /// Reserved as a request, charged no tokens whatever the response reports.
+    /// Keeps the request's place among its tenant's requests in progress until it ends.
+    pub fn hold(&mut self, place: Place) {
+        self.place = Some(place);
+    }
+
     pub fn charge_request(&mut self, ticket: Ticket) {
         self.charge = Some(Charge { ticket, worst_case: 0, tokens: false });
     }

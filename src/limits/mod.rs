@@ -110,6 +110,9 @@ pub struct Limiter {
     requests: Option<RequestLimiter>,
     tokens: Option<TokenBucket>,
     in_flight: AtomicU32,
+    /// Requests between authentication and their end, bodies still being read included: the
+    /// concurrency limit applied before a body is read ([`Limiter::enter`]).
+    in_progress: AtomicU32,
     compute: Option<DailyBudget>,
     /// Cluster mode: this tenant's leases on the store, made on its first request.
     leases: OnceLock<Leases>,
@@ -130,6 +133,17 @@ pub struct Demand {
     pub tokens: u64,
     pub flops_per_token: Option<f64>,
     pub day: i64,
+}
+
+/// A request's place among its tenant's requests in progress, given up when dropped.
+pub struct Place {
+    limiter: Arc<Limiter>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.limiter.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// An admitted request's reservations; settled when the response ends, released if dropped.
@@ -164,10 +178,30 @@ impl Limiter {
             requests,
             tokens: spec.tokens_per_minute.map(|t| TokenBucket::per_minute(t.get())),
             in_flight: AtomicU32::new(0),
+            in_progress: AtomicU32::new(0),
             compute: spec.daily_inference_flops.map(|f| DailyBudget::new((f / GFLOP) as u64)),
             leases: OnceLock::new(),
             fallback: OnceLock::new(),
         }
+    }
+
+    /// Takes a place among the tenant's requests in progress on this replica, before its body
+    /// is read: a tenant at `max_concurrent` cannot make the gateway hold one more body. The
+    /// admission after the body (`admit`, and in cluster mode the store's slots) still decides the
+    /// limit proper; this only bounds what waits in front of it.
+    pub fn enter(self: &Arc<Self>) -> Result<Option<Place>, RateLimited> {
+        let Some(max) = self.spec.max_concurrent else { return Ok(None) };
+        let before = self.in_progress.fetch_add(1, Ordering::AcqRel);
+        let place = Place { limiter: self.clone() };
+        if before >= max.get() {
+            drop(place);
+            return Err(RateLimited {
+                kind: LimitKind::Concurrency,
+                retry_after: Duration::from_secs(1),
+                headroom: RateHeadroom::default(),
+            });
+        }
+        Ok(Some(place))
     }
 
     pub fn is_unlimited(&self) -> bool {

@@ -346,3 +346,44 @@ async fn metrics_upstream_errors_are_counted_by_kind() {
     assert_eq!(value(&m, "customs_in_flight_requests", &[]), 0.0);
     ex.stop().await;
 }
+
+#[tokio::test]
+async fn ratelimit_concurrency_is_checked_before_the_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = Limited::start().await;
+    // One request whose body never comes holds the tenant's one place...
+    let mut first = tokio::net::TcpStream::connect(l.gw.addr).await.unwrap();
+    first
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-conc\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // ...so the next is refused at once, without the gateway waiting for (or holding) its body.
+    let mut second = tokio::net::TcpStream::connect(l.gw.addr).await.unwrap();
+    second
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-conc\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), second.read(&mut buf))
+        .await
+        .expect("the second request waited for its body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+    assert!(text.contains("concurrency_limit_exceeded"), "{text}");
+    // The place comes back when the first request ends (its connection closed here).
+    drop(first);
+    let mut served = None;
+    for _ in 0..40 {
+        let r = l.call("conc", &chat(10), &[]).await;
+        if r.status == StatusCode::OK {
+            served = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(served.is_some(), "the place was never given back");
+    assert!(l.mock.requests().await.len() == 1);
+    l.stop().await;
+}
