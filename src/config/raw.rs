@@ -124,6 +124,10 @@ pub struct ServerSection {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
+    pub http2_keep_alive_interval: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
     pub tls: Option<TlsSection>,
 }

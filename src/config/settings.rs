@@ -51,6 +51,11 @@ pub struct ServerSettings {
     /// A connection that starts no request for this long is closed gracefully (requests in
     /// flight on it finish).
     pub idle_timeout: Duration,
+    /// An HTTP/2 connection is sent a PING this often (zero: never) and closed when the ack
+    /// takes longer than the timeout: a client that vanished without closing is found while its
+    /// stream still runs, and its upstream request is cancelled.
+    pub http2_keep_alive_interval: Duration,
+    pub http2_keep_alive_timeout: Duration,
     pub shutdown_grace: Duration,
     /// HTTPS on the inference listener; `None` serves plain HTTP.
     pub tls: Option<TlsSettings>,
@@ -192,6 +197,8 @@ impl Default for ServerSettings {
             max_header_bytes: 32 * 1024,
             max_header_fields: 100,
             idle_timeout: Duration::from_secs(60),
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
             tls: None,
         }

@@ -138,6 +138,9 @@ impl MockUpstream {
             max_header_fields: 100,
             // Longer than a gateway keeps an idle pooled connection.
             idle_timeout: Duration::from_secs(300),
+            // The gateway speaks HTTP/1.1 to upstreams.
+            http2_keep_alive_interval: Duration::ZERO,
+            http2_keep_alive_timeout: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(1),
             tls,
         };

@@ -71,6 +71,9 @@ pub struct Limits {
     pub max_header_bytes: u32,
     pub max_header_fields: u32,
     pub idle_timeout: Duration,
+    /// Zero sends no PINGs.
+    pub http2_keep_alive_interval: Duration,
+    pub http2_keep_alive_timeout: Duration,
     pub shutdown_grace: Duration,
     /// HTTPS: the handshake runs inside the first request's deadline.
     pub tls: Option<TlsAcceptor>,
@@ -186,6 +189,8 @@ impl Server {
             max_header_bytes: settings.server.max_header_bytes,
             max_header_fields: settings.server.max_header_fields,
             idle_timeout: settings.server.idle_timeout,
+            http2_keep_alive_interval: settings.server.http2_keep_alive_interval,
+            http2_keep_alive_timeout: settings.server.http2_keep_alive_timeout,
             shutdown_grace: settings.server.shutdown_grace,
             tls: server_tls,
         };
@@ -314,6 +319,12 @@ where
         .max_concurrent_streams(100)
         // HPACK counts 32 bytes more per field than the field's name and value.
         .max_header_list_size(head.saturating_add(limits.max_header_fields.saturating_mul(64)));
+    if !limits.http2_keep_alive_interval.is_zero() {
+        builder
+            .http2()
+            .keep_alive_interval(limits.http2_keep_alive_interval)
+            .keep_alive_timeout(limits.http2_keep_alive_timeout);
+    }
     let drain = Arc::new(Drain::default());
     // At most u32::MAX: a semaphore panics above its maximum, and draining waits for them all
     // in one acquire, which counts in u32.
@@ -436,6 +447,8 @@ mod tests {
             max_header_bytes: 32 * 1024,
             max_header_fields: 100,
             idle_timeout: Duration::from_secs(60),
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(60),
             tls: None,
         };

@@ -322,6 +322,8 @@ async fn a_panic_on_the_request_path_is_answered_500() {
         max_header_bytes: 32 * 1024,
         max_header_fields: 100,
         idle_timeout: Duration::from_secs(60),
+        http2_keep_alive_interval: Duration::from_secs(30),
+        http2_keep_alive_timeout: Duration::from_secs(20),
         shutdown_grace: Duration::from_secs(1),
         tls: None,
     };
@@ -492,6 +494,49 @@ async fn a_connection_that_starts_no_request_for_the_idle_timeout_is_closed() {
     assert_eq!(res.status(), StatusCode::OK);
     let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("chat.completion"));
+    ex.stop().await;
+}
+
+/// A client that vanished without closing (a dropped NAT mapping, a killed laptop) answers no
+/// PING: its HTTP/2 connection is closed at the keep-alive timeout, not at the idle timeout.
+#[tokio::test]
+async fn an_http2_client_that_answers_no_ping_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ex = Example::start_with(|dir| {
+        crate::support::edit_file(dir, "gateway.toml", "idle_timeout = \"60s\"", "idle_timeout = \"1h\"");
+        crate::support::edit_file(
+            dir,
+            "gateway.toml",
+            "keep_alive_interval = \"30s\"",
+            "keep_alive_interval = \"300ms\"",
+        );
+        crate::support::edit_file(
+            dir,
+            "gateway.toml",
+            "keep_alive_timeout = \"20s\"",
+            "keep_alive_timeout = \"300ms\"",
+        );
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(ex.gw.addr).await.unwrap();
+    // The preface, empty SETTINGS and an ack of the server's SETTINGS; then silence.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&[0, 0, 0, 4, 1, 0, 0, 0, 0]);
+    s.write_all(&hello).await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a connection that acknowledged no PING stayed open");
+    // Walk the frames the server sent: a PING (type 6) without the ACK flag, then GOAWAY (7).
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at + 9 <= buf.len() {
+        let len = usize::from(buf[at]) << 16 | usize::from(buf[at + 1]) << 8 | usize::from(buf[at + 2]);
+        kinds.push((buf[at + 3], buf[at + 4]));
+        at += 9 + len;
+    }
+    assert!(kinds.contains(&(6, 0)), "no PING was sent: {kinds:?}");
+    assert!(kinds.iter().any(|k| k.0 == 7), "no GOAWAY was sent: {kinds:?}");
     ex.stop().await;
 }
 
