@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
-use crate::policy::{Finding, FindingStatus, Policy, Screening};
+use crate::policy::{Finding, FindingStatus, Policy, Screening, Subject};
 
 /// One policy's screening findings against the list it was screened with.
 pub struct ScreenReport<'a> {
@@ -31,9 +31,13 @@ impl ScreenReport<'_> {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "{list}: {} entries screened against {} tenants; blocked at {:.0}, review from {:.0}",
+            "{list}: {} entries screened against {} tenants{}; blocked at {:.0}, review from {:.0}",
             s.entries,
             self.policy.tenants().len(),
+            match self.policy.ownership().entities.len() {
+                0 => String::new(),
+                n => format!(" and {n} entities"),
+            },
             s.threshold,
             s.review_threshold
         );
@@ -54,14 +58,29 @@ impl ScreenReport<'_> {
                 let _ = writeln!(text, "         cleared by {reviewer} on {date}: {note}");
             }
         }
-        let count = |st: &str| s.findings.iter().filter(|f| f.status.as_str() == st).count();
+        let count = |st: &str, entity: bool| {
+            s.findings
+                .iter()
+                .filter(|f| f.status.as_str() == st && matches!(f.subject, Subject::Entity(_)) == entity)
+                .count()
+        };
         let _ = writeln!(
             text,
             "{} blocked (denied_party), {} cleared, {} for review",
-            count("blocked"),
-            count("cleared"),
-            count("review")
+            count("blocked", false),
+            count("cleared", false),
+            count("review", false)
         );
+        let entities = self.policy.ownership().entities.len();
+        if entities > 0 {
+            let _ = writeln!(
+                text,
+                "entities of ownership.toml: {} listed parties, {} cleared, {} for review, of {entities}",
+                count("blocked", true),
+                count("cleared", true),
+                count("review", true)
+            );
+        }
         text
     }
 
@@ -88,8 +107,12 @@ impl ScreenReport<'_> {
         })
     }
 
-    fn tenant(&self, f: &Finding) -> &str {
-        self.policy.tenant(f.tenant).map_or("?", |t| &*t.id)
+    /// The tenant's id, or the entity's as `entity:<id>`.
+    fn tenant(&self, f: &Finding) -> String {
+        match f.subject {
+            Subject::Tenant(t) => self.policy.tenant(t).map_or("?", |t| &*t.id).to_owned(),
+            Subject::Entity(e) => format!("entity:{}", self.policy.ownership().entity(e).map_or("?", |e| &*e.id)),
+        }
     }
 }
 
@@ -109,7 +132,7 @@ mod tests {
 
     fn finding(policy: &Policy, tenant: &str, score: f64, status: FindingStatus) -> Finding {
         Finding {
-            tenant: policy.tenant_by_id(tenant).unwrap(),
+            subject: Subject::Tenant(policy.tenant_by_id(tenant).unwrap()),
             query: format!("{tenant} Ltd.").into(),
             entry_id: "E1".into(),
             entry_name: "LISTED LTD".into(),
@@ -150,8 +173,9 @@ mod tests {
         let policy = policy();
         let text = screen(&policy).unwrap().render_text();
         let tenants = policy.tenants().len();
+        let entities = policy.ownership().entities.len();
         let want = format!(
-            "list.csv: 3 entries screened against {tenants} tenants; blocked at 85, review from 70\n\
+            "list.csv: 3 entries screened against {tenants} tenants and {entities} entities; blocked at 85, review from 70\n\
              BLOCKED  demo-us               91  \"demo-us Ltd.\" ~ \"LISTED LTD\"\n\
              \x20        entry E1 (Entity List), list.csv:7\n\
              CLEARED  demo-de              100  \"demo-de Ltd.\" ~ \"LISTED LTD\"\n\
@@ -159,7 +183,8 @@ mod tests {
              \x20        cleared by j.doe on 2026-11-20: Not them.\n\
              REVIEW   demo-cn               75  \"demo-cn Ltd.\" ~ \"LISTED LTD\"\n\
              \x20        entry E1 (Entity List), list.csv:7\n\
-             1 blocked (denied_party), 1 cleared, 1 for review\n"
+             1 blocked (denied_party), 1 cleared, 1 for review\n\
+             entities of ownership.toml: 0 listed parties, 0 cleared, 0 for review, of {entities}\n"
         );
         assert_eq!(text, want);
     }

@@ -10,6 +10,7 @@ pub struct Files<T> {
     pub jurisdictions: T,
     pub tenants: T,
     pub screening: T,
+    pub ownership: T,
     pub expectations: T,
 }
 
@@ -20,8 +21,8 @@ pub struct File {
     pub required: bool,
 }
 
-/// The files a config folder may hold: `gateway.toml`, `screening.toml` and `expectations.toml`
-/// are optional, the policy files are not. The screening list itself (CSV) is named in
+/// The files a config folder may hold: `gateway.toml`, `screening.toml`, `ownership.toml` and
+/// `expectations.toml` are optional, the policy files are not. The screening list itself (CSV) is named in
 /// `screening.toml`.
 pub const FILES: Files<File> = Files {
     gateway: File { name: "gateway.toml", required: false },
@@ -30,6 +31,7 @@ pub const FILES: Files<File> = Files {
     jurisdictions: File { name: "jurisdictions.toml", required: true },
     tenants: File { name: "tenants.toml", required: true },
     screening: File { name: "screening.toml", required: false },
+    ownership: File { name: "ownership.toml", required: false },
     expectations: File { name: "expectations.toml", required: false },
 };
 
@@ -45,6 +47,7 @@ impl<T> Files<T> {
             &self.jurisdictions,
             &self.tenants,
             &self.screening,
+            &self.ownership,
             &self.expectations,
         ]
         .into_iter()
@@ -58,6 +61,7 @@ impl<T> Files<T> {
             jurisdictions: f(self.jurisdictions),
             tenants: f(self.tenants),
             screening: f(self.screening),
+            ownership: f(self.ownership),
             expectations: f(self.expectations),
         }
     }

@@ -132,6 +132,7 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         jurisdictions: Some(j),
         tenants: Some(t),
         screening: Some(sc),
+        ownership: Some(o),
         expectations: Some(e),
     } = sources
     else {
@@ -143,9 +144,17 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     let groups = parse(&c, &mut errors);
     let jurisdictions = parse(&j, &mut errors);
     let tenants = parse_tenants(&t, &mut errors);
+    let ownership = parse(&o, &mut errors);
     let expectations = parse(&e, &mut errors);
-    let (Some(gateway), Some(models), Some(groups), Some(jurisdictions), Some(tenants), Some(expectations)) =
-        (gateway, models, groups, jurisdictions, tenants, expectations)
+    let (
+        Some(gateway),
+        Some(models),
+        Some(groups),
+        Some(jurisdictions),
+        Some(tenants),
+        Some(ownership),
+        Some(expectations),
+    ) = (gateway, models, groups, jurisdictions, tenants, ownership, expectations)
     else {
         return Err(ConfigErrors(errors));
     };
@@ -156,6 +165,7 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         jurisdictions: (&j, jurisdictions),
         tenants: (&t, tenants),
         screening: (&sc, screening_file),
+        ownership: (&o, ownership),
         list,
         expectations: (&e, expectations),
     };

@@ -362,6 +362,9 @@ pub struct RawTenant {
     pub suspension: Option<Spanned<RawSuspension>>,
     #[serde(default)]
     pub limits: Option<Spanned<RawLimits>>,
+    /// The tenant's own entity in `ownership.toml`, whose owners are screened with it.
+    #[serde(default)]
+    pub entity: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -415,11 +418,15 @@ impl Default for ScreeningSettings {
     }
 }
 
-/// A reviewer's decision that one tenant is not one list entry.
+/// A reviewer's decision that one tenant (or one entity of `ownership.toml`) is not one list
+/// entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClearance {
-    pub tenant: Spanned<String>,
+    #[serde(default)]
+    pub tenant: Option<Spanned<String>>,
+    #[serde(default)]
+    pub entity: Option<Spanned<String>>,
     /// The entry's `_id` in the list.
     pub entry: Spanned<String>,
     pub reviewer: String,
@@ -472,4 +479,51 @@ pub struct RawExpectation {
 pub enum ExpectedDecision {
     Allow,
     Deny,
+}
+
+/// `ownership.toml`: the legal entities behind tenants, who owns them and by how much, and the
+/// dated rule (the BIS Affiliates rule) that extends a listed party's restrictions to what it owns.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipFile {
+    #[serde(default)]
+    pub affiliates_rule: Option<Spanned<RawAffiliatesRule>>,
+    #[serde(default)]
+    pub entities: Vec<Spanned<RawEntity>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAffiliatesRule {
+    /// Percent owned by listed parties, together, at or above which an entity is restricted.
+    pub threshold: Spanned<f64>,
+    #[serde(default)]
+    pub effective_from: Option<Spanned<Datetime>>,
+    #[serde(default)]
+    pub until: Option<Spanned<Datetime>>,
+    /// Windows in which the rule is not applied (the one-year suspension of November 2025).
+    #[serde(default)]
+    pub suspensions: Vec<Spanned<RawSuspension>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntity {
+    pub id: Spanned<String>,
+    pub legal_name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Country of incorporation (ISO 3166-1 alpha-2).
+    pub incorporated: Spanned<String>,
+    /// Country of headquarters (ISO 3166-1 alpha-2).
+    pub headquarters: Spanned<String>,
+    #[serde(default)]
+    pub owners: Vec<Spanned<RawOwner>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOwner {
+    pub entity: Spanned<String>,
+    pub percent: Spanned<f64>,
 }

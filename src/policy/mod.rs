@@ -5,7 +5,8 @@
 //! Evaluation order (default deny; the first rule that refuses decides). "Today" is the day
 //! decided for; every dated rule is read as of that day:
 //! 1. tenant suspended (`status`, or a suspension window covering today)
-//! 2. tenant matches a restricted-party list entry (`denied_party`), unless cleared
+//! 2. tenant matches a restricted-party list entry (`denied_party`), unless cleared; or, while the
+//!    Affiliates rule is in force, listed parties own it together at or above its threshold
 //! 3. the version of the tenant's jurisdiction in force today is embargoed
 //! 4. model name unknown (exact match on id or alias; no case folding or trimming)
 //! 5. no version of the jurisdiction in force today; else its `deny_models` (beats any allow),
@@ -17,6 +18,7 @@
 
 mod date;
 pub mod expect;
+mod ownership;
 mod screening;
 mod table;
 #[cfg(test)]
@@ -33,7 +35,8 @@ pub use crate::ids::{EndpointIdx, ModelIdx, RuleId, TenantIdx};
 pub use crate::reason::Denial;
 use crate::route::Operation;
 pub use date::{Day, DayClock, Window};
-pub use screening::{Finding, FindingStatus, Screening};
+pub use ownership::{Chain, Entity, EntityIdx, Holding, Ownership, percent};
+pub use screening::{Finding, FindingStatus, Screening, Subject};
 pub(crate) use table::{Cell, EndpointRun, Row, TableBuilder, VerdictTable};
 
 use crate::auth::KeyIndex;
@@ -58,6 +61,7 @@ pub struct Policy {
     /// The tenants file, named by the rule a tenant without a declaration is refused by.
     pub(crate) tenants_file: Box<str>,
     pub(crate) screening: Screening,
+    pub(crate) ownership: Ownership,
     /// Per tenant: refused while this replica cannot confirm the cluster's kill switch
     /// (`[cluster] fail_closed` names its jurisdiction).
     pub(crate) cluster_fail_closed: Box<[bool]>,
@@ -157,6 +161,11 @@ pub struct Tenant {
     pub suspension: Option<Suspension>,
     /// The screening-list entry that blocks this tenant, when it matched and was not cleared.
     pub denied_party: Option<RuleId>,
+    /// Its entity in `ownership.toml`, when it names one.
+    pub entity: Option<EntityIdx>,
+    /// Owned by listed parties at or above the Affiliates rule's threshold: refused as a denied
+    /// party on the days that rule is in force. The rule's detail is the chain of ownership.
+    pub affiliated: Option<RuleId>,
     pub declaration: Option<Declaration>,
     pub allowlist: Option<ModelSet>,
     pub limits: LimitSpec,
@@ -376,6 +385,9 @@ impl Policy {
         if let Some(rule) = t.denied_party {
             return Err((Denial::DeniedParty, Some(rule)));
         }
+        if let Some(rule) = t.affiliated.filter(|_| self.ownership.applies(today)) {
+            return Err((Denial::DeniedParty, Some(rule)));
+        }
         let version = match self.jurisdictions.get(t.jurisdiction as usize).and_then(|j| j.period(today)) {
             Some(Period { in_force: InForce::Version(v), .. }) => Ok(v),
             Some(Period { in_force: InForce::Nothing(rule), .. }) => Err(Some(*rule)),
@@ -471,6 +483,10 @@ impl Policy {
 
     pub fn screening(&self) -> &Screening {
         &self.screening
+    }
+
+    pub fn ownership(&self) -> &Ownership {
+        &self.ownership
     }
 
     pub fn keys(&self) -> &KeyIndex {

@@ -3,7 +3,7 @@
 //! or left for review). The request path only reads each tenant's `denied_party` rule; this is
 //! for `customs screen` and `customs explain`.
 
-use super::{Day, RuleId, TenantIdx};
+use super::{Day, EntityIdx, RuleId, TenantIdx};
 
 #[derive(Debug, Default)]
 pub struct Screening {
@@ -15,10 +15,18 @@ pub struct Screening {
     pub findings: Box<[Finding]>,
 }
 
+/// Whose names were screened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Tenant(TenantIdx),
+    /// An entity of `ownership.toml`: a tenant's own legal entity or one of its owners.
+    Entity(EntityIdx),
+}
+
 #[derive(Debug)]
 pub struct Finding {
-    pub tenant: TenantIdx,
-    /// The tenant's legal name or alias that matched.
+    pub subject: Subject,
+    /// The tenant's or entity's legal name or alias that matched.
     pub query: Box<str>,
     pub entry_id: Box<str>,
     pub entry_name: Box<str>,

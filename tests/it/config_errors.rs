@@ -357,7 +357,7 @@ fn config_missing_and_unexpected_files_are_errors() {
         lines,
         [
             "jurisdictions.toml: cannot be read: No such file or directory (os error 2)",
-            "tenant.toml: unexpected file; a config folder holds only gateway.toml, models.toml, country-groups.toml, jurisdictions.toml, tenants.toml, screening.toml, expectations.toml",
+            "tenant.toml: unexpected file; a config folder holds only gateway.toml, models.toml, country-groups.toml, jurisdictions.toml, tenants.toml, screening.toml, ownership.toml, expectations.toml",
             "tenants.toml: cannot be read: No such file or directory (os error 2)",
         ]
     );

@@ -17,6 +17,7 @@ mod messages;
 mod metering;
 mod one_gate;
 mod outcomes;
+mod ownership;
 mod policy_codes;
 mod policy_reference;
 mod process;

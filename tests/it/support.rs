@@ -42,6 +42,7 @@ pub const DEMO_KEYS: &[(&str, &str)] = &[
     ("demo-suspended", "sk-demo-suspended"),
     ("demo-listed", "sk-demo-listed"),
     ("demo-nl", "sk-demo-nl"),
+    ("demo-sg", "sk-demo-sg"),
 ];
 
 /// A minimal jurisdiction for hand-written configs: the US, everything allowed from us-* endpoints.

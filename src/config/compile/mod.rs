@@ -12,6 +12,7 @@ mod gateway;
 mod groups;
 mod jurisdictions;
 mod models;
+mod ownership;
 mod screening;
 mod tenants;
 
@@ -20,8 +21,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::raw::{
-    CountryGroupsFile, ExpectationsFile, GatewayFile, JurisdictionsFile, ModelsFile, RawLimits, ScreeningFile,
-    TenantsFile,
+    CountryGroupsFile, ExpectationsFile, GatewayFile, JurisdictionsFile, ModelsFile, OwnershipFile, RawLimits,
+    ScreeningFile, TenantsFile,
 };
 use super::settings::Settings;
 use crate::policy::Policy;
@@ -34,6 +35,7 @@ pub(super) struct Parsed<'s> {
     pub jurisdictions: (&'s Source, JurisdictionsFile),
     pub tenants: (&'s Source, TenantsFile),
     pub screening: (&'s Source, ScreeningFile),
+    pub ownership: (&'s Source, OwnershipFile),
     pub list: Option<Source>,
     pub expectations: (&'s Source, ExpectationsFile),
 }
@@ -102,13 +104,18 @@ pub(super) fn compile(
         &coverage,
         &models,
     );
-    let screening = screening::screen(
+    let graph = ownership::compile_graph(&mut ctx, p.ownership.0, &p.ownership.1);
+    ownership::link_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &mut tenants, &graph.ownership);
+    let entities = screening::Entities { names: &graph.names, ids: ownership::ids(&graph.ownership) };
+    let (screening, listed) = screening::screen(
         &mut ctx,
         (p.screening.0, &p.screening.1),
         p.list.as_ref(),
         &p.tenants.1,
         (&mut tenants, &tenant_ids),
+        entities,
     );
+    let ownership = ownership::resolve(&mut ctx, p.ownership.0, graph, listed, &mut tenants);
     let cluster_fail_closed = fail_closed(&mut ctx, p.gateway.0, settings.cluster.as_ref(), &j.jurisdictions, &tenants);
     let expectations = expect::compile_expectations(&mut ctx, p.expectations.0, &p.expectations.1, &tenant_ids);
     let rules = ctx.finish()?;
@@ -127,6 +134,7 @@ pub(super) fn compile(
         rules: rules.into(),
         tenants_file: p.tenants.0.name.as_str().into(),
         screening,
+        ownership,
         cluster_fail_closed,
     };
     Ok(Compiled { settings, policy, expectations })

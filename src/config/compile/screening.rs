@@ -1,22 +1,33 @@
-//! The screening step of compiling: every tenant's legal name and aliases against the
-//! restricted-party list. A score at or above the threshold blocks the tenant (`denied_party`)
-//! unless `screening.toml` records a reviewer's clearance for exactly that tenant and list entry.
+//! The screening step of compiling: every tenant's legal name and aliases, and every entity's of
+//! `ownership.toml`, against the restricted-party list. A score at or above the threshold blocks
+//! the tenant (`denied_party`), or makes the entity a listed party, unless `screening.toml`
+//! records a reviewer's clearance for exactly that tenant or entity and list entry.
 
 use std::collections::HashMap;
 
 use super::ctx::{Ctx, day};
 use crate::config::error::{ConfigError, Source};
 use crate::config::raw::{ScreeningFile, TenantsFile};
-use crate::policy::{Day, Finding, FindingStatus, Screening, Tenant, TenantIdx};
+use crate::policy::{Day, EntityIdx, Finding, FindingStatus, RuleId, Screening, Subject, Tenant, TenantIdx};
 use crate::screening::{Screener, parse_csl_csv};
 
+/// The entities of `ownership.toml` to screen: each one's names, and ids for clearances.
+pub(super) struct Entities<'a> {
+    pub names: &'a [Vec<String>],
+    pub ids: &'a HashMap<Box<str>, EntityIdx>,
+}
+
+/// The findings, and per entity the rule that lists it (a hit without a clearance) with the list
+/// and entry, as explanations name them.
 pub(super) fn screen(
     ctx: &mut Ctx,
     (src, file): (&Source, &ScreeningFile),
     list: Option<&Source>,
     raw_tenants: &TenantsFile,
     (tenants, tenant_ids): (&mut [Tenant], &HashMap<Box<str>, TenantIdx>),
-) -> Screening {
+    entities: Entities<'_>,
+) -> (Screening, Vec<Option<(RuleId, String)>>) {
+    let mut listed = vec![None; entities.names.len()];
     let s = &file.screening;
     let (threshold, review) = (*s.threshold.get_ref(), *s.review_threshold.get_ref());
     if !(0.0..=100.0).contains(&threshold) {
@@ -30,13 +41,25 @@ pub(super) fn screen(
             "must be between 0 and screening.threshold",
         );
     }
-    let mut clearances: HashMap<(TenantIdx, &str), (&str, Day, &str)> = HashMap::new();
+    let mut clearances: HashMap<(Subject, &str), (&str, Day, &str)> = HashMap::new();
     for (i, c) in file.clearances.iter().enumerate() {
         let key = format!("clearances[{i}]");
-        let Some(&t) = tenant_ids.get(c.tenant.get_ref().as_str()) else {
-            let msg = format!("unknown tenant {:?}", c.tenant.get_ref());
-            ctx.err(src, Some(c.tenant.span()), format!("{key}.tenant"), msg);
-            continue;
+        let subject = match (&c.tenant, &c.entity) {
+            (Some(t), None) => tenant_ids
+                .get(t.get_ref().as_str())
+                .map(|&t| Subject::Tenant(t))
+                .ok_or_else(|| (format!("{key}.tenant"), t.span(), format!("unknown tenant {:?}", t.get_ref()))),
+            (None, Some(e)) => entities.ids.get(e.get_ref().as_str()).map(|&e| Subject::Entity(e)).ok_or_else(|| {
+                (format!("{key}.entity"), e.span(), format!("unknown entity {:?} (ownership.toml)", e.get_ref()))
+            }),
+            _ => Err((key.clone(), c.entry.span(), "a clearance names one tenant or one entity".to_owned())),
+        };
+        let t = match subject {
+            Ok(t) => t,
+            Err((k, span, msg)) => {
+                ctx.err(src, Some(span), k, msg);
+                continue;
+            }
         };
         let Some(date) = day(ctx, src, format!("{key}.date"), &c.date) else { continue };
         if c.reviewer.trim().is_empty() || c.note.trim().is_empty() {
@@ -53,26 +76,34 @@ pub(super) fn screen(
                 format!("clearances are recorded but the list {:?} is not in the config folder", s.list.get_ref());
             ctx.err(src, Some(s.list.span()), "screening.list", msg);
         }
-        return Screening { threshold, review_threshold: review, ..Screening::default() };
+        return (Screening { threshold, review_threshold: review, ..Screening::default() }, listed);
     };
     let entries = match parse_csl_csv(&list.text) {
         Ok(e) => e,
         Err(e) => {
             let position = Some((e.line(), e.column().unwrap_or(1)));
             ctx.push(ConfigError { file: list.name.clone(), position, key: String::new(), message: e.to_string() });
-            return Screening::default();
+            return (Screening::default(), listed);
         }
     };
     let screener = Screener::new(entries);
     let mut findings = Vec::new();
-    for (t, (tenant, raw)) in tenants.iter_mut().zip(&raw_tenants.tenants).enumerate() {
-        let mut names: Vec<&str> = vec![raw.legal_name.as_str()];
-        names.extend(raw.aliases.iter().map(String::as_str));
+    let tenant_names = raw_tenants.tenants.iter().enumerate().map(|(t, raw)| {
+        let names: Vec<&str> =
+            std::iter::once(raw.legal_name.as_str()).chain(raw.aliases.iter().map(String::as_str)).collect();
+        (Subject::Tenant(t as TenantIdx), names)
+    });
+    let entity_names = entities
+        .names
+        .iter()
+        .enumerate()
+        .map(|(e, names)| (Subject::Entity(e as EntityIdx), names.iter().map(String::as_str).collect()));
+    for (subject, names) in tenant_names.chain(entity_names) {
         for hit in screener.screen(&names, review) {
             let Some(entry) = screener.entries().get(hit.entry) else { continue };
             let status = if hit.score < threshold {
                 FindingStatus::Review
-            } else if let Some((reviewer, date, note)) = clearances.get(&(t as TenantIdx, entry.id.as_str())) {
+            } else if let Some((reviewer, date, note)) = clearances.get(&(subject, entry.id.as_str())) {
                 FindingStatus::Cleared { reviewer: (*reviewer).into(), date: *date, note: (*note).into() }
             } else {
                 let detail = format!(
@@ -80,11 +111,22 @@ pub(super) fn screen(
                     hit.query, hit.matched, hit.score
                 );
                 let rule = ctx.rule_at(&list.name, entry.line, format!("{} ({})", entry.id, entry.source), detail);
-                tenant.denied_party.get_or_insert(rule);
+                match subject {
+                    Subject::Tenant(t) => {
+                        if let Some(tenant) = tenants.get_mut(t as usize) {
+                            tenant.denied_party.get_or_insert(rule);
+                        }
+                    }
+                    Subject::Entity(e) => {
+                        if let Some(l) = listed.get_mut(e as usize) {
+                            l.get_or_insert_with(|| (rule, format!("{} entry {}", entry.source, entry.id)));
+                        }
+                    }
+                }
                 FindingStatus::Blocked(rule)
             };
             findings.push(Finding {
-                tenant: t as u32,
+                subject,
                 query: hit.query.as_str().into(),
                 entry_id: entry.id.as_str().into(),
                 entry_name: entry.name.as_str().into(),
@@ -96,11 +138,12 @@ pub(super) fn screen(
             });
         }
     }
-    Screening {
+    let screening = Screening {
         list: Some(list.name.as_str().into()),
         entries: screener.entries().len(),
         threshold,
         review_threshold: review,
         findings: findings.into(),
-    }
+    };
+    (screening, listed)
 }

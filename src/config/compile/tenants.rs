@@ -187,6 +187,8 @@ pub(super) fn compile_tenants(
             suspended,
             suspension,
             denied_party: None,
+            entity: None,
+            affiliated: None,
             declaration,
             allowlist,
             limits,
