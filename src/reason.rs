@@ -80,6 +80,10 @@ reasons! {
         "policy_violation",
         "This tenant matches an entry on a restricted-party screening list and is blocked pending review."
     ),
+    KycExpired => "kyc_expired" denial(
+        "policy_violation",
+        "This tenant's customer verification is past its re-verification date."
+    ),
     JurisdictionEmbargoed => "jurisdiction_embargoed" denial(
         "policy_violation",
         "Service is not available in this tenant's jurisdiction."
@@ -149,6 +153,7 @@ impl Reason {
             Self::InvalidApiKey | Self::ClientCertificateRequired => StatusCode::UNAUTHORIZED,
             Self::TenantSuspended
             | Self::DeniedParty
+            | Self::KycExpired
             | Self::JurisdictionEmbargoed
             | Self::ModelNotAllowed
             | Self::ComputeThresholdExceeded

@@ -365,6 +365,24 @@ pub struct RawTenant {
     /// The tenant's own entity in `ownership.toml`, whose owners are screened with it.
     #[serde(default)]
     pub entity: Option<Spanned<String>>,
+    /// Who verified the customer, when, on what evidence, and when it is due again.
+    #[serde(default)]
+    pub kyc: Option<Spanned<RawKyc>>,
+}
+
+/// A know-your-customer record: references to evidence only, never the documents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKyc {
+    pub verified_by: Spanned<String>,
+    pub verified_on: Spanned<Datetime>,
+    #[serde(default)]
+    pub evidence: Vec<Spanned<String>>,
+    /// Last day the verification counts.
+    pub reverify_by: Spanned<Datetime>,
+    /// Days after `reverify_by` still served (while a re-verification is under way).
+    #[serde(default)]
+    pub grace_days: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -7,6 +7,7 @@
 //! 1. tenant suspended (`status`, or a suspension window covering today)
 //! 2. tenant matches a restricted-party list entry (`denied_party`), unless cleared; or, while the
 //!    Affiliates rule is in force, listed parties own it together at or above its threshold
+//!    then its know-your-customer record is past re-verification and grace (`kyc_expired`)
 //! 3. the version of the tenant's jurisdiction in force today is embargoed
 //! 4. model name unknown (exact match on id or alias; no case folding or trimming)
 //! 5. no version of the jurisdiction in force today; else its `deny_models` (beats any allow),
@@ -167,6 +168,8 @@ pub struct Tenant {
     /// party on the days that rule is in force. The rule's detail is the chain of ownership.
     pub affiliated: Option<RuleId>,
     pub declaration: Option<Declaration>,
+    /// Its know-your-customer record, when one is on file.
+    pub kyc: Option<Kyc>,
     pub allowlist: Option<ModelSet>,
     pub limits: LimitSpec,
     /// The line of the tenant's entry in the tenants file.
@@ -188,6 +191,19 @@ pub struct Declaration {
     pub rule: RuleId,
     /// Cited when a request comes before `effective_from`.
     pub(crate) pending_rule: RuleId,
+}
+
+/// Who verified a tenant, when and on what evidence; refused once `refused_from` comes.
+pub struct Kyc {
+    pub verified_by: Box<str>,
+    pub verified_on: Day,
+    /// References (registry numbers, document ids), never the documents.
+    pub evidence: Box<[Box<str>]>,
+    pub reverify_by: Day,
+    pub grace_days: u32,
+    /// The first day after `reverify_by` and its grace.
+    pub refused_from: Day,
+    pub rule: RuleId,
 }
 
 /// A set of models as a bitset, with the rule that defined it.
@@ -357,7 +373,7 @@ impl Policy {
     }
 
     /// The refusal [`Self::decide`] gives `tenant` today whatever the model: suspended, a
-    /// restricted party, or an embargoed jurisdiction (steps 2 to 4). The gateway asks before
+    /// restricted party, verification lapsed, or an embargoed jurisdiction (steps 2 to 4). The gateway asks before
     /// reading a request's body, so a refused tenant cannot make it hold one.
     pub fn tenant_refusal(&self, tenant: TenantIdx, today: Day) -> Option<(Denial, Option<RuleId>)> {
         self.tenant_steps(tenant, today).err()
@@ -387,6 +403,9 @@ impl Policy {
         }
         if let Some(rule) = t.affiliated.filter(|_| self.ownership.applies(today)) {
             return Err((Denial::DeniedParty, Some(rule)));
+        }
+        if let Some(k) = t.kyc.as_ref().filter(|k| today >= k.refused_from) {
+            return Err((Denial::KycExpired, Some(k.rule)));
         }
         let version = match self.jurisdictions.get(t.jurisdiction as usize).and_then(|j| j.period(today)) {
             Some(Period { in_force: InForce::Version(v), .. }) => Ok(v),

@@ -222,7 +222,7 @@ reason = "model_not_allowed"
         load_err(dir.path()).replace(&prefix, ""),
         [
             "expectations.toml:2:10: expect[0].tenant: unknown tenant \"nobody\"",
-            "expectations.toml:10:10: expect[1].reason: unknown reason code \"compute_too_high\"; one of tenant_suspended, denied_party, jurisdiction_embargoed, model_not_found, model_not_allowed, compute_threshold_exceeded, end_use_declaration_required, end_use_declaration_expired, purpose_not_declared, no_resident_endpoint",
+            "expectations.toml:10:10: expect[1].reason: unknown reason code \"compute_too_high\"; one of tenant_suspended, denied_party, kyc_expired, jurisdiction_embargoed, model_not_found, model_not_allowed, compute_threshold_exceeded, end_use_declaration_required, end_use_declaration_expired, purpose_not_declared, no_resident_endpoint",
             "expectations.toml:15:11: expect[2].purpose: must be lowercase letters, digits and '-', as x-customs-purpose",
             "expectations.toml:16:6: expect[2].at: must be a date such as 2027-01-01 (no time of day)",
             "expectations.toml:17:12: expect[2].reason: is required when decision = \"deny\": name the reason code expected",

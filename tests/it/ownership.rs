@@ -1,6 +1,7 @@
-//! Ownership and the Affiliates rule: shares owned by listed parties, directly, through other
-//! entities and together, against the threshold; clearances; the rule's dates; graph errors; and
-//! a real request refused with the chain in its audit record.
+//! Customer due diligence. Ownership and the Affiliates rule: shares owned by listed parties,
+//! directly, through other entities and together, against the threshold; clearances; the rule's
+//! dates; graph errors; a real request refused with the chain in its audit record. KYC records:
+//! re-verification dates with grace, their config errors, a lapsed tenant's request.
 
 use customs::config::Config;
 use customs::policy::{Day, Verdict};
@@ -277,4 +278,65 @@ async fn a_request_of_an_owned_tenant_is_refused_with_the_chain_in_its_audit_rec
     let r = chat(ex.gw.addr, "sk-demo-sg", "gpt-4o-mini", None).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
     ex.stop().await;
+}
+
+/// The tenant `t` with a KYC record due `due`, with `grace` days.
+fn kyc_config(due: &str, extra: &str) -> tempfile::TempDir {
+    let tenant = TENANT.replace("entity = \"t-co\"\n", "");
+    let tenants = format!(
+        "{tenant}[tenants.kyc]\nverified_by = \"j.doe\"\nverified_on = 2026-01-01\nevidence = [\"REG-1\"]\n\
+         reverify_by = {due}\n{extra}"
+    );
+    write_config(&[
+        ("models.toml", MODELS),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", US_JURISDICTION),
+        ("tenants.toml", &tenants),
+    ])
+}
+
+#[test]
+fn a_lapsed_verification_is_refused_after_its_grace_and_not_before() {
+    let c = load(kyc_config("2026-12-31", "grace_days = 10\n").path());
+    assert_eq!(refusal(&c, "2026-12-31"), None, "the due day itself");
+    assert_eq!(refusal(&c, "2027-01-10"), None, "the last day of grace");
+    assert_eq!(refusal(&c, "2027-01-11"), Some("kyc_expired"));
+    let p = &c.policy;
+    let d = p.decide(p.tenant_by_id("t").unwrap(), "m", None, Day::parse("2027-01-11").unwrap());
+    let rule = p.rule(d.rule.unwrap()).unwrap();
+    assert_eq!(&*rule.key, "tenants[0] (t).kyc");
+    assert!(rule.detail.contains("verified by j.doe on 2026-01-01"), "{}", rule.detail);
+    assert!(rule.detail.contains("from 2027-01-11 the tenant is refused"), "{}", rule.detail);
+
+    let c = load(kyc_config("2026-12-31", "").path());
+    assert_eq!(refusal(&c, "2027-01-01"), Some("kyc_expired"), "no grace");
+}
+
+#[test]
+fn a_kyc_record_due_before_it_was_made_or_holding_a_document_is_a_config_error() {
+    let err = load_err(kyc_config("2025-12-31", "grace_days = 400\n").path());
+    assert!(err.contains("tenants[0] (t).kyc.reverify_by: 2025-12-31 is before verified_on 2026-01-01"), "{err}");
+    assert!(err.contains("tenants[0] (t).kyc.grace_days: must be at most 365"), "{err}");
+    let dir = kyc_config("2026-12-31", "");
+    let pasted = dir.path().join("tenants.toml");
+    let text = std::fs::read_to_string(&pasted).unwrap().replace("[\"REG-1\"]", "[\"\"\"line one\nline two\"\"\"]");
+    std::fs::write(&pasted, text).unwrap();
+    let err = load_err(dir.path());
+    assert!(err.contains("kyc.evidence[0]: must be a reference"), "{err}");
+}
+
+#[tokio::test]
+async fn a_lapsed_tenant_is_refused_before_its_body_with_the_record_audited() {
+    let ex = Example::start().await;
+    let r = chat(ex.gw.addr, "sk-demo-lapsed", "gpt-4o-mini", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "kyc_expired".to_owned()));
+    assert!(ex.mock.requests().await.is_empty());
+    let audit = ex.audit_dir();
+    ex.gw.shutdown().await;
+    let records = trail(&audit);
+    let record = records.iter().find(|r| r["tenant"] == "demo-lapsed").unwrap();
+    assert_eq!(record["reason"], "kyc_expired");
+    let rule = record["rule"].as_str().unwrap();
+    assert!(rule.contains("tenants.toml") && rule.contains("re-verification due by 2026-09-30"), "{rule}");
+    ex.mock.stop().await;
 }

@@ -43,6 +43,7 @@ pub const DEMO_KEYS: &[(&str, &str)] = &[
     ("demo-listed", "sk-demo-listed"),
     ("demo-nl", "sk-demo-nl"),
     ("demo-sg", "sk-demo-sg"),
+    ("demo-lapsed", "sk-demo-lapsed"),
 ];
 
 /// A minimal jurisdiction for hand-written configs: the US, everything allowed from us-* endpoints.

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 
 use super::ctx::{
-    Ctx, ModelEntry, check_limits, day_window, entry, model_patterns, valid_country, valid_label, valid_name,
+    Ctx, ModelEntry, check_limits, day, day_window, entry, model_patterns, valid_country, valid_label, valid_name,
 };
 use crate::auth::{self, KeyIndex};
 use crate::config::error::Source;
-use crate::config::raw::{RawLimits, RawTenant, TenantStatus, TenantsFile};
+use crate::config::raw::{RawKyc, RawLimits, RawTenant, TenantStatus, TenantsFile};
 use crate::limits::LimitSpec;
-use crate::policy::{Declaration, Jurisdiction, ModelSet, Suspension, Tenant};
+use crate::policy::{Day, Declaration, Jurisdiction, Kyc, ModelSet, Suspension, Tenant};
 
 type TenantOut = (Vec<Tenant>, HashMap<Box<str>, u32>, KeyIndex);
 
@@ -174,6 +174,7 @@ pub(super) fn compile_tenants(
             let rule = ctx.rule(src, s.span(), sk, format!("suspended {window}: {reason}"));
             Some(Suspension { window, rule })
         });
+        let kyc = t.kyc.as_ref().and_then(|k| kyc(ctx, src, &key, k));
         if let Some(l) = &t.limits {
             check_limits(ctx, src, &format!("{key}.limits"), l);
         }
@@ -190,6 +191,7 @@ pub(super) fn compile_tenants(
             entity: None,
             affiliated: None,
             declaration,
+            kyc,
             allowlist,
             limits,
             entry_line: u32::try_from(src.position(&t.id.span()).0).unwrap_or(u32::MAX),
@@ -197,6 +199,54 @@ pub(super) fn compile_tenants(
     }
     let index = KeyIndex::build(keys.into_iter().map(|(d, (t, _))| (d, t))).with_certificates(certificates, both);
     (out, ids, index)
+}
+
+/// Longest grace after a re-verification date: past a year, the record is not a verification.
+const MAX_GRACE_DAYS: u32 = 365;
+
+fn kyc(ctx: &mut Ctx, src: &Source, key: &str, k: &toml::Spanned<RawKyc>) -> Option<Kyc> {
+    let kk = format!("{key}.kyc");
+    let raw = k.get_ref();
+    let by = raw.verified_by.get_ref().trim();
+    if by.is_empty() {
+        ctx.err(src, Some(raw.verified_by.span()), format!("{kk}.verified_by"), "must name who verified the tenant");
+    }
+    for (i, e) in raw.evidence.iter().enumerate() {
+        let text = e.get_ref();
+        // References only: a pasted document (or a line of one) is refused.
+        if text.trim().is_empty() || text.len() > 200 || text.contains('\n') {
+            let msg = "must be a reference (a registry number, a document id) of at most 200 characters on one line";
+            ctx.err(src, Some(e.span()), format!("{kk}.evidence[{i}]"), msg);
+        }
+    }
+    let on = day(ctx, src, format!("{kk}.verified_on"), &raw.verified_on);
+    let due = day(ctx, src, format!("{kk}.reverify_by"), &raw.reverify_by);
+    let grace = raw.grace_days.as_ref().map_or(0, |g| *g.get_ref());
+    if grace > MAX_GRACE_DAYS {
+        let span = raw.grace_days.as_ref().map(toml::Spanned::span);
+        ctx.err(src, span, format!("{kk}.grace_days"), format!("must be at most {MAX_GRACE_DAYS}"));
+    }
+    let (on, due) = (on?, due?);
+    if due < on {
+        let msg = format!("{due} is before verified_on {on}");
+        ctx.err(src, Some(raw.reverify_by.span()), format!("{kk}.reverify_by"), msg);
+        return None;
+    }
+    let refused_from = Day(due.0.saturating_add(i64::from(grace.min(MAX_GRACE_DAYS))).saturating_add(1));
+    let grace_text = if grace > 0 { format!(" and {grace} days' grace") } else { String::new() };
+    let detail = format!(
+        "verified by {by} on {on}; re-verification due by {due}{grace_text}: from {refused_from} the tenant is refused"
+    );
+    let rule = ctx.rule(src, k.span(), kk, detail);
+    Some(Kyc {
+        verified_by: by.into(),
+        verified_on: on,
+        evidence: raw.evidence.iter().map(|e| e.get_ref().trim().into()).collect(),
+        reverify_by: due,
+        grace_days: grace,
+        refused_from,
+        rule,
+    })
 }
 
 /// The tenant's jurisdiction, which must be the one its country belongs to: the binding is made
