@@ -129,7 +129,7 @@ pub fn authenticate(
             return if keys.both.contains(&t) { Err(AuthError::CertificateRequired) } else { Ok(t) };
         }
         (Err(e), _) => return Err(e),
-        (Ok(key), _) => keys.lookup(&digest(key)).ok_or(AuthError::Unknown)?,
+        (Ok(key), _) => key_tenant(keys, key)?,
     };
     match by_certificate {
         Some(t) if t != tenant => Err(AuthError::CertificateMismatch),
@@ -138,8 +138,17 @@ pub fn authenticate(
     }
 }
 
+/// The tenant a key belongs to. One function for the server and `customs explain --key`, so
+/// that explain resolves a key exactly as a request's key is resolved.
+pub fn key_tenant(keys: &KeyIndex, key: &[u8]) -> Result<TenantIdx, AuthError> {
+    if key.is_empty() || !key.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(AuthError::Malformed);
+    }
+    keys.lookup(&digest(key)).ok_or(AuthError::Unknown)
+}
+
 /// The one key a request presents. Several headers, or two different keys, are refused rather
-/// than resolved by picking one.
+/// than resolved by picking one. Its shape is checked by [`key_tenant`].
 fn presented_key(headers: &HeaderMap) -> Result<&[u8], AuthError> {
     let bearer = single(headers, &AUTHORIZATION)?
         .map(|v| {
@@ -154,11 +163,7 @@ fn presented_key(headers: &HeaderMap) -> Result<&[u8], AuthError> {
             _ => key = Some(other),
         }
     }
-    let key = key.ok_or(AuthError::Missing)?;
-    if key.is_empty() || !key.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(AuthError::Malformed);
-    }
-    Ok(key)
+    key.ok_or(AuthError::Missing)
 }
 
 fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h [u8]>, AuthError> {

@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::audit::verify::Checkpoint;
+use crate::explain::ApiKey;
 use crate::policy::Day;
 
 /// customs: an inference gateway that enforces export-control policy on every request.
@@ -39,7 +40,8 @@ pub enum Command {
     /// Validate a config folder and evaluate its expectations.toml; lists every problem and every
     /// failed expectation, and exits 1 if there is any.
     Check(CheckArgs),
-    /// Show the decision for one tenant and model, and the rule that made it.
+    /// Show the decision for one tenant (by id or key) and model, and the rule that made it; or,
+    /// with --batch, answer a stream of JSON questions, one JSON line each.
     Explain(ExplainArgs),
     /// Print a fresh random API key and the digest line to paste into a tenant.
     Keygen,
@@ -97,24 +99,44 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("subject").args(["tenant", "key", "batch"]).required(true)))]
 pub struct ExplainArgs {
     #[arg(long, value_name = "DIR")]
     pub config: PathBuf,
     /// Tenant id, as in tenants.toml.
     #[arg(long)]
-    pub tenant: String,
+    pub tenant: Option<String>,
+    /// The tenant that holds this API key, found as the server finds it; never printed. `-` reads
+    /// it from the first line of standard input, keeping it out of shell history and `ps`.
+    #[arg(long, value_name = "KEY", value_parser = parse_key)]
+    pub key: Option<KeySource>,
     /// Model name as a client would send it (id or alias).
-    #[arg(long)]
-    pub model: String,
+    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    pub model: Option<String>,
     /// Purpose, as a client would send in `x-customs-purpose`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "batch")]
     pub purpose: Option<String>,
-    /// Decide as of this day (YYYY-MM-DD) instead of today.
+    /// Decide as of this day (YYYY-MM-DD) instead of today; with --batch, for questions without `at`.
     #[arg(long, value_name = "DATE", value_parser = parse_day)]
     pub at: Option<Day>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Answer many questions, loading the policy once: one JSON object per line on standard input,
+    /// `{"tenant": ID or "key": KEY, "model": NAME, "purpose": P, "at": DATE}` (`purpose` and `at`
+    /// optional), one JSON line per question on standard output, in order: the object `--json`
+    /// prints, or `{"error": "..."}` for a line that cannot be answered. Empty lines are skipped.
+    /// Exits 0 once every line is answered, errors included; non-zero only if the config does not
+    /// load or reading or writing fails.
+    #[arg(long)]
+    pub batch: bool,
+}
+
+/// Where `--key` comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Stdin,
+    Given(ApiKey),
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +226,10 @@ fn parse_checkpoint(s: &str) -> Result<Checkpoint, String> {
         return Err(format!("{s:?}: the checkpoint's hash is 64 hex digits"));
     }
     Ok(Checkpoint { seq, hash: hash.map(str::to_ascii_lowercase) })
+}
+
+fn parse_key(s: &str) -> Result<KeySource, String> {
+    Ok(if s == "-" { KeySource::Stdin } else { KeySource::Given(ApiKey::new(s)) })
 }
 
 fn parse_day(s: &str) -> Result<Day, String> {

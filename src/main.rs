@@ -10,10 +10,11 @@ use clap::Parser;
 use customs::admin::SharedEnv;
 use customs::audit::{Sealer, verify};
 use customs::cli::{
-    AuditCommand, CheckArgs, Cli, Command, DemoArgs, ExplainArgs, LogFormat, MergeArgs, ReportArgs, ScreenArgs,
-    ServeArgs, VerifyArgs,
+    AuditCommand, CheckArgs, Cli, Command, DemoArgs, ExplainArgs, KeySource, LogFormat, MergeArgs, ReportArgs,
+    ScreenArgs, ServeArgs, VerifyArgs,
 };
 use customs::config::{self, Config, ConfigErrors};
+use customs::explain::Subject;
 use customs::policy::{Day, DayClock};
 use customs::server::Server;
 use customs::{auth, demo, explain, report, screen};
@@ -177,7 +178,25 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let config = load_to_read(&args.config)?;
     let day = args.at.unwrap_or_else(Day::today);
-    let e = explain::explain(&config.policy, &args.tenant, &args.model, args.purpose.as_deref(), day)?;
+    if args.batch {
+        let s = explain::batch(&config.policy, std::io::stdin().lock(), std::io::stdout().lock(), day)
+            .context("explain --batch")?;
+        eprintln!("{} question(s) answered, {} of them with an error", s.answered, s.errors);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let from_stdin;
+    let subject = match (&args.tenant, &args.key) {
+        (Some(id), None) => Subject::Tenant(id),
+        (None, Some(KeySource::Given(key))) => Subject::Key(key),
+        (None, Some(KeySource::Stdin)) => {
+            from_stdin = explain::read_key(std::io::stdin().lock())?;
+            Subject::Key(&from_stdin)
+        }
+        // clap requires exactly one of the two.
+        _ => return Err(anyhow!("name the tenant with --tenant ID or --key KEY")),
+    };
+    let model = args.model.as_deref().ok_or_else(|| anyhow!("--model is required"))?;
+    let e = explain::explain_subject(&config.policy, subject, model, args.purpose.as_deref(), day)?;
     if args.json {
         out_json(&e)?
     } else {

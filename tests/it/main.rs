@@ -10,6 +10,7 @@ mod config_errors;
 mod dates;
 mod demo;
 mod explain_agrees;
+mod explain_tools;
 mod forwarding;
 mod kill_switch;
 mod limits;
