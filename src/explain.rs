@@ -21,6 +21,9 @@ pub struct Explanation {
     /// When the jurisdiction's rules are dated: the version in force on `date` (its block, with
     /// the days it is in force), or the rule saying none is. `None` for an undated jurisdiction.
     pub jurisdiction_version: Option<RuleRef>,
+    /// A second jurisdiction the tenant answers to, and why: `d5-macau (headquarters of its
+    /// ultimate parent example-cn-parent, CN)`. A request must pass both.
+    pub also: Option<String>,
     pub model: String,
     /// The catalog id the name resolved to, when it is known.
     pub resolved_model: Option<String>,
@@ -120,12 +123,21 @@ pub fn explain(
             ("deny", Some(denial.code()), GatewayError::Policy(denial).status().as_u16(), &[][..])
         }
     };
+    let ownership = policy.ownership();
+    let also = tenant.also.as_ref().map(|a| {
+        let j = policy.jurisdictions().get(a.jurisdiction as usize).map_or("?", |j| &*j.id);
+        match a.parent.and_then(|p| ownership.entity(p)) {
+            Some(p) => format!("{j} (headquarters of its ultimate parent {}, {})", p.id, p.headquarters),
+            None => format!("{j} (its country {})", tenant.country),
+        }
+    });
     Ok(Explanation {
         tenant: tenant.id.to_string(),
         legal_name: tenant.legal_name.to_string(),
         country: tenant.country.to_string(),
         jurisdiction: policy.jurisdiction(tenant).map(|j| j.id.to_string()).unwrap_or_default(),
         jurisdiction_version: version.map(RuleRef::from),
+        also,
         model: model.to_owned(),
         resolved_model: resolved.map(|m| m.id.to_string()),
         training_flops: resolved.map(|m| m.training_flops),
@@ -289,6 +301,9 @@ impl Explanation {
             "  tenant:       {} ({}, {}), jurisdiction {}",
             self.tenant, self.legal_name, self.country, self.jurisdiction
         );
+        if let Some(a) = &self.also {
+            let _ = writeln!(s, "  also:         jurisdiction {a}; a request must pass both");
+        }
         // Said once: when no version is in force, that gap is also what decided.
         if let Some(v) = self.jurisdiction_version.as_ref().filter(|v| self.rule.as_ref() != Some(*v)) {
             let _ = writeln!(s, "  version:      {}:{}: {}\n                {}", v.file, v.line, v.key, v.detail);

@@ -277,6 +277,10 @@ pub struct RawJurisdiction {
     /// Last day this version is in force (UTC); unset: until further notice.
     #[serde(default)]
     pub until: Option<Spanned<Datetime>>,
+    /// Which of a tenant's countries puts it here: its own (the default), its ultimate parent's
+    /// headquarters, or either (the tenant then answers to both jurisdictions).
+    #[serde(default)]
+    pub applies_by: Option<Spanned<AppliesBy>>,
     #[serde(default)]
     pub countries: Vec<Spanned<String>>,
     #[serde(default)]
@@ -317,6 +321,8 @@ pub struct RawLimits {
     /// a parameter count.
     pub daily_inference_flops: Option<f64>,
 }
+
+pub use crate::policy::AppliesBy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -117,10 +117,36 @@ impl ComputeBasis {
     }
 }
 
+/// Which of a tenant's countries puts it in a jurisdiction. `jurisdictions.toml` spells it as
+/// here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppliesBy {
+    /// The tenant's own `country`.
+    #[default]
+    Country,
+    /// The headquarters of the tenant's ultimate parent (`ownership.toml`).
+    Headquarters,
+    /// Either: a tenant whose own country is elsewhere still answers to this jurisdiction when
+    /// its ultimate parent is headquartered here, and to its own country's as well.
+    CountryOrHeadquarters,
+}
+
+impl AppliesBy {
+    pub fn by_country(self) -> bool {
+        matches!(self, Self::Country | Self::CountryOrHeadquarters)
+    }
+
+    pub fn by_headquarters(self) -> bool {
+        matches!(self, Self::Headquarters | Self::CountryOrHeadquarters)
+    }
+}
+
 /// What tenants bind to: one id, and the versions of its rules over time. A tenant's binding never
 /// changes with the date; which version's rules apply does.
 pub struct Jurisdiction {
     pub id: Box<str>,
+    pub applies_by: AppliesBy,
     /// Every day from [`Day::MIN`] to [`Day::MAX`], in order and without overlap: the versions,
     /// and the gaps between them in which none is in force. Almost always one period long.
     pub(crate) periods: Box<[Period]>,
@@ -168,6 +194,9 @@ pub struct Tenant {
     /// party on the days that rule is in force. The rule's detail is the chain of ownership.
     pub affiliated: Option<RuleId>,
     pub declaration: Option<Declaration>,
+    /// A second jurisdiction the tenant answers to, by its ultimate parent's headquarters
+    /// (`applies_by`): a request is served only when both allow it.
+    pub also: Option<Also>,
     /// Its know-your-customer record, when one is on file.
     pub kyc: Option<Kyc>,
     pub allowlist: Option<ModelSet>,
@@ -191,6 +220,14 @@ pub struct Declaration {
     pub rule: RuleId,
     /// Cited when a request comes before `effective_from`.
     pub(crate) pending_rule: RuleId,
+}
+
+/// The second jurisdiction of a tenant, and why it applies.
+pub struct Also {
+    pub jurisdiction: u32,
+    /// The ultimate parent whose headquarters put the tenant there, or `None` when the tenant's
+    /// own country did (its bound jurisdiction then applying by its parent).
+    pub parent: Option<EntityIdx>,
 }
 
 /// Who verified a tenant, when and on what evidence; refused once `refused_from` comes.
@@ -301,8 +338,42 @@ pub struct Decision<'p> {
 impl Policy {
     /// Decide one request. Pure: the same inputs always give the same answer.
     pub fn decide(&self, tenant: TenantIdx, model_name: &str, purpose: Option<&str>, today: Day) -> Decision<'_> {
+        let first = self.decide_in(tenant, None, model_name, purpose, today);
+        let Some(also) = self.tenants.get(tenant as usize).and_then(|t| t.also.as_ref()) else { return first };
+        let Verdict::Allow { endpoints: a } = first.verdict else { return first };
+        // Most restrictive: the second jurisdiction must allow it too, and the request goes only
+        // where both allow.
+        let second = self.decide_in(tenant, Some(also.jurisdiction), model_name, purpose, today);
+        match second.verdict {
+            Verdict::Deny(_) => second,
+            Verdict::Allow { endpoints: b } if b.iter().all(|e| a.contains(e)) => second,
+            Verdict::Allow { endpoints: b } if a.iter().all(|e| b.contains(e)) => first,
+            Verdict::Allow { .. } => {
+                // Neither list holds the other: refused rather than routed by a list built per
+                // request (residencies that nest avoid it; `customs check` cannot see it coming).
+                let rule =
+                    self.jurisdictions.get(also.jurisdiction as usize).and_then(|j| j.period(today)).and_then(|p| {
+                        match &p.in_force {
+                            InForce::Version(v) => Some(v.residency_rule),
+                            InForce::Nothing(_) => None,
+                        }
+                    });
+                Decision { model: second.model, verdict: Verdict::Deny(Denial::NoResidentEndpoint), rule }
+            }
+        }
+    }
+
+    /// [`Self::decide`] in one of the tenant's jurisdictions: its bound one (`None`) or another.
+    fn decide_in(
+        &self,
+        tenant: TenantIdx,
+        jurisdiction: Option<u32>,
+        model_name: &str,
+        purpose: Option<&str>,
+        today: Day,
+    ) -> Decision<'_> {
         let deny = |model, reason, rule| Decision { model, verdict: Verdict::Deny(reason), rule };
-        let (t, version) = match self.tenant_steps(tenant, today) {
+        let (t, version) = match self.tenant_steps(tenant, jurisdiction, today) {
             Ok(passed) => passed,
             Err((reason, rule)) => return deny(None, reason, rule),
         };
@@ -376,7 +447,12 @@ impl Policy {
     /// restricted party, verification lapsed, or an embargoed jurisdiction (steps 2 to 4). The gateway asks before
     /// reading a request's body, so a refused tenant cannot make it hold one.
     pub fn tenant_refusal(&self, tenant: TenantIdx, today: Day) -> Option<(Denial, Option<RuleId>)> {
-        self.tenant_steps(tenant, today).err()
+        let (t, _) = match self.tenant_steps(tenant, None, today) {
+            Ok(passed) => passed,
+            Err(refused) => return Some(refused),
+        };
+        let also = t.also.as_ref()?;
+        self.tenant_steps(tenant, Some(also.jurisdiction), today).err()
     }
 
     /// Steps 2 to 4: the tenant, and the version of its jurisdiction in force today (or the rule
@@ -385,6 +461,7 @@ impl Policy {
     fn tenant_steps(
         &self,
         tenant: TenantIdx,
+        jurisdiction: Option<u32>,
         today: Day,
     ) -> Result<(&Tenant, Result<&JurisdictionVersion, Option<RuleId>>), (Denial, Option<RuleId>)> {
         let Some(t) = self.tenants.get(tenant as usize) else {
@@ -407,7 +484,8 @@ impl Policy {
         if let Some(k) = t.kyc.as_ref().filter(|k| today >= k.refused_from) {
             return Err((Denial::KycExpired, Some(k.rule)));
         }
-        let version = match self.jurisdictions.get(t.jurisdiction as usize).and_then(|j| j.period(today)) {
+        let j = jurisdiction.unwrap_or(t.jurisdiction);
+        let version = match self.jurisdictions.get(j as usize).and_then(|j| j.period(today)) {
             Some(Period { in_force: InForce::Version(v), .. }) => Ok(v),
             Some(Period { in_force: InForce::Nothing(rule), .. }) => Err(Some(*rule)),
             None => Err(None),

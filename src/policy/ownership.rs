@@ -52,6 +52,8 @@ pub struct Entity {
     pub listed_share: f64,
     /// Owned by listed parties at or above the threshold (and not listed itself).
     pub covered: bool,
+    /// Up through owners holding more than half; itself when no owner does.
+    pub ultimate_parent: EntityIdx,
     /// The entity's line in `ownership.toml`.
     pub line: usize,
 }

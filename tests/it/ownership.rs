@@ -340,3 +340,77 @@ async fn a_lapsed_tenant_is_refused_before_its_body_with_the_record_audited() {
     assert!(rule.contains("tenants.toml") && rule.contains("re-verification due by 2026-09-30"), "{rule}");
     ex.mock.stop().await;
 }
+
+/// Two jurisdictions: `us` by country, and `cn`, which denies every model, with `applies_by` as
+/// given; the tenant `t` (US) is owned through `chain` by an entity headquartered in CN.
+fn hq_config(applies_by: &str, chain: &str) -> tempfile::TempDir {
+    let jurisdictions = format!(
+        "{US_JURISDICTION}\n[[jurisdictions]]\nid = \"cn\"\ncountries = [\"CN\"]\n{applies_by}\nmax_training_flops = inf\n\
+         allow_models = [\"*\"]\ndeny_models = [\"m\"]\nrequire_declaration = \"never\"\nallowed_residencies = [\"us-*\"]\n"
+    );
+    let ownership = format!(
+        "[[entities]]\nid = \"cn-parent\"\nlegal_name = \"Parent Co., Ltd.\"\nincorporated = \"CN\"\nheadquarters = \"CN\"\n\n\
+         [[entities]]\nid = \"mid\"\nlegal_name = \"Middle Holdings Ltd.\"\nincorporated = \"HK\"\nheadquarters = \"HK\"\n\
+         owners = [{{ entity = \"cn-parent\", percent = 100 }}]\n\n{}",
+        t_co(chain)
+    );
+    write_config(&[
+        ("models.toml", MODELS),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", &jurisdictions),
+        ("tenants.toml", TENANT),
+        ("ownership.toml", &ownership),
+    ])
+}
+
+#[test]
+fn a_jurisdiction_applying_by_headquarters_reaches_a_tenant_through_its_ultimate_parent() {
+    // t-co is 60% held by mid, which cn-parent holds whole: the ultimate parent is cn-parent (CN).
+    let majority = "{ entity = \"mid\", percent = 60 }";
+    let c = load(hq_config("applies_by = \"country-or-headquarters\"", majority).path());
+    assert_eq!(refusal(&c, TODAY), Some("model_not_allowed"), "cn answers too, and denies m");
+    let p = &c.policy;
+    let d = p.decide(p.tenant_by_id("t").unwrap(), "m", None, Day::parse(TODAY).unwrap());
+    assert!(p.rule(d.rule.unwrap()).unwrap().key.contains("(cn).deny_models"));
+    let e = customs::explain::explain(p, "t", "m", None, Day::parse(TODAY).unwrap()).unwrap();
+    assert_eq!(e.also.as_deref(), Some("cn (headquarters of its ultimate parent cn-parent, CN)"));
+
+    // By country only (the default), cn never reaches a US tenant.
+    assert_eq!(refusal(&load(hq_config("", majority).path()), TODAY), None);
+    // Exactly half is not control: t-co is its own ultimate parent, headquartered in the US.
+    let half = "{ entity = \"mid\", percent = 50 }";
+    let c = load(hq_config("applies_by = \"country-or-headquarters\"", half).path());
+    assert_eq!(refusal(&c, TODAY), None);
+}
+
+#[test]
+fn a_tenant_bound_where_no_rule_puts_it_is_a_config_error() {
+    // cn applies by headquarters only; a tenant bound to us whose parent is in CN must be bound
+    // to cn (us applies by country, so both apply and either binding is accepted)...
+    let c = load(hq_config("applies_by = \"headquarters\"", "{ entity = \"mid\", percent = 100 }").path());
+    assert!(c.policy.tenant(c.policy.tenant_by_id("t").unwrap()).unwrap().also.is_some());
+    // ...but a tenant bound to cn without a parent there is refused at load.
+    let dir = hq_config("applies_by = \"headquarters\"", "{ entity = \"plain\", percent = 10 }");
+    let tenants = TENANT.replace("jurisdiction = \"us\"", "jurisdiction = \"cn\"");
+    std::fs::write(dir.path().join("tenants.toml"), tenants).unwrap();
+    let ownership = std::fs::read_to_string(dir.path().join("ownership.toml")).unwrap()
+        + "\n[[entities]]\nid = \"plain\"\nlegal_name = \"Plain Holdings Inc.\"\nincorporated = \"US\"\nheadquarters = \"US\"\n";
+    std::fs::write(dir.path().join("ownership.toml"), ownership).unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("tenants[0] (t).jurisdiction: country US belongs to jurisdiction \"us\", not \"cn\""),
+        "{err}"
+    );
+
+    // A tenant owned from CN bound to neither of the two that apply is told both.
+    let dir = hq_config("applies_by = \"country-or-headquarters\"", "{ entity = \"mid\", percent = 100 }");
+    let jurisdictions = std::fs::read_to_string(dir.path().join("jurisdictions.toml")).unwrap()
+        + "\n[[jurisdictions]]\nid = \"other\"\ncountries = [\"*\"]\nallow_models = [\"*\"]\nrequire_declaration = \"never\"\nallowed_residencies = [\"us-*\"]\n";
+    std::fs::write(dir.path().join("jurisdictions.toml"), jurisdictions).unwrap();
+    let tenants = TENANT.replace("jurisdiction = \"us\"", "jurisdiction = \"other\"");
+    std::fs::write(dir.path().join("tenants.toml"), tenants).unwrap();
+    let err = load_err(dir.path());
+    let want = "\"other\" does not apply to this tenant; \"us\" (its country US) and \"cn\" (headquarters of its \
+                ultimate parent cn-parent, CN) do";
+    assert!(err.contains(want), "{err}");
+}

@@ -25,7 +25,7 @@ fn screen_lists_blocked_and_cleared_tenants_with_scores_and_sources() {
     // The listed owners of ownership.toml, by their entity ids; the cleared one beside them.
     assert!(out.contains("BLOCKED  entity:northwind-avionics 100"), "{out}");
     assert!(out.contains("CLEARED  entity:obsidian-lantern-nl 100"), "{out}");
-    assert!(out.contains("entities of ownership.toml: 2 listed parties, 1 cleared, 0 for review, of 7"), "{out}");
+    assert!(out.contains("entities of ownership.toml: 2 listed parties, 1 cleared, 0 for review, of 9"), "{out}");
     // Nobody else matches: "Example Shanghai Translation Co., Ltd." shares only a legal form.
     assert!(!out.contains("demo-cn"), "{out}");
 

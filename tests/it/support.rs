@@ -44,6 +44,7 @@ pub const DEMO_KEYS: &[(&str, &str)] = &[
     ("demo-nl", "sk-demo-nl"),
     ("demo-sg", "sk-demo-sg"),
     ("demo-lapsed", "sk-demo-lapsed"),
+    ("demo-parented", "sk-demo-parented"),
 ];
 
 /// A minimal jurisdiction for hand-written configs: the US, everything allowed from us-* endpoints.

@@ -12,7 +12,7 @@ use crate::config::error::Source;
 use crate::config::raw::{DeclarationRequirement, JurisdictionsFile, RawJurisdiction};
 use crate::endpoint::Endpoint;
 use crate::policy::{
-    Cell, Day, EndpointIdx, EndpointRun, InForce, Jurisdiction, JurisdictionVersion, Model, Period, RuleId,
+    AppliesBy, Cell, Day, EndpointIdx, EndpointRun, InForce, Jurisdiction, JurisdictionVersion, Model, Period, RuleId,
     TableBuilder, VerdictTable, Window,
 };
 
@@ -124,10 +124,30 @@ pub(super) fn compile_jurisdictions(
         .into_iter()
         .map(|b| {
             first_block.push(b.first);
-            Jurisdiction { id: b.id.into(), periods: timeline(ctx, src, file, b.id, b.versions).into() }
+            let applies_by = applies_by(ctx, src, file, b.id, b.first);
+            Jurisdiction { id: b.id.into(), applies_by, periods: timeline(ctx, src, file, b.id, b.versions).into() }
         })
         .collect();
     Compiled { jurisdictions, coverage, verdicts: verdicts.build(), first_block }
+}
+
+/// The first block's `applies_by`, which every later block of the id must repeat (or leave
+/// unset): a tenant's binding is checked once, not per version.
+fn applies_by(ctx: &mut Ctx, src: &Source, file: &JurisdictionsFile, id: &str, first: usize) -> AppliesBy {
+    let of = |j: &RawJurisdiction| j.applies_by.as_ref().map(|a| *a.get_ref()).unwrap_or_default();
+    let want = file.jurisdictions.get(first).map(of).unwrap_or_default();
+    for (i, j) in file.jurisdictions.iter().enumerate().filter(|(i, j)| *i != first && j.id.get_ref() == id) {
+        if of(j) != want {
+            let span = j.applies_by.as_ref().map(Spanned::span).or(Some(j.id.span()));
+            ctx.err(
+                src,
+                span,
+                format!("{}.applies_by", entry("jurisdictions", i, id)),
+                "must be the same in every version",
+            );
+        }
+    }
+    want
 }
 
 /// Orders one jurisdiction's versions by date, reports every pair that overlaps (at the later

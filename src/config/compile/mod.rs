@@ -105,7 +105,8 @@ pub(super) fn compile(
         &models,
     );
     let graph = ownership::compile_graph(&mut ctx, p.ownership.0, &p.ownership.1);
-    ownership::link_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &mut tenants, &graph.ownership);
+    let bind = ownership::Binding { jurisdictions: &j.jurisdictions, coverage: &coverage };
+    ownership::bind_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &mut tenants, &graph.ownership, &bind);
     let entities = screening::Entities { names: &graph.names, ids: ownership::ids(&graph.ownership) };
     let (screening, listed) = screening::screen(
         &mut ctx,

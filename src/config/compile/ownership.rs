@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use super::ctx::{Ctx, day_window, entry, valid_country, valid_name};
 use crate::config::error::Source;
 use crate::config::raw::{OwnershipFile, TenantsFile};
-use crate::policy::{Entity, EntityIdx, Holding, Ownership, RuleId, Tenant, Window, percent};
+use crate::policy::{
+    Also, AppliesBy, Entity, EntityIdx, Holding, Jurisdiction, Ownership, RuleId, Tenant, Window, percent,
+};
 
 /// Shares are percents written by people; sums within this of a bound count as on it.
 const EPSILON: f64 = 1e-9;
@@ -106,6 +108,7 @@ pub(super) fn compile_graph(ctx: &mut Ctx, src: &Source, file: &OwnershipFile) -
             listed_as: None,
             listed_share: 0.0,
             covered: false,
+            ultimate_parent: idx,
             line: src.position(&e.span()).0,
         });
     }
@@ -148,6 +151,9 @@ pub(super) fn compile_graph(ctx: &mut Ctx, src: &Source, file: &OwnershipFile) -
     }
     ownership.entities = entities.into();
     let acyclic = check_cycles(ctx, src, &ownership, file);
+    if acyclic {
+        ultimate_parents(&mut ownership);
+    }
     Graph { ownership, names, acyclic }
 }
 
@@ -200,22 +206,88 @@ fn check_cycles(ctx: &mut Ctx, src: &Source, o: &Ownership, file: &OwnershipFile
     acyclic
 }
 
-/// Each tenant's `entity`, which must be an entity of `ownership.toml`.
-pub(super) fn link_tenants(
+/// The jurisdictions and which one covers each country, for [`bind_tenants`].
+pub(super) struct Binding<'a> {
+    pub jurisdictions: &'a [Jurisdiction],
+    pub coverage: &'a dyn Fn(&str) -> Option<u32>,
+}
+
+/// Each tenant's `entity` (an entity of `ownership.toml`), and whether its bound jurisdiction is
+/// one that applies to it: by its own country, or by its ultimate parent's headquarters where the
+/// jurisdiction says so. When both apply and differ, the other becomes the tenant's `also`.
+pub(super) fn bind_tenants(
     ctx: &mut Ctx,
     src: &Source,
     raw: &TenantsFile,
     tenants: &mut [Tenant],
     ownership: &Ownership,
+    b: &Binding<'_>,
 ) {
+    let name = |j: u32| b.jurisdictions.get(j as usize).map_or("?", |j| &*j.id);
     for (i, (t, r)) in tenants.iter_mut().zip(&raw.tenants).enumerate() {
-        let Some(name) = &r.entity else { continue };
-        match ownership.entity_by_id(name.get_ref()) {
-            Some(e) => t.entity = Some(e),
+        let key = entry("tenants", i, &t.id);
+        if let Some(e) = &r.entity {
+            match ownership.entity_by_id(e.get_ref()) {
+                Some(idx) => t.entity = Some(idx),
+                None => {
+                    let msg = format!("unknown entity {:?}; entities are defined in ownership.toml", e.get_ref());
+                    ctx.err(src, Some(e.span()), format!("{key}.entity"), msg);
+                }
+            }
+        }
+        // A bad country code, an uncovered country or an unknown jurisdiction is reported by the
+        // tenants compiler already.
+        let known = b.jurisdictions.iter().any(|j| *j.id == **r.jurisdiction.get_ref());
+        let Some(own) = (b.coverage)(&t.country).filter(|_| known && valid_country(&t.country)) else { continue };
+        let parent = t.entity.and_then(|e| ownership.entity(e)).and_then(|e| ownership.entity(e.ultimate_parent));
+        let by_hq = parent.and_then(|p| (b.coverage)(&p.headquarters).map(|j| (j, p)));
+        let applies =
+            |j: u32, f: fn(AppliesBy) -> bool| b.jurisdictions.get(j as usize).is_some_and(|x| f(x.applies_by));
+        let mut applicable: Vec<(u32, Option<&Entity>)> = Vec::new();
+        if applies(own, AppliesBy::by_country) {
+            applicable.push((own, None));
+        }
+        if let Some((j, p)) = by_hq.filter(|&(j, _)| applies(j, AppliesBy::by_headquarters)) {
+            if !applicable.iter().any(|&(a, _)| a == j) {
+                applicable.push((j, Some(p)));
+            }
+        }
+        let why = |(j, p): (u32, Option<&Entity>)| match p {
+            None => format!("{:?} (its country {})", name(j), t.country),
+            Some(p) => format!("{:?} (headquarters of its ultimate parent {}, {})", name(j), p.id, p.headquarters),
+        };
+        let span = Some(r.jurisdiction.span());
+        match applicable.iter().position(|&(j, _)| j == t.jurisdiction) {
+            Some(at) => {
+                t.also = applicable.iter().enumerate().find(|&(k, _)| k != at).map(|(_, &(j, p))| Also {
+                    jurisdiction: j,
+                    parent: p.and_then(|p| ownership.entity_by_id(&p.id)),
+                });
+            }
+            None if applicable.len() == 1 && applicable[0].1.is_none() => {
+                let msg = format!(
+                    "country {} belongs to jurisdiction {:?}, not {:?}",
+                    t.country,
+                    name(own),
+                    name(t.jurisdiction)
+                );
+                ctx.err(src, span, format!("{key}.jurisdiction"), msg);
+            }
+            None if applicable.is_empty() => {
+                let msg = format!(
+                    "no jurisdiction applies: country {} belongs to {:?}, which applies by headquarters only, and the \
+                     tenant's ultimate parent (ownership.toml) is not headquartered there",
+                    t.country,
+                    name(own)
+                );
+                ctx.err(src, span, format!("{key}.jurisdiction"), msg);
+            }
             None => {
-                let key = format!("{}.entity", entry("tenants", i, &t.id));
-                let msg = format!("unknown entity {:?}; entities are defined in ownership.toml", name.get_ref());
-                ctx.err(src, Some(name.span()), key, msg);
+                let list: Vec<String> = applicable.iter().map(|&a| why(a)).collect();
+                let verb = if list.len() > 1 { "do" } else { "does" };
+                let msg =
+                    format!("{:?} does not apply to this tenant; {} {verb}", name(t.jurisdiction), list.join(" and "));
+                ctx.err(src, span, format!("{key}.jurisdiction"), msg);
             }
         }
     }
@@ -269,6 +341,22 @@ pub(super) fn resolve(
         }
     }
     graph.ownership
+}
+
+/// Each entity's ultimate parent: up through owners holding more than half, to an entity no
+/// single owner holds more than half of (itself when none does).
+fn ultimate_parents(o: &mut Ownership) {
+    for e in 0..o.entities.len() {
+        let mut at = e;
+        // Acyclic, so this ends within as many steps as there are entities.
+        for _ in 0..o.entities.len() {
+            match o.entities[at].owners.iter().find(|h| h.percent > 50.0) {
+                Some(h) => at = h.owner as usize,
+                None => break,
+            }
+        }
+        o.entities[e].ultimate_parent = at as EntityIdx;
+    }
 }
 
 /// A topological order of an acyclic graph, owners first.

@@ -192,6 +192,7 @@ pub(super) fn compile_tenants(
             affiliated: None,
             declaration,
             kyc,
+            also: None,
             allowlist,
             limits,
             entry_line: u32::try_from(src.position(&t.id.span()).0).unwrap_or(u32::MAX),
@@ -278,24 +279,12 @@ fn tenant_jurisdiction(
         );
         return 0;
     };
-    match coverage(country) {
-        Some(c) if c as usize == j => {}
-        Some(c) => {
-            let actual = jurisdictions.get(c as usize).map_or("?", |j| &*j.id);
-            ctx.err(
-                src,
-                Some(t.jurisdiction.span()),
-                format!("{key}.jurisdiction"),
-                format!("country {country} belongs to jurisdiction {actual:?}, not {named:?}"),
-            );
-        }
-        None => ctx.err(
-            src,
-            Some(t.country.span()),
-            format!("{key}.country"),
-            format!("country {country} is not covered by any jurisdiction"),
-        ),
+    if coverage(country).is_none() {
+        let msg = format!("country {country} is not covered by any jurisdiction");
+        ctx.err(src, Some(t.country.span()), format!("{key}.country"), msg);
     }
+    // Whether the country puts the tenant there is checked once its owners are known
+    // (`ownership::bind_tenants`): a jurisdiction may apply by a parent's headquarters.
     j as u32
 }
 
