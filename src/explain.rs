@@ -40,6 +40,8 @@ pub struct Explanation {
     pub invalid_request: Option<&'static str>,
     /// Endpoints that may serve the request, in the order they are tried.
     pub endpoints: Vec<EndpointRef>,
+    /// What did not decide today but would on other days: a suspended rule, a lapsing record.
+    pub notes: Vec<String>,
     pub policy_version: String,
 }
 
@@ -131,6 +133,20 @@ pub fn explain(
             None => format!("{j} (its country {})", tenant.country),
         }
     });
+    let mut notes = Vec::new();
+    // An owned tenant served only because the Affiliates rule is not in force that day.
+    if tenant.affiliated.is_some() && !ownership.applies(at) {
+        let why = ownership.suspension(at).and_then(|r| policy.rule(r)).map_or_else(
+            || "the Affiliates rule is not in force on this day".to_owned(),
+            |r| format!("{}:{}: {}", r.file, r.line, r.detail),
+        );
+        notes.push(format!("owned by listed parties: refused denied_party on days the rule is in force; {why}"));
+    }
+    // A verification due within 30 days, or in its grace period.
+    if let Some(k) = tenant.kyc.as_ref().filter(|k| at.0.saturating_add(30) >= k.reverify_by.0 && at < k.refused_from) {
+        let (due, from) = (k.reverify_by, k.refused_from);
+        notes.push(format!("customer verification due by {due}; refused kyc_expired from {from}"));
+    }
     Ok(Explanation {
         tenant: tenant.id.to_string(),
         legal_name: tenant.legal_name.to_string(),
@@ -154,6 +170,7 @@ pub fn explain(
             .filter_map(|&e| policy.endpoint(e))
             .map(|e| EndpointRef { url: e.url.to_string(), residency: e.residency.to_string() })
             .collect(),
+        notes,
         policy_version: policy.version().to_owned(),
     })
 }
@@ -337,6 +354,9 @@ impl Explanation {
         }
         for e in &self.endpoints {
             let _ = writeln!(s, "  endpoint:     {} ({})", e.url, e.residency);
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "  note:         {n}");
         }
         let _ = writeln!(s, "  policy:       {}", self.policy_version);
         s

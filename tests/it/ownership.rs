@@ -414,3 +414,22 @@ fn a_tenant_bound_where_no_rule_puts_it_is_a_config_error() {
                 ultimate parent cn-parent, CN) do";
     assert!(err.contains(want), "{err}");
 }
+
+#[test]
+fn explain_notes_what_decides_on_other_days() {
+    let c = load(&crate::support::example_dir());
+    let day = |d: &str| Day::parse(d).unwrap();
+    // Served during the Affiliates rule's suspension, and told why it will not be.
+    let e = customs::explain::explain(&c.policy, "demo-sg", "gpt-4o-mini", None, day("2026-06-01")).unwrap();
+    assert_eq!(e.decision, "allow");
+    assert_eq!(e.notes.len(), 1, "{:?}", e.notes);
+    assert!(e.notes[0].contains("refused denied_party on days the rule is in force"), "{:?}", e.notes);
+    assert!(e.notes[0].contains("suspended from 2025-11-10 through 2026-11-09"), "{:?}", e.notes);
+    let e = customs::explain::explain(&c.policy, "demo-sg", "gpt-4o-mini", None, day("2026-11-10")).unwrap();
+    assert!(e.notes.is_empty(), "in force: the refusal itself says it");
+    // A verification due within 30 days, and in its grace.
+    let e = customs::explain::explain(&c.policy, "demo-nl", "text-embedding-3-small", None, day("2027-07-01")).unwrap();
+    assert_eq!(e.notes, ["customer verification due by 2027-06-14; refused kyc_expired from 2027-07-15"]);
+    let e = customs::explain::explain(&c.policy, "demo-nl", "text-embedding-3-small", None, day("2027-05-01")).unwrap();
+    assert!(e.notes.is_empty(), "{:?}", e.notes);
+}
