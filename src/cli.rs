@@ -146,6 +146,13 @@ pub struct ScreenArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print each tenant's ownership tree (ownership.toml) with what screening made of every
+    /// owner, its ultimate parent and its KYC record, instead of the screening matches.
+    #[arg(long)]
+    pub ownership: bool,
+    /// With --ownership: as of this day (YYYY-MM-DD) instead of today.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub at: Option<Day>,
 }
 
 #[derive(Debug, Args)]

@@ -314,10 +314,8 @@ fn verify_trail(
 }
 
 fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let defaults = match &args.config {
-        Some(dir) => load_to_read(dir)?.settings.report,
-        None => Default::default(),
-    };
+    let config = args.config.as_deref().map(load_to_read).transpose()?;
+    let defaults = config.as_ref().map(|c| c.settings.report.clone()).unwrap_or_default();
     let home = if args.home.is_empty() { defaults.home_jurisdictions } else { args.home };
     if home.is_empty() {
         return Err(anyhow!(
@@ -334,7 +332,11 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         until: args.until,
         generated_at: report::utc_timestamp(std::time::SystemTime::now()),
     };
-    let text = report::read(&args.audit, &settings)?.render(args.format);
+    let mut report = report::read(&args.audit, &settings)?;
+    // The KYC section needs the tenants, so it comes only with a config folder; it is as of the
+    // window's last day, or today for an open window.
+    report.kyc = config.map(|c| report::kyc_due(&c.policy, args.until.unwrap_or_else(customs::policy::Day::today)));
+    let text = report.render(args.format);
     match args.output {
         Some(path) => std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?,
         None => out(&text)?,
@@ -344,6 +346,14 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 
 fn screen(args: ScreenArgs) -> anyhow::Result<ExitCode> {
     let config = load_to_read(&args.config)?;
+    if args.ownership {
+        let day = args.at.unwrap_or_else(customs::policy::Day::today);
+        match args.json {
+            true => out_json(&screen::ownership_json(&config.policy, day))?,
+            false => out(&screen::ownership_text(&config.policy, day))?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match screen::screen(&config.policy) {
         None => out(&format!("{}: no screening list in the config folder\n", args.config.display()))?,
         Some(s) if args.json => out_json(&s)?,

@@ -1,12 +1,14 @@
 //! `customs screen`: what denied-party screening found when the config was loaded, as text for
-//! the compliance officer who reviews it or as JSON for tooling.
+//! the compliance officer who reviews it or as JSON for tooling; and with `--ownership`, each
+//! tenant's ownership tree with its review record: the documented investigation Red Flag 29 of the
+//! Affiliates rule asks for.
 
 use std::fmt::Write;
 
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
-use crate::policy::{Finding, FindingStatus, Policy, Screening, Subject};
+use crate::policy::{Day, EntityIdx, Finding, FindingStatus, Ownership, Policy, Screening, Subject, Tenant, percent};
 
 /// One policy's screening findings against the list it was screened with.
 pub struct ScreenReport<'a> {
@@ -121,6 +123,143 @@ impl Serialize for ScreenReport<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_json().serialize(serializer)
     }
+}
+
+/// Every tenant's ownership tree as of `day`: its entity and, indented below each entity, its
+/// owners with their percents, what screening made of each, and the share listed parties hold;
+/// then its ultimate parent and its KYC record.
+pub fn ownership_text(policy: &Policy, day: Day) -> String {
+    let o = policy.ownership();
+    let findings = &policy.screening().findings;
+    let mut text = String::new();
+    let rule = if o.applies(day) { "in force" } else { "not in force" };
+    let _ = writeln!(
+        text,
+        "ownership as of {day}: the Affiliates rule ({} and more owned by listed parties) is {rule}",
+        percent(o.threshold)
+    );
+    for t in policy.tenants() {
+        let _ = writeln!(text, "\n{} ({}, {})", t.id, t.legal_name, t.country);
+        match t.entity {
+            Some(e) => {
+                tree(&mut text, (o, findings), e, None, 1, &mut Vec::new());
+                if let Some(p) = o.entity(o.entity(e).map_or(e, |x| x.ultimate_parent)) {
+                    let _ = writeln!(text, "  ultimate parent: {} (headquarters {})", p.id, p.headquarters);
+                }
+                if let Some(x) = o.entity(e).filter(|x| x.covered) {
+                    let state =
+                        if o.applies(day) { "refused denied_party" } else { "served while the rule is not in force" };
+                    let _ = writeln!(text, "  {}: owned {} by listed parties: {state}", x.id, percent(x.listed_share));
+                }
+            }
+            None => {
+                let _ = writeln!(text, "  no entity on file (ownership.toml)");
+            }
+        }
+        let _ = writeln!(text, "  {}", kyc_line(t, day));
+    }
+    text
+}
+
+fn tree(
+    text: &mut String,
+    (o, findings): (&Ownership, &[Finding]),
+    e: EntityIdx,
+    pct: Option<f64>,
+    depth: usize,
+    path: &mut Vec<EntityIdx>,
+) {
+    let Some(x) = o.entity(e) else { return };
+    let status = match (&x.listed_as, x.covered) {
+        (Some(l), _) => format!("LISTED: {l}"),
+        (None, true) => format!("restricted: {} owned by listed parties", percent(x.listed_share)),
+        (None, false) if x.listed_share > 0.0 => format!("{} owned by listed parties", percent(x.listed_share)),
+        (None, false) => "no listed owner".to_owned(),
+    };
+    let held = pct.map_or(String::new(), |p| format!("{} ", percent(p)));
+    let indent = "  ".repeat(depth);
+    let _ = writeln!(
+        text,
+        "{indent}{held}{} \"{}\" (incorporated {}, headquarters {}): {status}",
+        x.id, x.legal_name, x.incorporated, x.headquarters
+    );
+    // What a reviewer decided, or has yet to, about a name that resembles a listed one.
+    for f in findings.iter().filter(|f| f.subject == Subject::Entity(e)) {
+        let seen = format!("{:?} ~ {:?} (score {:.0}, entry {})", &*f.query, &*f.matched, f.score, f.entry_id);
+        match &f.status {
+            FindingStatus::Cleared { reviewer, date, note } => {
+                let _ = writeln!(text, "{indent}  cleared: {seen}, by {reviewer} on {date}: {note}");
+            }
+            FindingStatus::Review => {
+                let _ = writeln!(text, "{indent}  for review: {seen}");
+            }
+            FindingStatus::Blocked(_) => {}
+        }
+    }
+    // The graph is acyclic (a cycle fails the load); the path guard only bounds a bad policy.
+    path.push(e);
+    for h in x.owners.iter() {
+        if !path.contains(&h.owner) {
+            tree(text, (o, findings), h.owner, Some(h.percent), depth + 1, path);
+        }
+    }
+    path.pop();
+}
+
+fn kyc_line(t: &Tenant, day: Day) -> String {
+    let Some(k) = &t.kyc else { return "KYC: no record on file".to_owned() };
+    let evidence = if k.evidence.is_empty() { "none listed".to_owned() } else { k.evidence.join("; ") };
+    let state = if day >= k.refused_from {
+        format!("LAPSED: refused kyc_expired since {}", k.refused_from)
+    } else if day > k.reverify_by {
+        format!("in grace: refused from {}", k.refused_from)
+    } else {
+        format!("current: re-verify by {} ({} days' grace)", k.reverify_by, k.grace_days)
+    };
+    format!("KYC: verified by {} on {} (evidence: {evidence}); {state}", k.verified_by, k.verified_on)
+}
+
+/// [`ownership_text`] as JSON: per tenant its entity tree, ultimate parent and KYC record.
+pub fn ownership_json(policy: &Policy, day: Day) -> Value {
+    let o = policy.ownership();
+    let entity = |e: EntityIdx| {
+        o.entity(e).map(|x| {
+            json!({
+                "id": &*x.id, "legal_name": &*x.legal_name, "incorporated": &*x.incorporated,
+                "headquarters": &*x.headquarters, "listed": x.listed_as.as_deref(), "restricted": x.covered,
+                "listed_share": x.listed_share,
+                "owners": x.owners.iter().map(|h| json!({
+                    "entity": o.entity(h.owner).map(|p| &*p.id), "percent": h.percent,
+                })).collect::<Vec<_>>(),
+            })
+        })
+    };
+    let tenants: Vec<Value> = policy
+        .tenants()
+        .iter()
+        .map(|t| {
+            let kyc = t.kyc.as_ref().map(|k| {
+                json!({
+                    "verified_by": &*k.verified_by, "verified_on": k.verified_on.to_string(),
+                    "evidence": k.evidence.iter().map(|e| &**e).collect::<Vec<_>>(),
+                    "reverify_by": k.reverify_by.to_string(), "grace_days": k.grace_days,
+                    "refused_from": k.refused_from.to_string(), "lapsed": day >= k.refused_from,
+                })
+            });
+            let parent = t.entity.and_then(|e| o.entity(e)).map(|x| x.ultimate_parent);
+            json!({
+                "tenant": &*t.id, "legal_name": &*t.legal_name, "country": &*t.country,
+                "entity": t.entity.and_then(|e| o.entity(e)).map(|x| &*x.id),
+                "ultimate_parent": parent.and_then(|p| o.entity(p)).map(|x| &*x.id),
+                "affiliated": t.affiliated.is_some(), "kyc": kyc,
+            })
+        })
+        .collect();
+    let entities: Vec<Value> = (0..o.entities.len() as EntityIdx).filter_map(entity).collect();
+    json!({
+        "day": day.to_string(), "threshold": o.threshold, "rule_in_force": o.applies(day),
+        "tenants": tenants, "entities": entities,
+    })
 }
 
 #[cfg(test)]

@@ -90,6 +90,61 @@ pub struct Report {
     /// Sorted by reason, then tenant (unauthenticated first).
     pub denials: Vec<DenialCount>,
     pub totals: Totals,
+    /// With a config folder: tenants whose customer verification is due, in grace or lapsed.
+    pub kyc: Option<KycSection>,
+}
+
+/// Tenants whose KYC record needs attention as of a day: due within [`KYC_DUE_DAYS`], in their
+/// grace period, or lapsed (refused `kyc_expired`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KycSection {
+    pub as_of: Day,
+    /// Sorted by the day refusals start, then tenant.
+    pub tenants: Vec<KycDue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KycDue {
+    pub tenant: String,
+    pub verified_by: String,
+    pub verified_on: Day,
+    pub reverify_by: Day,
+    pub refused_from: Day,
+    /// `due`, `in_grace` or `lapsed`.
+    pub state: &'static str,
+}
+
+/// How far ahead a re-verification date counts as due.
+pub const KYC_DUE_DAYS: i64 = 30;
+
+/// The KYC section of a report for `policy` as of `day`.
+pub fn kyc_due(policy: &crate::policy::Policy, day: Day) -> KycSection {
+    let mut tenants: Vec<KycDue> = policy
+        .tenants()
+        .iter()
+        .filter_map(|t| {
+            let k = t.kyc.as_ref()?;
+            let state = if day >= k.refused_from {
+                "lapsed"
+            } else if day > k.reverify_by {
+                "in_grace"
+            } else if day.0.saturating_add(KYC_DUE_DAYS) >= k.reverify_by.0 {
+                "due"
+            } else {
+                return None;
+            };
+            Some(KycDue {
+                tenant: t.id.to_string(),
+                verified_by: k.verified_by.to_string(),
+                verified_on: k.verified_on,
+                reverify_by: k.reverify_by,
+                refused_from: k.refused_from,
+                state,
+            })
+        })
+        .collect();
+    tenants.sort_by(|a, b| (a.refused_from, &a.tenant).cmp(&(b.refused_from, &b.tenant)));
+    KycSection { as_of: day, tenants }
 }
 
 /// Foreign use of one above-line model by one tenant.

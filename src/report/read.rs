@@ -325,7 +325,7 @@ impl<'s> Fold<'s> {
                 count,
             }));
         }
-        Report { settings: self.settings.clone(), files, foreign_access, denials, totals: self.totals }
+        Report { settings: self.settings.clone(), files, foreign_access, denials, totals: self.totals, kyc: None }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use csv::{QuoteStyle, WriterBuilder};
 
-use super::{ABOUT_DENIALS, ABOUT_FOREIGN, ABOUT_INTEGRITY, Report, sci};
+use super::{ABOUT_DENIALS, ABOUT_FOREIGN, ABOUT_INTEGRITY, KYC_DUE_DAYS, Report, sci};
 
 pub(crate) const FOREIGN_HEADER: [&str; 14] = [
     "tenant",
@@ -24,6 +24,9 @@ pub(crate) const FOREIGN_HEADER: [&str; 14] = [
 
 pub(crate) const DENIALS_HEADER: [&str; 3] = ["reason", "tenant", "count"];
 
+pub(crate) const KYC_HEADER: [&str; 6] =
+    ["tenant", "kyc_state", "verified_by", "verified_on", "reverify_by", "refused_from"];
+
 pub(crate) const UNAUTHENTICATED: &str = "(unauthenticated)";
 
 pub(super) fn render(report: &Report) -> String {
@@ -37,7 +40,17 @@ pub(super) fn render(report: &Report) -> String {
         ABOUT_DENIALS.to_owned(),
         report.totals.text(report.files.len()),
         ABOUT_INTEGRITY.to_owned(),
-        "layout: these comment lines, the foreign-access table, one blank line, the denials table".to_owned(),
+        match &report.kyc {
+            None => {
+                "layout: these comment lines, the foreign-access table, one blank line, the denials table".to_owned()
+            }
+            Some(k) => format!(
+                "layout: these comment lines, the foreign-access table, one blank line, the denials table, one blank \
+                 line, the tenants whose customer verification (KYC) is due within {KYC_DUE_DAYS} days of {}, in grace \
+                 or lapsed",
+                k.as_of
+            ),
+        },
     ];
     let mut out = String::new();
     for line in comments {
@@ -74,6 +87,22 @@ pub(super) fn render(report: &Report) -> String {
             [d.reason.clone(), d.tenant.clone().unwrap_or_else(|| UNAUTHENTICATED.to_owned()), d.count.to_string()]
         }),
     ));
+    if let Some(k) = &report.kyc {
+        out.push('\n');
+        out.push_str(&table(
+            KYC_HEADER,
+            k.tenants.iter().map(|t| {
+                [
+                    t.tenant.clone(),
+                    t.state.to_owned(),
+                    t.verified_by.clone(),
+                    t.verified_on.to_string(),
+                    t.reverify_by.to_string(),
+                    t.refused_from.to_string(),
+                ]
+            }),
+        ));
+    }
     out
 }
 

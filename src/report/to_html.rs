@@ -2,7 +2,7 @@
 //! fetched) that a compliance officer can open from disk, print or attach to a ticket.
 
 use super::to_csv::UNAUTHENTICATED;
-use super::{ABOUT_DENIALS, ABOUT_FOREIGN, ABOUT_INTEGRITY, Report, sci};
+use super::{ABOUT_DENIALS, ABOUT_FOREIGN, ABOUT_INTEGRITY, KYC_DUE_DAYS, Report, sci};
 
 /// Bar colours, also used by the legend; the Chromium test looks for them in the screenshot.
 const ALLOWED_FILL: &str = "#2563eb";
@@ -193,6 +193,39 @@ pub(super) fn render(report: &Report) -> String {
     }
     h.push_str(&table_foot(report.denials.is_empty(), head.len()));
     h.push_str("</section>\n");
+
+    if let Some(k) = &report.kyc {
+        h.push_str(&format!(
+            "<section id=\"kyc\">\n<h2>Customer verification</h2>\n<p class=\"about\">{}</p>\n",
+            esc(&format!(
+                "Tenants whose KYC record (tenants.toml) is due for re-verification within {KYC_DUE_DAYS} days of {}, in \
+                 its grace period, or lapsed: a lapsed tenant is refused kyc_expired.",
+                k.as_of
+            ))
+        ));
+        let head = [
+            ("Tenant", false),
+            ("State", false),
+            ("Verified by", false),
+            ("Verified on", false),
+            ("Re-verify by", false),
+            ("Refused from", false),
+        ];
+        h.push_str(&table_head("kyc-table", &head));
+        for t in &k.tenants {
+            let cells = [
+                esc(&t.tenant),
+                esc(t.state),
+                esc(&t.verified_by),
+                t.verified_on.to_string(),
+                t.reverify_by.to_string(),
+                t.refused_from.to_string(),
+            ];
+            h.push_str(&table_row(&head, &cells));
+        }
+        h.push_str(&table_foot(k.tenants.is_empty(), head.len()));
+        h.push_str("</section>\n");
+    }
 
     h.push_str("<section id=\"files\">\n<h2>Files read</h2>\n<ol>\n");
     for path in &report.files {

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ABOUT_INTEGRITY, Report};
+use super::{ABOUT_INTEGRITY, KYC_DUE_DAYS, Report};
 
 pub(super) fn render(report: &Report) -> Value {
     let s = &report.settings;
@@ -61,6 +61,15 @@ pub(super) fn render(report: &Report) -> Value {
             "bad_lines": t.bad_lines,
             "first_bad_line": first_bad_line,
         },
+        "kyc": report.kyc.as_ref().map(|k| json!({
+            "as_of": k.as_of.to_string(),
+            "due_within_days": KYC_DUE_DAYS,
+            "tenants": k.tenants.iter().map(|t| json!({
+                "tenant": t.tenant, "state": t.state, "verified_by": t.verified_by,
+                "verified_on": t.verified_on.to_string(), "reverify_by": t.reverify_by.to_string(),
+                "refused_from": t.refused_from.to_string(),
+            })).collect::<Vec<_>>(),
+        })),
         "integrity": ABOUT_INTEGRITY,
     })
 }

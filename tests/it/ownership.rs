@@ -433,3 +433,75 @@ fn explain_notes_what_decides_on_other_days() {
     let e = customs::explain::explain(&c.policy, "demo-nl", "text-embedding-3-small", None, day("2027-05-01")).unwrap();
     assert!(e.notes.is_empty(), "{:?}", e.notes);
 }
+
+fn customs(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_customs")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn screen_ownership_prints_each_tenants_tree_and_review_record() {
+    let dir = crate::support::example_dir();
+    let config = dir.to_str().unwrap();
+    let (ok, text) = customs(&["screen", "--config", config, "--ownership", "--at", "2026-11-28"]);
+    assert!(ok, "{text}");
+    assert!(text.starts_with(
+        "ownership as of 2026-11-28: the Affiliates rule (50% and more owned by listed parties) is in force"
+    ));
+    let sg = &text[text.find("\ndemo-sg ").unwrap()..];
+    let sg = &sg[..sg[1..].find("\n\n").unwrap_or(sg.len() - 1) + 1];
+    assert!(sg.contains("  lumen-translation \"Lumen Translation Pte. Ltd.\" (incorporated SG, headquarters SG): restricted: 55% owned"), "{sg}");
+    assert!(sg.contains("    30% harbor-bridge-holdings "), "{sg}");
+    assert!(sg.contains("      100% zephyra-quantum \"Zephyra Quantum Compute Co., Ltd.\" (incorporated CN, headquarters CN): LISTED: Entity List (EL)"), "{sg}");
+    assert!(sg.contains("lumen-translation: owned 55% by listed parties: refused denied_party"), "{sg}");
+    assert!(
+        text.contains(
+            "      cleared: \"Obsidian Lantern Data Services B.V.\" ~ \"OBSIDIAN LANTERN DATA SERVICES LLC\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("ultimate parent: example-cn-parent (headquarters CN)"), "{text}");
+    assert!(text.contains("KYC: verified by a.nguyen@compliance.example on 2025-10-01 (evidence: ABN 00 000 000 000 (Australian Business Register)); LAPSED: refused kyc_expired since 2026-10-31"), "{text}");
+    // During the suspension the same tree says the tenant is served.
+    let (_, text) = customs(&["screen", "--config", config, "--ownership", "--at", "2026-06-01"]);
+    assert!(
+        text.contains("lumen-translation: owned 55% by listed parties: served while the rule is not in force"),
+        "{text}"
+    );
+
+    let (ok, json) = customs(&["screen", "--config", config, "--ownership", "--json", "--at", "2026-11-28"]);
+    assert!(ok, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let sg = v["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "demo-sg").unwrap();
+    assert_eq!((sg["entity"].as_str(), sg["affiliated"].as_bool()), (Some("lumen-translation"), Some(true)));
+    let parented = v["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "demo-parented").unwrap();
+    assert_eq!(parented["ultimate_parent"], "example-cn-parent");
+}
+
+#[test]
+fn report_with_a_config_lists_verifications_due_in_grace_and_lapsed() {
+    let trail = tempfile::TempDir::new().unwrap();
+    std::fs::write(trail.path().join("audit-000001.jsonl"), "").unwrap();
+    let config = crate::support::example_dir();
+    let run = |until: &str, with_config: bool| {
+        let mut args =
+            vec!["report", "--audit", trail.path().to_str().unwrap(), "--since", "2026-01-01", "--until", until];
+        args.extend(["--format", "json", "--home", "us", "--flops-line", "1e25"]);
+        if with_config {
+            args.extend(["--config", config.to_str().unwrap()]);
+        }
+        let (ok, out) = customs(&args);
+        assert!(ok, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["kyc"].clone()
+    };
+    let states = |kyc: &serde_json::Value| -> Vec<(String, String)> {
+        kyc["tenants"].as_array().unwrap().iter().map(|t| (t["tenant"].to_string(), t["state"].to_string())).collect()
+    };
+    let q = |s: &str| format!("\"{s}\"");
+    // demo-nl is due by 2027-06-14: 31 days before, not yet listed; 30 days before, due.
+    assert_eq!(states(&run("2027-05-14", true)), [(q("demo-lapsed"), q("lapsed"))]);
+    assert_eq!(states(&run("2027-05-15", true)), [(q("demo-lapsed"), q("lapsed")), (q("demo-nl"), q("due"))]);
+    assert_eq!(states(&run("2027-06-15", true)), [(q("demo-lapsed"), q("lapsed")), (q("demo-nl"), q("in_grace"))]);
+    assert_eq!(run("2027-05-15", false), serde_json::Value::Null, "no config, no tenants to list");
+}
