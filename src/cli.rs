@@ -54,6 +54,11 @@ pub enum Command {
     /// Summarise foreign access to models above a training-compute line, and denials by reason,
     /// from an audit trail.
     Report(ReportArgs),
+    /// Decide every recorded policy decision of an audit trail again under a proposed config, as
+    /// of the day it was made, and list what would flip (deny -> allow, allow -> deny) and which
+    /// refusals would change reason. Exits 1 when a refused request would be allowed (unless
+    /// --accept-new-allows), 2 when the trail or config cannot be read.
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +185,27 @@ pub struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Trail files or folders (their *.jsonl files, in name order); repeat for several replicas.
+    #[arg(long = "audit", required = true, value_name = "PATH")]
+    pub audit: Vec<PathBuf>,
+    /// The proposed config folder to decide under.
+    #[arg(long, value_name = "DIR")]
+    pub config: PathBuf,
+    /// First UTC day replayed (YYYY-MM-DD), by the records' times; default: no start.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub since: Option<Day>,
+    /// Last UTC day replayed (YYYY-MM-DD), inclusive; default: no end.
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub until: Option<Day>,
+    #[arg(long, value_enum, default_value_t = crate::replay::Format::Text)]
+    pub format: crate::replay::Format,
+    /// Exit 0 even when requests the trail shows refused would be allowed.
+    #[arg(long)]
+    pub accept_new_allows: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,8 +26,9 @@
 //! model server used by the demo, tests and benchmarks) and [`demo`].
 //!
 //! Off the path: [`screening`] (denied-party screening of tenant names against the Consolidated
-//! Screening List, at config load) and [`report`] (reads the audit trail back into the
-//! foreign-access report).
+//! Screening List, at config load), [`report`] (reads the audit trail back into the
+//! foreign-access report) and [`replay`] (decides a trail's decisions again under a proposed
+//! config and lists what would flip).
 
 pub mod admin;
 pub mod audit;
@@ -51,6 +52,7 @@ pub mod peek;
 pub mod policy;
 pub mod proxy;
 pub mod reason;
+pub mod replay;
 pub mod report;
 pub mod request_id;
 pub mod route;

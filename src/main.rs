@@ -10,8 +10,8 @@ use clap::Parser;
 use customs::admin::SharedEnv;
 use customs::audit::{Sealer, verify};
 use customs::cli::{
-    AuditCommand, CheckArgs, Cli, Command, DemoArgs, ExplainArgs, KeySource, LogFormat, MergeArgs, ReportArgs,
-    ScreenArgs, ServeArgs, VerifyArgs,
+    AuditCommand, CheckArgs, Cli, Command, DemoArgs, ExplainArgs, KeySource, LogFormat, MergeArgs, ReplayArgs,
+    ReportArgs, ScreenArgs, ServeArgs, VerifyArgs,
 };
 use customs::config::{self, Config, ConfigErrors};
 use customs::explain::Subject;
@@ -79,6 +79,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::Verify(args)) => verify(args),
         Command::Audit(AuditCommand::Merge(args)) => merge(args),
         Command::Report(args) => report(args),
+        Command::Replay(args) => replay(args),
         Command::Screen(args) => screen(args),
         Command::Keygen => keygen(),
     }
@@ -369,6 +370,39 @@ fn keygen() -> anyhow::Result<ExitCode> {
         "API key (give it to the tenant; it is not stored anywhere):\n  {key}\n\n\
          Add its digest to the tenant in tenants.toml:\n  key_sha256 = [\"{digest}\"]\n"
     ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 0 when nothing refused would be allowed (or --accept-new-allows), 1 when something
+/// would, 2 when the trail or config cannot be read: like `diff`, so a pipeline can tell
+/// "review this" from "this did not run".
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    const TROUBLE: u8 = 2;
+    let run = || -> anyhow::Result<customs::replay::Replay> {
+        let config = load_to_read(&args.config)?;
+        let settings =
+            customs::replay::ReplaySettings { config: args.config.clone(), since: args.since, until: args.until };
+        Ok(customs::replay::read(&args.audit, &config.policy, &settings)?)
+    };
+    let replay = match run() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            return Ok(ExitCode::from(TROUBLE));
+        }
+    };
+    if let Err(e) = out(&replay.render(args.format)) {
+        let _ = writeln!(std::io::stderr(), "error: {e:#}");
+        return Ok(ExitCode::from(TROUBLE));
+    }
+    if replay.has_new_allows() && !args.accept_new_allows {
+        eprintln!(
+            "{} refused decision(s) would be allowed under {}; review them, then pass --accept-new-allows",
+            replay.totals.deny_to_allow,
+            args.config.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

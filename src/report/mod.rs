@@ -239,6 +239,12 @@ pub enum ReportError {
     BadFlopsLine(f64),
 }
 
+/// The files a trail given as `paths` is read from: each file as given, and each directory's
+/// `*.jsonl` files sorted by name, so a rotated trail reads in order.
+pub fn trail_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
+    read::expand(paths)
+}
+
 /// Reads the trail at `paths` (files, or directories of `*.jsonl` files) and aggregates it.
 pub fn read(paths: &[PathBuf], settings: &ReportSettings) -> Result<Report, ReportError> {
     read::read(paths, settings)

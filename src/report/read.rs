@@ -45,7 +45,7 @@ pub(super) fn read(paths: &[PathBuf], settings: &ReportSettings) -> Result<Repor
 }
 
 /// A directory stands for its `*.jsonl` files, sorted by name, so a rotated trail reads in order.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
+pub(super) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
     if paths.is_empty() {
         return Err(ReportError::NoInput);
     }

@@ -24,6 +24,7 @@ mod policy_reference;
 mod process;
 mod properties;
 mod reload;
+mod replay;
 mod report_html;
 mod report_traffic;
 mod requests;
