@@ -339,8 +339,9 @@ impl Policy {
     /// Decide one request. Pure: the same inputs always give the same answer.
     pub fn decide(&self, tenant: TenantIdx, model_name: &str, purpose: Option<&str>, today: Day) -> Decision<'_> {
         let first = self.decide_in(tenant, None, model_name, purpose, today);
-        let Some(also) = self.tenants.get(tenant as usize).and_then(|t| t.also.as_ref()) else { return first };
+        // A refusal stands; only an allow is asked again, of a tenant with a second jurisdiction.
         let Verdict::Allow { endpoints: a } = first.verdict else { return first };
+        let Some(also) = self.tenants.get(tenant as usize).and_then(|t| t.also.as_ref()) else { return first };
         // Most restrictive: the second jurisdiction must allow it too, and the request goes only
         // where both allow.
         let second = self.decide_in(tenant, Some(also.jurisdiction), model_name, purpose, today);
@@ -364,6 +365,7 @@ impl Policy {
     }
 
     /// [`Self::decide`] in one of the tenant's jurisdictions: its bound one (`None`) or another.
+    #[inline]
     fn decide_in(
         &self,
         tenant: TenantIdx,
@@ -458,6 +460,7 @@ impl Policy {
     /// Steps 2 to 4: the tenant, and the version of its jurisdiction in force today (or the rule
     /// that says none is), once they passed.
     #[expect(clippy::type_complexity, reason = "one private step of decide, named by its parts")]
+    #[inline]
     fn tenant_steps(
         &self,
         tenant: TenantIdx,
