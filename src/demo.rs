@@ -101,7 +101,10 @@ pub fn instructions(addr: SocketAddr, admin: SocketAddr) -> String {
          Demo keys: sk-demo-us (US), sk-demo-cn (China, end-use declaration on file), sk-demo-suspended,\n\
          sk-demo-de (Germany), sk-demo-mo (Macau, declaration expired), sk-demo-ir (Iran, embargoed),\n\
          sk-demo-embed (embeddings only), sk-demo-limited (3 requests per minute),\n\
-         sk-demo-listed (matches a screening-list entry: denied_party), sk-demo-nl (same name, cleared).\n\n\
+         sk-demo-listed (matches a screening-list entry: denied_party), sk-demo-nl (same name, cleared),\n\
+         sk-demo-sg (55% owned by listed parties: denied_party under the Affiliates rule),\n\
+         sk-demo-parented (parent headquartered in China: answers to D:5 + Macau too),\n\
+         sk-demo-lapsed (customer verification lapsed: kyc_expired). `customs screen --ownership` shows why.\n\n\
          # 1. allowed: a US tenant uses GPT-4o\n{}\n\n\
          # 2. compute_threshold_exceeded: GPT-4o (3.81e25 FLOPs) is above the D:5 + Macau line (1e25)\n{}\n\n\
          # 3. model_not_allowed: the D:5 + Macau jurisdiction denies claude-* outright (Anthropic's\n         #    Messages API, refused in Anthropic's error shape)\n{}\n\n\
