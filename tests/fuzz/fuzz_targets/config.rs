@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use tempfile::TempDir;
 
 /// The example config, built in.
-const EXAMPLE: [(&str, &str); 8] = [
+const EXAMPLE: [(&str, &str); 9] = [
     ("gateway.toml", include_str!("../../../config/gateway.toml")),
     ("models.toml", include_str!("../../../config/models.toml")),
     ("country-groups.toml", include_str!("../../../config/country-groups.toml")),
@@ -22,6 +22,7 @@ const EXAMPLE: [(&str, &str); 8] = [
     ("tenants.toml", include_str!("../../../config/tenants.toml")),
     ("expectations.toml", include_str!("../../../config/expectations.toml")),
     ("screening-list.csv", include_str!("../../../config/screening-list.csv")),
+    ("ownership.toml", include_str!("../../../config/ownership.toml")),
     ("screening.toml", include_str!("../../../config/screening.toml")),
 ];
 /// The files fuzzed: all but screening.toml.
