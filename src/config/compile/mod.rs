@@ -107,7 +107,7 @@ pub(super) fn compile(
     let graph = ownership::compile_graph(&mut ctx, p.ownership.0, &p.ownership.1);
     let bind = ownership::Binding { jurisdictions: &j.jurisdictions, coverage: &coverage };
     ownership::bind_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &mut tenants, &graph.ownership, &bind);
-    let entities = screening::Entities { names: &graph.names, ids: ownership::ids(&graph.ownership) };
+    let entities = screening::Entities { names: &graph.names, ids: &graph.ownership.entity_ids };
     let (screening, listed) = screening::screen(
         &mut ctx,
         (p.screening.0, &p.screening.1),

@@ -5,8 +5,6 @@
 //! own together, and marks the tenants whose entity reaches the threshold. Nothing of the graph is
 //! walked on the request path.
 
-use std::collections::HashMap;
-
 use super::ctx::{Ctx, day_window, entry, valid_country, valid_name};
 use crate::config::error::Source;
 use crate::config::raw::{OwnershipFile, TenantsFile};
@@ -239,11 +237,13 @@ pub(super) fn bind_tenants(
         // tenants compiler already.
         let known = b.jurisdictions.iter().any(|j| *j.id == **r.jurisdiction.get_ref());
         let Some(own) = (b.coverage)(&t.country).filter(|_| known && valid_country(&t.country)) else { continue };
-        let parent = t.entity.and_then(|e| ownership.entity(e)).and_then(|e| ownership.entity(e.ultimate_parent));
-        let by_hq = parent.and_then(|p| (b.coverage)(&p.headquarters).map(|j| (j, p)));
+        let parent = t.entity.and_then(|e| ownership.entity(e)).map(|e| e.ultimate_parent);
+        let by_hq = parent
+            .and_then(|p| ownership.entity(p).map(|x| (p, x)))
+            .and_then(|(p, x)| (b.coverage)(&x.headquarters).map(|j| (j, p)));
         let applies =
             |j: u32, f: fn(AppliesBy) -> bool| b.jurisdictions.get(j as usize).is_some_and(|x| f(x.applies_by));
-        let mut applicable: Vec<(u32, Option<&Entity>)> = Vec::new();
+        let mut applicable: Vec<(u32, Option<EntityIdx>)> = Vec::new();
         if applies(own, AppliesBy::by_country) {
             applicable.push((own, None));
         }
@@ -252,17 +252,18 @@ pub(super) fn bind_tenants(
                 applicable.push((j, Some(p)));
             }
         }
-        let why = |(j, p): (u32, Option<&Entity>)| match p {
+        let why = |(j, p): (u32, Option<EntityIdx>)| match p.and_then(|p| ownership.entity(p)) {
             None => format!("{:?} (its country {})", name(j), t.country),
             Some(p) => format!("{:?} (headquarters of its ultimate parent {}, {})", name(j), p.id, p.headquarters),
         };
         let span = Some(r.jurisdiction.span());
         match applicable.iter().position(|&(j, _)| j == t.jurisdiction) {
             Some(at) => {
-                t.also = applicable.iter().enumerate().find(|&(k, _)| k != at).map(|(_, &(j, p))| Also {
-                    jurisdiction: j,
-                    parent: p.and_then(|p| ownership.entity_by_id(&p.id)),
-                });
+                t.also = applicable
+                    .iter()
+                    .enumerate()
+                    .find(|&(k, _)| k != at)
+                    .map(|(_, &(jurisdiction, parent))| Also { jurisdiction, parent });
             }
             None if applicable.len() == 1 && applicable[0].1.is_none() => {
                 let msg = format!(
@@ -380,9 +381,4 @@ fn owners_first(o: &Ownership) -> Vec<usize> {
         }
     }
     order
-}
-
-/// For `compile`: an entity id to its index, for clearances naming entities.
-pub(super) fn ids(o: &Ownership) -> &HashMap<Box<str>, EntityIdx> {
-    &o.entity_ids
 }
