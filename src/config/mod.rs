@@ -6,18 +6,19 @@
 mod compile;
 mod error;
 mod files;
+mod parse;
 pub(crate) mod raw;
 mod settings;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use error::Source;
 pub use error::{ConfigError, ConfigErrors};
 pub use files::{FILES, File, Files};
+use parse::{parse, parse_tenants};
 pub use settings::{
     AdminSettings, AuditSettings, AuditSync, ClusterSettings, ClusterUrl, LimitSettings, OnAuditFailure,
     OutlierSettings, ReloadSettings, ReportDefaults, ServerSettings, Settings, UpstreamSettings,
@@ -177,68 +178,6 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         Err(mut more) => {
             errors.append(&mut more);
             Err(ConfigErrors(errors))
-        }
-    }
-}
-
-/// Above this size, `tenants.toml` is parsed a slice of tenants at a time.
-const CHUNKED_TENANTS_BYTES: usize = 256 * 1024;
-const TENANTS_PER_CHUNK: usize = 500;
-
-/// Parses `tenants.toml`. A large file is parsed in slices of whole `[[tenants]]` tables, because
-/// the TOML parser's transient tree is many times the file's size, and for a large tenant list
-/// it was the gateway's peak memory (the 10k-tenant run in BENCHMARKS.md). Each slice is parsed in a copy of the
-/// file with everything outside the slice blanked (newlines kept), so every span, line and column
-/// is the file's own. Anything unusual about the layout falls back to parsing the whole file.
-fn parse_tenants(src: &Source, errors: &mut Vec<ConfigError>) -> Option<raw::TenantsFile> {
-    let text = src.text.as_bytes();
-    if text.len() < CHUNKED_TENANTS_BYTES {
-        return parse(src, errors);
-    }
-    let mut starts = Vec::new();
-    let mut offset = 0;
-    for line in src.text.split_inclusive('\n') {
-        if line.starts_with('[') && !line.starts_with("[[tenants]]") && !line.starts_with("[tenants.") {
-            return parse(src, errors);
-        }
-        if line.starts_with("[[tenants]]") {
-            starts.push(offset);
-        }
-        offset += line.len();
-    }
-    if starts.is_empty() {
-        return parse(src, errors);
-    }
-    // The first slice also takes whatever precedes the first table (comments).
-    let mut bounds: Vec<usize> = starts.iter().step_by(TENANTS_PER_CHUNK).copied().collect();
-    bounds[0] = 0;
-    bounds.push(text.len());
-    let mut blank: Vec<u8> = text.iter().map(|&b| if b == b'\n' { b'\n' } else { b' ' }).collect();
-    let mut tenants = Vec::with_capacity(starts.len());
-    for w in bounds.windows(2) {
-        let (from, to) = (w[0], w[1]);
-        blank[from..to].copy_from_slice(&text[from..to]);
-        let parsed = std::str::from_utf8(&blank).ok().map(toml::from_str::<raw::TenantsFile>);
-        blank[from..to].iter_mut().for_each(|b| {
-            if *b != b'\n' {
-                *b = b' ';
-            }
-        });
-        match parsed {
-            Some(Ok(chunk)) => tenants.extend(chunk.tenants),
-            // The whole file reports the error as a reader expects it.
-            _ => return parse(src, errors),
-        }
-    }
-    Some(raw::TenantsFile { tenants })
-}
-
-fn parse<T: DeserializeOwned>(src: &Source, errors: &mut Vec<ConfigError>) -> Option<T> {
-    match toml::from_str::<T>(&src.text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            errors.push(src.error(e.span().as_ref(), "", e.message().trim_end()));
-            None
         }
     }
 }

@@ -432,7 +432,38 @@ fn config_a_large_tenants_file_loads_and_reports_errors_at_the_files_own_lines()
     let broken = many_tenants(1800, 1700, "status = \n");
     let line = broken.lines().position(|l| l == "status = ").unwrap() + 1;
     let got = errors_for(MODELS, GROUPS, JURISDICTIONS, &broken);
-    assert!(got.starts_with(&format!("tenants.toml:{line}:")), "{got}");
+    assert!(got.starts_with(&format!("tenants.toml:{line}:10:")), "{got}");
+
+    // Each slice is parsed on its own, so errors in two slices are both reported.
+    let both = many_tenants(1800, 200, "status = \n").replacen(
+        "id = \"t01700\"\n",
+        "id = \"t01700\"\ncountry_code = \"US\"\n",
+        1,
+    );
+    let line = both.lines().position(|l| l == "country_code = \"US\"").unwrap() + 1;
+    let got = errors_for(MODELS, GROUPS, JURISDICTIONS, &both);
+    assert!(got.contains(&format!("tenants.toml:{line}:1: unknown field `country_code`")), "{got}");
+    assert_eq!(got.lines().filter(|l| l.contains("tenants.toml:")).count(), 2, "{got}");
+
+    // A line starting with `[[tenants]]` inside a multi-line string is not a table: the file
+    // still loads with the string whole. (Slices start at every 500th table; this fake start is
+    // the 1,000th.)
+    let odd = many_tenants(1800, usize::MAX, "").replacen(
+        "id = \"t00999\"\n",
+        "id = \"t00999\"\naliases = [\"\"\"\n[[tenants]]\nid = \"ghost\"\n\"\"\"]\n",
+        1,
+    );
+    let dir = write_config(&[
+        ("models.toml", MODELS),
+        ("country-groups.toml", GROUPS),
+        ("jurisdictions.toml", JURISDICTIONS),
+        ("tenants.toml", &odd),
+    ]);
+    let config = crate::support::load(dir.path());
+    assert_eq!(config.policy.tenants().len(), 1800);
+    assert!(config.policy.tenant_by_id("ghost").is_none());
+    let t = config.policy.tenant_by_id("t00999").and_then(|t| config.policy.tenant(t)).unwrap();
+    assert!(t.legal_name.starts_with("Zürich"), "{}", t.legal_name);
 }
 
 #[test]
