@@ -59,6 +59,9 @@ pub enum Command {
     /// refusals would change reason. Exits 1 when a refused request would be allowed (unless
     /// --accept-new-allows), 2 when the trail or config cannot be read.
     Replay(ReplayArgs),
+    /// Write a config folder at a cloud provider's scale: an example folder with generated tenants
+    /// and restricted-party list entries added, to reproduce the load and reload figures.
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +79,27 @@ pub struct ServeArgs {
     /// for demos, tests and replays of a staged change. Never in production.
     #[arg(long, value_name = "DATE", value_parser = parse_day)]
     pub at: Option<Day>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The folder to write; must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The example folder to start from.
+    #[arg(long, value_name = "DIR", default_value = "config")]
+    pub from: PathBuf,
+    /// Tenants to add.
+    #[arg(long, default_value_t = 100_000)]
+    pub tenants: usize,
+    /// Synthetic entries to add to the screening list (the Consolidated Screening List has about
+    /// 12,000 with aliases).
+    #[arg(long, default_value_t = 12_000)]
+    pub list_entries: usize,
+    /// Split the added tenants evenly over this many files in `tenants.d/`; 0 appends them to
+    /// `tenants.toml`.
+    #[arg(long, default_value_t = 0)]
+    pub files: usize,
 }
 
 #[derive(Debug, Args)]

@@ -28,7 +28,8 @@
 //! Off the path: [`screening`] (denied-party screening of tenant names against the Consolidated
 //! Screening List, at config load), [`report`] (reads the audit trail back into the
 //! foreign-access report) and [`replay`] (decides a trail's decisions again under a proposed
-//! config and lists what would flip).
+//! config and lists what would flip), and [`generate`] (config folders at a provider's scale, for
+//! the load and reload figures).
 
 pub mod admin;
 pub mod audit;
@@ -42,6 +43,7 @@ pub mod endpoint;
 pub mod error;
 pub mod explain;
 pub mod gateway;
+pub mod generate;
 pub mod ids;
 pub mod killswitch;
 pub mod limits;

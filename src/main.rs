@@ -10,8 +10,8 @@ use clap::Parser;
 use customs::admin::SharedEnv;
 use customs::audit::{Sealer, verify};
 use customs::cli::{
-    AuditCommand, CheckArgs, Cli, Command, DemoArgs, ExplainArgs, KeySource, LogFormat, MergeArgs, ReplayArgs,
-    ReportArgs, ScreenArgs, ServeArgs, VerifyArgs,
+    AuditCommand, CheckArgs, Cli, Command, DemoArgs, ExplainArgs, GenerateArgs, KeySource, LogFormat, MergeArgs,
+    ReplayArgs, ReportArgs, ScreenArgs, ServeArgs, VerifyArgs,
 };
 use customs::config::{self, Config, ConfigErrors};
 use customs::explain::Subject;
@@ -82,7 +82,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay(args),
         Command::Screen(args) => screen(args),
         Command::Keygen => keygen(),
+        Command::Generate(args) => generate(args),
     }
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let opts = customs::generate::Options {
+        from: args.from,
+        tenants: args.tenants,
+        list_entries: args.list_entries,
+        files: args.files,
+    };
+    customs::generate::write(&args.out, &opts).with_context(|| format!("writing {}", args.out.display()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Credentials are a deployment concern for the commands that only read the policy: their
