@@ -165,7 +165,8 @@ pub fn on_sighup(admin: Arc<AdminState>) -> std::io::Result<JoinHandle<()>> {
     }))
 }
 
-/// Watches the config folder and reloads once it has been quiet for `debounce`. The returned
+/// Watches the config folder (and its `tenants.d/`, when there is one at start) and reloads once
+/// it has been quiet for `debounce`. The returned
 /// watcher must be kept alive. Paths in `ignore` (an audit folder or state file kept inside the
 /// config folder) do not count as changes.
 pub fn watch(
@@ -189,6 +190,10 @@ pub fn watch(
     // Not recursive: ConfigMap updates swap a symlinked folder inside it, which shows up as
     // events on the folder's own entries.
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let tenants_d = dir.join(crate::config::TENANTS_DIR);
+    if tenants_d.is_dir() {
+        watcher.watch(&tenants_d, RecursiveMode::NonRecursive)?;
+    }
     let task = tokio::spawn(async move {
         while rx.recv().await.is_some() {
             // Editors and ConfigMaps write several files; wait until the folder is quiet.

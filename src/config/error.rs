@@ -49,14 +49,28 @@ impl fmt::Display for ConfigErrors {
 pub struct Source {
     pub name: String,
     pub text: String,
+    /// The file line (0-based) of the text's first line: a slice of a tenant file knows where it
+    /// sits.
+    pub first_line: usize,
     /// Byte offset of each line's start, so a position is a binary search, not a scan.
     line_starts: Vec<usize>,
 }
 
 impl Source {
     pub fn new(name: String, text: String) -> Self {
-        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Self { name, text, line_starts }
+        Self::at_line(name, text, 0)
+    }
+
+    pub fn at_line(name: String, text: String, first_line: usize) -> Self {
+        let line_starts =
+            std::iter::once(0).chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1)).collect();
+        Self { name, text, first_line, line_starts }
+    }
+
+    /// The 1-based line of a span's start, without the column's count of characters.
+    pub fn line(&self, span: &Range<usize>) -> usize {
+        let start = span.start.min(self.text.len());
+        self.line_starts.partition_point(|&s| s <= start).max(1) + self.first_line
     }
 
     pub fn position(&self, span: &Range<usize>) -> (usize, usize) {
@@ -64,7 +78,7 @@ impl Source {
         let line = self.line_starts.partition_point(|&s| s <= start);
         let line_start = self.line_starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
         let col = self.text.get(line_start..start).map_or(0, |s| s.chars().count()) + 1;
-        (line.max(1), col)
+        (line.max(1) + self.first_line, col)
     }
 
     pub fn error(

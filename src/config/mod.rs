@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use error::Source;
 pub use error::{ConfigError, ConfigErrors};
 pub use files::{FILES, File, Files};
-use parse::{parse, parse_tenants};
+use parse::parse;
 pub use settings::{
     AdminSettings, AuditSettings, AuditSync, ClusterSettings, ClusterUrl, LimitSettings, OnAuditFailure,
     OutlierSettings, ReloadSettings, ReportDefaults, ServerSettings, Settings, UpstreamSettings,
@@ -30,6 +30,10 @@ use crate::policy::expect::Expectation;
 /// The file of policy expectations: read and checked with the rest, but left out of the policy
 /// version, since it changes no decision.
 pub const EXPECTATIONS: &str = FILES.expectations.name;
+
+/// The folder of further tenant files, beside `tenants.toml`: a provider's tenants split as its
+/// systems keep them.
+pub const TENANTS_DIR: &str = "tenants.d";
 
 pub struct Config {
     /// The folder it was loaded from, for reloads.
@@ -75,7 +79,10 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let tenant_files = tenant_files(dir, &mut errors);
     let sources = FILES.map(|File { name, required }| match fs::read(dir.join(name)) {
+        // Tenant files are read as a stream, by `parse::stream_tenants`.
+        _ if name == FILES.tenants.name => Some(Source::new(display(name), String::new())),
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Some(Source::new(display(name), text)),
             Err(_) => {
@@ -112,66 +119,62 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         }
     };
 
-    let version = {
-        let mut h = Sha256::new();
-        for (s, _) in sources.iter().zip(FILES.iter()).filter(|(_, f)| f.name != EXPECTATIONS) {
-            let Some(s) = s else { continue };
-            h.update((s.text.len() as u64).to_le_bytes());
-            h.update(s.text.as_bytes());
-        }
-        if let Some(l) = &list {
-            h.update((l.text.len() as u64).to_le_bytes());
-            h.update(l.text.as_bytes());
-        }
-        hex::encode(&h.finalize()[..8])
+    // Another file failing still lets the tenant files' own errors be found, so one run lists them all.
+    let fail = |mut errors: Vec<ConfigError>| {
+        let ((), streamed) = parse::stream_tenants(&tenant_files, |b| b.iter.for_each(drop));
+        errors.extend(streamed.errors);
+        Err(ConfigErrors(errors))
     };
-
     let Files {
         gateway: Some(g),
         models: Some(m),
         country_groups: Some(c),
         jurisdictions: Some(j),
-        tenants: Some(t),
+        tenants: Some(_),
         screening: Some(sc),
         ownership: Some(o),
         expectations: Some(e),
     } = sources
     else {
-        return Err(ConfigErrors(errors));
+        return fail(errors);
     };
-    let Some(screening_file) = screening_file else { return Err(ConfigErrors(errors)) };
+    let Some(screening_file) = screening_file else { return fail(errors) };
     let gateway = parse(&g, &mut errors);
     let models = parse(&m, &mut errors);
     let groups = parse(&c, &mut errors);
     let jurisdictions = parse(&j, &mut errors);
-    let tenants = parse_tenants(&t, &mut errors);
     let ownership = parse(&o, &mut errors);
     let expectations = parse(&e, &mut errors);
-    let (
-        Some(gateway),
-        Some(models),
-        Some(groups),
-        Some(jurisdictions),
-        Some(tenants),
-        Some(ownership),
-        Some(expectations),
-    ) = (gateway, models, groups, jurisdictions, tenants, ownership, expectations)
+    let (Some(gateway), Some(models), Some(groups), Some(jurisdictions), Some(ownership), Some(expectations)) =
+        (gateway, models, groups, jurisdictions, ownership, expectations)
     else {
-        return Err(ConfigErrors(errors));
+        return fail(errors);
     };
+    let before = digest([&g, &m, &c, &j].map(|s| s.text.as_str()));
+    let after =
+        digest([&sc.text, &o.text].into_iter().map(String::as_str).chain(list.as_ref().map(|l| l.text.as_str())));
     let parsed = compile::Parsed {
         gateway: (&g, gateway),
         models: (&m, models),
         groups: (&c, groups),
         jurisdictions: (&j, jurisdictions),
-        tenants: (&t, tenants),
         screening: (&sc, screening_file),
         ownership: (&o, ownership),
         list,
         expectations: (&e, expectations),
     };
-    match compile::compile(parsed, env, version) {
-        Ok(c) if errors.is_empty() => {
+    let (compiled, streamed) = parse::stream_tenants(&tenant_files, |batches| compile::compile(parsed, batches, env));
+    if !streamed.errors.is_empty() {
+        // What the compiler made of the tenants that did parse would only add noise.
+        errors.extend(streamed.errors);
+        return Err(ConfigErrors(errors));
+    }
+    match compiled {
+        Ok(mut c) if errors.is_empty() => {
+            // Every file that can change a decision, in the order messages list them, the tenant
+            // files by their own digest.
+            let version = Sha256::new().chain_update(before).chain_update(streamed.digest).chain_update(after);
+            c.policy.set_version(hex::encode(&version.finalize()[..8]));
             Ok(Config { dir: dir.to_owned(), settings: c.settings, policy: c.policy, expectations: c.expectations })
         }
         Ok(_) => Err(ConfigErrors(errors)),
@@ -180,4 +183,46 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// A digest of texts, each with its length, so no two lists of texts share one.
+fn digest<'a>(texts: impl IntoIterator<Item = &'a str>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for t in texts {
+        h.update((t.len() as u64).to_le_bytes());
+        h.update(t.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The folder's tenant files: `tenants.toml`, then every `*.toml` of `tenants.d/` by name. Either
+/// may be missing, not both.
+fn tenant_files(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<parse::TenantFile> {
+    let display = |p: &Path| p.display().to_string();
+    let mut files = Vec::new();
+    let main = dir.join(FILES.tenants.name);
+    let folder = dir.join(TENANTS_DIR);
+    if main.exists() || !folder.is_dir() {
+        files.push(parse::TenantFile { name: display(&main), path: main });
+    }
+    if folder.is_dir() {
+        match fs::read_dir(&folder) {
+            Ok(entries) => {
+                let mut paths: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                paths.sort();
+                files.extend(paths.into_iter().map(|path| parse::TenantFile { name: display(&path), path }));
+            }
+            Err(e) => errors.push(ConfigError {
+                file: display(&folder),
+                position: None,
+                key: String::new(),
+                message: format!("cannot be read: {e}"),
+            }),
+        }
+    }
+    files
 }

@@ -1,20 +1,27 @@
-//! TOML parsing with errors placed in the file: a config file is parsed whole, except a large
-//! tenant file, which is parsed in slices of whole `[[tenants]]` tables on every core, so a
-//! million tenants parse in linear time and the parser's transient tree never holds more than a
-//! slice.
+//! TOML parsing with errors placed in the file. A config file is parsed whole, except the tenant
+//! files (`tenants.toml` and `tenants.d/*.toml`), which are read as a stream of slices of whole
+//! `[[tenants]]` tables, parsed on every core and handed to the compiler in file order: a million
+//! tenants parse in linear time, and neither the files' text nor the parser's trees are ever held
+//! whole.
 
-use std::ops::Range;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde::de::DeserializeOwned;
-use toml::Spanned;
-use toml::de::{DeArray, DeTable, DeValue};
+use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, Source};
-use super::raw;
+use super::raw::{RawTenant, TenantsFile};
 
-/// Below this size a tenant file is parsed whole.
-const SLICED_BYTES: usize = 256 * 1024;
+/// Tables per slice: small enough that a slice's parse tree is a few megabytes, large enough that
+/// handing slices between threads costs nothing next to parsing them.
 const TENANTS_PER_SLICE: usize = 500;
+
+/// Slices waiting at each worker, before and after parsing: enough that no thread waits on
+/// another's momentary stall, few enough that memory stays a few megabytes.
+const QUEUED: usize = 8;
 
 pub(super) fn parse<T: DeserializeOwned>(src: &Source, errors: &mut Vec<ConfigError>) -> Option<T> {
     match toml::from_str::<T>(&src.text) {
@@ -26,111 +33,276 @@ pub(super) fn parse<T: DeserializeOwned>(src: &Source, errors: &mut Vec<ConfigEr
     }
 }
 
-/// Parses a tenant file. A slice starts at a line that starts with `[[tenants]]` and is parsed on
-/// its own; the spans of what it holds, and of its errors, are moved by the slice's offset, so
-/// every line and column is the file's own. A line that starts with `[[tenants]]` inside a
-/// multi-line string would cut the string; the slice before it then fails to parse, and a failed
-/// slice holding a multi-line string sends the whole file to the ordinary parse, which reports
-/// the error as a reader expects it.
-pub(super) fn parse_tenants(src: &Source, errors: &mut Vec<ConfigError>) -> Option<raw::TenantsFile> {
-    let text = src.text.as_str();
-    if text.len() < SLICED_BYTES {
-        return parse(src, errors);
-    }
-    let mut starts = Vec::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        if line.starts_with("[[tenants]]") {
-            starts.push(offset);
-        }
-        offset += line.len();
-    }
-    // The first slice also takes whatever precedes the first table, so anything there is parsed
-    // with the tables it would apply to.
-    let mut bounds: Vec<usize> = starts.iter().step_by(TENANTS_PER_SLICE).copied().collect();
-    match bounds.first_mut() {
-        Some(first) => *first = 0,
-        None => return parse(src, errors),
-    }
-    bounds.push(text.len());
-    let slices: Vec<Range<usize>> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
-    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(slices.len()).max(1);
-    let per_worker = slices.len().div_ceil(workers);
-    let results: Vec<Result<Vec<raw::RawTenant>, SliceError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = slices
-            .chunks(per_worker)
-            .map(|group| scope.spawn(move || group.iter().map(|r| parse_slice(text, r.clone())).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(SliceError::Panicked)])).collect()
-    });
-    let mut tenants = Vec::with_capacity(starts.len());
-    let mut failed = Vec::new();
-    for (result, range) in results.into_iter().zip(&slices) {
-        match result {
-            Ok(mut t) => tenants.append(&mut t),
-            Err(e) => failed.push((e, range)),
-        }
-    }
-    if failed.is_empty() {
-        return Some(raw::TenantsFile { tenants });
-    }
-    drop(tenants);
-    let cut_string = |r: &Range<usize>| text[r.clone()].contains("\"\"\"") || text[r.clone()].contains("'''");
-    if failed.iter().any(|(e, r)| matches!(e, SliceError::Panicked) || cut_string(r)) {
-        return parse(src, errors);
-    }
-    for (e, _) in failed {
-        if let SliceError::Toml { span, message } = e {
-            errors.push(src.error(span.as_ref(), "", message));
-        }
-    }
-    None
+/// A tenant file: the name messages give it, and where it is.
+pub(super) struct TenantFile {
+    pub name: String,
+    pub path: PathBuf,
 }
 
-enum SliceError {
-    Toml { span: Option<Range<usize>>, message: String },
-    Panicked,
+/// Consecutive tenants of one file, with their text as a [`Source`] that knows its first line, so
+/// the compiler places their errors in the file without the file's whole text.
+pub(crate) struct Batch {
+    pub src: Source,
+    /// Index of the file in the list given to [`stream_tenants`].
+    pub file: usize,
+    /// Index, in its file, of the batch's first tenant.
+    pub first: usize,
+    pub tenants: Vec<RawTenant>,
 }
 
-fn parse_slice(text: &str, range: Range<usize>) -> Result<Vec<raw::RawTenant>, SliceError> {
-    let at = range.start;
-    let error = |e: toml::de::Error, shift: usize| SliceError::Toml {
-        span: e.span().map(|s| s.start + shift..s.end + shift),
-        message: e.message().trim_end().to_owned(),
+/// What reading the tenant files found besides the batches.
+pub(super) struct Streamed {
+    /// SHA-256 over every file's name, length and bytes, for the policy version.
+    pub digest: [u8; 32],
+    /// Read and parse errors; any of them makes the config fail, whatever the compiler made of the
+    /// batches it was given.
+    pub errors: Vec<ConfigError>,
+}
+
+/// One slice as read: its file, first line, first tenant and bytes.
+struct Slice {
+    file: usize,
+    first_line: usize,
+    first: usize,
+    bytes: Vec<u8>,
+}
+
+type Parsed = Result<Batch, (Source, usize, usize, String, Option<std::ops::Range<usize>>)>;
+
+/// The batches, in file order, and how many tenants they hold at most (lines that start with
+/// `[[tenants]]`), so the compiler can size its table once.
+pub(crate) struct Batches<'a> {
+    pub at_most: usize,
+    pub iter: &'a mut dyn Iterator<Item = Batch>,
+}
+
+/// Reads and parses `files` on every core and gives the batches, in file order, to `consume`;
+/// returns what it returned, and the digest and errors.
+pub(super) fn stream_tenants<R>(files: &[TenantFile], consume: impl FnOnce(Batches<'_>) -> R) -> (R, Streamed) {
+    let at_most = files.iter().map(|f| count_tables(&f.path)).sum();
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).max(1);
+    std::thread::scope(|scope| {
+        let mut inputs = Vec::with_capacity(workers);
+        let mut outputs = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (in_tx, in_rx) = sync_channel::<Slice>(QUEUED);
+            let (out_tx, out_rx) = sync_channel::<Parsed>(QUEUED);
+            let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+            scope.spawn(move || parse_slices(&names, &in_rx, &out_tx));
+            inputs.push(in_tx);
+            outputs.push(out_rx);
+        }
+        let reader = scope.spawn(move || read_slices(files, &inputs));
+        let mut ordered = Ordered { outputs, next: 0, errors: Vec::new(), pending: None, glued: 0 };
+        let result = consume(Batches { at_most, iter: &mut ordered });
+        // Whatever the consumer left unread is drained, so the reader and workers finish.
+        for _ in ordered.by_ref() {}
+        let Ordered { mut errors, .. } = ordered;
+        let digest = match reader.join() {
+            Ok((digest, mut read_errors)) => {
+                read_errors.append(&mut errors);
+                errors = read_errors;
+                digest
+            }
+            Err(_) => {
+                let name = files.first().map_or_else(String::new, |f| f.name.clone());
+                errors.push(ConfigError {
+                    file: name,
+                    position: None,
+                    key: String::new(),
+                    message: "reading the tenant files failed".into(),
+                });
+                [0; 32]
+            }
+        };
+        (result, Streamed { digest, errors })
+    })
+}
+
+/// Cuts the files into slices of [`TENANTS_PER_SLICE`] tables at lines that start with
+/// `[[tenants]]`, hands them to the workers in turn, and hashes every byte.
+fn read_slices(files: &[TenantFile], workers: &[SyncSender<Slice>]) -> ([u8; 32], Vec<ConfigError>) {
+    let mut hash = Sha256::new();
+    let mut errors = Vec::new();
+    let mut seq = 0usize;
+    let mut send = |slice: Slice| {
+        // A worker gone means the consumer stopped; nothing more is needed.
+        let _ = workers[seq % workers.len()].send(slice);
+        seq += 1;
     };
-    let table = DeTable::parse(&text[range]).map_err(|e| error(e, at))?;
-    let span = table.span();
-    let table = shift_table(table.into_inner(), at);
-    let de = toml::de::Deserializer::from(Spanned::new(span.start + at..span.end + at, table));
-    // The tree's spans are the file's already.
-    let file: raw::TenantsFile = serde::Deserialize::deserialize(de).map_err(|e| error(e, 0))?;
-    Ok(file.tenants)
-}
-
-fn shift_table(table: DeTable<'_>, at: usize) -> DeTable<'_> {
-    table.into_iter().map(|(k, v)| (shift(k, at, |k| k), shift(v, at, |v| shift_value(v, at)))).collect()
-}
-
-fn shift_value(value: DeValue<'_>, at: usize) -> DeValue<'_> {
-    match value {
-        DeValue::Table(t) => DeValue::Table(shift_table(t, at)),
-        DeValue::Array(mut a) => {
-            shift_array(&mut a, at);
-            DeValue::Array(a)
+    for (file, f) in files.iter().enumerate() {
+        hash.update((f.name.len() as u64).to_le_bytes());
+        hash.update(f.name.as_bytes());
+        let mut reader = match fs::File::open(&f.path) {
+            Ok(h) => BufReader::with_capacity(1 << 20, h),
+            Err(e) => {
+                errors.push(file_error(&f.name, format!("cannot be read: {e}")));
+                continue;
+            }
+        };
+        let (mut line_no, mut tables, mut length) = (0usize, 0usize, 0u64);
+        let mut slice = Slice { file, first_line: 0, first: 0, bytes: Vec::new() };
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(n) => length += n as u64,
+                Err(e) => {
+                    errors.push(file_error(&f.name, format!("cannot be read: {e}")));
+                    break;
+                }
+            }
+            hash.update(&line);
+            if line.starts_with(b"[[tenants]]") {
+                if tables > 0 && tables % TENANTS_PER_SLICE == 0 {
+                    let next = Slice { file, first_line: line_no, first: tables, bytes: Vec::new() };
+                    send(std::mem::replace(&mut slice, next));
+                }
+                tables += 1;
+            }
+            slice.bytes.extend_from_slice(&line);
+            line_no += 1;
         }
-        other => other,
+        hash.update(length.to_le_bytes());
+        send(slice);
+    }
+    (hash.finalize().into(), errors)
+}
+
+fn parse_slices(names: &[&str], input: &Receiver<Slice>, output: &SyncSender<Parsed>) {
+    for slice in input {
+        let name = names.get(slice.file).copied().unwrap_or_default().to_owned();
+        let (file, first) = (slice.file, slice.first);
+        let parsed = match String::from_utf8(slice.bytes) {
+            Err(_) => Err((Source::new(name, String::new()), file, first, "is not valid UTF-8".into(), None)),
+            Ok(text) => {
+                let src = Source::at_line(name, text, slice.first_line);
+                match toml::from_str::<TenantsFile>(&src.text) {
+                    Ok(f) => Ok(Batch { src, file, first, tenants: f.tenants }),
+                    Err(e) => {
+                        let message = e.message().trim_end().to_owned();
+                        Err((src, file, first, message, e.span()))
+                    }
+                }
+            }
+        };
+        if output.send(parsed).is_err() {
+            return;
+        }
     }
 }
 
-/// In place, so the array keeps what the parser knows of it (whether it is an array of tables).
-fn shift_array(array: &mut DeArray<'_>, at: usize) {
-    for item in array.iter_mut() {
-        let taken = std::mem::replace(item, Spanned::new(0..0, DeValue::Boolean(false)));
-        *item = shift(taken, at, |v| shift_value(v, at));
+/// The workers' results in the order the slices were read. A slice that fails to parse and holds
+/// a multi-line string delimiter may have been cut inside a string (at a line inside it that
+/// starts with `[[tenants]]`): it is parsed again glued to the slices after it, until the glued
+/// text parses or the file ends, so such a file reads exactly as if parsed whole. Gluing stops
+/// after [`MAX_GLUED`] slices: a slice that still fails then has an error of its own, which is
+/// reported, and a failing tenant file costs no more than a few slices' parses.
+struct Ordered {
+    outputs: Vec<Receiver<Parsed>>,
+    next: usize,
+    errors: Vec<ConfigError>,
+    /// A failed slice being glued to the ones after it: its file, first tenant and text so far.
+    pending: Option<(Source, usize, usize)>,
+    glued: usize,
+}
+
+/// Slices glued to one that failed before its error is taken as the file's: a string would have
+/// to hold thousands of lines that start with `[[tenants]]` to need more.
+const MAX_GLUED: usize = 8;
+
+impl Ordered {
+    fn receive(&mut self) -> Option<Parsed> {
+        let n = self.outputs.len();
+        let r = self.outputs.get(self.next % n)?.recv().ok();
+        self.next += 1;
+        r
+    }
+
+    /// Gives up on the glued slice: its parse error is the file's.
+    fn fail_pending(&mut self) {
+        if let Some((src, _, _)) = self.pending.take() {
+            if let Err(e) = toml::from_str::<TenantsFile>(&src.text) {
+                self.errors.push(src.error(e.span().as_ref(), "", e.message().trim_end()));
+            }
+        }
     }
 }
 
-fn shift<T>(s: Spanned<T>, at: usize, inner: impl FnOnce(T) -> T) -> Spanned<T> {
-    let span = s.span();
-    Spanned::new(span.start + at..span.end + at, inner(s.into_inner()))
+fn cut_string(text: &str) -> bool {
+    text.contains("\"\"\"") || text.contains("'''")
+}
+
+impl Iterator for Ordered {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        loop {
+            let Some(parsed) = self.receive() else {
+                self.fail_pending();
+                return None;
+            };
+            let (src, file) = match &parsed {
+                Ok(b) => (&b.src, b.file),
+                Err((src, file, ..)) => (src, *file),
+            };
+            if let Some((glued, pfile, pfirst)) = self.pending.take() {
+                if pfile != file || self.glued >= MAX_GLUED {
+                    self.pending = Some((glued, pfile, pfirst));
+                    self.fail_pending();
+                } else {
+                    self.glued += 1;
+                    let text = glued.text + &src.text;
+                    let glued = Source::at_line(glued.name, text, glued.first_line);
+                    match toml::from_str::<TenantsFile>(&glued.text) {
+                        Ok(f) => return Some(Batch { src: glued, file, first: pfirst, tenants: f.tenants }),
+                        Err(_) => {
+                            self.pending = Some((glued, pfile, pfirst));
+                            continue;
+                        }
+                    }
+                }
+            }
+            match parsed {
+                Ok(batch) => return Some(batch),
+                Err((src, file, first, _, _)) if cut_string(&src.text) => {
+                    self.pending = Some((src, file, first));
+                    self.glued = 0;
+                }
+                Err((src, _, _, message, span)) => self.errors.push(src.error(span.as_ref(), "", message)),
+            }
+        }
+    }
+}
+
+/// Lines of a file that start with `[[tenants]]`: a quick pass over bytes the reader is about to
+/// read again (from the page cache), to size the tenant table once instead of growing it. A file
+/// that cannot be read counts 0; the reader reports it.
+fn count_tables(path: &std::path::Path) -> usize {
+    use std::io::Read;
+    const TABLE: &[u8] = b"\n[[tenants]]";
+    let Ok(mut file) = fs::File::open(path) else { return 0 };
+    let finder = memchr::memmem::Finder::new(TABLE);
+    // A leading newline stands for the start of the file; a table cut by a read is found in the
+    // bytes carried over.
+    let mut buf = vec![b'\n'];
+    let mut count = 0;
+    loop {
+        let kept = buf.len();
+        buf.resize(kept + (1 << 20), 0);
+        let n = match file.read(&mut buf[kept..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.truncate(kept + n);
+        count += finder.find_iter(&buf).count();
+        let carry = buf.len().saturating_sub(TABLE.len() - 1);
+        buf.drain(..carry);
+    }
+    count
+}
+
+fn file_error(name: &str, message: String) -> ConfigError {
+    ConfigError { file: name.to_owned(), position: None, key: String::new(), message }
 }

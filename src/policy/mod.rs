@@ -59,8 +59,9 @@ pub struct Policy {
     pub(crate) verdicts: VerdictTable,
     pub(crate) endpoints: Box<[Endpoint]>,
     pub(crate) rules: Box<[Rule]>,
-    /// The tenants file, named by the rule a tenant without a declaration is refused by.
-    pub(crate) tenants_file: Box<str>,
+    /// The tenant files (`tenants.toml`, `tenants.d/*.toml`), by [`Tenant::file`]: named by the
+    /// rule a tenant without a declaration is refused by.
+    pub(crate) tenant_files: Box<[Box<str>]>,
     pub(crate) screening: Screening,
     pub(crate) ownership: Ownership,
     /// Per tenant: refused while this replica cannot confirm the cluster's kill switch
@@ -180,6 +181,8 @@ pub(crate) struct JurisdictionVersion {
 pub struct Tenant {
     pub id: Box<str>,
     pub legal_name: Box<str>,
+    /// Other names it trades under, screened with its legal name.
+    pub aliases: Box<[Box<str>]>,
     pub country: Box<str>,
     pub jurisdiction: u32,
     /// `status = "suspended"`: from now on, until the status changes.
@@ -201,7 +204,10 @@ pub struct Tenant {
     pub kyc: Option<Kyc>,
     pub allowlist: Option<ModelSet>,
     pub limits: LimitSpec,
-    /// The line of the tenant's entry in the tenants file.
+    /// Where its entry is: the tenant file (an index into the policy's files), the entry's index
+    /// in that file, and its line.
+    pub(crate) file: u32,
+    pub(crate) entry: u32,
     pub(crate) entry_line: u32,
 }
 
@@ -336,6 +342,12 @@ pub struct Decision<'p> {
 // === impl Policy ===
 
 impl Policy {
+    /// Set by `config::load` once every tenant file has been read, since the version covers them.
+    pub(crate) fn set_version(&mut self, version: String) {
+        self.version_header = HeaderValue::try_from(version.as_str()).unwrap_or(HeaderValue::from_static("unknown"));
+        self.version = version.into();
+    }
+
     /// Decide one request. Pure: the same inputs always give the same answer.
     pub fn decide(&self, tenant: TenantIdx, model_name: &str, purpose: Option<&str>, today: Day) -> Decision<'_> {
         let first = self.decide_in(tenant, None, model_name, purpose, today);
@@ -570,9 +582,9 @@ impl Policy {
         let t = (r as usize).checked_sub(self.rules.len())?;
         let tenant = self.tenants.get(t)?;
         Some(Cow::Owned(Rule {
-            file: self.tenants_file.clone(),
+            file: self.tenant_files.get(tenant.file as usize).cloned().unwrap_or_default(),
             line: tenant.entry_line as usize,
-            key: format!("tenants[{t}] ({}).end_use", tenant.id).into(),
+            key: format!("tenants[{}] ({}).end_use", tenant.entry, tenant.id).into(),
             detail: "no end-use declaration on file: no purpose is declared".into(),
         }))
     }

@@ -32,4 +32,5 @@ mod responses;
 mod screening;
 mod streaming;
 mod support;
+mod tenant_files;
 mod tls;

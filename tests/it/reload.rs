@@ -146,6 +146,33 @@ async fn a_stream_started_before_a_reload_completes() {
     ex.stop().await;
 }
 
+/// A tenant kept in `tenants.d/` is served, and a change to its file is picked up like one to
+/// `tenants.toml`.
+#[tokio::test]
+async fn a_change_in_tenants_d_is_picked_up_by_the_watcher() {
+    let digest = hex::encode(customs::auth::digest(b"sk-extra"));
+    let extra = format!(
+        "[[tenants]]\nid = \"extra\"\nlegal_name = \"Extra Inc.\"\ncountry = \"US\"\njurisdiction = \"us\"\nstatus = \"active\"\nkey_sha256 = [\"{digest}\"]\n"
+    );
+    let ex = Example::start_with(|dir| {
+        std::fs::create_dir(dir.join("tenants.d")).unwrap();
+        std::fs::write(dir.join("tenants.d/extra.toml"), &extra).unwrap();
+    })
+    .await;
+    assert_eq!(chat(ex.gw.addr, "sk-extra", "gpt-4o-mini", None).await.status, StatusCode::OK);
+    edit_file(&ex.dir.path().join("tenants.d"), "extra.toml", SUSPEND_DEMO_US.0, SUSPEND_DEMO_US.1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = chat(ex.gw.addr, "sk-extra", "gpt-4o-mini", None).await;
+        if r.status == StatusCode::FORBIDDEN {
+            assert_eq!(r.code(), "tenant_suspended");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the watcher never reloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ex.stop().await;
+}
 #[tokio::test]
 async fn a_change_in_the_folder_is_picked_up_by_the_watcher() {
     let ex = Example::start().await;

@@ -61,7 +61,18 @@ impl<'e> Ctx<'e> {
 }
 
 pub(super) fn entry(list: &str, i: usize, id: &str) -> String {
-    format!("{list}[{i}] ({id})")
+    Entry(list, i, id).to_string()
+}
+
+/// An entry's key, `list[i] (id)`, written out only when a message or rule needs it: a provider's
+/// million tenants would otherwise each cost a string.
+#[derive(Clone, Copy)]
+pub(super) struct Entry<'a>(pub &'a str, pub usize, pub &'a str);
+
+impl std::fmt::Display for Entry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}] ({})", self.0, self.1, self.2)
+    }
 }
 
 /// Names that are compared byte for byte: printable ASCII without spaces, so look-alike Unicode,

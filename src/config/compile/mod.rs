@@ -20,9 +20,10 @@ use http::HeaderValue;
 use toml::Spanned;
 
 use super::error::{ConfigError, Source};
+use super::parse::Batches;
 use super::raw::{
     CountryGroupsFile, ExpectationsFile, GatewayFile, JurisdictionsFile, ModelsFile, OwnershipFile, RawLimits,
-    ScreeningFile, TenantsFile,
+    ScreeningFile,
 };
 use super::settings::Settings;
 use crate::policy::Policy;
@@ -33,7 +34,6 @@ pub(super) struct Parsed<'s> {
     pub models: (&'s Source, ModelsFile),
     pub groups: (&'s Source, CountryGroupsFile),
     pub jurisdictions: (&'s Source, JurisdictionsFile),
-    pub tenants: (&'s Source, TenantsFile),
     pub screening: (&'s Source, ScreeningFile),
     pub ownership: (&'s Source, OwnershipFile),
     pub list: Option<Source>,
@@ -72,10 +72,12 @@ fn fail_closed(
         .collect()
 }
 
+/// Compiles the parsed files and the tenant batches, read as they are parsed. The policy's version
+/// is the caller's to set, once every tenant file has been read.
 pub(super) fn compile(
     p: Parsed<'_>,
+    batches: Batches<'_>,
     env: &dyn Fn(&str) -> Option<String>,
-    version: String,
 ) -> Result<Compiled, Vec<ConfigError>> {
     let mut ctx = ctx::Ctx::new(env);
     let settings = gateway::compile_gateway(&mut ctx, p.gateway.0, p.gateway.1);
@@ -95,24 +97,15 @@ pub(super) fn compile(
         .map(|&b| p.jurisdictions.1.jurisdictions.get(b).and_then(|r| r.limits.as_ref()).map(Spanned::get_ref))
         .collect();
     let coverage = |country: &str| j.coverage.of(country);
-    let (mut tenants, tenant_ids, keys) = tenants::compile_tenants(
-        &mut ctx,
-        p.tenants.0,
-        &p.tenants.1,
-        &j.jurisdictions,
-        &regional_limits,
-        &coverage,
-        &models,
-    );
     let graph = ownership::compile_graph(&mut ctx, p.ownership.0, &p.ownership.1);
-    let bind = ownership::Binding { jurisdictions: &j.jurisdictions, coverage: &coverage };
-    ownership::bind_tenants(&mut ctx, p.tenants.0, &p.tenants.1, &mut tenants, &graph.ownership, &bind);
+    let bind = ownership::Binding { jurisdictions: &j.jurisdictions, coverage: &coverage, ownership: &graph.ownership };
+    let (mut tenants, tenant_ids, keys, tenant_files) =
+        tenants::compile_tenants(&mut ctx, batches, &j.jurisdictions, &regional_limits, &bind, &models);
     let entities = screening::Entities { names: &graph.names, ids: &graph.ownership.entity_ids };
     let (screening, listed) = screening::screen(
         &mut ctx,
         (p.screening.0, &p.screening.1),
         p.list.as_ref(),
-        &p.tenants.1,
         (&mut tenants, &tenant_ids),
         entities,
     );
@@ -120,10 +113,9 @@ pub(super) fn compile(
     let cluster_fail_closed = fail_closed(&mut ctx, p.gateway.0, settings.cluster.as_ref(), &j.jurisdictions, &tenants);
     let expectations = expect::compile_expectations(&mut ctx, p.expectations.0, &p.expectations.1, &tenant_ids);
     let rules = ctx.finish()?;
-    let version_header = HeaderValue::try_from(version.as_str()).unwrap_or(HeaderValue::from_static("unknown"));
     let policy = Policy {
-        version: version.into(),
-        version_header,
+        version: "".into(),
+        version_header: HeaderValue::from_static(""),
         models: models.into_iter().map(|(m, _)| m).collect(),
         model_names,
         jurisdictions: j.jurisdictions.into(),
@@ -133,7 +125,7 @@ pub(super) fn compile(
         verdicts: j.verdicts,
         endpoints: endpoints.into(),
         rules: rules.into(),
-        tenants_file: p.tenants.0.name.as_str().into(),
+        tenant_files,
         screening,
         ownership,
         cluster_fail_closed,

@@ -7,7 +7,7 @@
 
 use super::ctx::{Ctx, day_window, entry, valid_country, valid_name};
 use crate::config::error::Source;
-use crate::config::raw::{OwnershipFile, TenantsFile};
+use crate::config::raw::{OwnershipFile, RawTenant};
 use crate::policy::{
     Also, AppliesBy, Entity, EntityIdx, Holding, Jurisdiction, Ownership, RuleId, Tenant, Window, percent,
 };
@@ -204,26 +204,28 @@ fn check_cycles(ctx: &mut Ctx, src: &Source, o: &Ownership, file: &OwnershipFile
     acyclic
 }
 
-/// The jurisdictions and which one covers each country, for [`bind_tenants`].
+/// The jurisdictions, which one covers each country, and the ownership graph, for
+/// [`bind_tenant`].
 pub(super) struct Binding<'a> {
     pub jurisdictions: &'a [Jurisdiction],
     pub coverage: &'a dyn Fn(&str) -> Option<u32>,
+    pub ownership: &'a Ownership,
 }
 
-/// Each tenant's `entity` (an entity of `ownership.toml`), and whether its bound jurisdiction is
+/// A tenant's `entity` (an entity of `ownership.toml`), and whether its bound jurisdiction is
 /// one that applies to it: by its own country, or by its ultimate parent's headquarters where the
 /// jurisdiction says so. When both apply and differ, the other becomes the tenant's `also`.
-pub(super) fn bind_tenants(
+pub(super) fn bind_tenant(
     ctx: &mut Ctx,
     src: &Source,
-    raw: &TenantsFile,
-    tenants: &mut [Tenant],
-    ownership: &Ownership,
+    key: &dyn std::fmt::Display,
+    t: &mut Tenant,
+    r: &RawTenant,
     b: &Binding<'_>,
 ) {
+    let ownership = b.ownership;
     let name = |j: u32| b.jurisdictions.get(j as usize).map_or("?", |j| &*j.id);
-    for (i, (t, r)) in tenants.iter_mut().zip(&raw.tenants).enumerate() {
-        let key = entry("tenants", i, &t.id);
+    {
         if let Some(e) = &r.entity {
             match ownership.entity_by_id(e.get_ref()) {
                 Some(idx) => t.entity = Some(idx),
@@ -236,7 +238,7 @@ pub(super) fn bind_tenants(
         // A bad country code, an uncovered country or an unknown jurisdiction is reported by the
         // tenants compiler already.
         let known = b.jurisdictions.iter().any(|j| *j.id == **r.jurisdiction.get_ref());
-        let Some(own) = (b.coverage)(&t.country).filter(|_| known && valid_country(&t.country)) else { continue };
+        let Some(own) = (b.coverage)(&t.country).filter(|_| known && valid_country(&t.country)) else { return };
         let parent = t.entity.and_then(|e| ownership.entity(e)).map(|e| e.ultimate_parent);
         let by_hq = parent
             .and_then(|p| ownership.entity(p).map(|x| (p, x)))

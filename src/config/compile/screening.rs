@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use super::ctx::{Ctx, day};
 use crate::config::error::{ConfigError, Source};
-use crate::config::raw::{ScreeningFile, TenantsFile};
+use crate::config::raw::ScreeningFile;
 use crate::policy::{Day, EntityIdx, Finding, FindingStatus, RuleId, Screening, Subject, Tenant, TenantIdx};
-use crate::screening::{Screener, parse_csl_csv};
+use crate::screening::{Hit, Screener, parse_csl_csv};
 
 /// The entities of `ownership.toml` to screen: each one's names, and ids for clearances.
 pub(super) struct Entities<'a> {
@@ -23,7 +23,6 @@ pub(super) fn screen(
     ctx: &mut Ctx,
     (src, file): (&Source, &ScreeningFile),
     list: Option<&Source>,
-    raw_tenants: &TenantsFile,
     (tenants, tenant_ids): (&mut [Tenant], &HashMap<Box<str>, TenantIdx>),
     entities: Entities<'_>,
 ) -> (Screening, Vec<Option<(RuleId, String)>>) {
@@ -88,18 +87,9 @@ pub(super) fn screen(
     };
     let screener = Screener::new(entries);
     let mut findings = Vec::new();
-    let tenant_names = raw_tenants.tenants.iter().enumerate().map(|(t, raw)| {
-        let names: Vec<&str> =
-            std::iter::once(raw.legal_name.as_str()).chain(raw.aliases.iter().map(String::as_str)).collect();
-        (Subject::Tenant(t as TenantIdx), names)
-    });
-    let entity_names = entities
-        .names
-        .iter()
-        .enumerate()
-        .map(|(e, names)| (Subject::Entity(e as EntityIdx), names.iter().map(String::as_str).collect()));
-    for (subject, names) in tenant_names.chain(entity_names) {
-        for hit in screener.screen(&names, review) {
+    let hits = screen_all(&screener, tenants, entities.names, review);
+    for (subject, hits) in hits {
+        for hit in hits {
             let Some(entry) = screener.entries().get(hit.entry) else { continue };
             let status = if hit.score < threshold {
                 FindingStatus::Review
@@ -146,4 +136,29 @@ pub(super) fn screen(
         findings: findings.into(),
     };
     (screening, listed)
+}
+
+/// Every tenant's and entity's hits at or above `review`, for those that have any.
+fn screen_all(
+    screener: &Screener,
+    tenants: &[Tenant],
+    entities: &[Vec<String>],
+    review: f64,
+) -> Vec<(Subject, Vec<Hit>)> {
+    let tenant_names = tenants.iter().enumerate().map(|(t, tenant)| {
+        let names: Vec<&str> =
+            std::iter::once(&*tenant.legal_name).chain(tenant.aliases.iter().map(|a| &**a)).collect();
+        (Subject::Tenant(t as TenantIdx), names)
+    });
+    let entity_names = entities
+        .iter()
+        .enumerate()
+        .map(|(e, names)| (Subject::Entity(e as EntityIdx), names.iter().map(String::as_str).collect()));
+    tenant_names
+        .chain(entity_names)
+        .filter_map(|(subject, names)| {
+            let hits = screener.screen(&names, review);
+            (!hits.is_empty()).then_some((subject, hits))
+        })
+        .collect()
 }

@@ -1,63 +1,114 @@
-//! Compiles `tenants.toml`: each tenant's binding to the jurisdiction its country belongs to, its
-//! key digests, allowlist, end-use declaration, scheduled suspension and limits (merged with its
-//! jurisdiction's).
+//! Compiles the tenant files (`tenants.toml`, `tenants.d/`), a batch at a time as they are parsed:
+//! each tenant's binding to the jurisdiction its country belongs to (and its owners'), its key
+//! digests, allowlist, end-use declaration, scheduled suspension and limits (merged with its
+//! jurisdiction's). Nothing of a batch's parse is kept once it is compiled.
 
 use std::collections::HashMap;
 
 use super::ctx::{
-    Ctx, ModelEntry, check_limits, day, day_window, entry, model_patterns, valid_country, valid_label, valid_name,
+    Ctx, Entry, ModelEntry, check_limits, day, day_window, model_patterns, valid_country, valid_label, valid_name,
 };
+use super::ownership::{Binding, bind_tenant};
 use crate::auth::{self, KeyIndex};
 use crate::config::error::Source;
-use crate::config::raw::{RawKyc, RawLimits, RawTenant, TenantStatus, TenantsFile};
+use crate::config::parse::Batches;
+use crate::config::raw::{RawKyc, RawLimits, RawTenant, TenantStatus};
 use crate::limits::LimitSpec;
 use crate::policy::{Day, Declaration, Jurisdiction, Kyc, ModelSet, Suspension, Tenant};
 
-type TenantOut = (Vec<Tenant>, HashMap<Box<str>, u32>, KeyIndex);
+/// The tenants, their index by id, the key index, and the names of the files they came from.
+type TenantOut = (Vec<Tenant>, HashMap<Box<str>, u32>, KeyIndex, Box<[Box<str>]>);
 
 pub(super) fn compile_tenants(
     ctx: &mut Ctx,
-    src: &Source,
-    file: &TenantsFile,
+    batches: Batches<'_>,
     jurisdictions: &[Jurisdiction],
     regional_limits: &[Option<&RawLimits>],
-    coverage: &dyn Fn(&str) -> Option<u32>,
+    bind: &Binding<'_>,
     models: &[ModelEntry],
 ) -> TenantOut {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(batches.at_most);
     let mut ids = HashMap::new();
-    let mut keys: HashMap<[u8; 32], (u32, String)> = HashMap::new();
+    let mut keys: HashMap<[u8; 32], u32> = HashMap::new();
     let mut certificates: HashMap<Box<str>, u32> = HashMap::new();
     let mut both = Vec::new();
-    for (i, t) in file.tenants.iter().enumerate() {
-        let idx = out.len() as u32;
+    let mut files: Vec<Box<str>> = Vec::new();
+    for batch in batches.iter {
+        let src = &batch.src;
+        if files.len() <= batch.file {
+            files.resize(batch.file + 1, Box::default());
+        }
+        if files[batch.file].is_empty() {
+            files[batch.file] = src.name.as_str().into();
+        }
+        for (k, t) in batch.tenants.iter().enumerate() {
+            let mut x =
+                Indexes { out: &out, ids: &mut ids, keys: &mut keys, certificates: &mut certificates, both: &mut both };
+            let inputs = Inputs { jurisdictions, regional_limits, bind, models };
+            let tenant = compile_tenant(ctx, src, (batch.file, batch.first + k), t, &mut x, &inputs);
+            out.push(tenant);
+        }
+    }
+    let index = KeyIndex::build(keys).with_certificates(certificates, both);
+    (out, ids, index, files.into())
+}
+
+/// What compiling one tenant checks against: the tenants before it.
+struct Indexes<'a> {
+    out: &'a [Tenant],
+    ids: &'a mut HashMap<Box<str>, u32>,
+    keys: &'a mut HashMap<[u8; 32], u32>,
+    certificates: &'a mut HashMap<Box<str>, u32>,
+    both: &'a mut Vec<u32>,
+}
+
+/// What compiling one tenant reads from the other files.
+struct Inputs<'a> {
+    jurisdictions: &'a [Jurisdiction],
+    regional_limits: &'a [Option<&'a RawLimits>],
+    bind: &'a Binding<'a>,
+    models: &'a [ModelEntry],
+}
+
+fn compile_tenant(
+    ctx: &mut Ctx,
+    src: &Source,
+    (file, i): (usize, usize),
+    t: &RawTenant,
+    x: &mut Indexes<'_>,
+    inputs: &Inputs<'_>,
+) -> Tenant {
+    let Inputs { jurisdictions, regional_limits, bind, models } = *inputs;
+    {
+        let idx = x.out.len() as u32;
         let id = t.id.get_ref().as_str();
-        let key = entry("tenants", i, id);
+        let key = Entry("tenants", i, id);
         if !valid_name(id) {
             ctx.err(src, Some(t.id.span()), format!("{key}.id"), "must be printable ASCII without spaces");
         }
-        if ids.insert(Box::<str>::from(id), idx).is_some() {
+        if x.ids.insert(Box::<str>::from(id), idx).is_some() {
             ctx.err(src, Some(t.id.span()), format!("{key}.id"), format!("tenant {id:?} is defined twice"));
         }
         if t.legal_name.trim().is_empty() {
             ctx.err(src, Some(t.id.span()), format!("{key}.legal_name"), "must not be empty");
         }
-        let jurisdiction = tenant_jurisdiction(ctx, src, &key, t, jurisdictions, coverage);
+        let jurisdiction = tenant_jurisdiction(ctx, src, &key, t, jurisdictions, bind.coverage);
         for (k, d) in t.key_sha256.iter().enumerate() {
-            let kk = format!("{key}.key_sha256[{k}]");
+            let kk = || format!("{key}.key_sha256[{k}]");
             match auth::parse_digest(d.get_ref()).filter(|_| d.get_ref().len() == 64) {
                 None => ctx.err(
                     src,
                     Some(d.span()),
-                    kk,
+                    kk(),
                     "must be 64 hex digits (the SHA-256 of the key; see `customs keygen`)",
                 ),
                 Some(digest) => {
-                    if let Some((_, other)) = keys.insert(digest, (idx, id.to_owned())) {
+                    if let Some(other) = x.keys.insert(digest, idx) {
+                        let other = x.out.get(other as usize).map_or(id, |o| &*o.id);
                         ctx.err(
                             src,
                             Some(d.span()),
-                            kk,
+                            kk(),
                             format!("this key digest is also listed for tenant {other:?}"),
                         );
                     }
@@ -65,13 +116,13 @@ pub(super) fn compile_tenants(
             }
         }
         for (k, name) in t.client_certificate_names.iter().enumerate() {
-            let kk = format!("{key}.client_certificate_names[{k}]");
+            let kk = || format!("{key}.client_certificate_names[{k}]");
             let n = name.get_ref().as_str();
             if !valid_name(n) {
-                ctx.err(src, Some(name.span()), kk, "must be printable ASCII without spaces");
-            } else if let Some(other) = certificates.insert(n.into(), idx) {
-                let other = file.tenants.get(other as usize).map_or("", |t| t.id.get_ref().as_str());
-                ctx.err(src, Some(name.span()), kk, format!("this name is also listed for tenant {other:?}"));
+                ctx.err(src, Some(name.span()), kk(), "must be printable ASCII without spaces");
+            } else if let Some(other) = x.certificates.insert(n.into(), idx) {
+                let other = x.out.get(other as usize).map_or(id, |o| &*o.id);
+                ctx.err(src, Some(name.span()), kk(), format!("this name is also listed for tenant {other:?}"));
             }
         }
         if t.require_key_and_certificate {
@@ -83,7 +134,7 @@ pub(super) fn compile_tenants(
                     "needs client_certificate_names: no certificate could ever satisfy it",
                 );
             }
-            both.push(idx);
+            x.both.push(idx);
         }
         let suspended = (*t.status.get_ref() == TenantStatus::Suspended)
             .then(|| ctx.rule(src, t.status.span(), format!("{key}.status"), "status = \"suspended\"".into()));
@@ -180,9 +231,10 @@ pub(super) fn compile_tenants(
         }
         let regional = regional_limits.get(jurisdiction as usize).copied().flatten();
         let limits = merge_limits(t.limits.as_ref().map(|l| l.get_ref()), regional);
-        out.push(Tenant {
+        let mut tenant = Tenant {
             id: id.into(),
             legal_name: t.legal_name.as_str().into(),
+            aliases: t.aliases.iter().map(|a| a.as_str().into()).collect(),
             country: t.country.get_ref().as_str().into(),
             jurisdiction,
             suspended,
@@ -195,17 +247,19 @@ pub(super) fn compile_tenants(
             also: None,
             allowlist,
             limits,
-            entry_line: u32::try_from(src.position(&t.id.span()).0).unwrap_or(u32::MAX),
-        });
+            file: u32::try_from(file).unwrap_or(u32::MAX),
+            entry: u32::try_from(i).unwrap_or(u32::MAX),
+            entry_line: u32::try_from(src.line(&t.id.span())).unwrap_or(u32::MAX),
+        };
+        bind_tenant(ctx, src, &key, &mut tenant, t, bind);
+        tenant
     }
-    let index = KeyIndex::build(keys.into_iter().map(|(d, (t, _))| (d, t))).with_certificates(certificates, both);
-    (out, ids, index)
 }
 
 /// Longest grace after a re-verification date: past a year, the record is not a verification.
 const MAX_GRACE_DAYS: u32 = 365;
 
-fn kyc(ctx: &mut Ctx, src: &Source, key: &str, k: &toml::Spanned<RawKyc>) -> Option<Kyc> {
+fn kyc(ctx: &mut Ctx, src: &Source, key: &Entry<'_>, k: &toml::Spanned<RawKyc>) -> Option<Kyc> {
     let kk = format!("{key}.kyc");
     let raw = k.get_ref();
     let by = raw.verified_by.get_ref().trim();
@@ -255,7 +309,7 @@ fn kyc(ctx: &mut Ctx, src: &Source, key: &str, k: &toml::Spanned<RawKyc>) -> Opt
 fn tenant_jurisdiction(
     ctx: &mut Ctx,
     src: &Source,
-    key: &str,
+    key: &Entry<'_>,
     t: &RawTenant,
     jurisdictions: &[Jurisdiction],
     coverage: &dyn Fn(&str) -> Option<u32>,
