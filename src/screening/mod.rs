@@ -39,11 +39,22 @@
 //! A hit is a lead, not a verdict: entity type, addresses, countries and identifiers decide it, as
 //! OFAC's guidance on assessing name matches describes.
 //!
+//! # Many names
+//!
+//! A word is looked up through an index of what is left of every list word after deleting as many
+//! characters as its edit limit allows. It finds exactly the words that comparing with every list
+//! word would pair, so it decides how long a look-up takes, never a score. To screen many
+//! subjects, [`Screener::batch`] also remembers each word's look-up from one subject to the next.
+//!
 //! # Limits
 //!
 //! No phonetic matching (Soundex), no Chinese traditional/simplified folding, no transliteration
 //! between scripts: names are compared in the script they are written in.
 
+mod batch;
+mod deletions;
+#[cfg(test)]
+mod index_tests;
 mod list;
 mod normalize;
 mod score;
@@ -51,11 +62,14 @@ mod score;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+pub use batch::Batch;
 pub use list::{CSL_COLUMNS, ListEntry, ScreeningError, parse_csl_csv};
 pub use normalize::{NormalizedName, normalize};
 
-use score::{Alignment, Similarities, align, max_edits, word_similarity};
+use deletions::DeletionIndex;
+use score::{Alignment, Similarities, align, word_similarity};
 
 /// Score at or above which a name is a hit.
 pub const DEFAULT_THRESHOLD: f64 = 85.0;
@@ -120,18 +134,31 @@ struct CompiledName {
     joined: Vec<usize>,
 }
 
-/// Interned strings with their length, the names that use them, and an index by length so fuzzy
-/// look-ups only compare words that could be within the edit limit.
+/// Interned strings with their length, the names that use them, and an index of their deletion
+/// variants so fuzzy look-ups only compare strings that could be within the edit limit.
 #[derive(Debug, Default)]
 struct Lexicon {
     texts: Vec<String>,
     chars: Vec<usize>,
-    masks: Vec<u64>,
     ids: HashMap<String, usize>,
-    by_chars: Vec<Vec<usize>>,
     /// Name ids using each string, ascending.
     postings: Vec<Vec<usize>>,
+    /// Of every string interned before [`Lexicon::index_deletions`].
+    deletions: DeletionIndex,
 }
+
+/// Which lexicon of the screener a look-up goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// [`Screener::words`].
+    Words,
+    /// [`Screener::joined`].
+    Joined,
+}
+
+/// A string's similarity to every lexicon string it pairs with, by ascending id. Shared, so a
+/// [`Batch`] hands the same look-up to every name using the word without copying it.
+type Sims = Arc<[(usize, f64)]>;
 
 /// One screened name, with its similarity to every list word it could pair with.
 struct Query<'a> {
@@ -139,11 +166,11 @@ struct Query<'a> {
     words: Vec<String>,
     weights: Vec<f64>,
     /// Per query word: list word id → similarity.
-    word_sims: Vec<HashMap<usize, f64>>,
+    word_sims: Vec<Sims>,
     /// Per query position `q`: words `q` and `q + 1` written together, list word id → similarity.
-    joined_sims: Vec<HashMap<usize, f64>>,
+    joined_sims: Vec<Sims>,
     /// Per query word: joined list word pair id → similarity.
-    word_joined_sims: Vec<HashMap<usize, f64>>,
+    word_joined_sims: Vec<Sims>,
 }
 
 struct Best {
@@ -180,6 +207,8 @@ impl Screener {
                 });
             }
         }
+        words.index_deletions();
+        joined.index_deletions();
         let entry_count = entries.len().max(1) as f64;
         // Document frequency counts entries, not names: an entry whose aliases repeat its brand is
         // still one party using that word.
@@ -208,8 +237,22 @@ impl Screener {
     /// `names`; the best hit per entry, sorted by score descending (then by entry, for a stable
     /// report). Entries sharing no similar word with any of `names` are never reported, whatever
     /// the threshold.
+    ///
+    /// To screen many subjects, [`Screener::batch`] gives the same hits faster.
     pub fn screen(&self, names: &[&str], threshold: f64) -> Vec<Hit> {
-        let queries: Vec<Query<'_>> = names.iter().map(|n| self.query(n)).collect();
+        let queries: Vec<Query<'_>> =
+            names.iter().map(|n| self.query(n, &mut |table, word| self.lexicon(table).similar(word).into())).collect();
+        self.rank(&queries, threshold)
+    }
+
+    /// A screening session for many subjects, on one thread: it remembers each word's look-up,
+    /// which tenant names share heavily. Each thread takes its own; the screener is shared.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::new(self)
+    }
+
+    /// The best hit per entry over `queries`; see [`Screener::screen`].
+    fn rank(&self, queries: &[Query<'_>], threshold: f64) -> Vec<Hit> {
         let mut best: HashMap<usize, Best> = HashMap::new();
         for (query_idx, query) in queries.iter().enumerate() {
             for name_id in self.candidates(query) {
@@ -227,13 +270,22 @@ impl Screener {
         hits
     }
 
-    fn query<'a>(&self, text: &'a str) -> Query<'a> {
+    /// Normalizes `text` and looks up its words, and adjacent pairs written together, through
+    /// `similar`.
+    fn query<'a>(&self, text: &'a str, similar: &mut impl FnMut(Table, &str) -> Sims) -> Query<'a> {
         let words = normalize(text).tokens;
         let weights = words.iter().map(|w| self.weight(w)).collect();
-        let word_sims = words.iter().map(|w| self.words.similar(w)).collect();
-        let joined_sims = words.windows(2).map(|w| self.words.similar(&[&*w[0], &*w[1]].concat())).collect();
-        let word_joined_sims = words.iter().map(|w| self.joined.similar(w)).collect();
+        let word_sims = words.iter().map(|w| similar(Table::Words, w)).collect();
+        let joined_sims = words.windows(2).map(|w| similar(Table::Words, &[&*w[0], &*w[1]].concat())).collect();
+        let word_joined_sims = words.iter().map(|w| similar(Table::Joined, w)).collect();
         Query { text, words, weights, word_sims, joined_sims, word_joined_sims }
+    }
+
+    fn lexicon(&self, table: Table) -> &Lexicon {
+        match table {
+            Table::Words => &self.words,
+            Table::Joined => &self.joined,
+        }
     }
 
     fn weight(&self, word: &str) -> f64 {
@@ -247,12 +299,12 @@ impl Screener {
     fn candidates(&self, query: &Query<'_>) -> Vec<usize> {
         let mut ids: Vec<usize> = Vec::new();
         for sims in query.word_sims.iter().chain(&query.joined_sims) {
-            for word in sims.keys() {
+            for (word, _) in sims.iter() {
                 ids.extend_from_slice(&self.words.postings[*word]);
             }
         }
         for sims in &query.word_joined_sims {
-            for pair in sims.keys() {
+            for (pair, _) in sims.iter() {
                 ids.extend_from_slice(&self.joined.postings[*pair]);
             }
         }
@@ -318,8 +370,8 @@ impl Similarities for NameSims<'_, '_> {
     }
 }
 
-fn lookup(sims: &HashMap<usize, f64>, id: usize) -> f64 {
-    sims.get(&id).copied().unwrap_or(0.0)
+fn lookup(sims: &[(usize, f64)], id: usize) -> f64 {
+    sims.binary_search_by_key(&id, |(i, _)| *i).ok().and_then(|at| sims.get(at)).map_or(0.0, |(_, s)| *s)
 }
 
 // === impl Lexicon ===
@@ -330,15 +382,9 @@ impl Lexicon {
             Some(id) => *id,
             None => {
                 let id = self.texts.len();
-                let chars = text.chars().count();
                 self.texts.push(text.to_owned());
-                self.chars.push(chars);
-                self.masks.push(char_mask(text));
+                self.chars.push(text.chars().count());
                 self.ids.insert(text.to_owned(), id);
-                if self.by_chars.len() <= chars {
-                    self.by_chars.resize_with(chars + 1, Vec::new);
-                }
-                self.by_chars[chars].push(id);
                 self.postings.push(Vec::new());
                 id
             }
@@ -350,40 +396,23 @@ impl Lexicon {
         id
     }
 
-    /// Every string that `word` pairs with, and how strongly.
-    fn similar(&self, word: &str) -> HashMap<usize, f64> {
-        let mut out = HashMap::new();
-        let chars = word.chars().count();
-        let mask = char_mask(word);
-        if let Some(id) = self.ids.get(word) {
-            out.insert(*id, 1.0);
-        }
-        let widest = max_edits(usize::MAX);
-        for other_chars in chars.saturating_sub(widest)..=chars + widest {
-            let edits = max_edits(chars.min(other_chars));
-            // Exact matches were looked up above; an edit limit of 0 allows nothing else.
-            if edits == 0 || chars.abs_diff(other_chars) > edits {
-                continue;
-            }
-            for id in self.by_chars.get(other_chars).map(Vec::as_slice).unwrap_or_default() {
-                let i = *id;
-                let (theirs, ours) = (self.masks[i], mask);
-                if (ours & !theirs).count_ones() as usize > edits || (theirs & !ours).count_ones() as usize > edits {
-                    continue;
-                }
-                let similarity = word_similarity(word, chars, &self.texts[i], self.chars[i]);
-                if similarity > 0.0 {
-                    out.entry(*id).or_insert(similarity);
-                }
-            }
-        }
-        out
+    /// Builds the look-up index once every string is interned.
+    fn index_deletions(&mut self) {
+        self.deletions = DeletionIndex::new(self.texts.iter().map(String::as_str));
     }
-}
 
-/// A cheap lower bound on edit distance: each edit adds at most one character the other word lacks,
-/// so words differing in more (hashed) characters than the edit limit cannot pair. Most of the list
-/// is ruled out this way before the quadratic distance is computed.
-fn char_mask(word: &str) -> u64 {
-    word.chars().fold(0, |mask, c| mask | 1 << (u32::from(c) % 64))
+    /// Every string that `word` pairs with, and how strongly, by ascending id.
+    fn similar(&self, word: &str) -> Vec<(usize, f64)> {
+        let chars = word.chars().count();
+        let mut ids = Vec::new();
+        self.deletions.candidates(word, &mut ids);
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|id| {
+                let similarity = word_similarity(word, chars, self.texts.get(id)?, *self.chars.get(id)?);
+                (similarity > 0.0).then_some((id, similarity))
+            })
+            .collect()
+    }
 }
