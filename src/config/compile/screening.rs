@@ -138,27 +138,51 @@ pub(super) fn screen(
     (screening, listed)
 }
 
-/// Every tenant's and entity's hits at or above `review`, for those that have any.
+/// Every tenant's and entity's hits at or above `review`, for those that have any, in subject
+/// order. The subjects are split over every core, each part screened with its own batch (which
+/// remembers look-ups of words its names share).
 fn screen_all(
     screener: &Screener,
     tenants: &[Tenant],
     entities: &[Vec<String>],
     review: f64,
 ) -> Vec<(Subject, Vec<Hit>)> {
-    let tenant_names = tenants.iter().enumerate().map(|(t, tenant)| {
-        let names: Vec<&str> =
-            std::iter::once(&*tenant.legal_name).chain(tenant.aliases.iter().map(|a| &**a)).collect();
-        (Subject::Tenant(t as TenantIdx), names)
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).max(1);
+    let per_worker = tenants.len().div_ceil(workers).max(1);
+    let mut hits: Vec<(Subject, Vec<Hit>)> = std::thread::scope(|scope| {
+        let parts: Vec<_> = tenants
+            .chunks(per_worker)
+            .enumerate()
+            .map(|(part, chunk)| {
+                scope.spawn(move || {
+                    let mut batch = screener.batch();
+                    let first = part * per_worker;
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, t)| {
+                            let hits = batch.screen(&names(t), review);
+                            (!hits.is_empty()).then(|| (Subject::Tenant((first + k) as TenantIdx), hits))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // A part that panicked must not pass as a part with no hits: the load fails instead.
+        parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
-    let entity_names = entities
-        .iter()
-        .enumerate()
-        .map(|(e, names)| (Subject::Entity(e as EntityIdx), names.iter().map(String::as_str).collect()));
-    tenant_names
-        .chain(entity_names)
-        .filter_map(|(subject, names)| {
-            let hits = screener.screen(&names, review);
-            (!hits.is_empty()).then_some((subject, hits))
-        })
-        .collect()
+    let mut batch = screener.batch();
+    for (e, names) in entities.iter().enumerate() {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let found = batch.screen(&names, review);
+        if !found.is_empty() {
+            hits.push((Subject::Entity(e as EntityIdx), found));
+        }
+    }
+    hits
+}
+
+/// A tenant's names to screen: its legal name and aliases.
+fn names(t: &Tenant) -> Vec<&str> {
+    std::iter::once(&*t.legal_name).chain(t.aliases.iter().map(|a| &**a)).collect()
 }
