@@ -245,6 +245,61 @@ fn bench_large_policy(c: &mut Criterion) {
     g.finish();
 }
 
+/// Authentication, decision and endpoint choice on a generated provider-scale config (the example
+/// folder plus `CUSTOMS_BENCH_TENANTS` tenants from `customs generate`, screening on). Skipped
+/// unless that variable is set: generating and loading a million tenants takes a while.
+fn bench_provider_policy(c: &mut Criterion) {
+    let Some(tenants) = std::env::var("CUSTOMS_BENCH_TENANTS").ok().and_then(|n| n.parse::<usize>().ok()) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("customs-bench-provider-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = customs::generate::Options {
+        from: Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
+        tenants,
+        list_entries: 12_000,
+        files: 0,
+    };
+    if let Err(e) = customs::generate::write(&dir, &opts) {
+        panic!("writing the generated config: {e}");
+    }
+    let policy = match config::load(&dir, &|_| Some("bench".into())) {
+        Ok(c) => c.policy,
+        Err(e) => panic!("{e}"),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let today = Day::today();
+    let models = ["gpt-4o", "gpt-4o-mini", "frontier-x-preview", "llama-3.1-405b-instruct"];
+    // Tenants far into the file, the first allowed and first denied pair found by asking.
+    let pick = |want_allow: bool| {
+        (tenants * 9 / 10..tenants)
+            .flat_map(|i| models.iter().map(move |m| (i, *m)))
+            .find(|&(i, m)| {
+                let t = policy.tenant_by_id(&customs::generate::tenant_id(i)).unwrap_or(0);
+                matches!(policy.decide(t, m, None, today).verdict, customs::policy::Verdict::Allow { .. }) == want_allow
+            })
+            .unwrap_or((0, "gpt-4o"))
+    };
+    let mut g = c.benchmark_group(format!("policy_{}k", tenants / 1000));
+    for (name, (i, model)) in [("allow", pick(true)), ("deny", pick(false))] {
+        let mut headers = HeaderMap::new();
+        let bearer = format!("Bearer {}", customs::generate::key(i));
+        headers.insert("authorization", HeaderValue::from_str(&bearer).unwrap_or(HeaderValue::from_static("x")));
+        g.bench_function(BenchmarkId::new("auth_decide_route", name), |b| {
+            b.iter(|| {
+                let tenant = auth::authenticate(policy.keys(), black_box(&headers), None).ok()?;
+                match policy.decide(tenant, black_box(model), None, today).verdict {
+                    customs::policy::Verdict::Allow { endpoints } => {
+                        policy.endpoint(*endpoints.first()?).map(|e| e.model)
+                    }
+                    customs::policy::Verdict::Deny(_) => None,
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 /// The whole request path in-process: a request built in memory goes through the service stack
 /// (request id, route, auth, peek, policy, limits, metrics, forwarding, metering, the audit
 /// record) to the mock upstream, over loopback or in memory, and the response body is read to
@@ -367,6 +422,7 @@ criterion_group!(
     bench_limits_and_metrics,
     bench_audit,
     bench_large_policy,
+    bench_provider_policy,
     bench_request_path,
     bench_usage
 );
