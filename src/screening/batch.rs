@@ -31,7 +31,7 @@ impl<'s> Batch<'s> {
     pub fn screen(&mut self, names: &[&str], threshold: f64) -> Vec<Hit> {
         let screener = self.screener;
         let queries: Vec<Query<'_>> =
-            names.iter().map(|n| screener.query(n, &mut |table, word| self.similar(table, word))).collect();
+            names.iter().map(|n| screener.query(n, threshold, &mut |table, word| self.similar(table, word))).collect();
         screener.rank(&queries, threshold)
     }
 

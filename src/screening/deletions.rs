@@ -17,7 +17,6 @@
 //! comparing against every list string would.
 
 use std::fmt;
-use std::hash::{DefaultHasher, Hasher};
 
 use super::score::max_edits;
 
@@ -33,17 +32,24 @@ pub(super) struct DeletionIndex {
     starts: Vec<usize>,
     bucket_bits: u32,
     id_bits: u32,
+    /// `lengths[n]`: some indexed string is `n` chars long.
+    lengths: Vec<bool>,
 }
 
 /// Buffers reused across the variants of one string.
 #[derive(Default)]
 struct Scratch {
-    /// Byte offset of each char of the string, and its length in bytes last.
-    bounds: Vec<usize>,
+    /// `prefix[i]`: the polynomial hash of the string's first `i` chars.
+    prefix: Vec<u64>,
+    /// `powers[i]`: `BASE` to the `i`.
+    powers: Vec<u64>,
     /// Char positions deleted, ascending.
     deleted: Vec<usize>,
-    bytes: Vec<u8>,
 }
+
+/// The multiplier of the polynomial hash: odd, so that multiplying by it loses nothing, with its
+/// bits spread out (the golden ratio's).
+const BASE: u64 = 0x9E37_79B9_7F4A_7C15;
 
 // === impl DeletionIndex ===
 
@@ -53,8 +59,14 @@ impl DeletionIndex {
         let id_bits = u64::BITS - (strings.len() as u64).leading_zeros();
         let mut scratch = Scratch::default();
         let mut keys: Vec<u64> = Vec::new();
+        let mut lengths: Vec<bool> = Vec::new();
         for (id, text) in strings.enumerate() {
-            for_each_variant(text, &mut scratch, &mut |hash| keys.push(pack(hash, id as u64, id_bits)));
+            let chars = scratch.load(text);
+            if lengths.len() <= chars {
+                lengths.resize(chars + 1, false);
+            }
+            lengths[chars] = true;
+            scratch.for_each_variant(&|_| true, &mut |hash| keys.push(pack(hash, id as u64, id_bits)));
         }
         keys.sort_unstable();
         keys.dedup();
@@ -72,7 +84,7 @@ impl DeletionIndex {
             total += *start;
             *start = total;
         }
-        DeletionIndex { keys, starts, bucket_bits, id_bits }
+        DeletionIndex { keys, starts, bucket_bits, id_bits, lengths }
     }
 
     /// Appends to `out` the id of every indexed string that shares a deletion variant with `word`:
@@ -80,16 +92,33 @@ impl DeletionIndex {
     pub(super) fn candidates(&self, word: &str, out: &mut Vec<usize>) {
         let id_mask = id_mask(self.id_bits);
         let mut scratch = Scratch::default();
-        for_each_variant(word, &mut scratch, &mut |hash| {
+        let chars = scratch.load(word);
+        // A variant `j` deletions short of `word` can only be shared with a string of `m` chars
+        // that both pair within `e = max_edits(min)` edits and reach it in `m - (chars - j)`
+        // deletions: the module docs' common string has at most `e` deletions on either side. When
+        // no indexed string has such a length, the variants with `j` deletions are not looked up.
+        let needed = |j: usize| {
+            self.lengths.iter().enumerate().any(|(m, present)| {
+                let e = max_edits(chars.min(m));
+                *present && j <= e && (m + j).checked_sub(chars).is_some_and(|more| more <= e)
+            })
+        };
+        let levels: Vec<bool> = (0..=max_edits(chars)).map(needed).collect();
+        let wanted = |j: usize| levels.get(j).copied().unwrap_or(false);
+        // Hashed first and probed after, so the probes (each a likely cache miss in an index of
+        // megabytes) do not wait on each other's hashing and overlap in the memory system.
+        let mut hashes: Vec<u64> = Vec::new();
+        scratch.for_each_variant(&wanted, &mut |hash| hashes.push(hash));
+        for hash in hashes {
             let b = bucket(hash, self.bucket_bits);
-            let (Some(start), Some(end)) = (self.starts.get(b), self.starts.get(b + 1)) else { return };
+            let (Some(start), Some(end)) = (self.starts.get(b), self.starts.get(b + 1)) else { continue };
             let run = self.keys.get(*start..*end).unwrap_or_default();
             for key in run {
                 if key & !id_mask == hash & !id_mask {
                     out.push((key & id_mask) as usize);
                 }
             }
-        });
+        }
     }
 }
 
@@ -116,48 +145,84 @@ fn bucket(hash: u64, bucket_bits: u32) -> usize {
     hash.checked_shr(u64::BITS - bucket_bits).unwrap_or(0) as usize
 }
 
-/// Calls `f` with the hash of every string left after deleting up to `max_edits` of `word`'s
-/// length characters from it (the word itself included). A string reachable in several ways
-/// (`AAB` less either `A`) comes more than once.
-fn for_each_variant(word: &str, scratch: &mut Scratch, f: &mut impl FnMut(u64)) {
-    scratch.bounds.clear();
-    scratch.bounds.extend(word.char_indices().map(|(at, _)| at));
-    let chars = scratch.bounds.len();
-    scratch.bounds.push(word.len());
-    scratch.deleted.clear();
-    delete_from(word, 0, max_edits(chars).min(chars), scratch, f);
+// === impl Scratch ===
+
+impl Scratch {
+    /// Takes `word`'s prefix hashes; returns its length in chars.
+    fn load(&mut self, word: &str) -> usize {
+        self.prefix.clear();
+        self.prefix.push(0);
+        let mut hash = 0u64;
+        for c in word.chars() {
+            hash = hash.wrapping_mul(BASE).wrapping_add(u64::from(c));
+            self.prefix.push(hash);
+        }
+        let chars = self.prefix.len() - 1;
+        while self.powers.len() <= chars {
+            self.powers.push(self.powers.last().map_or(1, |p| p.wrapping_mul(BASE)));
+        }
+        chars
+    }
+
+    /// Calls `f` with the hash of every string left after deleting `j` chars from the loaded word,
+    /// for every `j` up to `max_edits` of its length that `wanted` accepts (the word itself is
+    /// `j = 0`). A string reachable in several ways (`AAB` less either `A`) comes more than once.
+    fn for_each_variant(&mut self, wanted: &impl Fn(usize) -> bool, f: &mut impl FnMut(u64)) {
+        let chars = self.prefix.len() - 1;
+        self.deleted.clear();
+        if let Some(deepest) = (0..=max_edits(chars).min(chars)).rev().find(|j| wanted(*j)) {
+            self.delete_from(0, deepest, wanted, f);
+        }
+    }
+
+    /// Hashes the variant without `self.deleted` (when `wanted`), then every variant that also
+    /// deletes up to `more` chars at or after `from`: each set of positions once.
+    fn delete_from(&mut self, from: usize, more: usize, wanted: &impl Fn(usize) -> bool, f: &mut impl FnMut(u64)) {
+        if wanted(self.deleted.len()) {
+            f(self.hash_without());
+        }
+        if more == 0 {
+            return;
+        }
+        for at in from..self.prefix.len() - 1 {
+            self.deleted.push(at);
+            self.delete_from(at + 1, more - 1, wanted, f);
+            self.deleted.pop();
+        }
+    }
+
+    /// The hash of the chars left once `self.deleted` are taken out, from the prefix hashes: the
+    /// polynomial hash of the kept chars in order, so equal strings (equal chars, equal UTF-8)
+    /// hash the same however they were reached. Its length is mixed in and the bits spread, as
+    /// buckets take the top bits. Hashes are fixed within a process, which is all the index and
+    /// its look-ups need to agree; a collision only adds a candidate that scoring rejects.
+    fn hash_without(&self) -> u64 {
+        let chars = self.prefix.len() - 1;
+        let mut hash = 0u64;
+        let mut kept = 0;
+        for end in self.deleted.iter().copied().chain(std::iter::once(chars)) {
+            hash = hash.wrapping_mul(self.power(end - kept)).wrapping_add(self.segment(kept, end));
+            kept = end + 1;
+        }
+        mix(hash ^ ((chars - self.deleted.len()) as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93))
+    }
+
+    /// The polynomial hash of chars `start..end`.
+    fn segment(&self, start: usize, end: usize) -> u64 {
+        let (Some(whole), Some(before)) = (self.prefix.get(end), self.prefix.get(start)) else { return 0 };
+        whole.wrapping_sub(before.wrapping_mul(self.power(end - start)))
+    }
+
+    fn power(&self, n: usize) -> u64 {
+        self.powers.get(n).copied().unwrap_or(0)
+    }
 }
 
-/// Hashes the variant without `scratch.deleted`, then every variant that also deletes up to `more`
-/// chars at or after `from`: each set of positions once.
-fn delete_from(word: &str, from: usize, more: usize, scratch: &mut Scratch, f: &mut impl FnMut(u64)) {
-    f(hash_without(word, scratch));
-    if more == 0 {
-        return;
-    }
-    for at in from..scratch.bounds.len().saturating_sub(1) {
-        scratch.deleted.push(at);
-        delete_from(word, at + 1, more - 1, scratch, f);
-        scratch.deleted.pop();
-    }
-}
-
-/// Strings are equal exactly when their UTF-8 is, so hashing the bytes left is hashing the
-/// variant. They are gathered first and hashed in one write: a hasher need not give the same hash
-/// for the same bytes written in different pieces. std's hasher is fixed within a process, which
-/// is all the index and its look-ups need to agree.
-fn hash_without(word: &str, scratch: &mut Scratch) -> u64 {
-    let Scratch { bounds, deleted, bytes } = scratch;
-    let word = word.as_bytes();
-    bytes.clear();
-    let mut kept = 0;
-    for at in deleted.iter() {
-        let (Some(start), Some(end)) = (bounds.get(*at), bounds.get(at + 1)) else { continue };
-        bytes.extend_from_slice(word.get(kept..*start).unwrap_or_default());
-        kept = *end;
-    }
-    bytes.extend_from_slice(word.get(kept..).unwrap_or_default());
-    let mut hasher = DefaultHasher::new();
-    hasher.write(bytes);
-    hasher.finish()
+/// MurmurHash3's 64-bit finalizer: a bijection that spreads every input bit over the output.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
 }

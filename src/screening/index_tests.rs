@@ -256,7 +256,8 @@ impl<'a> ScanScreener<'a> {
                 Table::Joined => self.joined.similar(&s.joined, word).into(),
             }
         };
-        let queries: Vec<Query<'_>> = names.iter().map(|n| s.query(n, &mut similar)).collect();
+        // Every look-up made, whatever the threshold: the screen without pruning.
+        let queries: Vec<Query<'_>> = names.iter().map(|n| s.query(n, 0.0, &mut similar)).collect();
         s.rank(&queries, threshold)
     }
 }
@@ -337,6 +338,72 @@ fn similar_generated_words_equal_the_full_scan() {
     assert!(fuzzy > 1_000 && two_edits > 100, "{fuzzy} fuzzy, {two_edits} at two edits");
 }
 
+#[test]
+fn similar_lengths_the_list_lacks_lose_no_partner() {
+    // Words of a few lengths only, so that look-ups leave out the deletions no listed length can
+    // share; queries of every length around them, each kind of edit.
+    let mut rng = Rng(5);
+    let listed: Vec<String> = (0..300)
+        .map(|_| {
+            let length = *rng.pick(&[4, 5, 9, 12, 13]);
+            (0..length).map(|_| *rng.pick(&LETTERS[..8])).collect()
+        })
+        .collect();
+    let screener = Screener::new(vec![entry(&listed.join(" "))]);
+    let scan = Scan::new(&screener.words);
+    let mut queries: Vec<String> = listed.clone();
+    for word in &listed {
+        queries.push(misspell(&mut rng, word));
+        let once = misspell(&mut rng, word);
+        queries.push(misspell(&mut rng, &once));
+        queries.push(format!("{word}{}", rng.pick(LETTERS)));
+        queries.push(word.chars().skip(1 + rng.below(2)).collect());
+    }
+    let mut fuzzy = 0;
+    for query in &queries {
+        let expected = scan.similar(&screener.words, query);
+        assert_eq!(screener.words.similar(query), expected, "{query:?}");
+        fuzzy += expected.iter().filter(|(_, s)| *s < 1.0).count();
+    }
+    assert!(fuzzy > 300, "only {fuzzy} fuzzy partners");
+}
+
+// === pruning ===
+
+/// The best score bound over every choice of disjoint skipped look-ups, by enumeration:
+/// `2Ω / (2Ω + W − C)` as the `prune` module docs derive it, with `ω = max` for two words.
+fn best_bound(weights: &[f64], skips: &prune::Skips, q: usize, omega: f64, covered: f64) -> f64 {
+    let total: f64 = weights.iter().sum();
+    if q >= weights.len() {
+        let denominator = 2.0 * omega + total - covered;
+        return if denominator > 0.0 { 2.0 * omega / denominator } else { 0.0 };
+    }
+    let mut best = best_bound(weights, skips, q + 1, omega, covered);
+    if skips.words[q] {
+        best = best.max(best_bound(weights, skips, q + 1, omega + weights[q], covered + weights[q]));
+    }
+    if q + 1 < weights.len() && skips.joined[q] {
+        let (a, b) = (weights[q], weights[q + 1]);
+        best = best.max(best_bound(weights, skips, q + 2, omega + a.max(b), covered + a + b));
+    }
+    best
+}
+
+#[test]
+fn skippable_no_choice_of_skipped_look_ups_reaches_the_threshold() {
+    let mut rng = Rng(6);
+    let mut skipped = 0;
+    for _ in 0..5_000 {
+        let weights: Vec<f64> = (0..1 + rng.below(6)).map(|_| 0.25 + rng.below(1_000) as f64 / 50.0).collect();
+        let threshold = *rng.pick(&[0.0, 30.0, 50.0, REVIEW_THRESHOLD, DEFAULT_THRESHOLD, 100.0, 120.0]);
+        let skips = prune::skippable(&weights, threshold);
+        let bound = 100.0 * best_bound(&weights, &skips, 0, 0.0, 0.0);
+        assert!(bound < threshold.min(100.0) || bound == 0.0, "{weights:?} at {threshold}: {skips:?} reach {bound}");
+        skipped += skips.joined.iter().filter(|s| **s).count();
+    }
+    assert!(skipped > 1_000, "only {skipped} joined look-ups skipped");
+}
+
 // === screening ===
 
 #[test]
@@ -349,12 +416,23 @@ fn screen_generated_names_equal_a_screen_by_full_scan() {
     names.extend(["Zephira Quantum Compute Co", "North Wind ARI", "Obsidianlantern Data Services"].map(String::from));
 
     let mut hits = 0;
+    let mut skipped = 0;
     for name in &names {
-        let expected = scan.screen(&[name], 0.0);
-        assert_eq!(screener.screen(&[name], 0.0), expected, "{name}");
-        hits += expected.iter().filter(|h| h.score >= REVIEW_THRESHOLD).count();
+        // At every threshold, the look-ups pruning leaves out lose no hit and change no score.
+        for threshold in [0.0, 50.0, REVIEW_THRESHOLD, DEFAULT_THRESHOLD] {
+            let expected = scan.screen(&[name], threshold);
+            assert_eq!(screener.screen(&[name], threshold), expected, "{name} at {threshold}");
+            if threshold == REVIEW_THRESHOLD {
+                hits += expected.len();
+            }
+        }
+        let weights: Vec<f64> = normalize(name).tokens.iter().map(|w| screener.weight(w)).collect();
+        let skips = prune::skippable(&weights, REVIEW_THRESHOLD);
+        skipped += skips.words.iter().chain(&skips.joined).filter(|s| **s).count();
     }
     assert!(hits > 300, "only {hits} hits: the names should include close variants of listed ones");
+    // Not vacuous: pruning left look-ups out.
+    assert!(skipped > 500, "only {skipped} look-ups skipped");
 }
 
 #[test]

@@ -43,8 +43,12 @@
 //!
 //! A word is looked up through an index of what is left of every list word after deleting as many
 //! characters as its edit limit allows. It finds exactly the words that comparing with every list
-//! word would pair, so it decides how long a look-up takes, never a score. To screen many
-//! subjects, [`Screener::batch`] also remembers each word's look-up from one subject to the next.
+//! word would pair, so it decides how long a look-up takes, never a score. A look-up through
+//! which no list name could reach the threshold (the query's own weights bound the score of a name
+//! it alone finds) is left out, and the similarities it would have given are computed for the
+//! names other look-ups find: it decides which names are scored, never a score or a hit. To screen
+//! many subjects, [`Screener::batch`] also remembers each word's look-up from one subject to the
+//! next.
 //!
 //! # Limits
 //!
@@ -57,6 +61,7 @@ mod deletions;
 mod index_tests;
 mod list;
 mod normalize;
+mod prune;
 mod score;
 #[cfg(test)]
 mod tests;
@@ -160,17 +165,22 @@ enum Table {
 /// [`Batch`] hands the same look-up to every name using the word without copying it.
 type Sims = Arc<[(usize, f64)]>;
 
-/// One screened name, with its similarity to every list word it could pair with.
+/// One screened name, with its similarity to every list word it could pair with, as far as the
+/// threshold needs them: a look-up [`prune::skippable`] leaves out is `None`, and the aligner gets
+/// those similarities from [`word_similarity`] itself, the function the look-ups filter by.
 struct Query<'a> {
     text: &'a str,
     words: Vec<String>,
+    chars: Vec<usize>,
     weights: Vec<f64>,
+    /// Per query position `q`: words `q` and `q + 1` written together, and its length in chars.
+    joined: Vec<(String, usize)>,
     /// Per query word: list word id → similarity.
-    word_sims: Vec<Sims>,
+    word_sims: Vec<Option<Sims>>,
     /// Per query position `q`: words `q` and `q + 1` written together, list word id → similarity.
-    joined_sims: Vec<Sims>,
+    joined_sims: Vec<Option<Sims>>,
     /// Per query word: joined list word pair id → similarity.
-    word_joined_sims: Vec<Sims>,
+    word_joined_sims: Vec<Option<Sims>>,
 }
 
 struct Best {
@@ -240,8 +250,10 @@ impl Screener {
     ///
     /// To screen many subjects, [`Screener::batch`] gives the same hits faster.
     pub fn screen(&self, names: &[&str], threshold: f64) -> Vec<Hit> {
-        let queries: Vec<Query<'_>> =
-            names.iter().map(|n| self.query(n, &mut |table, word| self.lexicon(table).similar(word).into())).collect();
+        let queries: Vec<Query<'_>> = names
+            .iter()
+            .map(|n| self.query(n, threshold, &mut |table, word| self.lexicon(table).similar(word).into()))
+            .collect();
         self.rank(&queries, threshold)
     }
 
@@ -257,7 +269,8 @@ impl Screener {
         for (query_idx, query) in queries.iter().enumerate() {
             for name_id in self.candidates(query) {
                 let name = &self.names[name_id];
-                let alignment = align(&query.weights, &name.weights, &NameSims { query, name });
+                let sims = NameSims { query, name, words: &self.words, joined: &self.joined };
+                let alignment = align(&query.weights, &name.weights, &sims);
                 let better = best.get(&name.entry).is_none_or(|b| alignment.score > b.alignment.score);
                 if alignment.score >= threshold && better {
                     best.insert(name.entry, Best { query: query_idx, name: name_id, alignment });
@@ -271,14 +284,31 @@ impl Screener {
     }
 
     /// Normalizes `text` and looks up its words, and adjacent pairs written together, through
-    /// `similar`.
-    fn query<'a>(&self, text: &'a str, similar: &mut impl FnMut(Table, &str) -> Sims) -> Query<'a> {
+    /// `similar`: those through which a name could score `threshold` or more.
+    fn query<'a>(&self, text: &'a str, threshold: f64, similar: &mut impl FnMut(Table, &str) -> Sims) -> Query<'a> {
         let words = normalize(text).tokens;
-        let weights = words.iter().map(|w| self.weight(w)).collect();
-        let word_sims = words.iter().map(|w| similar(Table::Words, w)).collect();
-        let joined_sims = words.windows(2).map(|w| similar(Table::Words, &[&*w[0], &*w[1]].concat())).collect();
-        let word_joined_sims = words.iter().map(|w| similar(Table::Joined, w)).collect();
-        Query { text, words, weights, word_sims, joined_sims, word_joined_sims }
+        let chars = words.iter().map(|w| w.chars().count()).collect();
+        let weights: Vec<f64> = words.iter().map(|w| self.weight(w)).collect();
+        let joined: Vec<(String, usize)> = words
+            .windows(2)
+            .map(|w| {
+                let text = [&*w[0], &*w[1]].concat();
+                let chars = text.chars().count();
+                (text, chars)
+            })
+            .collect();
+        let skips = prune::skippable(&weights, threshold);
+        let made = |skipped: &[bool], q: usize| !skipped.get(q).copied().unwrap_or(false);
+        let word_sims =
+            words.iter().enumerate().map(|(q, w)| made(&skips.words, q).then(|| similar(Table::Words, w))).collect();
+        let joined_sims = joined
+            .iter()
+            .enumerate()
+            .map(|(q, (w, _))| made(&skips.joined, q).then(|| similar(Table::Words, w)))
+            .collect();
+        let word_joined_sims =
+            words.iter().enumerate().map(|(q, w)| made(&skips.words, q).then(|| similar(Table::Joined, w))).collect();
+        Query { text, words, chars, weights, joined, word_sims, joined_sims, word_joined_sims }
     }
 
     fn lexicon(&self, table: Table) -> &Lexicon {
@@ -295,15 +325,16 @@ impl Screener {
         }
     }
 
-    /// Names sharing at least one pairable word (or compound) with the query, ascending.
+    /// Names sharing at least one pairable word (or compound) with the query through a look-up it
+    /// made, ascending.
     fn candidates(&self, query: &Query<'_>) -> Vec<usize> {
         let mut ids: Vec<usize> = Vec::new();
-        for sims in query.word_sims.iter().chain(&query.joined_sims) {
+        for sims in query.word_sims.iter().chain(&query.joined_sims).flatten() {
             for (word, _) in sims.iter() {
                 ids.extend_from_slice(&self.words.postings[*word]);
             }
         }
-        for sims in &query.word_joined_sims {
+        for sims in query.word_joined_sims.iter().flatten() {
             for (pair, _) in sims.iter() {
                 ids.extend_from_slice(&self.joined.postings[*pair]);
             }
@@ -356,22 +387,34 @@ fn generic_factor(word: &str) -> f64 {
 struct NameSims<'q, 'n> {
     query: &'q Query<'q>,
     name: &'n CompiledName,
+    words: &'n Lexicon,
+    joined: &'n Lexicon,
 }
 
 impl Similarities for NameSims<'_, '_> {
     fn word(&self, q: usize, l: usize) -> f64 {
-        lookup(&self.query.word_sims[q], self.name.words[l])
+        let (query, id) = (self.query, self.name.words[l]);
+        lookup(&query.word_sims[q], id, || self.words.similarity(&query.words[q], query.chars[q], id))
     }
     fn query_joined(&self, q: usize, l: usize) -> f64 {
-        lookup(&self.query.joined_sims[q], self.name.words[l])
+        let (query, id) = (self.query, self.name.words[l]);
+        let (text, chars) = &query.joined[q];
+        lookup(&query.joined_sims[q], id, || self.words.similarity(text, *chars, id))
     }
     fn list_joined(&self, q: usize, l: usize) -> f64 {
-        lookup(&self.query.word_joined_sims[q], self.name.joined[l])
+        let (query, id) = (self.query, self.name.joined[l]);
+        lookup(&query.word_joined_sims[q], id, || self.joined.similarity(&query.words[q], query.chars[q], id))
     }
 }
 
-fn lookup(sims: &[(usize, f64)], id: usize) -> f64 {
-    sims.binary_search_by_key(&id, |(i, _)| *i).ok().and_then(|at| sims.get(at)).map_or(0.0, |(_, s)| *s)
+/// `id`'s similarity from a look-up, or computed when the look-up was left out.
+fn lookup(sims: &Option<Sims>, id: usize, compute: impl FnOnce() -> f64) -> f64 {
+    match sims {
+        Some(sims) => {
+            sims.binary_search_by_key(&id, |(i, _)| *i).ok().and_then(|at| sims.get(at)).map_or(0.0, |(_, s)| *s)
+        }
+        None => compute(),
+    }
 }
 
 // === impl Lexicon ===
@@ -410,9 +453,17 @@ impl Lexicon {
         ids.dedup();
         ids.into_iter()
             .filter_map(|id| {
-                let similarity = word_similarity(word, chars, self.texts.get(id)?, *self.chars.get(id)?);
+                let similarity = self.similarity(word, chars, id);
                 (similarity > 0.0).then_some((id, similarity))
             })
             .collect()
+    }
+
+    /// `word`'s similarity to string `id`: what [`Lexicon::similar`] gives for it, or 0.
+    fn similarity(&self, word: &str, chars: usize, id: usize) -> f64 {
+        match (self.texts.get(id), self.chars.get(id)) {
+            (Some(text), Some(text_chars)) => word_similarity(word, chars, text, *text_chars),
+            _ => 0.0,
+        }
     }
 }
