@@ -3,7 +3,7 @@
 //! kill switch's suspensions). One `Arc<Snapshot>` is loaded per request and used for every phase
 //! of it; reloads and the kill switch build a new one and swap it in whole.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::config::LimitSettings;
 use crate::ids::{EndpointIdx, TenantIdx};
@@ -13,10 +13,17 @@ use crate::policy::Policy;
 use crate::proxy::{Pools, Targets};
 use crate::telemetry::{Handles, Metrics};
 
+/// A tenant's limiter, once made.
+type LimiterCell = OnceLock<Arc<Limiter>>;
+
 pub struct Snapshot {
     pub policy: Arc<Policy>,
     pub metrics: Arc<Handles>,
-    limiters: Arc<[Arc<Limiter>]>,
+    /// Each tenant's limiter, made on its first request: a provider's million tenants are mostly
+    /// idle at any one time, and each limiter is a few hundred bytes. Shared by the snapshots of
+    /// one policy (kill switch changes), and carried into a reloaded one.
+    limiters: Arc<[Arc<LimiterCell>]>,
+    clock: governor::clock::DefaultClock,
     pools: Arc<Pools>,
     /// Operator suspensions by tenant id, as persisted.
     pub suspensions: Arc<Suspensions>,
@@ -51,16 +58,18 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Self {
         let clock = governor::clock::DefaultClock::default();
-        let limiters = policy
+        // A tenant whose limits did not change keeps its cell, made or not: a limiter first made
+        // on the old snapshot while this one is built is still the one the new snapshot uses.
+        let limiters: Arc<[Arc<LimiterCell>]> = policy
             .tenants()
             .iter()
             .map(|t| {
                 let kept = previous.and_then(|p| {
                     let old = p.policy.tenant_by_id(&t.id)?;
-                    let limiter = p.limiters.get(old as usize)?;
-                    (p.policy.tenant(old)?.limits == t.limits).then(|| limiter.clone())
+                    let cell = p.limiters.get(old as usize)?;
+                    (p.policy.tenant(old)?.limits == t.limits).then(|| cell.clone())
                 });
-                kept.unwrap_or_else(|| Arc::new(Limiter::with_clock(t.limits, &clock)))
+                kept.unwrap_or_default()
             })
             .collect();
         let pools = Arc::new(Pools::new(policy.endpoints(), previous.map(|p| (p.policy.endpoints(), &*p.pools))));
@@ -71,6 +80,7 @@ impl Snapshot {
             metrics: Arc::new(Handles::new(metrics, &policy)),
             policy: Arc::new(policy),
             limiters,
+            clock,
             pools,
             suspensions,
             suspended,
@@ -86,6 +96,7 @@ impl Snapshot {
             policy: self.policy.clone(),
             metrics: self.metrics.clone(),
             limiters: self.limiters.clone(),
+            clock: self.clock.clone(),
             pools: self.pools.clone(),
             suspensions,
             suspended,
@@ -95,7 +106,12 @@ impl Snapshot {
     }
 
     pub fn limiter(&self, t: TenantIdx) -> Option<&Arc<Limiter>> {
-        self.limiters.get(t as usize)
+        let cell = self.limiters.get(t as usize)?;
+        if let Some(made) = cell.get() {
+            return Some(made);
+        }
+        let spec = self.policy.tenant(t)?.limits;
+        Some(cell.get_or_init(|| Arc::new(Limiter::with_clock(spec, &self.clock))))
     }
 
     /// The upstream connection pools, one per origin.
@@ -124,4 +140,41 @@ fn resolve(policy: &Policy, suspensions: &Suspensions, metrics: &Metrics) -> Box
     let suspended: Box<[bool]> = policy.tenants().iter().map(|t| suspensions.get(&t.id).is_some()).collect();
     metrics.kill_switch_suspended.set(suspended.iter().filter(|s| **s).count() as i64);
     suspended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Demand;
+
+    fn example() -> Policy {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        crate::config::load(&dir, &|_| Some("test".into())).unwrap().policy
+    }
+
+    fn admits(s: &Snapshot, tenant: &str) -> bool {
+        let t = s.policy.tenant_by_id(tenant).unwrap();
+        s.limiter(t).unwrap().admit(Demand { tokens: 1, flops_per_token: None, day: 0 }).is_ok()
+    }
+
+    #[test]
+    fn a_reload_keeps_each_limiter_made_or_not_while_the_limits_stay() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let settings = LimitSettings::default();
+        let old = Snapshot::new(example(), &settings, &metrics, Arc::default());
+        // demo-limited may make 3 requests a minute.
+        assert!((0..3).all(|_| admits(&old, "demo-limited")));
+        let new = Snapshot::reloaded(example(), &settings, &metrics, &old);
+        assert!(!admits(&new, "demo-limited"), "the reload reset the tenant's quota");
+        // A limiter first made on the old snapshot after the new one was built is the new one's.
+        let us = |s: &Snapshot| s.limiter(s.policy.tenant_by_id("demo-us").unwrap()).unwrap().clone();
+        assert!(Arc::ptr_eq(&us(&old), &us(&new)));
+
+        // Changed limits make a new limiter.
+        let mut changed = example();
+        let t = changed.tenant_by_id("demo-limited").unwrap();
+        changed.tenants[t as usize].limits.requests_per_minute = std::num::NonZeroU32::new(10);
+        let after = Snapshot::reloaded(changed, &settings, &metrics, &new);
+        assert!(admits(&after, "demo-limited"));
+    }
 }
