@@ -121,7 +121,7 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
 
     // Another file failing still lets the tenant files' own errors be found, so one run lists them all.
     let fail = |mut errors: Vec<ConfigError>| {
-        let ((), streamed) = parse::stream_tenants(&tenant_files, |b| b.iter.for_each(drop));
+        let ((), streamed) = parse::stream_tenants(&tenant_files, |b| b.for_each(drop));
         errors.extend(streamed.errors);
         Err(ConfigErrors(errors))
     };

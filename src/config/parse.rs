@@ -73,7 +73,23 @@ type Parsed = Result<Batch, (Source, usize, usize, String, Option<std::ops::Rang
 /// `[[tenants]]`), so the compiler can size its table once.
 pub(crate) struct Batches<'a> {
     pub at_most: usize,
-    pub iter: &'a mut dyn Iterator<Item = Batch>,
+    iter: &'a mut Ordered,
+}
+
+impl Batches<'_> {
+    /// Whether a slice failed to read or parse so far: the config fails whatever else is found,
+    /// so the compiler can stop at the tenants.
+    pub fn failed(&self) -> bool {
+        !self.iter.errors.is_empty() || self.iter.pending.is_some()
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        self.iter.next()
+    }
 }
 
 /// Reads and parses `files` on every core and gives the batches, in file order, to `consume`;

@@ -76,7 +76,7 @@ fn fail_closed(
 /// is the caller's to set, once every tenant file has been read.
 pub(super) fn compile(
     p: Parsed<'_>,
-    batches: Batches<'_>,
+    mut batches: Batches<'_>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Compiled, Vec<ConfigError>> {
     let mut ctx = ctx::Ctx::new(env);
@@ -100,7 +100,12 @@ pub(super) fn compile(
     let graph = ownership::compile_graph(&mut ctx, p.ownership.0, &p.ownership.1);
     let bind = ownership::Binding { jurisdictions: &j.jurisdictions, coverage: &coverage, ownership: &graph.ownership };
     let (mut tenants, tenant_ids, keys, tenant_files) =
-        tenants::compile_tenants(&mut ctx, batches, &j.jurisdictions, &regional_limits, &bind, &models);
+        tenants::compile_tenants(&mut ctx, &mut batches, &j.jurisdictions, &regional_limits, &bind, &models);
+    if batches.failed() {
+        // The tenant files' own errors are the caller's to report; screening the tenants that
+        // did parse would only take time.
+        return Err(Vec::new());
+    }
     let entities = screening::Entities { names: &graph.names, ids: &graph.ownership.entity_ids };
     let (screening, listed) = screening::screen(
         &mut ctx,

@@ -21,7 +21,7 @@ type TenantOut = (Vec<Tenant>, HashMap<Box<str>, u32>, KeyIndex, Box<[Box<str>]>
 
 pub(super) fn compile_tenants(
     ctx: &mut Ctx,
-    batches: Batches<'_>,
+    batches: &mut Batches<'_>,
     jurisdictions: &[Jurisdiction],
     regional_limits: &[Option<&RawLimits>],
     bind: &Binding<'_>,
@@ -33,7 +33,7 @@ pub(super) fn compile_tenants(
     let mut certificates: HashMap<Box<str>, u32> = HashMap::new();
     let mut both = Vec::new();
     let mut files: Vec<Box<str>> = Vec::new();
-    for batch in batches.iter {
+    for batch in batches.by_ref() {
         let src = &batch.src;
         if files.len() <= batch.file {
             files.resize(batch.file + 1, Box::default());
