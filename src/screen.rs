@@ -303,6 +303,7 @@ mod tests {
             threshold: 85.0,
             review_threshold: 70.0,
             findings: findings.into(),
+            ..Screening::default()
         };
         policy
     }

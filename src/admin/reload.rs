@@ -73,7 +73,7 @@ pub async fn reload(admin: &AdminState, trigger: &'static str) -> Result<Reloade
     let env = admin.env.clone();
     let metrics = shared.metrics.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<Option<(Snapshot, StartupSettings)>, ConfigErrors> {
-        let config = config::load(&dir, &*env)?;
+        let config = config::load_after(&dir, &*env, Some(&previous.policy))?;
         if config.policy.version() == previous.policy.version() {
             return Ok(None);
         }

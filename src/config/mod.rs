@@ -54,6 +54,12 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// Loads and compiles the config folder at `dir`.
 pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+    load_after(dir, env, None)
+}
+
+/// As [`load`], for a reload after `previous`: what it is still valid for (the screening of names
+/// it saw, against the same list) is not done again.
+pub fn load_after(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>) -> Result<Config, ConfigErrors> {
     let display = |name: &str| dir.join(name).display().to_string();
     let mut errors = Vec::new();
     let file_err = |file: String, message: String| ConfigError { file, position: None, key: String::new(), message };
@@ -162,6 +168,7 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         ownership: (&o, ownership),
         list,
         expectations: (&e, expectations),
+        screened: previous.map(|p| &p.screening.memo),
     };
     let (compiled, streamed) = parse::stream_tenants(&tenant_files, |batches| compile::compile(parsed, batches, env));
     if !streamed.errors.is_empty() {

@@ -37,6 +37,7 @@ pub use crate::reason::Denial;
 use crate::route::Operation;
 pub use date::{Day, DayClock, Window};
 pub use ownership::{Chain, Entity, EntityIdx, Holding, Ownership, percent};
+pub(crate) use screening::Memo;
 pub use screening::{Finding, FindingStatus, Screening, Subject};
 pub(crate) use table::{Cell, EndpointRun, Row, TableBuilder, VerdictTable};
 

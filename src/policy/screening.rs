@@ -3,7 +3,10 @@
 //! or left for review). The request path only reads each tenant's `denied_party` rule; this is
 //! for `customs screen` and `customs explain`.
 
+use std::collections::{HashMap, HashSet};
+
 use super::{Day, EntityIdx, RuleId, TenantIdx};
+use crate::screening::Hit;
 
 #[derive(Debug, Default)]
 pub struct Screening {
@@ -13,6 +16,21 @@ pub struct Screening {
     pub threshold: f64,
     pub review_threshold: f64,
     pub findings: Box<[Finding]>,
+    /// What each tenant's names scored, for the next reload.
+    pub(crate) memo: Memo,
+}
+
+/// What screening found for each tenant's names (legal name and aliases, by a 128-bit digest),
+/// against one list at one review threshold. A reload with the same list and threshold screens
+/// only names it has not seen: a provider's million tenants are not screened again for a change
+/// to one.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    /// Digest of the list's text and the review threshold; the memo holds for these only.
+    pub against: [u8; 32],
+    /// Names with no hit at or above the review threshold.
+    pub clean: HashSet<u128>,
+    pub hits: HashMap<u128, Vec<Hit>>,
 }
 
 /// Whose names were screened.

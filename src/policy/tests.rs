@@ -457,3 +457,43 @@ fn policy_tenant_refusal_is_decides_answer_for_any_model() {
     }
     assert!(refused >= 3, "the example's suspended, listed and embargoed tenants");
 }
+
+/// A reload takes the last load's screening of names it saw against the same list and
+/// threshold, and screens again what changed.
+#[test]
+fn a_reload_screens_only_names_the_last_load_did_not_see_against_this_list() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let dir = tempfile::TempDir::new().unwrap();
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+    }
+    let load = |previous: Option<&Policy>| config::load_after(dir.path(), &|_| Some("k".into()), previous).unwrap().policy;
+    let blocked = |p: &Policy| -> Vec<String> {
+        let mut ids: Vec<String> =
+            p.tenants().iter().filter(|t| t.denied_party.is_some()).map(|t| t.id.to_string()).collect();
+        ids.sort_unstable();
+        ids
+    };
+    let first = load(None);
+    let again = load(Some(&first));
+    assert_eq!(blocked(&first), blocked(&again));
+    assert!(!blocked(&first).is_empty());
+    assert_eq!(first.screening.findings.len(), again.screening.findings.len());
+
+    // What the memo says is what a reload takes: a memo that calls every name clean clears the
+    // blocked tenants (this is how reuse is seen)...
+    let mut forged = load(None);
+    let memo = &mut forged.screening.memo;
+    let digests: Vec<u128> = memo.hits.keys().copied().collect();
+    for d in digests {
+        memo.hits.remove(&d);
+        memo.clean.insert(d);
+    }
+    assert!(blocked(&load(Some(&forged))).is_empty());
+    // ...but not once the list changed: its names are screened again.
+    let list = dir.path().join("screening-list.csv");
+    let text = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(&list, text + "\n").unwrap();
+    assert_eq!(blocked(&load(Some(&forged))), blocked(&first));
+}

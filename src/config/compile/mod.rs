@@ -38,6 +38,8 @@ pub(super) struct Parsed<'s> {
     pub ownership: (&'s Source, OwnershipFile),
     pub list: Option<Source>,
     pub expectations: (&'s Source, ExpectationsFile),
+    /// The last load's screening, on a reload: names it saw are not screened again.
+    pub screened: Option<&'s crate::policy::Memo>,
 }
 
 /// What a config compiles to.
@@ -113,6 +115,7 @@ pub(super) fn compile(
         p.list.as_ref(),
         (&mut tenants, &tenant_ids),
         entities,
+        p.screened,
     );
     let ownership = ownership::resolve(&mut ctx, p.ownership.0, graph, listed, &mut tenants);
     let cluster_fail_closed = fail_closed(&mut ctx, p.gateway.0, settings.cluster.as_ref(), &j.jurisdictions, &tenants);

@@ -4,11 +4,15 @@
 //! records a reviewer's clearance for exactly that tenant or entity and list entry.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
 
 use super::ctx::{Ctx, day};
 use crate::config::error::{ConfigError, Source};
 use crate::config::raw::ScreeningFile;
-use crate::policy::{Day, EntityIdx, Finding, FindingStatus, RuleId, Screening, Subject, Tenant, TenantIdx};
+use crate::policy::{Day, EntityIdx, Finding, FindingStatus, Memo, RuleId, Screening, Subject, Tenant, TenantIdx};
+use crate::screening::ListEntry;
 use crate::screening::{Hit, Screener, parse_csl_csv};
 
 /// The entities of `ownership.toml` to screen: each one's names, and ids for clearances.
@@ -18,13 +22,15 @@ pub(super) struct Entities<'a> {
 }
 
 /// The findings, and per entity the rule that lists it (a hit without a clearance) with the list
-/// and entry, as explanations name them.
+/// and entry, as explanations name them. `previous` is the last load's memo: names it saw against
+/// the same list and threshold are not screened again.
 pub(super) fn screen(
     ctx: &mut Ctx,
     (src, file): (&Source, &ScreeningFile),
     list: Option<&Source>,
     (tenants, tenant_ids): (&mut [Tenant], &HashMap<Box<str>, TenantIdx>),
     entities: Entities<'_>,
+    previous: Option<&Memo>,
 ) -> (Screening, Vec<Option<(RuleId, String)>>) {
     let mut listed = vec![None; entities.names.len()];
     let s = &file.screening;
@@ -85,12 +91,14 @@ pub(super) fn screen(
             return (Screening::default(), listed);
         }
     };
-    let screener = Screener::new(entries);
+    let against = Sha256::new().chain_update(&list.text).chain_update(review.to_le_bytes()).finalize().into();
+    let previous = previous.filter(|m| m.against == against);
+    let (hits, memo) = screen_all(&entries, tenants, entities.names, review, previous);
+    let memo = Memo { against, ..memo };
     let mut findings = Vec::new();
-    let hits = screen_all(&screener, tenants, entities.names, review);
     for (subject, hits) in hits {
         for hit in hits {
-            let Some(entry) = screener.entries().get(hit.entry) else { continue };
+            let Some(entry) = entries.get(hit.entry) else { continue };
             let status = if hit.score < threshold {
                 FindingStatus::Review
             } else if let Some((reviewer, date, note)) = clearances.get(&(subject, entry.id.as_str())) {
@@ -130,56 +138,82 @@ pub(super) fn screen(
     }
     let screening = Screening {
         list: Some(list.name.as_str().into()),
-        entries: screener.entries().len(),
+        entries: entries.len(),
         threshold,
         review_threshold: review,
         findings: findings.into(),
+        memo,
     };
     (screening, listed)
 }
 
 /// Every tenant's and entity's hits at or above `review`, for those that have any, in subject
-/// order. The subjects are split over every core, each part screened with its own batch (which
-/// remembers look-ups of words its names share).
+/// order, and the memo of this screening. Tenants whose names `previous` holds take its result;
+/// the others are split over every core, each part screened with its own batch (which remembers
+/// look-ups of words its names share). The list is compiled for matching only if some names need
+/// it.
 fn screen_all(
-    screener: &Screener,
+    entries: &[ListEntry],
     tenants: &[Tenant],
     entities: &[Vec<String>],
     review: f64,
-) -> Vec<(Subject, Vec<Hit>)> {
+    previous: Option<&Memo>,
+) -> (Vec<(Subject, Vec<Hit>)>, Memo) {
+    let built = OnceLock::new();
+    let screener = || built.get_or_init(|| Screener::new(entries.to_vec()));
     let workers = std::thread::available_parallelism().map_or(1, usize::from).max(1);
     let per_worker = tenants.len().div_ceil(workers).max(1);
-    let mut hits: Vec<(Subject, Vec<Hit>)> = std::thread::scope(|scope| {
+    let lookup = |names: &[&str], screen: &mut dyn FnMut(&[&str]) -> Vec<Hit>| {
+        let digest = names_digest(names);
+        let known = previous
+            .and_then(|m| if m.clean.contains(&digest) { Some(Vec::new()) } else { m.hits.get(&digest).cloned() });
+        (digest, known.unwrap_or_else(|| screen(names)))
+    };
+    let parts: Vec<Vec<(u128, Vec<Hit>)>> = std::thread::scope(|scope| {
         let parts: Vec<_> = tenants
             .chunks(per_worker)
-            .enumerate()
-            .map(|(part, chunk)| {
+            .map(|chunk| {
                 scope.spawn(move || {
-                    let mut batch = screener.batch();
-                    let first = part * per_worker;
-                    chunk
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(k, t)| {
-                            let hits = batch.screen(&names(t), review);
-                            (!hits.is_empty()).then(|| (Subject::Tenant((first + k) as TenantIdx), hits))
-                        })
-                        .collect::<Vec<_>>()
+                    let mut batch = None;
+                    let mut screen = |n: &[&str]| batch.get_or_insert_with(|| screener().batch()).screen(n, review);
+                    chunk.iter().map(|t| lookup(&names(t), &mut screen)).collect::<Vec<_>>()
                 })
             })
             .collect();
         // A part that panicked must not pass as a part with no hits: the load fails instead.
-        parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        parts.into_iter().map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
-    let mut batch = screener.batch();
-    for (e, names) in entities.iter().enumerate() {
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let found = batch.screen(&names, review);
-        if !found.is_empty() {
-            hits.push((Subject::Entity(e as EntityIdx), found));
+    let mut screen = |n: &[&str]| screener().screen(n, review);
+    let entities: Vec<_> = entities
+        .iter()
+        .map(|names| lookup(&names.iter().map(String::as_str).collect::<Vec<_>>(), &mut screen))
+        .collect();
+    let subjects = (0..).map(|t| Subject::Tenant(t as TenantIdx)).zip(parts.into_iter().flatten());
+    let subjects = subjects.chain((0..).map(|e| Subject::Entity(e as EntityIdx)).zip(entities));
+    let mut memo = Memo::default();
+    let mut hits = Vec::new();
+    for (subject, (digest, found)) in subjects {
+        if found.is_empty() {
+            memo.clean.insert(digest);
+        } else {
+            memo.hits.insert(digest, found.clone());
+            hits.push((subject, found));
         }
     }
-    hits
+    (hits, memo)
+}
+
+/// A digest of a tenant's names, in order: two tenants share one only if they have the same names.
+fn names_digest(names: &[&str]) -> u128 {
+    let mut h = Sha256::new();
+    for n in names {
+        h.update((n.len() as u64).to_le_bytes());
+        h.update(n.as_bytes());
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&d[..16]);
+    u128::from_le_bytes(first)
 }
 
 /// A tenant's names to screen: its legal name and aliases.
