@@ -250,11 +250,11 @@ impl<'a> ScanScreener<'a> {
 
     fn screen(&self, names: &[&str], threshold: f64) -> Vec<Hit> {
         let s = self.screener;
-        let mut similar = |table: Table, word: &str| -> Sims {
-            match table {
+        let mut similar = |look: Look, word: &str, _needed: bool| -> Option<Sims> {
+            Some(match look.table() {
                 Table::Words => self.words.similar(&s.words, word).into(),
                 Table::Joined => self.joined.similar(&s.joined, word).into(),
-            }
+            })
         };
         // Every look-up made, whatever the threshold: the screen without pruning.
         let queries: Vec<Query<'_>> = names.iter().map(|n| s.query(n, 0.0, &mut similar)).collect();
@@ -402,6 +402,61 @@ fn skippable_no_choice_of_skipped_look_ups_reaches_the_threshold() {
         skipped += skips.joined.iter().filter(|s| **s).count();
     }
     assert!(skipped > 1_000, "only {skipped} joined look-ups skipped");
+}
+
+// === word similarity ===
+
+/// [`score::word_similarity`] as the module docs define it, with none of its shortcuts.
+fn plain_word_similarity(a: &str, b: &str) -> f64 {
+    if a == b {
+        return 1.0;
+    }
+    let (a_chars, b_chars) = (a.chars().count(), b.chars().count());
+    let edits = score::max_edits(a_chars.min(b_chars));
+    if edits == 0 || a_chars.abs_diff(b_chars) > edits || strsim::damerau_levenshtein(a, b) > edits {
+        return 0.0;
+    }
+    strsim::jaro_winkler(a, b)
+}
+
+#[test]
+fn word_similarity_generated_pairs_equal_the_plain_definition() {
+    let mut rng = Rng(6);
+    let vocabulary = vocabulary(&mut rng, 2_000);
+    let mut pairs = 0;
+    let mut paired = 0;
+    for a in &vocabulary {
+        // A misspelling of its own (within the limit or beyond it), one of a misspelling, and
+        // another word: near and far pairs, ASCII and not.
+        let once = misspell(&mut rng, a);
+        let others = [once.clone(), misspell(&mut rng, &once), rng.pick(&vocabulary).clone(), a.clone()];
+        for b in &others {
+            let expected = plain_word_similarity(a, b);
+            let got = score::word_similarity(a, a.chars().count(), b, b.chars().count());
+            assert_eq!(got.to_bits(), expected.to_bits(), "{a:?} / {b:?}");
+            pairs += 1;
+            paired += usize::from(expected > 0.0 && a != b);
+        }
+    }
+    assert!(paired > 1_000, "only {paired} of {pairs} pairs paired: the test should meet near misses");
+}
+
+#[test]
+fn letter_gap_never_exceeds_the_distance() {
+    let mut rng = Rng(7);
+    let vocabulary = vocabulary(&mut rng, 3_000);
+    let mut bounded = 0;
+    for a in &vocabulary {
+        let far = rng.pick(&vocabulary).clone();
+        for b in [misspell(&mut rng, a), far] {
+            if let Some(gap) = score::letter_gap(a, &b) {
+                let distance = strsim::damerau_levenshtein(a, &b);
+                assert!(gap <= distance, "{a:?} / {b:?}: gap {gap}, distance {distance}");
+                bounded += usize::from(gap > 0);
+            }
+        }
+    }
+    assert!(bounded > 2_000, "only {bounded} pairs with a gap");
 }
 
 // === screening ===

@@ -161,13 +161,25 @@ enum Table {
     Joined,
 }
 
+/// One kind of look-up a query makes: its words against list words ([`Look::Word`]) and against
+/// list pairs written together ([`Look::WordJoined`]), and its adjacent pairs written together
+/// against list words ([`Look::Compound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Word,
+    Compound,
+    WordJoined,
+}
+
 /// A string's similarity to every lexicon string it pairs with, by ascending id. Shared, so a
 /// [`Batch`] hands the same look-up to every name using the word without copying it.
 type Sims = Arc<[(usize, f64)]>;
 
 /// One screened name, with its similarity to every list word it could pair with, as far as the
-/// threshold needs them: a look-up [`prune::skippable`] leaves out is `None`, and the aligner gets
-/// those similarities from [`word_similarity`] itself, the function the look-ups filter by.
+/// threshold needs them. A look-up [`prune::skippable`] leaves out finds no candidates; its
+/// similarities come from the same look-up when one is at hand (a [`Batch`] remembers it), or
+/// else it is `None` and the aligner gets them from [`word_similarity`] itself, the function the
+/// look-ups filter by. Either way the aligner sees the same numbers.
 struct Query<'a> {
     text: &'a str,
     words: Vec<String>,
@@ -181,6 +193,8 @@ struct Query<'a> {
     joined_sims: Vec<Option<Sims>>,
     /// Per query word: joined list word pair id → similarity.
     word_joined_sims: Vec<Option<Sims>>,
+    /// The look-ups left out, which find no candidates.
+    skips: prune::Skips,
 }
 
 struct Best {
@@ -252,7 +266,11 @@ impl Screener {
     pub fn screen(&self, names: &[&str], threshold: f64) -> Vec<Hit> {
         let queries: Vec<Query<'_>> = names
             .iter()
-            .map(|n| self.query(n, threshold, &mut |table, word| self.lexicon(table).similar(word).into()))
+            .map(|n| {
+                self.query(n, threshold, &mut |look, word, needed| {
+                    needed.then(|| self.lexicon(look.table()).similar(word).into())
+                })
+            })
             .collect();
         self.rank(&queries, threshold)
     }
@@ -284,8 +302,14 @@ impl Screener {
     }
 
     /// Normalizes `text` and looks up its words, and adjacent pairs written together, through
-    /// `similar`: those through which a name could score `threshold` or more.
-    fn query<'a>(&self, text: &'a str, threshold: f64, similar: &mut impl FnMut(Table, &str) -> Sims) -> Query<'a> {
+    /// `similar`: those through which a name could score `threshold` or more with `needed` set,
+    /// the others without, for `similar` to answer only when it has them at hand.
+    fn query<'a>(
+        &self,
+        text: &'a str,
+        threshold: f64,
+        similar: &mut impl FnMut(Look, &str, bool) -> Option<Sims>,
+    ) -> Query<'a> {
         let words = normalize(text).tokens;
         let chars = words.iter().map(|w| w.chars().count()).collect();
         let weights: Vec<f64> = words.iter().map(|w| self.weight(w)).collect();
@@ -299,16 +323,12 @@ impl Screener {
             .collect();
         let skips = prune::skippable(&weights, threshold);
         let made = |skipped: &[bool], q: usize| !skipped.get(q).copied().unwrap_or(false);
-        let word_sims =
-            words.iter().enumerate().map(|(q, w)| made(&skips.words, q).then(|| similar(Table::Words, w))).collect();
-        let joined_sims = joined
-            .iter()
-            .enumerate()
-            .map(|(q, (w, _))| made(&skips.joined, q).then(|| similar(Table::Words, w)))
-            .collect();
+        let word_sims = words.iter().enumerate().map(|(q, w)| similar(Look::Word, w, made(&skips.words, q))).collect();
+        let joined_sims =
+            joined.iter().enumerate().map(|(q, (w, _))| similar(Look::Compound, w, made(&skips.joined, q))).collect();
         let word_joined_sims =
-            words.iter().enumerate().map(|(q, w)| made(&skips.words, q).then(|| similar(Table::Joined, w))).collect();
-        Query { text, words, chars, weights, joined, word_sims, joined_sims, word_joined_sims }
+            words.iter().enumerate().map(|(q, w)| similar(Look::WordJoined, w, made(&skips.words, q))).collect();
+        Query { text, words, chars, weights, joined, word_sims, joined_sims, word_joined_sims, skips }
     }
 
     fn lexicon(&self, table: Table) -> &Lexicon {
@@ -328,13 +348,17 @@ impl Screener {
     /// Names sharing at least one pairable word (or compound) with the query through a look-up it
     /// made, ascending.
     fn candidates(&self, query: &Query<'_>) -> Vec<usize> {
+        fn made<'q>(sims: &'q [Option<Sims>], skipped: &'q [bool]) -> impl Iterator<Item = &'q [(usize, f64)]> {
+            sims.iter().zip(skipped).filter(|(_, skipped)| !**skipped).filter_map(|(sims, _)| sims.as_deref())
+        }
+        let skips = &query.skips;
         let mut ids: Vec<usize> = Vec::new();
-        for sims in query.word_sims.iter().chain(&query.joined_sims).flatten() {
-            for (word, _) in sims.iter() {
+        for sims in made(&query.word_sims, &skips.words).chain(made(&query.joined_sims, &skips.joined)) {
+            for (word, _) in sims {
                 ids.extend_from_slice(&self.words.postings[*word]);
             }
         }
-        for sims in query.word_joined_sims.iter().flatten() {
+        for sims in made(&query.word_joined_sims, &skips.words) {
             for (pair, _) in sims.iter() {
                 ids.extend_from_slice(&self.joined.postings[*pair]);
             }
@@ -414,6 +438,17 @@ fn lookup(sims: &Option<Sims>, id: usize, compute: impl FnOnce() -> f64) -> f64 
             sims.binary_search_by_key(&id, |(i, _)| *i).ok().and_then(|at| sims.get(at)).map_or(0.0, |(_, s)| *s)
         }
         None => compute(),
+    }
+}
+
+// === impl Look ===
+
+impl Look {
+    fn table(self) -> Table {
+        match self {
+            Look::Word | Look::Compound => Table::Words,
+            Look::WordJoined => Table::Joined,
+        }
     }
 }
 

@@ -45,6 +45,15 @@ pub fn normalize(name: &str) -> NormalizedName {
 /// Uppercase, compatibility-folded, diacritic-free text with the letters NFKD does not decompose
 /// spelled out, so that transliterations written with or without them compare equal.
 fn fold(name: &str) -> String {
+    // ASCII is its own NFKD and NFKC, has no combining marks and none of the letters below; most
+    // names are ASCII, and this spares them the Unicode tables.
+    if name.is_ascii() {
+        return name
+            .bytes()
+            .filter(|b| !is_apostrophe(char::from(*b)))
+            .map(|b| char::from(b.to_ascii_uppercase()))
+            .collect();
+    }
     let upper: String = name.to_uppercase().chars().filter(|c| !is_apostrophe(*c)).collect();
     let mut out = String::with_capacity(upper.len());
     for c in upper.nfkd().filter(|c| !is_combining_mark(*c)).nfkc() {
