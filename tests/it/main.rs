@@ -12,6 +12,7 @@ mod demo;
 mod explain_agrees;
 mod explain_tools;
 mod forwarding;
+mod generate;
 mod kill_switch;
 mod limits;
 mod messages;
