@@ -468,7 +468,8 @@ fn a_reload_screens_only_names_the_last_load_did_not_see_against_this_list() {
         let f = f.unwrap();
         std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
     }
-    let load = |previous: Option<&Policy>| config::load_after(dir.path(), &|_| Some("k".into()), previous).unwrap().policy;
+    let load =
+        |previous: Option<&Policy>| config::load_after(dir.path(), &|_| Some("k".into()), previous).unwrap().policy;
     let blocked = |p: &Policy| -> Vec<String> {
         let mut ids: Vec<String> =
             p.tenants().iter().filter(|t| t.denied_party.is_some()).map(|t| t.id.to_string()).collect();
