@@ -210,7 +210,7 @@ fn tenant_files(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<parse::TenantF
     let main = dir.join(FILES.tenants.name);
     let folder = dir.join(TENANTS_DIR);
     if main.exists() || !folder.is_dir() {
-        files.push(parse::TenantFile { name: display(&main), path: main });
+        files.push(parse::TenantFile { name: display(&main), path: main, relative: FILES.tenants.name.into() });
     }
     if folder.is_dir() {
         match fs::read_dir(&folder) {
@@ -221,7 +221,10 @@ fn tenant_files(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<parse::TenantF
                     .filter(|p| p.extension().is_some_and(|x| x == "toml"))
                     .collect();
                 paths.sort();
-                files.extend(paths.into_iter().map(|path| parse::TenantFile { name: display(&path), path }));
+                files.extend(paths.into_iter().map(|path| {
+                    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    parse::TenantFile { name: display(&path), relative: format!("{TENANTS_DIR}/{file}"), path }
+                }));
             }
             Err(e) => errors.push(ConfigError {
                 file: display(&folder),

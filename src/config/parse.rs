@@ -33,10 +33,12 @@ pub(super) fn parse<T: DeserializeOwned>(src: &Source, errors: &mut Vec<ConfigEr
     }
 }
 
-/// A tenant file: the name messages give it, and where it is.
+/// A tenant file: the name messages give it, where it is, and its name inside the config folder
+/// (what the policy version covers, so a folder's version does not depend on where it is).
 pub(super) struct TenantFile {
     pub name: String,
     pub path: PathBuf,
+    pub relative: String,
 }
 
 /// Consecutive tenants of one file, with their text as a [`Source`] that knows its first line, so
@@ -147,8 +149,8 @@ fn read_slices(files: &[TenantFile], workers: &[SyncSender<Slice>]) -> ([u8; 32]
         seq += 1;
     };
     for (file, f) in files.iter().enumerate() {
-        hash.update((f.name.len() as u64).to_le_bytes());
-        hash.update(f.name.as_bytes());
+        hash.update((f.relative.len() as u64).to_le_bytes());
+        hash.update(f.relative.as_bytes());
         let mut reader = match fs::File::open(&f.path) {
             Ok(h) => BufReader::with_capacity(1 << 20, h),
             Err(e) => {

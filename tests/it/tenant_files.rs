@@ -104,6 +104,13 @@ fn the_policy_version_covers_every_tenant_file() {
     fs::write(dir.path().join("tenants.d/a.toml"), tenant("a1", "sk-a1").replace("a1 Inc.", "A1 Inc.")).unwrap();
     let edited = load(dir.path()).policy.version().to_owned();
     assert_ne!(before, edited);
+    // The same folder elsewhere is the same config.
+    let copy = tempfile::TempDir::new().unwrap();
+    fs::create_dir(copy.path().join("tenants.d")).unwrap();
+    for name in ["models.toml", "country-groups.toml", "jurisdictions.toml", "tenants.toml", "tenants.d/a.toml"] {
+        fs::copy(dir.path().join(name), copy.path().join(name)).unwrap();
+    }
+    assert_eq!(load(copy.path()).policy.version(), edited);
     // The same tenants under another file name are another config.
     fs::rename(dir.path().join("tenants.d/a.toml"), dir.path().join("tenants.d/z.toml")).unwrap();
     assert_ne!(load(dir.path()).policy.version(), edited);
