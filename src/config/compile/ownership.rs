@@ -225,73 +225,70 @@ pub(super) fn bind_tenant(
 ) {
     let ownership = b.ownership;
     let name = |j: u32| b.jurisdictions.get(j as usize).map_or("?", |j| &*j.id);
-    {
-        if let Some(e) = &r.entity {
-            match ownership.entity_by_id(e.get_ref()) {
-                Some(idx) => t.entity = Some(idx),
-                None => {
-                    let msg = format!("unknown entity {:?}; entities are defined in ownership.toml", e.get_ref());
-                    ctx.err(src, Some(e.span()), format!("{key}.entity"), msg);
-                }
-            }
-        }
-        // A bad country code, an uncovered country or an unknown jurisdiction is reported by the
-        // tenants compiler already.
-        let known = b.jurisdictions.iter().any(|j| *j.id == **r.jurisdiction.get_ref());
-        let Some(own) = (b.coverage)(&t.country).filter(|_| known && valid_country(&t.country)) else { return };
-        let parent = t.entity.and_then(|e| ownership.entity(e)).map(|e| e.ultimate_parent);
-        let by_hq = parent
-            .and_then(|p| ownership.entity(p).map(|x| (p, x)))
-            .and_then(|(p, x)| (b.coverage)(&x.headquarters).map(|j| (j, p)));
-        let applies =
-            |j: u32, f: fn(AppliesBy) -> bool| b.jurisdictions.get(j as usize).is_some_and(|x| f(x.applies_by));
-        let mut applicable: Vec<(u32, Option<EntityIdx>)> = Vec::new();
-        if applies(own, AppliesBy::by_country) {
-            applicable.push((own, None));
-        }
-        if let Some((j, p)) = by_hq.filter(|&(j, _)| applies(j, AppliesBy::by_headquarters)) {
-            if !applicable.iter().any(|&(a, _)| a == j) {
-                applicable.push((j, Some(p)));
-            }
-        }
-        let why = |(j, p): (u32, Option<EntityIdx>)| match p.and_then(|p| ownership.entity(p)) {
-            None => format!("{:?} (its country {})", name(j), t.country),
-            Some(p) => format!("{:?} (headquarters of its ultimate parent {}, {})", name(j), p.id, p.headquarters),
-        };
-        let span = Some(r.jurisdiction.span());
-        match applicable.iter().position(|&(j, _)| j == t.jurisdiction) {
-            Some(at) => {
-                t.also = applicable
-                    .iter()
-                    .enumerate()
-                    .find(|&(k, _)| k != at)
-                    .map(|(_, &(jurisdiction, parent))| Also { jurisdiction, parent });
-            }
-            None if applicable.len() == 1 && applicable[0].1.is_none() => {
-                let msg = format!(
-                    "country {} belongs to jurisdiction {:?}, not {:?}",
-                    t.country,
-                    name(own),
-                    name(t.jurisdiction)
-                );
-                ctx.err(src, span, format!("{key}.jurisdiction"), msg);
-            }
-            None if applicable.is_empty() => {
-                let msg = format!(
-                    "no jurisdiction applies: country {} belongs to {:?}, which applies by headquarters only, and the \
-                     tenant's ultimate parent (ownership.toml) is not headquartered there",
-                    t.country,
-                    name(own)
-                );
-                ctx.err(src, span, format!("{key}.jurisdiction"), msg);
-            }
+    if let Some(e) = &r.entity {
+        match ownership.entity_by_id(e.get_ref()) {
+            Some(idx) => t.entity = Some(idx),
             None => {
-                let list: Vec<String> = applicable.iter().map(|&a| why(a)).collect();
-                let verb = if list.len() > 1 { "do" } else { "does" };
-                let msg =
-                    format!("{:?} does not apply to this tenant; {} {verb}", name(t.jurisdiction), list.join(" and "));
-                ctx.err(src, span, format!("{key}.jurisdiction"), msg);
+                let msg = format!("unknown entity {:?}; entities are defined in ownership.toml", e.get_ref());
+                ctx.err(src, Some(e.span()), format!("{key}.entity"), msg);
             }
+        }
+    }
+    // A bad country code, an uncovered country or an unknown jurisdiction is reported by the
+    // tenants compiler already.
+    let known = b.jurisdictions.iter().any(|j| *j.id == **r.jurisdiction.get_ref());
+    let Some(own) = (b.coverage)(&t.country).filter(|_| known && valid_country(&t.country)) else { return };
+    let parent = t.entity.and_then(|e| ownership.entity(e)).map(|e| e.ultimate_parent);
+    let by_hq = parent
+        .and_then(|p| ownership.entity(p).map(|x| (p, x)))
+        .and_then(|(p, x)| (b.coverage)(&x.headquarters).map(|j| (j, p)));
+    let applies = |j: u32, f: fn(AppliesBy) -> bool| b.jurisdictions.get(j as usize).is_some_and(|x| f(x.applies_by));
+    let mut applicable: Vec<(u32, Option<EntityIdx>)> = Vec::new();
+    if applies(own, AppliesBy::by_country) {
+        applicable.push((own, None));
+    }
+    if let Some((j, p)) = by_hq.filter(|&(j, _)| applies(j, AppliesBy::by_headquarters)) {
+        if !applicable.iter().any(|&(a, _)| a == j) {
+            applicable.push((j, Some(p)));
+        }
+    }
+    let why = |(j, p): (u32, Option<EntityIdx>)| match p.and_then(|p| ownership.entity(p)) {
+        None => format!("{:?} (its country {})", name(j), t.country),
+        Some(p) => format!("{:?} (headquarters of its ultimate parent {}, {})", name(j), p.id, p.headquarters),
+    };
+    let span = Some(r.jurisdiction.span());
+    match applicable.iter().position(|&(j, _)| j == t.jurisdiction) {
+        Some(at) => {
+            t.also = applicable
+                .iter()
+                .enumerate()
+                .find(|&(k, _)| k != at)
+                .map(|(_, &(jurisdiction, parent))| Also { jurisdiction, parent });
+        }
+        None if applicable.len() == 1 && applicable[0].1.is_none() => {
+            let msg = format!(
+                "country {} belongs to jurisdiction {:?}, not {:?}",
+                t.country,
+                name(own),
+                name(t.jurisdiction)
+            );
+            ctx.err(src, span, format!("{key}.jurisdiction"), msg);
+        }
+        None if applicable.is_empty() => {
+            let msg = format!(
+                "no jurisdiction applies: country {} belongs to {:?}, which applies by headquarters only, and the \
+                 tenant's ultimate parent (ownership.toml) is not headquartered there",
+                t.country,
+                name(own)
+            );
+            ctx.err(src, span, format!("{key}.jurisdiction"), msg);
+        }
+        None => {
+            let list: Vec<String> = applicable.iter().map(|&a| why(a)).collect();
+            let verb = if list.len() > 1 { "do" } else { "does" };
+            let msg =
+                format!("{:?} does not apply to this tenant; {} {verb}", name(t.jurisdiction), list.join(" and "));
+            ctx.err(src, span, format!("{key}.jurisdiction"), msg);
         }
     }
 }

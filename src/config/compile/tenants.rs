@@ -79,181 +79,165 @@ fn compile_tenant(
     inputs: &Inputs<'_>,
 ) -> Tenant {
     let Inputs { jurisdictions, regional_limits, bind, models } = *inputs;
-    {
-        let idx = x.out.len() as u32;
-        let id = t.id.get_ref().as_str();
-        let key = Entry("tenants", i, id);
-        if !valid_name(id) {
-            ctx.err(src, Some(t.id.span()), format!("{key}.id"), "must be printable ASCII without spaces");
-        }
-        if x.ids.insert(Box::<str>::from(id), idx).is_some() {
-            ctx.err(src, Some(t.id.span()), format!("{key}.id"), format!("tenant {id:?} is defined twice"));
-        }
-        if t.legal_name.trim().is_empty() {
-            ctx.err(src, Some(t.id.span()), format!("{key}.legal_name"), "must not be empty");
-        }
-        let jurisdiction = tenant_jurisdiction(ctx, src, &key, t, jurisdictions, bind.coverage);
-        for (k, d) in t.key_sha256.iter().enumerate() {
-            let kk = || format!("{key}.key_sha256[{k}]");
-            match auth::parse_digest(d.get_ref()).filter(|_| d.get_ref().len() == 64) {
-                None => ctx.err(
-                    src,
-                    Some(d.span()),
-                    kk(),
-                    "must be 64 hex digits (the SHA-256 of the key; see `customs keygen`)",
-                ),
-                Some(digest) => {
-                    if let Some(other) = x.keys.insert(digest, idx) {
-                        let other = x.out.get(other as usize).map_or(id, |o| &*o.id);
-                        ctx.err(
-                            src,
-                            Some(d.span()),
-                            kk(),
-                            format!("this key digest is also listed for tenant {other:?}"),
-                        );
-                    }
-                }
-            }
-        }
-        for (k, name) in t.client_certificate_names.iter().enumerate() {
-            let kk = || format!("{key}.client_certificate_names[{k}]");
-            let n = name.get_ref().as_str();
-            if !valid_name(n) {
-                ctx.err(src, Some(name.span()), kk(), "must be printable ASCII without spaces");
-            } else if let Some(other) = x.certificates.insert(n.into(), idx) {
-                let other = x.out.get(other as usize).map_or(id, |o| &*o.id);
-                ctx.err(src, Some(name.span()), kk(), format!("this name is also listed for tenant {other:?}"));
-            }
-        }
-        if t.require_key_and_certificate {
-            if t.client_certificate_names.is_empty() {
-                ctx.err(
-                    src,
-                    Some(t.id.span()),
-                    format!("{key}.require_key_and_certificate"),
-                    "needs client_certificate_names: no certificate could ever satisfy it",
-                );
-            }
-            x.both.push(idx);
-        }
-        let suspended = (*t.status.get_ref() == TenantStatus::Suspended)
-            .then(|| ctx.rule(src, t.status.span(), format!("{key}.status"), "status = \"suspended\"".into()));
-        let allowlist = t.allow_models.as_ref().map(|list| {
-            let ids = || models.iter().map(|(m, _)| &*m.id);
-            let patterns = model_patterns(ctx, src, &format!("{key}.allow_models"), list.get_ref(), ids, "model id");
-            let mut bits = vec![0u64; models.len().div_ceil(64)];
-            for (m, (model, _)) in models.iter().enumerate() {
-                if patterns.iter().flatten().any(|(g, _)| g.is_match(&*model.id)) {
-                    bits[m / 64] |= 1 << (m % 64);
-                }
-            }
-            let rule = ctx.rule(
-                src,
-                list.span(),
-                format!("{key}.allow_models"),
-                "the tenant's own allowlist does not include the model".into(),
-            );
-            ModelSet { bits: bits.into(), rule }
-        });
-        let declaration = t.end_use.as_ref().and_then(|d| {
-            let dk = format!("{key}.end_use");
-            if !valid_name(d.id.get_ref()) {
-                ctx.err(src, Some(d.id.span()), format!("{dk}.id"), "must be printable ASCII without spaces");
-            }
-            let valid =
-                day_window(ctx, src, &dk, ("effective_from", d.effective_from.as_ref()), ("expires", Some(&d.expires)));
-            if d.purposes.is_empty() {
-                ctx.err(
-                    src,
-                    Some(d.id.span()),
-                    format!("{dk}.purposes"),
-                    "a declaration must declare at least one purpose",
-                );
-            }
-            for (p, purpose) in d.purposes.iter().enumerate() {
-                if !valid_label(purpose.get_ref()) {
-                    ctx.err(
-                        src,
-                        Some(purpose.span()),
-                        format!("{dk}.purposes[{p}]"),
-                        "must be lowercase letters, digits and '-'",
-                    );
-                }
-            }
-            let valid = valid?;
-            let purposes: Vec<&str> = d.purposes.iter().map(|p| p.get_ref().as_str()).collect();
-            let decl = d.id.get_ref();
-            let rule = ctx.rule(
-                src,
-                d.id.span(),
-                dk.clone(),
-                format!("declaration {decl} valid {valid}, purposes {purposes:?}"),
-            );
-            let pending_rule = match &d.effective_from {
-                Some(from) => ctx.rule(
-                    src,
-                    from.span(),
-                    format!("{dk}.effective_from"),
-                    format!("declaration {decl} does not count before {}: as if none were on file", valid.from),
-                ),
-                None => rule,
-            };
-            Some(Declaration {
-                id: decl.as_str().into(),
-                effective_from: valid.from,
-                expires: valid.until,
-                purposes: purposes.into_iter().map(Into::into).collect(),
-                rule,
-                pending_rule,
-            })
-        });
-        let suspension = t.suspension.as_ref().and_then(|s| {
-            let sk = format!("{key}.suspension");
-            let raw = s.get_ref();
-            let window = day_window(
-                ctx,
-                src,
-                &sk,
-                ("effective_from", raw.effective_from.as_ref()),
-                ("until", raw.until.as_ref()),
-            );
-            let reason = raw.reason.get_ref().trim();
-            if reason.is_empty() {
-                ctx.err(src, Some(raw.reason.span()), format!("{sk}.reason"), "must say why the tenant is suspended");
-            }
-            let window = window?;
-            let rule = ctx.rule(src, s.span(), sk, format!("suspended {window}: {reason}"));
-            Some(Suspension { window, rule })
-        });
-        let kyc = t.kyc.as_ref().and_then(|k| kyc(ctx, src, &key, k));
-        if let Some(l) = &t.limits {
-            check_limits(ctx, src, &format!("{key}.limits"), l);
-        }
-        let regional = regional_limits.get(jurisdiction as usize).copied().flatten();
-        let limits = merge_limits(t.limits.as_ref().map(|l| l.get_ref()), regional);
-        let mut tenant = Tenant {
-            id: id.into(),
-            legal_name: t.legal_name.as_str().into(),
-            aliases: t.aliases.iter().map(|a| a.as_str().into()).collect(),
-            country: t.country.get_ref().as_str().into(),
-            jurisdiction,
-            suspended,
-            suspension,
-            denied_party: None,
-            entity: None,
-            affiliated: None,
-            declaration,
-            kyc,
-            also: None,
-            allowlist,
-            limits,
-            file: u32::try_from(file).unwrap_or(u32::MAX),
-            entry: u32::try_from(i).unwrap_or(u32::MAX),
-            entry_line: u32::try_from(src.line(&t.id.span())).unwrap_or(u32::MAX),
-        };
-        bind_tenant(ctx, src, &key, &mut tenant, t, bind);
-        tenant
+    let idx = x.out.len() as u32;
+    let id = t.id.get_ref().as_str();
+    let key = Entry("tenants", i, id);
+    if !valid_name(id) {
+        ctx.err(src, Some(t.id.span()), format!("{key}.id"), "must be printable ASCII without spaces");
     }
+    if x.ids.insert(Box::<str>::from(id), idx).is_some() {
+        ctx.err(src, Some(t.id.span()), format!("{key}.id"), format!("tenant {id:?} is defined twice"));
+    }
+    if t.legal_name.trim().is_empty() {
+        ctx.err(src, Some(t.id.span()), format!("{key}.legal_name"), "must not be empty");
+    }
+    let jurisdiction = tenant_jurisdiction(ctx, src, &key, t, jurisdictions, bind.coverage);
+    for (k, d) in t.key_sha256.iter().enumerate() {
+        let kk = || format!("{key}.key_sha256[{k}]");
+        match auth::parse_digest(d.get_ref()).filter(|_| d.get_ref().len() == 64) {
+            None => ctx.err(
+                src,
+                Some(d.span()),
+                kk(),
+                "must be 64 hex digits (the SHA-256 of the key; see `customs keygen`)",
+            ),
+            Some(digest) => {
+                if let Some(other) = x.keys.insert(digest, idx) {
+                    let other = x.out.get(other as usize).map_or(id, |o| &*o.id);
+                    ctx.err(src, Some(d.span()), kk(), format!("this key digest is also listed for tenant {other:?}"));
+                }
+            }
+        }
+    }
+    for (k, name) in t.client_certificate_names.iter().enumerate() {
+        let kk = || format!("{key}.client_certificate_names[{k}]");
+        let n = name.get_ref().as_str();
+        if !valid_name(n) {
+            ctx.err(src, Some(name.span()), kk(), "must be printable ASCII without spaces");
+        } else if let Some(other) = x.certificates.insert(n.into(), idx) {
+            let other = x.out.get(other as usize).map_or(id, |o| &*o.id);
+            ctx.err(src, Some(name.span()), kk(), format!("this name is also listed for tenant {other:?}"));
+        }
+    }
+    if t.require_key_and_certificate {
+        if t.client_certificate_names.is_empty() {
+            ctx.err(
+                src,
+                Some(t.id.span()),
+                format!("{key}.require_key_and_certificate"),
+                "needs client_certificate_names: no certificate could ever satisfy it",
+            );
+        }
+        x.both.push(idx);
+    }
+    let suspended = (*t.status.get_ref() == TenantStatus::Suspended)
+        .then(|| ctx.rule(src, t.status.span(), format!("{key}.status"), "status = \"suspended\"".into()));
+    let allowlist = t.allow_models.as_ref().map(|list| {
+        let ids = || models.iter().map(|(m, _)| &*m.id);
+        let patterns = model_patterns(ctx, src, &format!("{key}.allow_models"), list.get_ref(), ids, "model id");
+        let mut bits = vec![0u64; models.len().div_ceil(64)];
+        for (m, (model, _)) in models.iter().enumerate() {
+            if patterns.iter().flatten().any(|(g, _)| g.is_match(&*model.id)) {
+                bits[m / 64] |= 1 << (m % 64);
+            }
+        }
+        let rule = ctx.rule(
+            src,
+            list.span(),
+            format!("{key}.allow_models"),
+            "the tenant's own allowlist does not include the model".into(),
+        );
+        ModelSet { bits: bits.into(), rule }
+    });
+    let declaration = t.end_use.as_ref().and_then(|d| {
+        let dk = format!("{key}.end_use");
+        if !valid_name(d.id.get_ref()) {
+            ctx.err(src, Some(d.id.span()), format!("{dk}.id"), "must be printable ASCII without spaces");
+        }
+        let valid =
+            day_window(ctx, src, &dk, ("effective_from", d.effective_from.as_ref()), ("expires", Some(&d.expires)));
+        if d.purposes.is_empty() {
+            ctx.err(
+                src,
+                Some(d.id.span()),
+                format!("{dk}.purposes"),
+                "a declaration must declare at least one purpose",
+            );
+        }
+        for (p, purpose) in d.purposes.iter().enumerate() {
+            if !valid_label(purpose.get_ref()) {
+                ctx.err(
+                    src,
+                    Some(purpose.span()),
+                    format!("{dk}.purposes[{p}]"),
+                    "must be lowercase letters, digits and '-'",
+                );
+            }
+        }
+        let valid = valid?;
+        let purposes: Vec<&str> = d.purposes.iter().map(|p| p.get_ref().as_str()).collect();
+        let decl = d.id.get_ref();
+        let rule =
+            ctx.rule(src, d.id.span(), dk.clone(), format!("declaration {decl} valid {valid}, purposes {purposes:?}"));
+        let pending_rule = match &d.effective_from {
+            Some(from) => ctx.rule(
+                src,
+                from.span(),
+                format!("{dk}.effective_from"),
+                format!("declaration {decl} does not count before {}: as if none were on file", valid.from),
+            ),
+            None => rule,
+        };
+        Some(Declaration {
+            id: decl.as_str().into(),
+            effective_from: valid.from,
+            expires: valid.until,
+            purposes: purposes.into_iter().map(Into::into).collect(),
+            rule,
+            pending_rule,
+        })
+    });
+    let suspension = t.suspension.as_ref().and_then(|s| {
+        let sk = format!("{key}.suspension");
+        let raw = s.get_ref();
+        let window =
+            day_window(ctx, src, &sk, ("effective_from", raw.effective_from.as_ref()), ("until", raw.until.as_ref()));
+        let reason = raw.reason.get_ref().trim();
+        if reason.is_empty() {
+            ctx.err(src, Some(raw.reason.span()), format!("{sk}.reason"), "must say why the tenant is suspended");
+        }
+        let window = window?;
+        let rule = ctx.rule(src, s.span(), sk, format!("suspended {window}: {reason}"));
+        Some(Suspension { window, rule })
+    });
+    let kyc = t.kyc.as_ref().and_then(|k| kyc(ctx, src, &key, k));
+    if let Some(l) = &t.limits {
+        check_limits(ctx, src, &format!("{key}.limits"), l);
+    }
+    let regional = regional_limits.get(jurisdiction as usize).copied().flatten();
+    let limits = merge_limits(t.limits.as_ref().map(|l| l.get_ref()), regional);
+    let mut tenant = Tenant {
+        id: id.into(),
+        legal_name: t.legal_name.as_str().into(),
+        aliases: t.aliases.iter().map(|a| a.as_str().into()).collect(),
+        country: t.country.get_ref().as_str().into(),
+        jurisdiction,
+        suspended,
+        suspension,
+        denied_party: None,
+        entity: None,
+        affiliated: None,
+        declaration,
+        kyc,
+        also: None,
+        allowlist,
+        limits,
+        file: u32::try_from(file).unwrap_or(u32::MAX),
+        entry: u32::try_from(i).unwrap_or(u32::MAX),
+        entry_line: u32::try_from(src.line(&t.id.span())).unwrap_or(u32::MAX),
+    };
+    bind_tenant(ctx, src, &key, &mut tenant, t, bind);
+    tenant
 }
 
 /// Longest grace after a re-verification date: past a year, the record is not a verification.
