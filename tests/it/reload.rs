@@ -161,33 +161,30 @@ async fn a_change_in_tenants_d_is_picked_up_by_the_watcher() {
     .await;
     assert_eq!(chat(ex.gw.addr, "sk-extra", "gpt-4o-mini", None).await.status, StatusCode::OK);
     edit_file(&ex.dir.path().join("tenants.d"), "extra.toml", SUSPEND_DEMO_US.0, SUSPEND_DEMO_US.1);
+    suspended_within_15s(ex.gw.addr, "sk-extra").await;
+    ex.stop().await;
+}
+
+/// Waits until the tenant with `key` is refused as suspended: the watcher has reloaded.
+async fn suspended_within_15s(addr: std::net::SocketAddr, key: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let r = chat(ex.gw.addr, "sk-extra", "gpt-4o-mini", None).await;
+        let r = chat(addr, key, "gpt-4o-mini", None).await;
         if r.status == StatusCode::FORBIDDEN {
             assert_eq!(r.code(), "tenant_suspended");
-            break;
+            return;
         }
         assert!(tokio::time::Instant::now() < deadline, "the watcher never reloaded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ex.stop().await;
 }
+
 #[tokio::test]
 async fn a_change_in_the_folder_is_picked_up_by_the_watcher() {
     let ex = Example::start().await;
     assert_eq!(chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await.status, StatusCode::OK);
     edit_file(ex.dir.path(), "tenants.toml", SUSPEND_DEMO_US.0, SUSPEND_DEMO_US.1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = chat(ex.gw.addr, "sk-demo-us", "gpt-4o-mini", None).await;
-        if r.status == StatusCode::FORBIDDEN {
-            assert_eq!(r.code(), "tenant_suspended");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the watcher never reloaded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    suspended_within_15s(ex.gw.addr, "sk-demo-us").await;
     let m = scrape(ex.gw.admin_addr).await;
     assert!(value(&m, "customs_config_reloads_total", &[("result", "success")]) >= 1.0);
     ex.stop().await;
