@@ -186,8 +186,8 @@ pub struct Tenant {
     pub aliases: Box<[Box<str>]>,
     pub country: Box<str>,
     pub jurisdiction: u32,
-    /// `status = "suspended"`: from now on, until the status changes.
-    pub suspended: Option<RuleId>,
+    /// `status = "suspended"`: from now on, until the status changes. The line of its `status`.
+    pub suspended: Option<Line>,
     /// A scheduled suspension, `[tenants.suspension]`.
     pub suspension: Option<Suspension>,
     /// The screening-list entry that blocks this tenant, when it matched and was not cleared.
@@ -214,7 +214,8 @@ pub struct Tenant {
 
 pub struct Suspension {
     pub window: Window,
-    pub rule: RuleId,
+    pub reason: Box<str>,
+    pub(crate) line: Line,
 }
 
 pub struct Declaration {
@@ -224,9 +225,9 @@ pub struct Declaration {
     /// Last day on which the declaration is valid.
     pub expires: Day,
     pub purposes: Box<[Box<str>]>,
-    pub rule: RuleId,
-    /// Cited when a request comes before `effective_from`.
-    pub(crate) pending_rule: RuleId,
+    pub(crate) line: Line,
+    /// The line of `effective_from`, cited when a request comes before it.
+    pub(crate) pending_line: Option<Line>,
 }
 
 /// The second jurisdiction of a tenant, and why it applies.
@@ -247,14 +248,50 @@ pub struct Kyc {
     pub grace_days: u32,
     /// The first day after `reverify_by` and its grace.
     pub refused_from: Day,
-    pub rule: RuleId,
+    pub(crate) line: Line,
 }
 
-/// A set of models as a bitset, with the rule that defined it.
+/// A tenant's own allowlist of models as a bitset, with its line.
 pub struct ModelSet {
     pub(crate) bits: Box<[u64]>,
-    pub(crate) rule: RuleId,
+    pub(crate) line: Line,
 }
+
+/// A line of a tenant file.
+pub type Line = u32;
+
+/// The rules a tenant's own entry makes. They are not compiled into the policy's rules: each is
+/// spelled out from the tenant when asked for ([`Policy::rule`]), so that a tenant's rules never
+/// depend on the tenants before it, and a provider's million tenants cost no rule each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum TenantRule {
+    Status,
+    Suspension,
+    AllowModels,
+    EndUse,
+    EndUsePending,
+    Kyc,
+    /// No end-use declaration on file.
+    NoDeclaration,
+}
+
+impl TenantRule {
+    /// Rule ids per tenant; the tenants' ids follow the compiled rules.
+    const PER_TENANT: u32 = 8;
+    const ALL: [Self; 7] = [
+        Self::Status,
+        Self::Suspension,
+        Self::AllowModels,
+        Self::EndUse,
+        Self::EndUsePending,
+        Self::Kyc,
+        Self::NoDeclaration,
+    ];
+}
+
+/// The most tenants a policy holds: each has [`TenantRule::PER_TENANT`] rule ids of a `u32`.
+pub const MAX_TENANTS: usize = 1 << 28;
 
 // === impl Jurisdiction ===
 
@@ -414,7 +451,7 @@ impl Policy {
         }
         if let Some(set) = &t.allowlist {
             if !set.contains(m) {
-                return deny(model, Denial::ModelNotAllowed, Some(set.rule));
+                return deny(model, Denial::ModelNotAllowed, Some(self.tenant_rule(tenant, TenantRule::AllowModels)));
             }
         }
         if v.over_threshold() {
@@ -423,7 +460,7 @@ impl Policy {
         // Before its effective_from a declaration does not count: the tenant is refused as if it
         // had none on file, and the refusal names the day the declaration starts.
         let (declaration, absent_rule) = match &t.declaration {
-            Some(d) if today < d.effective_from => (None, Some(d.pending_rule)),
+            Some(d) if today < d.effective_from => (None, Some(self.tenant_rule(tenant, TenantRule::EndUsePending))),
             d => (d.as_ref(), None),
         };
         if v.needs_declaration() {
@@ -433,7 +470,11 @@ impl Policy {
                     return deny(model, Denial::EndUseDeclarationRequired, Some(rule));
                 }
                 Some(d) if today > d.expires => {
-                    return deny(model, Denial::EndUseDeclarationExpired, Some(d.rule));
+                    return deny(
+                        model,
+                        Denial::EndUseDeclarationExpired,
+                        Some(self.tenant_rule(tenant, TenantRule::EndUse)),
+                    );
                 }
                 Some(_) => {}
             }
@@ -441,12 +482,18 @@ impl Policy {
         if let Some(p) = purpose {
             match declaration {
                 Some(d) if today > d.expires => {
-                    return deny(model, Denial::EndUseDeclarationExpired, Some(d.rule));
+                    return deny(
+                        model,
+                        Denial::EndUseDeclarationExpired,
+                        Some(self.tenant_rule(tenant, TenantRule::EndUse)),
+                    );
                 }
                 Some(d) if d.purposes.iter().any(|dp| &**dp == p) => {}
-                Some(d) => return deny(model, Denial::PurposeNotDeclared, Some(d.rule)),
+                Some(_) => {
+                    return deny(model, Denial::PurposeNotDeclared, Some(self.tenant_rule(tenant, TenantRule::EndUse)));
+                }
                 None => {
-                    let rule = absent_rule.unwrap_or(self.no_declaration_rule(tenant));
+                    let rule = absent_rule.unwrap_or(self.tenant_rule(tenant, TenantRule::NoDeclaration));
                     return deny(model, Denial::PurposeNotDeclared, Some(rule));
                 }
             }
@@ -483,12 +530,12 @@ impl Policy {
         let Some(t) = self.tenants.get(tenant as usize) else {
             return Err((Denial::TenantSuspended, None));
         };
-        if let Some(rule) = t.suspended {
-            return Err((Denial::TenantSuspended, Some(rule)));
+        if t.suspended.is_some() {
+            return Err((Denial::TenantSuspended, Some(self.tenant_rule(tenant, TenantRule::Status))));
         }
         if let Some(s) = &t.suspension {
             if s.window.contains(today) {
-                return Err((Denial::TenantSuspended, Some(s.rule)));
+                return Err((Denial::TenantSuspended, Some(self.tenant_rule(tenant, TenantRule::Suspension))));
             }
         }
         if let Some(rule) = t.denied_party {
@@ -497,8 +544,8 @@ impl Policy {
         if let Some(rule) = t.affiliated.filter(|_| self.ownership.applies(today)) {
             return Err((Denial::DeniedParty, Some(rule)));
         }
-        if let Some(k) = t.kyc.as_ref().filter(|k| today >= k.refused_from) {
-            return Err((Denial::KycExpired, Some(k.rule)));
+        if t.kyc.as_ref().is_some_and(|k| today >= k.refused_from) {
+            return Err((Denial::KycExpired, Some(self.tenant_rule(tenant, TenantRule::Kyc))));
         }
         let j = jurisdiction.unwrap_or(t.jurisdiction);
         let version = match self.jurisdictions.get(j as usize).and_then(|j| j.period(today)) {
@@ -573,25 +620,65 @@ impl Policy {
         &self.endpoints
     }
 
-    /// A rule by id. Ids past the compiled rules stand for each tenant's missing end-use
-    /// declaration: spelled out when asked for, so that a provider's many undeclared tenants
-    /// cost no rule each.
+    /// A rule by id. Ids past the compiled rules are the tenants' own ([`TenantRule`]), spelled
+    /// out from the tenant's entry when asked for.
     pub fn rule(&self, r: RuleId) -> Option<Cow<'_, Rule>> {
         if let Some(rule) = self.rules.get(r as usize) {
             return Some(Cow::Borrowed(rule));
         }
-        let t = (r as usize).checked_sub(self.rules.len())?;
-        let tenant = self.tenants.get(t)?;
+        let past = r.checked_sub(u32::try_from(self.rules.len()).ok()?)?;
+        let tenant = self.tenant(past / TenantRule::PER_TENANT)?;
+        let kind = *TenantRule::ALL.get((past % TenantRule::PER_TENANT) as usize)?;
+        let key = |field: &str| format!("tenants[{}] ({}).{field}", tenant.entry, tenant.id).into();
+        let (line, key, detail): (Line, Box<str>, String) = match kind {
+            TenantRule::Status => (tenant.suspended?, key("status"), "status = \"suspended\"".into()),
+            TenantRule::Suspension => {
+                let s = tenant.suspension.as_ref()?;
+                (s.line, key("suspension"), format!("suspended {}: {}", s.window, s.reason))
+            }
+            TenantRule::AllowModels => (
+                tenant.allowlist.as_ref()?.line,
+                key("allow_models"),
+                "the tenant's own allowlist does not include the model".into(),
+            ),
+            TenantRule::EndUse => {
+                let d = tenant.declaration.as_ref()?;
+                let valid = Window { from: d.effective_from, until: d.expires };
+                let purposes: Vec<&str> = d.purposes.iter().map(|p| &**p).collect();
+                (d.line, key("end_use"), format!("declaration {} valid {valid}, purposes {purposes:?}", d.id))
+            }
+            TenantRule::EndUsePending => {
+                let d = tenant.declaration.as_ref()?;
+                let detail =
+                    format!("declaration {} does not count before {}: as if none were on file", d.id, d.effective_from);
+                (d.pending_line?, key("end_use.effective_from"), detail)
+            }
+            TenantRule::Kyc => {
+                let k = tenant.kyc.as_ref()?;
+                let grace = if k.grace_days > 0 { format!(" and {} days' grace", k.grace_days) } else { String::new() };
+                let detail = format!(
+                    "verified by {} on {}; re-verification due by {}{grace}: from {} the tenant is refused",
+                    k.verified_by, k.verified_on, k.reverify_by, k.refused_from
+                );
+                (k.line, key("kyc"), detail)
+            }
+            TenantRule::NoDeclaration => {
+                (tenant.entry_line, key("end_use"), "no end-use declaration on file: no purpose is declared".into())
+            }
+        };
         Some(Cow::Owned(Rule {
             file: self.tenant_files.get(tenant.file as usize).cloned().unwrap_or_default(),
-            line: tenant.entry_line as usize,
-            key: format!("tenants[{}] ({}).end_use", tenant.entry, tenant.id).into(),
-            detail: "no end-use declaration on file: no purpose is declared".into(),
+            line: line as usize,
+            key,
+            detail: detail.into(),
         }))
     }
 
-    fn no_declaration_rule(&self, t: TenantIdx) -> RuleId {
-        (self.rules.len() as RuleId).saturating_add(t)
+    /// The id of one of a tenant's own rules.
+    fn tenant_rule(&self, t: TenantIdx, kind: TenantRule) -> RuleId {
+        // Within range: a policy holds at most MAX_TENANTS tenants, and its compiled rules are
+        // few next to them.
+        (self.rules.len() as RuleId).wrapping_add(t.wrapping_mul(TenantRule::PER_TENANT)).wrapping_add(kind as u32)
     }
 
     pub fn screening(&self) -> &Screening {

@@ -498,3 +498,28 @@ fn a_reload_screens_only_names_the_last_load_did_not_see_against_this_list() {
     std::fs::write(&list, text + "\n").unwrap();
     assert_eq!(blocked(&load(Some(&forged))), blocked(&first));
 }
+
+/// A tenant's own rules are spelled out from its entry: each names the tenant's file, line, key
+/// and what it says, and one tenant's never reads as another's.
+#[test]
+fn policy_tenant_rules_name_their_own_entry() {
+    let tenants = format!(
+        "{TENANT_DE}allow_models = [\"mid\"]\n[tenants.end_use]\nid = \"D1\"\nexpires = 2027-06-30\npurposes = \
+         [\"translation\", \"search\"]\n\n[[tenants]]\nid = \"off\"\nlegal_name = \"Off Ltd\"\ncountry = \"FR\"\n\
+         jurisdiction = \"rest\"\nstatus = \"suspended\"\n"
+    );
+    let p = policy_with(NEEDS_DECLARATION, &tenants);
+    let rule = rule_of(&p, "de", "small", None, "2027-01-01");
+    assert_eq!((&*rule.key, rule.line), ("tenants[0] (de).allow_models", 8));
+    assert_eq!(&*rule.detail, "the tenant's own allowlist does not include the model");
+    assert!(rule.file.ends_with("tenants.toml"), "{}", rule.file);
+    let rule = rule_of(&p, "de", "mid", Some("coding"), "2027-01-01");
+    assert_eq!((&*rule.key, rule.line), ("tenants[0] (de).end_use", 10));
+    assert_eq!(&*rule.detail, r#"declaration D1 valid through 2027-06-30, purposes ["translation", "search"]"#);
+    let rule = rule_of(&p, "off", "mid", None, "2027-01-01");
+    assert_eq!((&*rule.key, rule.line), ("tenants[1] (off).status", 19));
+    assert_eq!(&*rule.detail, "status = \"suspended\"");
+    // Ids past the last tenant's are no rule.
+    let past = u32::try_from(p.rules.len()).unwrap() + 2 * TenantRule::PER_TENANT;
+    assert!(p.rule(past).is_none());
+}

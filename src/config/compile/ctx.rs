@@ -115,21 +115,37 @@ pub(super) fn model_patterns<'n, I: Iterator<Item = &'n str>>(
     names: impl Fn() -> I,
     what: &str,
 ) -> Option<Vec<(GlobMatcher, RuleId)>> {
+    let globs = globs(ctx, src, key, list, names, what)?;
+    let field = key.rsplit('.').next().unwrap_or(key);
+    let rules = list
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ctx.rule(src, p.span(), format!("{key}[{i}]"), format!("{field} contains {:?}", p.get_ref())));
+    Some(globs.into_iter().zip(rules.collect::<Vec<_>>()).collect())
+}
+
+/// [`model_patterns`] without a rule per pattern: for a list whose rule is the list itself.
+pub(super) fn globs<'n, I: Iterator<Item = &'n str>>(
+    ctx: &mut Ctx,
+    src: &Source,
+    key: &str,
+    list: &[Spanned<String>],
+    names: impl Fn() -> I,
+    what: &str,
+) -> Option<Vec<GlobMatcher>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (i, p) in list.iter().enumerate() {
-        let k = format!("{key}[{i}]");
-        let Some(g) = glob(ctx, src, &k, p) else {
+        let k = || format!("{key}[{i}]");
+        let Some(g) = glob(ctx, src, &k(), p) else {
             ok = false;
             continue;
         };
         if !names().any(|n| g.is_match(n)) {
-            ctx.err(src, Some(p.span()), k.clone(), format!("pattern {:?} matches no {what}", p.get_ref()));
+            ctx.err(src, Some(p.span()), k(), format!("pattern {:?} matches no {what}", p.get_ref()));
             ok = false;
         }
-        let field = key.rsplit('.').next().unwrap_or(key);
-        let rule = ctx.rule(src, p.span(), k, format!("{field} contains {:?}", p.get_ref()));
-        out.push((g, rule));
+        out.push(g);
     }
     ok.then_some(out)
 }

@@ -329,15 +329,18 @@ pub(super) fn resolve(
         entity.listed_share = share.min(100.0);
         entity.covered = entity.listed.is_none() && share + EPSILON >= o.threshold;
     }
+    // One rule per covered entity, whichever of its tenants cites it.
+    let mut affiliated: Vec<Option<RuleId>> = vec![None; o.entities.len()];
     for t in tenants.iter_mut() {
         let Some(e) = t.entity else { continue };
         let Some(entity) = o.entity(e) else { continue };
         if let Some(rule) = entity.listed {
             t.denied_party.get_or_insert(rule);
         } else if entity.covered {
-            let detail = o.explain(e);
-            let key = entry("entities", e as usize, &entity.id);
-            t.affiliated = Some(ctx.rule_at(&src.name, entity.line, key, detail));
+            let rule = *affiliated[e as usize].get_or_insert_with(|| {
+                ctx.rule_at(&src.name, entity.line, entry("entities", e as usize, &entity.id), o.explain(e))
+            });
+            t.affiliated = Some(rule);
         }
     }
     graph.ownership

@@ -6,15 +6,15 @@
 use std::collections::HashMap;
 
 use super::ctx::{
-    Ctx, Entry, ModelEntry, check_limits, day, day_window, model_patterns, valid_country, valid_label, valid_name,
+    Ctx, Entry, ModelEntry, check_limits, day, day_window, globs, valid_country, valid_label, valid_name,
 };
 use super::ownership::{Binding, bind_tenant};
 use crate::auth::{self, KeyIndex};
-use crate::config::error::Source;
+use crate::config::error::{ConfigError, Source};
 use crate::config::parse::Batches;
 use crate::config::raw::{RawKyc, RawLimits, RawTenant, TenantStatus};
 use crate::limits::LimitSpec;
-use crate::policy::{Day, Declaration, Jurisdiction, Kyc, ModelSet, Suspension, Tenant};
+use crate::policy::{Day, Declaration, Jurisdiction, Kyc, Line, MAX_TENANTS, ModelSet, Suspension, Tenant};
 
 /// The tenants, their index by id, the key index, and the names of the files they came from.
 type TenantOut = (Vec<Tenant>, HashMap<Box<str>, u32>, KeyIndex, Box<[Box<str>]>);
@@ -48,6 +48,11 @@ pub(super) fn compile_tenants(
             let tenant = compile_tenant(ctx, src, (batch.file, batch.first + k), t, &mut x, &inputs);
             out.push(tenant);
         }
+    }
+    if out.len() > MAX_TENANTS {
+        let file = files.last().map(|f| f.to_string()).unwrap_or_default();
+        let message = format!("{} tenants; a policy holds at most {MAX_TENANTS}", out.len());
+        ctx.push(ConfigError { file, position: None, key: "tenants".into(), message });
     }
     let index = KeyIndex::build(keys).with_certificates(certificates, both);
     (out, ids, index, files.into())
@@ -130,24 +135,19 @@ fn compile_tenant(
         }
         x.both.push(idx);
     }
-    let suspended = (*t.status.get_ref() == TenantStatus::Suspended)
-        .then(|| ctx.rule(src, t.status.span(), format!("{key}.status"), "status = \"suspended\"".into()));
+    // A tenant's rules are spelled out from these lines when asked for (`Policy::rule`).
+    let line = |span: &std::ops::Range<usize>| Line::try_from(src.line(span)).unwrap_or(Line::MAX);
+    let suspended = (*t.status.get_ref() == TenantStatus::Suspended).then(|| line(&t.status.span()));
     let allowlist = t.allow_models.as_ref().map(|list| {
         let ids = || models.iter().map(|(m, _)| &*m.id);
-        let patterns = model_patterns(ctx, src, &format!("{key}.allow_models"), list.get_ref(), ids, "model id");
+        let patterns = globs(ctx, src, &format!("{key}.allow_models"), list.get_ref(), ids, "model id");
         let mut bits = vec![0u64; models.len().div_ceil(64)];
         for (m, (model, _)) in models.iter().enumerate() {
-            if patterns.iter().flatten().any(|(g, _)| g.is_match(&*model.id)) {
+            if patterns.iter().flatten().any(|g| g.is_match(&*model.id)) {
                 bits[m / 64] |= 1 << (m % 64);
             }
         }
-        let rule = ctx.rule(
-            src,
-            list.span(),
-            format!("{key}.allow_models"),
-            "the tenant's own allowlist does not include the model".into(),
-        );
-        ModelSet { bits: bits.into(), rule }
+        ModelSet { bits: bits.into(), line: line(&list.span()) }
     });
     let declaration = t.end_use.as_ref().and_then(|d| {
         let dk = format!("{key}.end_use");
@@ -175,26 +175,13 @@ fn compile_tenant(
             }
         }
         let valid = valid?;
-        let purposes: Vec<&str> = d.purposes.iter().map(|p| p.get_ref().as_str()).collect();
-        let decl = d.id.get_ref();
-        let rule =
-            ctx.rule(src, d.id.span(), dk.clone(), format!("declaration {decl} valid {valid}, purposes {purposes:?}"));
-        let pending_rule = match &d.effective_from {
-            Some(from) => ctx.rule(
-                src,
-                from.span(),
-                format!("{dk}.effective_from"),
-                format!("declaration {decl} does not count before {}: as if none were on file", valid.from),
-            ),
-            None => rule,
-        };
         Some(Declaration {
-            id: decl.as_str().into(),
+            id: d.id.get_ref().as_str().into(),
             effective_from: valid.from,
             expires: valid.until,
-            purposes: purposes.into_iter().map(Into::into).collect(),
-            rule,
-            pending_rule,
+            purposes: d.purposes.iter().map(|p| p.get_ref().as_str().into()).collect(),
+            line: line(&d.id.span()),
+            pending_line: d.effective_from.as_ref().map(|from| line(&from.span())),
         })
     });
     let suspension = t.suspension.as_ref().and_then(|s| {
@@ -206,9 +193,7 @@ fn compile_tenant(
         if reason.is_empty() {
             ctx.err(src, Some(raw.reason.span()), format!("{sk}.reason"), "must say why the tenant is suspended");
         }
-        let window = window?;
-        let rule = ctx.rule(src, s.span(), sk, format!("suspended {window}: {reason}"));
-        Some(Suspension { window, rule })
+        Some(Suspension { window: window?, reason: reason.into(), line: line(&s.span()) })
     });
     let kyc = t.kyc.as_ref().and_then(|k| kyc(ctx, src, &key, k));
     if let Some(l) = &t.limits {
@@ -272,11 +257,6 @@ fn kyc(ctx: &mut Ctx, src: &Source, key: &Entry<'_>, k: &toml::Spanned<RawKyc>) 
         return None;
     }
     let refused_from = Day(due.0.saturating_add(i64::from(grace.min(MAX_GRACE_DAYS))).saturating_add(1));
-    let grace_text = if grace > 0 { format!(" and {grace} days' grace") } else { String::new() };
-    let detail = format!(
-        "verified by {by} on {on}; re-verification due by {due}{grace_text}: from {refused_from} the tenant is refused"
-    );
-    let rule = ctx.rule(src, k.span(), kk, detail);
     Some(Kyc {
         verified_by: by.into(),
         verified_on: on,
@@ -284,7 +264,7 @@ fn kyc(ctx: &mut Ctx, src: &Source, key: &Entry<'_>, k: &toml::Spanned<RawKyc>) 
         reverify_by: due,
         grace_days: grace,
         refused_from,
-        rule,
+        line: Line::try_from(src.line(&k.span())).unwrap_or(Line::MAX),
     })
 }
 
