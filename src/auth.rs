@@ -8,6 +8,7 @@
 //! tenant, alone or beside a key of the same tenant; a tenant may require both.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
@@ -46,30 +47,78 @@ pub struct PeerCertificate {
     pub names: Arc<[Box<str>]>,
 }
 
-/// Tenant key digests, bucketed by their first eight bytes. Bucketing by a prefix of a SHA-256
-/// output leaks nothing useful through timing; the full 32 bytes are then compared in constant time.
+/// Tenant key digests, by their first eight bytes. Indexing by a prefix of a SHA-256 output leaks
+/// nothing useful through timing (and needs no further hashing); the full 32 bytes are then
+/// compared in constant time.
 #[derive(Default)]
 pub struct KeyIndex {
-    buckets: HashMap<u64, Box<[(Digest, TenantIdx)]>>,
+    by_prefix: HashMap<u64, (Digest, TenantIdx), BuildHasherDefault<PrefixHasher>>,
+    /// Digests whose prefix another digest already has: in practice none.
+    shared_prefix: Vec<(Digest, TenantIdx)>,
     /// Client-certificate names, to the tenant that lists each.
     certificates: HashMap<Box<str>, TenantIdx>,
     /// Tenants that must present a key and a certificate both.
     both: Box<[TenantIdx]>,
 }
 
+/// Hashes a digest's prefix as itself: it is already uniformly distributed.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl std::hash::Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 prefixes are hashed; any other input still hashes, just not as fast.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 // === impl KeyIndex ===
 
 impl KeyIndex {
     pub fn build(entries: impl IntoIterator<Item = (Digest, TenantIdx)>) -> Self {
-        let mut grouped: HashMap<u64, Vec<(Digest, TenantIdx)>> = HashMap::new();
+        let entries = entries.into_iter();
+        let mut index = Self::with_capacity(entries.size_hint().0);
         for (digest, tenant) in entries {
-            grouped.entry(prefix(&digest)).or_default().push((digest, tenant));
+            index.insert(digest, tenant);
         }
-        Self {
-            buckets: grouped.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect(),
-            certificates: HashMap::new(),
-            both: Box::default(),
+        index
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Self { by_prefix: HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default()), ..Self::default() }
+    }
+
+    /// Adds a key digest; the tenant that already had it, if one did (it keeps it).
+    pub fn insert(&mut self, digest: Digest, tenant: TenantIdx) -> Option<TenantIdx> {
+        if let Some(had) = self.lookup(&digest) {
+            return Some(had);
         }
+        match self.by_prefix.entry(prefix(&digest)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((digest, tenant));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.shared_prefix.push((digest, tenant)),
+        }
+        None
+    }
+
+    /// How many key digests it holds.
+    pub fn len(&self) -> usize {
+        self.by_prefix.len() + self.shared_prefix.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Adds the client-certificate names, and the tenants that need a key and a certificate.
@@ -92,9 +141,9 @@ impl KeyIndex {
     }
 
     pub fn lookup(&self, digest: &Digest) -> Option<TenantIdx> {
-        let bucket = self.buckets.get(&prefix(digest))?;
         let mut found = None;
-        for (d, t) in bucket.iter() {
+        let candidates = self.by_prefix.get(&prefix(digest)).into_iter().chain(&self.shared_prefix);
+        for (d, t) in candidates {
             if bool::from(d.ct_eq(digest)) {
                 found = Some(*t);
             }
@@ -193,6 +242,20 @@ pub fn parse_digest(hex_digest: &str) -> Option<Digest> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn digests_that_share_a_prefix_are_both_found() {
+        let a = [7u8; 32];
+        let mut b = a;
+        b[31] = 8;
+        let index = KeyIndex::build([(a, 1), (b, 2)]);
+        assert_eq!((index.lookup(&a), index.lookup(&b), index.len()), (Some(1), Some(2), 2));
+        let mut c = a;
+        c[0] = 9;
+        assert_eq!(index.lookup(&c), None);
+        let mut index = index;
+        assert_eq!(index.insert(b, 3), Some(2), "a digest stays with its first tenant");
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
