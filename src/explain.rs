@@ -135,7 +135,7 @@ pub fn explain(
     });
     let mut notes = Vec::new();
     // An owned tenant served only because the Affiliates rule is not in force that day.
-    if tenant.affiliated.is_some() && !ownership.applies(at) {
+    if policy.party(t_idx).affiliated.is_some() && !ownership.applies(at) {
         let why = ownership.suspension(at).and_then(|r| policy.rule(r)).map_or_else(
             || "the Affiliates rule is not in force on this day".to_owned(),
             |r| format!("{}:{}: {}", r.file, r.line, r.detail),

@@ -359,7 +359,7 @@ where
         && head.status.is_success()
         && let (Some(t), Some(m), Some(e)) = (policy.tenant(tenant), spec, policy.endpoint(endpoint))
     {
-        let owner = Owner { tenant: t.id.clone(), model: m.id.clone(), endpoint: e.url.clone() };
+        let owner = Owner { tenant: (*t.id).into(), model: m.id.clone(), endpoint: e.url.clone() };
         exchange.bind_to(shared.owners.clone(), owner);
     }
     error::rate_limit_headers(&mut head.headers, &status, false);
@@ -487,7 +487,7 @@ async fn owned(owners: &Owners, policy: &Policy, tenant: TenantIdx, id: &str) ->
     }
     let owner = owners.owner(id).await?;
     let t = policy.tenant(tenant)?;
-    (owner.tenant == t.id).then_some(owner)
+    (*owner.tenant == *t.id).then_some(owner)
 }
 
 /// Of the endpoints the policy allows, the one that stores a response: a response stored where

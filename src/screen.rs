@@ -8,7 +8,9 @@ use std::fmt::Write;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
-use crate::policy::{Day, EntityIdx, Finding, FindingStatus, Ownership, Policy, Screening, Subject, Tenant, percent};
+use crate::policy::{
+    Day, EntityIdx, Finding, FindingStatus, Ownership, Policy, Screening, Subject, Tenant, TenantIdx, percent,
+};
 
 /// One policy's screening findings against the list it was screened with.
 pub struct ScreenReport<'a> {
@@ -237,7 +239,8 @@ pub fn ownership_json(policy: &Policy, day: Day) -> Value {
     let tenants: Vec<Value> = policy
         .tenants()
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let kyc = t.kyc.as_ref().map(|k| {
                 json!({
                     "verified_by": &*k.verified_by, "verified_on": k.verified_on.to_string(),
@@ -251,7 +254,7 @@ pub fn ownership_json(policy: &Policy, day: Day) -> Value {
                 "tenant": &*t.id, "legal_name": &*t.legal_name, "country": &*t.country,
                 "entity": t.entity.and_then(|e| o.entity(e)).map(|x| &*x.id),
                 "ultimate_parent": parent.and_then(|p| o.entity(p)).map(|x| &*x.id),
-                "affiliated": t.affiliated.is_some(), "kyc": kyc,
+                "affiliated": policy.party(i as TenantIdx).affiliated.is_some(), "kyc": kyc,
             })
         })
         .collect();

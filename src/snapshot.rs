@@ -3,13 +3,14 @@
 //! kill switch's suspensions). One `Arc<Snapshot>` is loaded per request and used for every phase
 //! of it; reloads and the kill switch build a new one and swap it in whole.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use crate::config::LimitSettings;
 use crate::ids::{EndpointIdx, TenantIdx};
 use crate::killswitch::Suspensions;
 use crate::limits::Limiter;
-use crate::policy::Policy;
+use crate::policy::{Policy, TenantSegment};
 use crate::proxy::{Pools, Targets};
 use crate::telemetry::{Handles, Metrics};
 
@@ -21,8 +22,9 @@ pub struct Snapshot {
     pub metrics: Arc<Handles>,
     /// Each tenant's limiter, made on its first request: a provider's million tenants are mostly
     /// idle at any one time, and each limiter is a few hundred bytes. Shared by the snapshots of
-    /// one policy (kill switch changes), and carried into a reloaded one.
-    limiters: Arc<[Arc<LimiterCell>]>,
+    /// one policy (kill switch changes), and carried into a reloaded one. By tenant segment, so a
+    /// segment a reload kept keeps its cells in one step.
+    limiters: Arc<[Arc<[Arc<LimiterCell>]>]>,
     clock: governor::clock::DefaultClock,
     pools: Arc<Pools>,
     /// Operator suspensions by tenant id, as persisted.
@@ -60,18 +62,7 @@ impl Snapshot {
         let clock = governor::clock::DefaultClock::default();
         // A tenant whose limits did not change keeps its cell, made or not: a limiter first made
         // on the old snapshot while this one is built is still the one the new snapshot uses.
-        let limiters: Arc<[Arc<LimiterCell>]> = policy
-            .tenants()
-            .iter()
-            .map(|t| {
-                let kept = previous.and_then(|p| {
-                    let old = p.policy.tenant_by_id(&t.id)?;
-                    let cell = p.limiters.get(old as usize)?;
-                    (p.policy.tenant(old)?.limits == t.limits).then(|| cell.clone())
-                });
-                kept.unwrap_or_default()
-            })
-            .collect();
+        let limiters = carried_limiters(&policy, previous);
         let pools = Arc::new(Pools::new(policy.endpoints(), previous.map(|p| (p.policy.endpoints(), &*p.pools))));
         metrics.policy_info.reset();
         metrics.policy_info.with_label_values(&[policy.version()]).set(1);
@@ -106,7 +97,8 @@ impl Snapshot {
     }
 
     pub fn limiter(&self, t: TenantIdx) -> Option<&Arc<Limiter>> {
-        let cell = self.limiters.get(t as usize)?;
+        let (s, k) = self.policy.tenants().position(t)?;
+        let cell = self.limiters.get(s)?.get(k)?;
         if let Some(made) = cell.get() {
             return Some(made);
         }
@@ -135,9 +127,46 @@ impl Snapshot {
     }
 }
 
+/// A cell per tenant of `policy`, by segment: the previous snapshot's for a tenant whose limits
+/// did not change. A segment the reload kept takes its cells as they are.
+fn carried_limiters(policy: &Policy, previous: Option<&Snapshot>) -> Arc<[Arc<[Arc<LimiterCell>]>]> {
+    let fresh = |n: usize| -> Arc<[Arc<LimiterCell>]> { (0..n).map(|_| Arc::default()).collect() };
+    let segments = policy.tenants().segments();
+    let Some(p) = previous else { return segments.iter().map(|s| fresh(s.tenants.len())).collect() };
+    let kept: HashMap<*const TenantSegment, &Arc<[Arc<LimiterCell>]>> =
+        p.policy.tenants().segments().iter().map(Arc::as_ptr).zip(p.limiters.iter()).collect();
+    let cell = |old: TenantIdx| {
+        let (s, k) = p.policy.tenants().position(old)?;
+        p.limiters.get(s)?.get(k).cloned()
+    };
+    segments
+        .iter()
+        .map(|segment| match kept.get(&Arc::as_ptr(segment)) {
+            Some(&cells) => cells.clone(),
+            None => segment
+                .tenants
+                .iter()
+                .map(|t| {
+                    let old = p
+                        .policy
+                        .tenant_by_id(&t.id)
+                        .filter(|&o| p.policy.tenant(o).is_some_and(|o| o.limits == t.limits));
+                    old.and_then(cell).unwrap_or_default()
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// The suspensions as a flag per tenant of `policy`; the gauge follows.
 fn resolve(policy: &Policy, suspensions: &Suspensions, metrics: &Metrics) -> Box<[bool]> {
-    let suspended: Box<[bool]> = policy.tenants().iter().map(|t| suspensions.get(&t.id).is_some()).collect();
+    // By the suspensions, which are few, not by the tenants, which may be a million.
+    let mut suspended = vec![false; policy.tenants().len()].into_boxed_slice();
+    for t in suspensions.iter().filter_map(|(id, _)| policy.tenant_by_id(id)) {
+        if let Some(s) = suspended.get_mut(t as usize) {
+            *s = true;
+        }
+    }
     metrics.kill_switch_suspended.set(suspended.iter().filter(|s| **s).count() as i64);
     suspended
 }
@@ -170,11 +199,19 @@ mod tests {
         let us = |s: &Snapshot| s.limiter(s.policy.tenant_by_id("demo-us").unwrap()).unwrap().clone();
         assert!(Arc::ptr_eq(&us(&old), &us(&new)));
 
-        // Changed limits make a new limiter.
-        let mut changed = example();
-        let t = changed.tenant_by_id("demo-limited").unwrap();
-        changed.tenants[t as usize].limits.requests_per_minute = std::num::NonZeroU32::new(10);
-        let after = Snapshot::reloaded(changed, &settings, &metrics, &new);
+        // Changed limits make a new limiter; the other tenants keep theirs.
+        let dir = tempfile::TempDir::new().unwrap();
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        for f in std::fs::read_dir(&example).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+        }
+        let tenants = std::fs::read_to_string(dir.path().join("tenants.toml")).unwrap();
+        let tenants = tenants.replacen("requests_per_minute = 3 ", "requests_per_minute = 10 ", 1);
+        std::fs::write(dir.path().join("tenants.toml"), tenants).unwrap();
+        let changed = crate::config::load_after(dir.path(), &|_| Some("test".into()), Some(&new.policy)).unwrap();
+        let after = Snapshot::reloaded(changed.policy, &settings, &metrics, &new);
         assert!(admits(&after, "demo-limited"));
+        assert!(Arc::ptr_eq(&us(&new), &us(&after)));
     }
 }

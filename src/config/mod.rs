@@ -57,19 +57,52 @@ pub fn load(dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     load_after(dir, env, None)
 }
 
-/// As [`load`], for a reload after `previous`: what it is still valid for (the screening of names
-/// it saw, against the same list) is not done again.
+/// As [`load`], for a reload after `previous`: what it is still valid for is not done again. The
+/// tenants of a tenant file whose bytes are unchanged are not read again (while the files they
+/// are compiled against are unchanged too), and names screened before against the same list are
+/// not screened again.
 pub fn load_after(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>) -> Result<Config, ConfigErrors> {
+    match load_with(dir, env, previous, true) {
+        // A clash between a reused file's tenant and one read again is placed exactly only by
+        // reading the reused file too.
+        Err(Reload::Again) => load_with(dir, env, previous, false).map_err(Reload::into_errors),
+        loaded => loaded.map_err(Reload::into_errors),
+    }
+}
+
+/// Why a load failed.
+enum Reload {
+    Failed(ConfigErrors),
+    /// An error was found in a tenant file that was not read: loading with every file read again
+    /// places it.
+    Again,
+}
+
+impl Reload {
+    fn into_errors(self) -> ConfigErrors {
+        match self {
+            Self::Failed(e) => e,
+            Self::Again => ConfigErrors(vec![ConfigError {
+                file: String::new(),
+                position: None,
+                key: String::new(),
+                message: "a tenant file's error could not be placed".into(),
+            }]),
+        }
+    }
+}
+
+fn load_with(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>, reuse: bool) -> Result<Config, Reload> {
     let display = |name: &str| dir.join(name).display().to_string();
     let mut errors = Vec::new();
     let file_err = |file: String, message: String| ConfigError { file, position: None, key: String::new(), message };
 
     match fs::read_dir(dir) {
         Err(e) => {
-            return Err(ConfigErrors(vec![file_err(
+            return Err(Reload::Failed(ConfigErrors(vec![file_err(
                 dir.display().to_string(),
                 format!("cannot read the config folder: {e}"),
-            )]));
+            )])));
         }
         Ok(entries) => {
             for entry in entries.flatten() {
@@ -86,6 +119,7 @@ pub fn load_after(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>) -> 
     }
 
     let tenant_files = tenant_files(dir, &mut errors);
+    let surveyed = parse::survey(&tenant_files);
     let sources = FILES.map(|File { name, required }| match fs::read(dir.join(name)) {
         // Tenant files are read as a stream, by `parse::stream_tenants`.
         _ if name == FILES.tenants.name => Some(Source::new(display(name), String::new())),
@@ -127,9 +161,10 @@ pub fn load_after(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>) -> 
 
     // Another file failing still lets the tenant files' own errors be found, so one run lists them all.
     let fail = |mut errors: Vec<ConfigError>| {
-        let ((), streamed) = parse::stream_tenants(&tenant_files, |b| b.for_each(drop));
+        let at_most = surveyed.iter().map(|s| s.tables).sum();
+        let ((), streamed) = parse::stream_tenants(&tenant_files, at_most, |b| b.for_each(drop));
         errors.extend(streamed.errors);
-        Err(ConfigErrors(errors))
+        Err(Reload::Failed(ConfigErrors(errors)))
     };
     let Files {
         gateway: Some(g),
@@ -159,6 +194,9 @@ pub fn load_after(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>) -> 
     let before = digest([&g, &m, &c, &j].map(|s| s.text.as_str()));
     let after =
         digest([&sc.text, &o.text].into_iter().map(String::as_str).chain(list.as_ref().map(|l| l.text.as_str())));
+    // What compiling a tenant reads besides its entry; screening's findings are each policy's own.
+    let tenant_inputs = digest([&m, &c, &j, &o].map(|s| s.text.as_str()));
+    let plan = plan(&tenant_files, &surveyed, previous.filter(|p| reuse && p.tenant_inputs == tenant_inputs));
     let parsed = compile::Parsed {
         gateway: (&g, gateway),
         models: (&m, models),
@@ -168,28 +206,87 @@ pub fn load_after(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>) -> 
         ownership: (&o, ownership),
         list,
         expectations: (&e, expectations),
-        screened: previous.map(|p| &p.screening.memo),
+        previous,
+        plan: plan.steps,
+        tenant_inputs,
     };
-    let (compiled, streamed) = parse::stream_tenants(&tenant_files, |batches| compile::compile(parsed, batches, env));
+    let (compiled, streamed) =
+        parse::stream_tenants(&plan.read, plan.at_most, |batches| compile::compile(parsed, batches, env));
     if !streamed.errors.is_empty() {
         // What the compiler made of the tenants that did parse would only add noise.
         errors.extend(streamed.errors);
-        return Err(ConfigErrors(errors));
+        return Err(Reload::Failed(ConfigErrors(errors)));
+    }
+    for ((f, parsed), surveyed) in plan.read.iter().zip(&streamed.digests).zip(&plan.read_digests) {
+        if parsed != surveyed {
+            errors.push(file_err(f.name.clone(), "changed while it was being read; load again".into()));
+        }
     }
     match compiled {
         Ok(mut c) if errors.is_empty() => {
             // Every file that can change a decision, in the order messages list them, the tenant
-            // files by their own digest.
-            let version = Sha256::new().chain_update(before).chain_update(streamed.digest).chain_update(after);
+            // files by name and digest.
+            let mut tenants = Sha256::new();
+            for segment in c.policy.tenants.segments() {
+                tenants.update((segment.relative.len() as u64).to_le_bytes());
+                tenants.update(segment.relative.as_bytes());
+                tenants.update(segment.digest);
+            }
+            let version = Sha256::new().chain_update(before).chain_update(tenants.finalize()).chain_update(after);
             c.policy.set_version(hex::encode(&version.finalize()[..8]));
             Ok(Config { dir: dir.to_owned(), settings: c.settings, policy: c.policy, expectations: c.expectations })
         }
-        Ok(_) => Err(ConfigErrors(errors)),
+        Ok(_) => Err(Reload::Failed(ConfigErrors(errors))),
+        Err(more) if !plan.reused.is_empty() && more.iter().any(|e| plan.reused.contains(&e.file)) => {
+            Err(Reload::Again)
+        }
         Err(mut more) => {
             errors.append(&mut more);
-            Err(ConfigErrors(errors))
+            Err(Reload::Failed(ConfigErrors(errors)))
         }
     }
+}
+
+/// Which tenant files are read, and which reuse the last policy's segment.
+struct TenantPlan {
+    steps: Vec<compile::Plan>,
+    /// The files to read, with their surveyed digests, and how many tenants they hold at most.
+    read: Vec<parse::TenantFile>,
+    read_digests: Vec<Option<[u8; 32]>>,
+    at_most: usize,
+    /// The files not read, by name.
+    reused: std::collections::HashSet<String>,
+}
+
+/// Reuses each of `previous`'s segments whose file has the same name, place and bytes.
+fn plan(files: &[parse::TenantFile], surveyed: &[parse::Survey], previous: Option<&Policy>) -> TenantPlan {
+    let old: std::collections::HashMap<&str, &std::sync::Arc<crate::policy::TenantSegment>> =
+        previous.map(|p| p.tenants.segments().iter().map(|s| (&*s.relative, s)).collect()).unwrap_or_default();
+    let mut plan = TenantPlan {
+        steps: Vec::with_capacity(files.len()),
+        read: Vec::new(),
+        read_digests: Vec::new(),
+        at_most: 0,
+        reused: Default::default(),
+    };
+    for (f, survey) in files.iter().zip(surveyed) {
+        let same = old.get(f.relative.as_str()).filter(|s| *s.name == *f.name && Some(s.digest) == survey.digest);
+        if let Some(segment) = same {
+            plan.reused.insert(f.name.clone());
+            plan.steps.push(compile::Plan::Reuse(std::sync::Arc::clone(segment)));
+            continue;
+        }
+        plan.steps.push(compile::Plan::Read {
+            index: plan.read.len(),
+            name: f.name.clone(),
+            relative: f.relative.clone(),
+            digest: survey.digest.unwrap_or_default(),
+        });
+        plan.read.push(f.clone());
+        plan.read_digests.push(survey.digest);
+        plan.at_most += survey.tables;
+    }
+    plan
 }
 
 /// A digest of texts, each with its length, so no two lists of texts share one.

@@ -35,6 +35,7 @@ pub(super) fn parse<T: DeserializeOwned>(src: &Source, errors: &mut Vec<ConfigEr
 
 /// A tenant file: the name messages give it, where it is, and its name inside the config folder
 /// (what the policy version covers, so a folder's version does not depend on where it is).
+#[derive(Clone)]
 pub(super) struct TenantFile {
     pub name: String,
     pub path: PathBuf,
@@ -54,8 +55,8 @@ pub(crate) struct Batch {
 
 /// What reading the tenant files found besides the batches.
 pub(super) struct Streamed {
-    /// SHA-256 over every file's name, length and bytes, for the policy version.
-    pub digest: [u8; 32],
+    /// Each file's SHA-256, of the bytes parsed; `None` for a file that could not be read.
+    pub digests: Vec<Option<[u8; 32]>>,
     /// Read and parse errors; any of them makes the config fail, whatever the compiler made of the
     /// batches it was given.
     pub errors: Vec<ConfigError>,
@@ -95,9 +96,13 @@ impl Iterator for Batches<'_> {
 }
 
 /// Reads and parses `files` on every core and gives the batches, in file order, to `consume`;
-/// returns what it returned, and the digest and errors.
-pub(super) fn stream_tenants<R>(files: &[TenantFile], consume: impl FnOnce(Batches<'_>) -> R) -> (R, Streamed) {
-    let at_most = files.iter().map(|f| count_tables(&f.path)).sum();
+/// returns what it returned, and the digests and errors. `at_most` is how many tenants the files
+/// hold at most ([`survey`]).
+pub(super) fn stream_tenants<R>(
+    files: &[TenantFile],
+    at_most: usize,
+    consume: impl FnOnce(Batches<'_>) -> R,
+) -> (R, Streamed) {
     let workers = std::thread::available_parallelism().map_or(1, usize::from).max(1);
     std::thread::scope(|scope| {
         let mut inputs = Vec::with_capacity(workers);
@@ -116,11 +121,11 @@ pub(super) fn stream_tenants<R>(files: &[TenantFile], consume: impl FnOnce(Batch
         // Whatever the consumer left unread is drained, so the reader and workers finish.
         for _ in ordered.by_ref() {}
         let Ordered { mut errors, .. } = ordered;
-        let digest = match reader.join() {
-            Ok((digest, mut read_errors)) => {
+        let digests = match reader.join() {
+            Ok((digests, mut read_errors)) => {
                 read_errors.append(&mut errors);
                 errors = read_errors;
-                digest
+                digests
             }
             Err(_) => {
                 let name = files.first().map_or_else(String::new, |f| f.name.clone());
@@ -130,17 +135,17 @@ pub(super) fn stream_tenants<R>(files: &[TenantFile], consume: impl FnOnce(Batch
                     key: String::new(),
                     message: "reading the tenant files failed".into(),
                 });
-                [0; 32]
+                vec![None; files.len()]
             }
         };
-        (result, Streamed { digest, errors })
+        (result, Streamed { digests, errors })
     })
 }
 
 /// Cuts the files into slices of [`TENANTS_PER_SLICE`] tables at lines that start with
-/// `[[tenants]]`, hands them to the workers in turn, and hashes every byte.
-fn read_slices(files: &[TenantFile], workers: &[SyncSender<Slice>]) -> ([u8; 32], Vec<ConfigError>) {
-    let mut hash = Sha256::new();
+/// `[[tenants]]`, hands them to the workers in turn, and hashes each file's bytes.
+fn read_slices(files: &[TenantFile], workers: &[SyncSender<Slice>]) -> (Vec<Option<[u8; 32]>>, Vec<ConfigError>) {
+    let mut digests = Vec::with_capacity(files.len());
     let mut errors = Vec::new();
     let mut seq = 0usize;
     let mut send = |slice: Slice| {
@@ -149,25 +154,27 @@ fn read_slices(files: &[TenantFile], workers: &[SyncSender<Slice>]) -> ([u8; 32]
         seq += 1;
     };
     for (file, f) in files.iter().enumerate() {
-        hash.update((f.relative.len() as u64).to_le_bytes());
-        hash.update(f.relative.as_bytes());
+        let mut hash = Sha256::new();
         let mut reader = match fs::File::open(&f.path) {
             Ok(h) => BufReader::with_capacity(1 << 20, h),
             Err(e) => {
                 errors.push(file_error(&f.name, format!("cannot be read: {e}")));
+                digests.push(None);
                 continue;
             }
         };
-        let (mut line_no, mut tables, mut length) = (0usize, 0usize, 0u64);
+        let (mut line_no, mut tables) = (0usize, 0usize);
+        let mut failed = false;
         let mut slice = Slice { file, first_line: 0, first: 0, bytes: Vec::new() };
         let mut line = Vec::new();
         loop {
             line.clear();
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) => break,
-                Ok(n) => length += n as u64,
+                Ok(_) => {}
                 Err(e) => {
                     errors.push(file_error(&f.name, format!("cannot be read: {e}")));
+                    failed = true;
                     break;
                 }
             }
@@ -182,10 +189,10 @@ fn read_slices(files: &[TenantFile], workers: &[SyncSender<Slice>]) -> ([u8; 32]
             slice.bytes.extend_from_slice(&line);
             line_no += 1;
         }
-        hash.update(length.to_le_bytes());
+        digests.push((!failed).then(|| hash.finalize().into()));
         send(slice);
     }
-    (hash.finalize().into(), errors)
+    (digests, errors)
 }
 
 fn parse_slices(names: &[&str], input: &Receiver<Slice>, output: &SyncSender<Parsed>) {
@@ -294,31 +301,56 @@ impl Iterator for Ordered {
     }
 }
 
-/// Lines of a file that start with `[[tenants]]`: a quick pass over bytes the reader is about to
-/// read again (from the page cache), to size the tenant table once instead of growing it. A file
-/// that cannot be read counts 0; the reader reports it.
-fn count_tables(path: &std::path::Path) -> usize {
+/// What a quick pass over a tenant file finds, before it is parsed (from the page cache).
+#[derive(Clone, Copy)]
+pub(super) struct Survey {
+    /// Lines that start with `[[tenants]]`: the most tenants it can hold, to size the tenant
+    /// table once instead of growing it.
+    pub tables: usize,
+    /// SHA-256 of its bytes, by which a reload knows it unchanged; `None` if it cannot be read
+    /// (the reader reports it).
+    pub digest: Option<[u8; 32]>,
+}
+
+/// Surveys every file, on every core.
+pub(super) fn survey(files: &[TenantFile]) -> Vec<Survey> {
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, files.len().max(1));
+    let per_worker = files.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = files
+            .chunks(per_worker)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(|f| survey_file(&f.path)).collect::<Vec<_>>()))
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+fn survey_file(path: &std::path::Path) -> Survey {
     use std::io::Read;
     const TABLE: &[u8] = b"\n[[tenants]]";
-    let Ok(mut file) = fs::File::open(path) else { return 0 };
+    let unread = Survey { tables: 0, digest: None };
+    let Ok(mut file) = fs::File::open(path) else { return unread };
     let finder = memchr::memmem::Finder::new(TABLE);
+    let mut hash = Sha256::new();
     // A leading newline stands for the start of the file; a table cut by a read is found in the
     // bytes carried over.
     let mut buf = vec![b'\n'];
-    let mut count = 0;
+    let mut tables = 0;
     loop {
         let kept = buf.len();
         buf.resize(kept + (1 << 20), 0);
         let n = match file.read(&mut buf[kept..]) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => n,
+            Err(_) => return unread,
         };
         buf.truncate(kept + n);
-        count += finder.find_iter(&buf).count();
+        hash.update(&buf[kept..]);
+        tables += finder.find_iter(&buf).count();
         let carry = buf.len().saturating_sub(TABLE.len() - 1);
         buf.drain(..carry);
     }
-    count
+    Survey { tables, digest: Some(hash.finalize().into()) }
 }
 
 fn file_error(name: &str, message: String) -> ConfigError {

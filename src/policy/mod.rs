@@ -22,12 +22,14 @@ pub mod expect;
 mod ownership;
 mod screening;
 mod table;
+mod tenants;
 #[cfg(test)]
 mod tests;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use http::HeaderValue;
 use serde::Deserialize;
@@ -37,9 +39,12 @@ pub use crate::reason::Denial;
 use crate::route::Operation;
 pub use date::{Day, DayClock, Window};
 pub use ownership::{Chain, Entity, EntityIdx, Holding, Ownership, percent};
-pub(crate) use screening::Memo;
 pub use screening::{Finding, FindingStatus, Screening, Subject};
+pub(crate) use screening::{Memo, SegmentScreening};
 pub(crate) use table::{Cell, EndpointRun, Row, TableBuilder, VerdictTable};
+pub(crate) use tenants::Parties;
+pub use tenants::TenantSegment;
+pub use tenants::{Party, Tenants};
 
 use crate::auth::KeyIndex;
 use crate::endpoint::Endpoint;
@@ -53,16 +58,18 @@ pub struct Policy {
     pub(crate) models: Box<[Model]>,
     pub(crate) model_names: HashMap<Box<str>, ModelIdx>,
     pub(crate) jurisdictions: Box<[Jurisdiction]>,
-    pub(crate) tenants: Box<[Tenant]>,
-    pub(crate) tenant_ids: HashMap<Box<str>, TenantIdx>,
+    pub(crate) tenants: Tenants,
+    pub(crate) tenant_ids: TenantIds,
     pub(crate) keys: KeyIndex,
     /// What each jurisdiction version's rules say about each model.
     pub(crate) verdicts: VerdictTable,
     pub(crate) endpoints: Box<[Endpoint]>,
     pub(crate) rules: Box<[Rule]>,
-    /// The tenant files (`tenants.toml`, `tenants.d/*.toml`), by [`Tenant::file`]: named by the
-    /// rule a tenant without a declaration is refused by.
-    pub(crate) tenant_files: Box<[Box<str>]>,
+    /// What screening and ownership found against tenants.
+    pub(crate) parties: Parties,
+    /// A digest of the files every tenant is compiled against: a reload reuses the segments of
+    /// unchanged tenant files only while it is the same.
+    pub(crate) tenant_inputs: [u8; 32],
     pub(crate) screening: Screening,
     pub(crate) ownership: Ownership,
     /// Per tenant: refused while this replica cannot confirm the cluster's kill switch
@@ -179,8 +186,12 @@ pub(crate) struct JurisdictionVersion {
     pub(crate) residency_rule: RuleId,
 }
 
+/// Tenants by id. The ids are shared with the tenants, so a reload that keeps a million tenants
+/// copies none.
+pub(crate) type TenantIds = HashMap<Arc<str>, TenantIdx, foldhash::fast::RandomState>;
+
 pub struct Tenant {
-    pub id: Box<str>,
+    pub id: Arc<str>,
     pub legal_name: Box<str>,
     /// Other names it trades under, screened with its legal name.
     pub aliases: Box<[Box<str>]>,
@@ -190,13 +201,8 @@ pub struct Tenant {
     pub suspended: Option<Line>,
     /// A scheduled suspension, `[tenants.suspension]`.
     pub suspension: Option<Suspension>,
-    /// The screening-list entry that blocks this tenant, when it matched and was not cleared.
-    pub denied_party: Option<RuleId>,
     /// Its entity in `ownership.toml`, when it names one.
     pub entity: Option<EntityIdx>,
-    /// Owned by listed parties at or above the Affiliates rule's threshold: refused as a denied
-    /// party on the days that rule is in force. The rule's detail is the chain of ownership.
-    pub affiliated: Option<RuleId>,
     pub declaration: Option<Declaration>,
     /// A second jurisdiction the tenant answers to, by its ultimate parent's headquarters
     /// (`applies_by`): a request is served only when both allow it.
@@ -205,9 +211,7 @@ pub struct Tenant {
     pub kyc: Option<Kyc>,
     pub allowlist: Option<ModelSet>,
     pub limits: LimitSpec,
-    /// Where its entry is: the tenant file (an index into the policy's files), the entry's index
-    /// in that file, and its line.
-    pub(crate) file: u32,
+    /// Where its entry is in its file: the entry's index and its line.
     pub(crate) entry: u32,
     pub(crate) entry_line: u32,
 }
@@ -391,7 +395,7 @@ impl Policy {
         let first = self.decide_in(tenant, None, model_name, purpose, today);
         // A refusal stands; only an allow is asked again, of a tenant with a second jurisdiction.
         let Verdict::Allow { endpoints: a } = first.verdict else { return first };
-        let Some(also) = self.tenants.get(tenant as usize).and_then(|t| t.also.as_ref()) else { return first };
+        let Some(also) = self.tenants.get(tenant).and_then(|t| t.also.as_ref()) else { return first };
         // Most restrictive: the second jurisdiction must allow it too, and the request goes only
         // where both allow.
         let second = self.decide_in(tenant, Some(also.jurisdiction), model_name, purpose, today);
@@ -527,7 +531,7 @@ impl Policy {
         jurisdiction: Option<u32>,
         today: Day,
     ) -> Result<(&Tenant, Result<&JurisdictionVersion, Option<RuleId>>), (Denial, Option<RuleId>)> {
-        let Some(t) = self.tenants.get(tenant as usize) else {
+        let Some(t) = self.tenants.get(tenant) else {
             return Err((Denial::TenantSuspended, None));
         };
         if t.suspended.is_some() {
@@ -538,10 +542,11 @@ impl Policy {
                 return Err((Denial::TenantSuspended, Some(self.tenant_rule(tenant, TenantRule::Suspension))));
             }
         }
-        if let Some(rule) = t.denied_party {
+        let party = self.parties.get(tenant);
+        if let Some(rule) = party.denied_party {
             return Err((Denial::DeniedParty, Some(rule)));
         }
-        if let Some(rule) = t.affiliated.filter(|_| self.ownership.applies(today)) {
+        if let Some(rule) = party.affiliated.filter(|_| self.ownership.applies(today)) {
             return Err((Denial::DeniedParty, Some(rule)));
         }
         if t.kyc.as_ref().is_some_and(|k| today >= k.refused_from) {
@@ -588,12 +593,18 @@ impl Policy {
         self.cluster_fail_closed.get(t as usize).copied().unwrap_or(true)
     }
 
+    #[inline]
     pub fn tenant(&self, t: TenantIdx) -> Option<&Tenant> {
-        self.tenants.get(t as usize)
+        self.tenants.get(t)
     }
 
-    pub fn tenants(&self) -> &[Tenant] {
+    pub fn tenants(&self) -> &Tenants {
         &self.tenants
+    }
+
+    /// What screening and ownership found against a tenant.
+    pub fn party(&self, t: TenantIdx) -> Party {
+        self.parties.get(t)
     }
 
     pub fn model(&self, m: ModelIdx) -> Option<&Model> {
@@ -627,7 +638,7 @@ impl Policy {
             return Some(Cow::Borrowed(rule));
         }
         let past = r.checked_sub(u32::try_from(self.rules.len()).ok()?)?;
-        let tenant = self.tenant(past / TenantRule::PER_TENANT)?;
+        let (segment, tenant) = self.tenants.locate(past / TenantRule::PER_TENANT)?;
         let kind = *TenantRule::ALL.get((past % TenantRule::PER_TENANT) as usize)?;
         let key = |field: &str| format!("tenants[{}] ({}).{field}", tenant.entry, tenant.id).into();
         let (line, key, detail): (Line, Box<str>, String) = match kind {
@@ -666,12 +677,7 @@ impl Policy {
                 (tenant.entry_line, key("end_use"), "no end-use declaration on file: no purpose is declared".into())
             }
         };
-        Some(Cow::Owned(Rule {
-            file: self.tenant_files.get(tenant.file as usize).cloned().unwrap_or_default(),
-            line: line as usize,
-            key,
-            detail: detail.into(),
-        }))
+        Some(Cow::Owned(Rule { file: segment.name.clone(), line: line as usize, key, detail: detail.into() }))
     }
 
     /// The id of one of a tenant's own rules.

@@ -5,8 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::Arc;
+
 use super::{Day, EntityIdx, RuleId, TenantIdx};
-use crate::screening::Hit;
+use crate::screening::{Hit, Screener};
 
 #[derive(Debug, Default)]
 pub struct Screening {
@@ -16,19 +18,30 @@ pub struct Screening {
     pub threshold: f64,
     pub review_threshold: f64,
     pub findings: Box<[Finding]>,
-    /// What each tenant's names scored, for the next reload.
-    pub(crate) memo: Memo,
+    /// Digest of the list's text and the review threshold: what the screener and each tenant
+    /// segment's screening hold for.
+    pub(crate) against: [u8; 32],
+    /// The list compiled for matching, when names needed it: a reload against the same list
+    /// takes it instead of compiling the list again.
+    pub(crate) screener: Option<Arc<Screener>>,
 }
 
-/// What screening found for each tenant's names (legal name and aliases, by a 128-bit digest),
-/// against one list at one review threshold. A reload with the same list and threshold screens
-/// only names it has not seen: a provider's million tenants are not screened again for a change
-/// to one.
+/// A tenant segment's screening against one list at one review threshold: its tenants' hits,
+/// and what each of their name sets (legal name and aliases, by a 128-bit digest) found. A reload
+/// takes the hits of a segment it kept, and screens a changed file's tenants only for names the
+/// file's last version did not have: a provider's million tenants are not screened again for a
+/// change to one.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentScreening {
+    pub against: [u8; 32],
+    /// By index in the segment, the tenants with hits at or above the review threshold.
+    pub hits: Box<[(u32, Vec<Hit>)]>,
+    pub memo: Memo,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Memo {
-    /// Digest of the list's text and the review threshold; the memo holds for these only.
-    pub against: [u8; 32],
-    /// Names with no hit at or above the review threshold.
+    /// Name sets with no hit at or above the review threshold.
     pub clean: HashSet<u128>,
     pub hits: HashMap<u128, Vec<Hit>>,
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config;
+use std::sync::Arc;
 
 const MODELS: &str = r#"
 [[models]]
@@ -471,8 +472,13 @@ fn a_reload_screens_only_names_the_last_load_did_not_see_against_this_list() {
     let load =
         |previous: Option<&Policy>| config::load_after(dir.path(), &|_| Some("k".into()), previous).unwrap().policy;
     let blocked = |p: &Policy| -> Vec<String> {
-        let mut ids: Vec<String> =
-            p.tenants().iter().filter(|t| t.denied_party.is_some()).map(|t| t.id.to_string()).collect();
+        let mut ids: Vec<String> = p
+            .tenants()
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| p.party(i as TenantIdx).denied_party.is_some())
+            .map(|(_, t)| t.id.to_string())
+            .collect();
         ids.sort_unstable();
         ids
     };
@@ -482,16 +488,40 @@ fn a_reload_screens_only_names_the_last_load_did_not_see_against_this_list() {
     assert!(!blocked(&first).is_empty());
     assert_eq!(first.screening.findings.len(), again.screening.findings.len());
 
-    // What the memo says is what a reload takes: a memo that calls every name clean clears the
-    // blocked tenants (this is how reuse is seen)...
-    let mut forged = load(None);
-    let memo = &mut forged.screening.memo;
-    let digests: Vec<u128> = memo.hits.keys().copied().collect();
-    for d in digests {
-        memo.hits.remove(&d);
-        memo.clean.insert(d);
-    }
-    assert!(blocked(&load(Some(&forged))).is_empty());
+    // What a kept segment's screening says is what a reload takes: one that calls every name
+    // clean clears the tenants blocked by name (this is how reuse is seen)...
+    let by_name: Vec<String> = first
+        .screening
+        .findings
+        .iter()
+        .filter_map(|f| match (f.subject, &f.status) {
+            (Subject::Tenant(t), FindingStatus::Blocked(_)) => Some(first.tenant(t).unwrap().id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(!by_name.is_empty());
+    let unlisted: Vec<String> = blocked(&first).into_iter().filter(|t| !by_name.contains(t)).collect();
+    let forge = || {
+        let mut forged = load(None);
+        // No other policy holds the segment yet, so it can be forged.
+        let segment = Arc::get_mut(&mut forged.tenants.segments[0]).unwrap();
+        let mut s = segment.screened.take().unwrap();
+        s.hits = Box::default();
+        let digests: Vec<u128> = s.memo.hits.keys().copied().collect();
+        for d in digests {
+            s.memo.hits.remove(&d);
+            s.memo.clean.insert(d);
+        }
+        segment.screened = s.into();
+        forged
+    };
+    let forged = forge();
+    assert_eq!(blocked(&load(Some(&forged))), unlisted);
+    // ...and what its file's last version found is what a changed file's unchanged names take...
+    let tenants = dir.path().join("tenants.toml");
+    let text = std::fs::read_to_string(&tenants).unwrap();
+    std::fs::write(&tenants, text + "\n# reviewed\n").unwrap();
+    assert_eq!(blocked(&load(Some(&forged))), unlisted);
     // ...but not once the list changed: its names are screened again.
     let list = dir.path().join("screening-list.csv");
     let text = std::fs::read_to_string(&list).unwrap();
@@ -522,4 +552,34 @@ fn policy_tenant_rules_name_their_own_entry() {
     // Ids past the last tenant's are no rule.
     let past = u32::try_from(p.rules.len()).unwrap() + 2 * TenantRule::PER_TENANT;
     assert!(p.rule(past).is_none());
+}
+
+/// A reload shares the compiled tenants of each tenant file whose bytes did not change, and of
+/// none once a file they are compiled against changed.
+#[test]
+fn policy_reload_shares_the_segments_of_unchanged_tenant_files() {
+    let dir = tempfile::TempDir::new().unwrap();
+    for (name, text) in
+        [("models.toml", MODELS), ("country-groups.toml", GROUPS), ("jurisdictions.toml", NEEDS_DECLARATION)]
+    {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("tenants.d")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join("tenants.d").join(name), text).unwrap();
+    write("a.toml", TENANT_DE);
+    write("b.toml", &TENANT_DE.replace("\"de\"", "\"b\""));
+    let load = |previous: Option<&Policy>| config::load_after(dir.path(), &|_| None, previous).unwrap().policy;
+    let shared = |p: &Policy, q: &Policy| -> Vec<bool> {
+        p.tenants.segments().iter().zip(q.tenants.segments()).map(|(a, b)| Arc::ptr_eq(a, b)).collect()
+    };
+    let first = load(None);
+    write("b.toml", &TENANT_DE.replace("\"de\"", "\"b\"").replace("DE GmbH", "B GmbH"));
+    let second = load(Some(&first));
+    assert_eq!(shared(&first, &second), [true, false]);
+    assert_eq!(&*second.tenant(1).unwrap().legal_name, "B GmbH");
+    let third = load(Some(&second));
+    assert_eq!(shared(&second, &third), [true, true]);
+    std::fs::write(dir.path().join("jurisdictions.toml"), format!("{NEEDS_DECLARATION}\n# reviewed\n")).unwrap();
+    let fourth = load(Some(&third));
+    assert_eq!(shared(&third, &fourth), [false, false]);
 }

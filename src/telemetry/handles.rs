@@ -140,7 +140,7 @@ struct LazyTenant {
 /// A snapshot's resolved handles.
 pub struct Handles {
     metrics: Arc<Metrics>,
-    tenant_ids: Box<[Box<str>]>,
+    tenant_ids: Box<[Arc<str>]>,
     jurisdiction_ids: Box<[Box<str>]>,
     tenants: Box<[LazyTenant]>,
     unknown_tenant: TenantHandles,

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::{US_JURISDICTION, load, load_err, write_config};
+use crate::support::{US_JURISDICTION, load, load_err, test_env, write_config};
 
 const MODELS: &str = r#"[[models]]
 id = "m"
@@ -57,7 +57,7 @@ fn tenants_from_every_file_make_one_policy_in_file_order() {
         h
     };
     let found = customs::auth::authenticate(policy.keys(), &headers("sk-b2"), None).unwrap();
-    assert_eq!(&*policy.tenants()[found as usize].id, "b2");
+    assert_eq!(&*policy.tenant(found).unwrap().id, "b2");
 
     // The rule a tenant without a declaration is refused by names its own file and entry.
     let b2 = policy.tenant_by_id("b2").unwrap();
@@ -114,4 +114,35 @@ fn the_policy_version_covers_every_tenant_file() {
     // The same tenants under another file name are another config.
     fs::rename(dir.path().join("tenants.d/a.toml"), dir.path().join("tenants.d/z.toml")).unwrap();
     assert_ne!(load(dir.path()).policy.version(), edited);
+}
+
+/// A reload after one tenant file changed reads that file again and keeps the others' tenants:
+/// the policy is the one a fresh load makes, and an error found against a file it did not read
+/// is placed exactly as a fresh load places it.
+#[test]
+fn a_reload_after_one_file_changed_is_a_fresh_load() {
+    let b = tenant("b1", "sk-b1") + &tenant("b2", "sk-b2");
+    let dir = folder(Some(&tenant("main", "sk-main")), &[("a.toml", &tenant("a1", "sk-a1")), ("b.toml", &b)]);
+    let reload =
+        |previous: &customs::policy::Policy| customs::config::load_after(dir.path(), &*test_env(), Some(previous));
+    let first = load(dir.path()).policy;
+    fs::write(dir.path().join("tenants.d/a.toml"), tenant("a1", "sk-a1") + &tenant("a3", "sk-a3")).unwrap();
+    let second = reload(&first).unwrap().policy;
+    let fresh = load(dir.path()).policy;
+    assert_ne!(second.version(), first.version());
+    assert_eq!(second.version(), fresh.version());
+    let ids = |p: &customs::policy::Policy| p.tenants().iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(&second), ["main", "a1", "a3", "b1", "b2"]);
+    for (key, id) in [("sk-a3", "a3"), ("sk-b2", "b2"), ("sk-main", "main")] {
+        let t = customs::auth::key_tenant(second.keys(), key.as_bytes()).unwrap();
+        assert_eq!(&*second.tenant(t).unwrap().id, id, "{key}");
+        assert_eq!(second.tenant_by_id(id), Some(t), "{id}");
+    }
+
+    // `b2` is now in tenants.toml too: the clash is found at b.toml's `b2`, which was not read.
+    fs::write(dir.path().join("tenants.toml"), tenant("main", "sk-main") + &tenant("b2", "sk-other")).unwrap();
+    let Err(e) = reload(&second) else { panic!("a tenant defined twice loaded") };
+    let err = e.to_string().replace(&format!("{}/", dir.path().display()), "");
+    assert_eq!(err, errors(dir.path()));
+    assert!(err.contains("tenants.d/b.toml:10:6: tenants[1] (b2).id: tenant \"b2\" is defined twice"), "{err}");
 }

@@ -2,19 +2,17 @@
 //! purpose, date) at load, so a stale or mistyped expectation is a config error with its line,
 //! not a confusing failure later.
 
-use std::collections::HashMap;
-
 use super::ctx::{Ctx, day, valid_label};
 use crate::config::error::Source;
 use crate::config::raw::{ExpectationsFile, ExpectedDecision};
+use crate::policy::Denial;
 use crate::policy::expect::{Expectation, Expected};
-use crate::policy::{Denial, TenantIdx};
 
 pub(super) fn compile_expectations(
     ctx: &mut Ctx,
     src: &Source,
     file: &ExpectationsFile,
-    tenant_ids: &HashMap<Box<str>, TenantIdx>,
+    tenant_ids: &crate::policy::TenantIds,
 ) -> Vec<Expectation> {
     let mut out = Vec::new();
     for (i, entry) in file.expect.iter().enumerate() {

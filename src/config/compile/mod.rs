@@ -16,6 +16,8 @@ mod ownership;
 mod screening;
 mod tenants;
 
+use std::collections::HashMap;
+
 use http::HeaderValue;
 use toml::Spanned;
 
@@ -26,8 +28,9 @@ use super::raw::{
     ScreeningFile,
 };
 use super::settings::Settings;
-use crate::policy::Policy;
 use crate::policy::expect::Expectation;
+use crate::policy::{Parties, Policy};
+pub(super) use tenants::Plan;
 
 pub(super) struct Parsed<'s> {
     pub gateway: (&'s Source, GatewayFile),
@@ -38,8 +41,12 @@ pub(super) struct Parsed<'s> {
     pub ownership: (&'s Source, OwnershipFile),
     pub list: Option<Source>,
     pub expectations: (&'s Source, ExpectationsFile),
-    /// The last load's screening, on a reload: names it saw are not screened again.
-    pub screened: Option<&'s crate::policy::Memo>,
+    /// The last load's policy, on a reload: names it screened are not screened again.
+    pub previous: Option<&'s Policy>,
+    /// Where each tenant file's tenants come from, and the digest of the files they are compiled
+    /// against.
+    pub plan: Vec<Plan>,
+    pub tenant_inputs: [u8; 32],
 }
 
 /// What a config compiles to.
@@ -55,7 +62,7 @@ fn fail_closed(
     src: &Source,
     cluster: Option<&crate::config::ClusterSettings>,
     jurisdictions: &[crate::policy::Jurisdiction],
-    tenants: &[crate::policy::Tenant],
+    tenants: &crate::policy::Tenants,
 ) -> Box<[bool]> {
     let names = cluster.map(|c| c.fail_closed.as_slice()).unwrap_or_default();
     let all = names.iter().any(|n| n == "*");
@@ -101,23 +108,29 @@ pub(super) fn compile(
     let coverage = |country: &str| j.coverage.of(country);
     let graph = ownership::compile_graph(&mut ctx, p.ownership.0, &p.ownership.1);
     let bind = ownership::Binding { jurisdictions: &j.jurisdictions, coverage: &coverage, ownership: &graph.ownership };
-    let (mut tenants, tenant_ids, keys, tenant_files) =
-        tenants::compile_tenants(&mut ctx, &mut batches, &j.jurisdictions, &regional_limits, &bind, &models);
+    let inputs = tenants::Inputs {
+        jurisdictions: &j.jurisdictions,
+        regional_limits: &regional_limits,
+        bind: &bind,
+        models: &models,
+    };
+    let (tenants, tenant_ids, keys) = tenants::compile_tenants(&mut ctx, p.plan, &mut batches, &inputs);
     if batches.failed() {
         // The tenant files' own errors are the caller's to report; screening the tenants that
         // did parse would only take time.
         return Err(Vec::new());
     }
     let entities = screening::Entities { names: &graph.names, ids: &graph.ownership.entity_ids };
+    let mut parties = HashMap::new();
     let (screening, listed) = screening::screen(
         &mut ctx,
         (p.screening.0, &p.screening.1),
         p.list.as_ref(),
-        (&mut tenants, &tenant_ids),
+        (&tenants, &tenant_ids, &mut parties),
         entities,
-        p.screened,
+        p.previous,
     );
-    let ownership = ownership::resolve(&mut ctx, p.ownership.0, graph, listed, &mut tenants);
+    let ownership = ownership::resolve(&mut ctx, p.ownership.0, graph, listed, &tenants, &mut parties);
     let cluster_fail_closed = fail_closed(&mut ctx, p.gateway.0, settings.cluster.as_ref(), &j.jurisdictions, &tenants);
     let expectations = expect::compile_expectations(&mut ctx, p.expectations.0, &p.expectations.1, &tenant_ids);
     let rules = ctx.finish()?;
@@ -127,13 +140,14 @@ pub(super) fn compile(
         models: models.into_iter().map(|(m, _)| m).collect(),
         model_names,
         jurisdictions: j.jurisdictions.into(),
-        tenants: tenants.into(),
+        parties: Parties::new(tenants.len(), parties),
+        tenants,
         tenant_ids,
         keys,
         verdicts: j.verdicts,
         endpoints: endpoints.into(),
         rules: rules.into(),
-        tenant_files,
+        tenant_inputs: p.tenant_inputs,
         screening,
         ownership,
         cluster_fail_closed,

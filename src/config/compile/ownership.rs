@@ -5,11 +5,14 @@
 //! own together, and marks the tenants whose entity reaches the threshold. Nothing of the graph is
 //! walked on the request path.
 
+use std::collections::HashMap;
+
 use super::ctx::{Ctx, day_window, entry, valid_country, valid_name};
 use crate::config::error::Source;
 use crate::config::raw::{OwnershipFile, RawTenant};
 use crate::policy::{
-    Also, AppliesBy, Entity, EntityIdx, Holding, Jurisdiction, Ownership, RuleId, Tenant, Window, percent,
+    Also, AppliesBy, Entity, EntityIdx, Holding, Jurisdiction, Ownership, Party, RuleId, Tenant, TenantIdx, Tenants,
+    Window, percent,
 };
 
 /// Shares are percents written by people; sums within this of a bound count as on it.
@@ -301,7 +304,8 @@ pub(super) fn resolve(
     src: &Source,
     mut graph: Graph,
     listed: Vec<Option<(RuleId, String)>>,
-    tenants: &mut [Tenant],
+    tenants: &Tenants,
+    parties: &mut HashMap<TenantIdx, Party>,
 ) -> Ownership {
     let o = &mut graph.ownership;
     for (e, l) in o.entities.iter_mut().zip(listed) {
@@ -331,16 +335,16 @@ pub(super) fn resolve(
     }
     // One rule per covered entity, whichever of its tenants cites it.
     let mut affiliated: Vec<Option<RuleId>> = vec![None; o.entities.len()];
-    for t in tenants.iter_mut() {
+    for (i, t) in tenants.iter().enumerate() {
         let Some(e) = t.entity else { continue };
         let Some(entity) = o.entity(e) else { continue };
         if let Some(rule) = entity.listed {
-            t.denied_party.get_or_insert(rule);
+            parties.entry(i as TenantIdx).or_default().denied_party.get_or_insert(rule);
         } else if entity.covered {
             let rule = *affiliated[e as usize].get_or_insert_with(|| {
                 ctx.rule_at(&src.name, entity.line, entry("entities", e as usize, &entity.id), o.explain(e))
             });
-            t.affiliated = Some(rule);
+            parties.entry(i as TenantIdx).or_default().affiliated = Some(rule);
         }
     }
     graph.ownership

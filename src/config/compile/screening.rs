@@ -4,14 +4,17 @@
 //! records a reviewer's clearance for exactly that tenant or entity and list entry.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 
 use super::ctx::{Ctx, day};
 use crate::config::error::{ConfigError, Source};
 use crate::config::raw::ScreeningFile;
-use crate::policy::{Day, EntityIdx, Finding, FindingStatus, Memo, RuleId, Screening, Subject, Tenant, TenantIdx};
+use crate::policy::{
+    Day, EntityIdx, Finding, FindingStatus, Memo, Party, Policy, RuleId, Screening, SegmentScreening, Subject, Tenant,
+    TenantIds, TenantIdx, TenantSegment, Tenants,
+};
 use crate::screening::ListEntry;
 use crate::screening::{Hit, Screener, parse_csl_csv};
 
@@ -28,9 +31,9 @@ pub(super) fn screen(
     ctx: &mut Ctx,
     (src, file): (&Source, &ScreeningFile),
     list: Option<&Source>,
-    (tenants, tenant_ids): (&mut [Tenant], &HashMap<Box<str>, TenantIdx>),
+    (tenants, tenant_ids, parties): (&Tenants, &TenantIds, &mut HashMap<TenantIdx, Party>),
     entities: Entities<'_>,
-    previous: Option<&Memo>,
+    previous: Option<&Policy>,
 ) -> (Screening, Vec<Option<(RuleId, String)>>) {
     let mut listed = vec![None; entities.names.len()];
     let s = &file.screening;
@@ -92,9 +95,7 @@ pub(super) fn screen(
         }
     };
     let against = Sha256::new().chain_update(&list.text).chain_update(review.to_le_bytes()).finalize().into();
-    let previous = previous.filter(|m| m.against == against);
-    let (hits, memo) = screen_all(&entries, tenants, entities.names, review, previous);
-    let memo = Memo { against, ..memo };
+    let (hits, screener) = screen_all(&entries, against, tenants, entities.names, review, previous);
     let mut findings = Vec::new();
     for (subject, hits) in hits {
         for hit in hits {
@@ -111,9 +112,7 @@ pub(super) fn screen(
                 let rule = ctx.rule_at(&list.name, entry.line, format!("{} ({})", entry.id, entry.source), detail);
                 match subject {
                     Subject::Tenant(t) => {
-                        if let Some(tenant) = tenants.get_mut(t as usize) {
-                            tenant.denied_party.get_or_insert(rule);
-                        }
+                        parties.entry(t).or_default().denied_party.get_or_insert(rule);
                     }
                     Subject::Entity(e) => {
                         if let Some(l) = listed.get_mut(e as usize) {
@@ -142,65 +141,131 @@ pub(super) fn screen(
         threshold,
         review_threshold: review,
         findings: findings.into(),
-        memo,
+        against,
+        screener,
     };
     (screening, listed)
 }
 
 /// Every tenant's and entity's hits at or above `review`, for those that have any, in subject
-/// order, and the memo of this screening. Tenants whose names `previous` holds take its result;
-/// the others are split over every core, each part screened with its own batch (which remembers
+/// order, and the screener if it was needed. A tenant segment screened before against the same
+/// list gives its hits as they are; a segment not yet screened is screened, and remembers it. Its
+/// tenants whose names its file's last version had (`previous`) take their result from there; the
+/// others are split over every core, each part screened with its own batch (which remembers
 /// look-ups of words its names share). The list is compiled for matching only if some names need
-/// it.
+/// it, and a reload against the same list takes the last load's.
 fn screen_all(
     entries: &[ListEntry],
-    tenants: &[Tenant],
+    against: [u8; 32],
+    tenants: &Tenants,
     entities: &[Vec<String>],
     review: f64,
-    previous: Option<&Memo>,
-) -> (Vec<(Subject, Vec<Hit>)>, Memo) {
+    previous: Option<&Policy>,
+) -> (Hits, Option<Arc<Screener>>) {
+    let previous = previous.filter(|p| p.screening.against == against);
     let built = OnceLock::new();
-    let screener = || built.get_or_init(|| Screener::new(entries.to_vec()));
+    if let Some(s) = previous.and_then(|p| p.screening.screener.clone()) {
+        let _ = built.set(s);
+    }
+    let screener = || built.get_or_init(|| Arc::new(Screener::new(entries.to_vec())));
+    let old: HashMap<&str, &SegmentScreening> = previous
+        .map(|p| {
+            let screened = p.tenants.segments().iter().filter_map(|s| Some((&*s.relative, s.screened.get()?)));
+            screened.filter(|(_, s)| s.against == against).collect()
+        })
+        .unwrap_or_default();
+    // Segments screened before against this list give their hits; the others are screened
+    // together, so each core's batch sees all of its share.
+    let current = |s: &TenantSegment| s.screened.get().filter(|s| s.against == against).is_some();
+    let todo: Vec<&TenantSegment> = tenants.segments().iter().map(|s| &**s).filter(|s| !current(s)).collect();
+    let known: Vec<Option<&Memo>> = todo.iter().map(|s| old.get(&*s.relative).map(|o| &o.memo)).collect();
+    let mut fresh = screen_segments(&todo, &known, &screener, review).into_iter();
+    let mut kept = Vec::new();
+    for segment in &todo {
+        let Some(screened) = fresh.next() else { break };
+        // A segment screened against another list by a load before keeps that.
+        if let Err(screened) = segment.screened.set(SegmentScreening { against, ..screened }) {
+            kept.push((std::ptr::from_ref(*segment), screened));
+        }
+    }
+    let mut hits = Vec::new();
+    let mut start = 0;
+    for segment in tenants.segments() {
+        let mine = kept.iter().find(|(p, _)| std::ptr::eq(*p, &**segment)).map(|(_, s)| s);
+        if let Some(screened) = mine.or_else(|| segment.screened.get()) {
+            hits.extend(tenant_hits(start, screened));
+        }
+        start += segment.tenants.len();
+    }
+    let mut batch = None;
+    for (e, names) in entities.iter().enumerate() {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let found = batch.get_or_insert_with(|| screener().batch()).screen(&names, review);
+        if !found.is_empty() {
+            hits.push((Subject::Entity(e as EntityIdx), found));
+        }
+    }
+    (hits, built.into_inner())
+}
+
+/// Hits by subject, for the subjects that have any.
+type Hits = Vec<(Subject, Vec<Hit>)>;
+
+fn tenant_hits(start: usize, s: &SegmentScreening) -> impl Iterator<Item = (Subject, Vec<Hit>)> + '_ {
+    s.hits.iter().map(move |(k, h)| (Subject::Tenant((start + *k as usize) as TenantIdx), h.clone()))
+}
+
+/// Screens the segments' tenants, split over every core; `known` is, per segment, what its file's
+/// last version found for name sets it had.
+fn screen_segments<'s>(
+    segments: &[&TenantSegment],
+    known: &[Option<&Memo>],
+    screener: &(dyn Fn() -> &'s Arc<Screener> + Sync),
+    review: f64,
+) -> Vec<SegmentScreening> {
+    let items: Vec<(usize, &Tenant)> =
+        segments.iter().enumerate().flat_map(|(i, s)| s.tenants.iter().map(move |t| (i, t))).collect();
     let workers = std::thread::available_parallelism().map_or(1, usize::from).max(1);
-    let per_worker = tenants.len().div_ceil(workers).max(1);
-    let lookup = |names: &[&str], screen: &mut dyn FnMut(&[&str]) -> Vec<Hit>| {
-        let digest = names_digest(names);
-        let known = previous
-            .and_then(|m| if m.clean.contains(&digest) { Some(Vec::new()) } else { m.hits.get(&digest).cloned() });
-        (digest, known.unwrap_or_else(|| screen(names)))
+    let per_worker = items.len().div_ceil(workers).max(1);
+    let lookup = |(i, t): (usize, &Tenant), screen: &mut dyn FnMut(&[&str]) -> Vec<Hit>| {
+        let names = names(t);
+        let digest = names_digest(&names);
+        let memo = known.get(i).copied().flatten();
+        let seen =
+            memo.and_then(|m| if m.clean.contains(&digest) { Some(Vec::new()) } else { m.hits.get(&digest).cloned() });
+        (digest, seen.unwrap_or_else(|| screen(&names)))
     };
     let parts: Vec<Vec<(u128, Vec<Hit>)>> = std::thread::scope(|scope| {
-        let parts: Vec<_> = tenants
+        let parts: Vec<_> = items
             .chunks(per_worker)
             .map(|chunk| {
                 scope.spawn(move || {
                     let mut batch = None;
                     let mut screen = |n: &[&str]| batch.get_or_insert_with(|| screener().batch()).screen(n, review);
-                    chunk.iter().map(|t| lookup(&names(t), &mut screen)).collect::<Vec<_>>()
+                    chunk.iter().map(|&item| lookup(item, &mut screen)).collect::<Vec<_>>()
                 })
             })
             .collect();
         // A part that panicked must not pass as a part with no hits: the load fails instead.
         parts.into_iter().map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
-    let mut screen = |n: &[&str]| screener().screen(n, review);
-    let entities: Vec<_> = entities
-        .iter()
-        .map(|names| lookup(&names.iter().map(String::as_str).collect::<Vec<_>>(), &mut screen))
-        .collect();
-    let subjects = (0..).map(|t| Subject::Tenant(t as TenantIdx)).zip(parts.into_iter().flatten());
-    let subjects = subjects.chain((0..).map(|e| Subject::Entity(e as EntityIdx)).zip(entities));
-    let mut memo = Memo::default();
-    let mut hits = Vec::new();
-    for (subject, (digest, found)) in subjects {
+    let mut memos: Vec<Memo> = segments.iter().map(|_| Memo::default()).collect();
+    let mut hits: Vec<Vec<(u32, Vec<Hit>)>> = segments.iter().map(|_| Vec::new()).collect();
+    let mut local = vec![0u32; segments.len()];
+    for ((i, _), (digest, found)) in items.iter().zip(parts.into_iter().flatten()) {
+        let (Some(memo), Some(hits), Some(k)) = (memos.get_mut(*i), hits.get_mut(*i), local.get_mut(*i)) else {
+            continue;
+        };
         if found.is_empty() {
             memo.clean.insert(digest);
         } else {
             memo.hits.insert(digest, found.clone());
-            hits.push((subject, found));
+            hits.push((*k, found));
         }
+        *k += 1;
     }
-    (hits, memo)
+    let out = memos.into_iter().zip(hits);
+    out.map(|(memo, hits)| SegmentScreening { against: [0; 32], hits: hits.into(), memo }).collect()
 }
 
 /// A digest of a tenant's names, in order: two tenants share one only if they have the same names.

@@ -4,93 +4,192 @@
 //! jurisdiction's). Nothing of a batch's parse is kept once it is compiled.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::ctx::{
     Ctx, Entry, ModelEntry, check_limits, day, day_window, globs, valid_country, valid_label, valid_name,
 };
 use super::ownership::{Binding, bind_tenant};
-use crate::auth::{self, KeyIndex};
+use crate::auth::{self, Digest, KeyIndex};
 use crate::config::error::{ConfigError, Source};
-use crate::config::parse::Batches;
+use crate::config::parse::{Batch, Batches};
 use crate::config::raw::{RawKyc, RawLimits, RawTenant, TenantStatus};
 use crate::limits::LimitSpec;
-use crate::policy::{Day, Declaration, Jurisdiction, Kyc, Line, MAX_TENANTS, ModelSet, Suspension, Tenant};
+use crate::policy::{
+    Day, Declaration, Jurisdiction, Kyc, Line, MAX_TENANTS, ModelSet, Suspension, Tenant, TenantIds, TenantSegment,
+    Tenants,
+};
 
-/// The tenants, their index by id, the key index, and the names of the files they came from.
-type TenantOut = (Vec<Tenant>, HashMap<Box<str>, u32>, KeyIndex, Box<[Box<str>]>);
+/// Where one tenant file's tenants come from.
+pub(in crate::config) enum Plan {
+    /// Compiled from the batches of the `index`th file read.
+    Read { index: usize, name: String, relative: String, digest: [u8; 32] },
+    /// The last policy's segment: the file and what it is compiled against are unchanged.
+    Reuse(Arc<TenantSegment>),
+}
+
+/// The tenants, their index by id, and the key index.
+type TenantOut = (Tenants, TenantIds, KeyIndex);
 
 pub(super) fn compile_tenants(
     ctx: &mut Ctx,
+    plan: Vec<Plan>,
     batches: &mut Batches<'_>,
-    jurisdictions: &[Jurisdiction],
-    regional_limits: &[Option<&RawLimits>],
-    bind: &Binding<'_>,
-    models: &[ModelEntry],
+    inputs: &Inputs<'_>,
 ) -> TenantOut {
-    let mut out = Vec::with_capacity(batches.at_most);
-    let mut ids = HashMap::new();
-    let mut keys: HashMap<[u8; 32], u32> = HashMap::new();
-    let mut certificates: HashMap<Box<str>, u32> = HashMap::new();
-    let mut both = Vec::new();
-    let mut files: Vec<Box<str>> = Vec::new();
-    for batch in batches.by_ref() {
-        let src = &batch.src;
-        if files.len() <= batch.file {
-            files.resize(batch.file + 1, Box::default());
-        }
-        if files[batch.file].is_empty() {
-            files[batch.file] = src.name.as_str().into();
-        }
-        for (k, t) in batch.tenants.iter().enumerate() {
-            let mut x =
-                Indexes { out: &out, ids: &mut ids, keys: &mut keys, certificates: &mut certificates, both: &mut both };
-            let inputs = Inputs { jurisdictions, regional_limits, bind, models };
-            let tenant = compile_tenant(ctx, src, (batch.file, batch.first + k), t, &mut x, &inputs);
-            out.push(tenant);
-        }
+    let mut segments: Vec<Arc<TenantSegment>> = Vec::with_capacity(plan.len());
+    let reused: usize = plan.iter().map(|p| if let Plan::Reuse(s) = p { s.tenants.len() } else { 0 }).sum();
+    let capacity = batches.at_most + reused;
+    let mut x = Indexes {
+        base: 0,
+        ids: TenantIds::with_capacity_and_hasher(capacity, Default::default()),
+        keys: KeyIndex::with_capacity(capacity),
+        certificates: HashMap::new(),
+        both: Vec::new(),
+    };
+    let mut batches = batches.by_ref().peekable();
+    for p in plan {
+        let segment = match p {
+            Plan::Reuse(segment) => {
+                x.add_reused(ctx, &segment);
+                segment
+            }
+            Plan::Read { index, name, relative, digest } => {
+                let mut seg = TenantSegment {
+                    name: name.into(),
+                    relative: relative.into(),
+                    digest,
+                    tenants: Box::default(),
+                    keys: Box::default(),
+                    certificates: Box::default(),
+                    both: Box::default(),
+                    screened: std::sync::OnceLock::new(),
+                };
+                let mut out = SegmentOut::default();
+                while let Some(batch) = batches.next_if(|b: &Batch| b.file == index) {
+                    let src = &batch.src;
+                    for (k, t) in batch.tenants.iter().enumerate() {
+                        let tenant =
+                            compile_tenant(ctx, src, batch.first + k, t, (&mut x, &mut out, &segments), inputs);
+                        out.tenants.push(tenant);
+                    }
+                }
+                seg.tenants = out.tenants.into();
+                seg.keys = out.keys.into();
+                seg.certificates = out.certificates.into();
+                seg.both = out.both.into();
+                Arc::new(seg)
+            }
+        };
+        x.base = x.base.saturating_add(segment.tenants.len());
+        segments.push(segment);
     }
-    if out.len() > MAX_TENANTS {
-        let file = files.last().map(|f| f.to_string()).unwrap_or_default();
-        let message = format!("{} tenants; a policy holds at most {MAX_TENANTS}", out.len());
+    if x.base > MAX_TENANTS {
+        let file = segments.last().map(|f| f.name.to_string()).unwrap_or_default();
+        let message = format!("{} tenants; a policy holds at most {MAX_TENANTS}", x.base);
         ctx.push(ConfigError { file, position: None, key: "tenants".into(), message });
     }
-    let index = KeyIndex::build(keys).with_certificates(certificates, both);
-    (out, ids, index, files.into())
+    let Indexes { ids, keys, certificates, both, .. } = x;
+    let index = keys.with_certificates(certificates, both);
+    (Tenants::new(segments), ids, index)
 }
 
-/// What compiling one tenant checks against: the tenants before it.
-struct Indexes<'a> {
-    out: &'a [Tenant],
-    ids: &'a mut HashMap<Box<str>, u32>,
-    keys: &'a mut HashMap<[u8; 32], u32>,
-    certificates: &'a mut HashMap<Box<str>, u32>,
-    both: &'a mut Vec<u32>,
+/// What a file's tenants compile to besides themselves.
+#[derive(Default)]
+struct SegmentOut {
+    tenants: Vec<Tenant>,
+    keys: Vec<(Digest, u32)>,
+    certificates: Vec<(Box<str>, u32)>,
+    both: Vec<u32>,
+}
+
+/// What compiling a tenant checks against: the tenants before it, in every file.
+struct Indexes {
+    /// The index of the current file's first tenant.
+    base: usize,
+    ids: TenantIds,
+    keys: KeyIndex,
+    certificates: HashMap<Box<str>, u32>,
+    both: Vec<u32>,
+}
+
+impl Indexes {
+    /// Adds a reused segment's tenants. A clash with a tenant before it is reported at the reused
+    /// tenant's entry; the caller loads the folder again without reuse to place it exactly.
+    fn add_reused(&mut self, ctx: &mut Ctx, seg: &TenantSegment) {
+        let at = |k: u32| (self.base + k as usize) as u32;
+        let clash = |ctx: &mut Ctx, k: u32, what: &str| {
+            let Some(t) = seg.tenants.get(k as usize) else { return };
+            ctx.push(ConfigError {
+                file: seg.name.to_string(),
+                position: Some((t.entry_line as usize, 1)),
+                key: format!("{}", Entry("tenants", t.entry as usize, &t.id)),
+                message: format!("{what} is also listed for an earlier tenant"),
+            });
+        };
+        for (k, t) in seg.tenants.iter().enumerate() {
+            if self.ids.insert(t.id.clone(), at(k as u32)).is_some() {
+                clash(ctx, k as u32, "its id");
+            }
+        }
+        for &(digest, k) in &seg.keys {
+            if self.keys.insert(digest, at(k)).is_some() {
+                clash(ctx, k, "a key digest");
+            }
+        }
+        for (name, k) in &seg.certificates {
+            if self.certificates.insert(name.clone(), at(*k)).is_some() {
+                clash(ctx, *k, "a certificate name");
+            }
+        }
+        self.both.extend(seg.both.iter().map(|&k| at(k)));
+    }
+}
+
+/// The id of the tenant at global index `idx`, among the finished segments and the current one.
+fn tenant_id<'a>(idx: u32, earlier: &'a [Arc<TenantSegment>], current: &'a [Tenant], base: usize) -> Option<&'a str> {
+    let idx = idx as usize;
+    if let Some(k) = idx.checked_sub(base) {
+        return current.get(k).map(|t| &*t.id);
+    }
+    let mut start = 0;
+    for s in earlier {
+        if idx < start + s.tenants.len() {
+            return s.tenants.get(idx - start).map(|t| &*t.id);
+        }
+        start += s.tenants.len();
+    }
+    None
 }
 
 /// What compiling one tenant reads from the other files.
-struct Inputs<'a> {
-    jurisdictions: &'a [Jurisdiction],
-    regional_limits: &'a [Option<&'a RawLimits>],
-    bind: &'a Binding<'a>,
-    models: &'a [ModelEntry],
+pub(super) struct Inputs<'a> {
+    pub jurisdictions: &'a [Jurisdiction],
+    pub regional_limits: &'a [Option<&'a RawLimits>],
+    pub bind: &'a Binding<'a>,
+    pub models: &'a [ModelEntry],
 }
 
 fn compile_tenant(
     ctx: &mut Ctx,
     src: &Source,
-    (file, i): (usize, usize),
+    i: usize,
     t: &RawTenant,
-    x: &mut Indexes<'_>,
+    (x, out, earlier): (&mut Indexes, &mut SegmentOut, &[Arc<TenantSegment>]),
     inputs: &Inputs<'_>,
 ) -> Tenant {
     let Inputs { jurisdictions, regional_limits, bind, models } = *inputs;
-    let idx = x.out.len() as u32;
+    let local = out.tenants.len() as u32;
+    let idx = (x.base + out.tenants.len()) as u32;
+    let other_id =
+        |other: u32, out: &SegmentOut| tenant_id(other, earlier, &out.tenants, x.base).unwrap_or("?").to_owned();
     let id = t.id.get_ref().as_str();
     let key = Entry("tenants", i, id);
     if !valid_name(id) {
         ctx.err(src, Some(t.id.span()), format!("{key}.id"), "must be printable ASCII without spaces");
     }
-    if x.ids.insert(Box::<str>::from(id), idx).is_some() {
+    let shared: Arc<str> = id.into();
+    if x.ids.insert(shared.clone(), idx).is_some() {
         ctx.err(src, Some(t.id.span()), format!("{key}.id"), format!("tenant {id:?} is defined twice"));
     }
     if t.legal_name.trim().is_empty() {
@@ -107,8 +206,9 @@ fn compile_tenant(
                 "must be 64 hex digits (the SHA-256 of the key; see `customs keygen`)",
             ),
             Some(digest) => {
+                out.keys.push((digest, local));
                 if let Some(other) = x.keys.insert(digest, idx) {
-                    let other = x.out.get(other as usize).map_or(id, |o| &*o.id);
+                    let other = if other == idx { id.to_owned() } else { other_id(other, out) };
                     ctx.err(src, Some(d.span()), kk(), format!("this key digest is also listed for tenant {other:?}"));
                 }
             }
@@ -119,9 +219,12 @@ fn compile_tenant(
         let n = name.get_ref().as_str();
         if !valid_name(n) {
             ctx.err(src, Some(name.span()), kk(), "must be printable ASCII without spaces");
-        } else if let Some(other) = x.certificates.insert(n.into(), idx) {
-            let other = x.out.get(other as usize).map_or(id, |o| &*o.id);
-            ctx.err(src, Some(name.span()), kk(), format!("this name is also listed for tenant {other:?}"));
+        } else {
+            out.certificates.push((n.into(), local));
+            if let Some(other) = x.certificates.insert(n.into(), idx) {
+                let other = if other == idx { id.to_owned() } else { other_id(other, out) };
+                ctx.err(src, Some(name.span()), kk(), format!("this name is also listed for tenant {other:?}"));
+            }
         }
     }
     if t.require_key_and_certificate {
@@ -134,6 +237,7 @@ fn compile_tenant(
             );
         }
         x.both.push(idx);
+        out.both.push(local);
     }
     // A tenant's rules are spelled out from these lines when asked for (`Policy::rule`).
     let line = |span: &std::ops::Range<usize>| Line::try_from(src.line(span)).unwrap_or(Line::MAX);
@@ -202,22 +306,19 @@ fn compile_tenant(
     let regional = regional_limits.get(jurisdiction as usize).copied().flatten();
     let limits = merge_limits(t.limits.as_ref().map(|l| l.get_ref()), regional);
     let mut tenant = Tenant {
-        id: id.into(),
+        id: shared,
         legal_name: t.legal_name.as_str().into(),
         aliases: t.aliases.iter().map(|a| a.as_str().into()).collect(),
         country: t.country.get_ref().as_str().into(),
         jurisdiction,
         suspended,
         suspension,
-        denied_party: None,
         entity: None,
-        affiliated: None,
         declaration,
         kyc,
         also: None,
         allowlist,
         limits,
-        file: u32::try_from(file).unwrap_or(u32::MAX),
         entry: u32::try_from(i).unwrap_or(u32::MAX),
         entry_line: u32::try_from(src.line(&t.id.span())).unwrap_or(u32::MAX),
     };
