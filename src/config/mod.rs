@@ -65,7 +65,10 @@ pub fn load_after(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>) -> 
     match load_with(dir, env, previous, true) {
         // A clash between a reused file's tenant and one read again is placed exactly only by
         // reading the reused file too.
-        Err(Reload::Again) => load_with(dir, env, previous, false).map_err(Reload::into_errors),
+        Err(Reload::Again) => {
+            tracing::info!("A tenant file not read again has an error; reading every tenant file to place it.");
+            load_with(dir, env, previous, false).map_err(Reload::into_errors)
+        }
         loaded => loaded.map_err(Reload::into_errors),
     }
 }
@@ -197,6 +200,9 @@ fn load_with(dir: &Path, env: EnvLookup<'_>, previous: Option<&Policy>, reuse: b
     // What compiling a tenant reads besides its entry; screening's findings are each policy's own.
     let tenant_inputs = digest([&m, &c, &j, &o].map(|s| s.text.as_str()));
     let plan = plan(&tenant_files, &surveyed, previous.filter(|p| reuse && p.tenant_inputs == tenant_inputs));
+    if previous.is_some() {
+        tracing::debug!(read = plan.read.len(), kept = plan.reused.len(), "Tenant files surveyed.");
+    }
     let parsed = compile::Parsed {
         gateway: (&g, gateway),
         models: (&m, models),

@@ -1,7 +1,7 @@
 //! Who owns the tenants, resolved at load: every entity of `ownership.toml` with its owners, what
 //! screening found on its names, and how much of it listed parties own together. The request path
-//! reads only a tenant's `affiliated` rule and [`Ownership::applies`]; the graph is for `customs
-//! screen --ownership` and `customs explain`.
+//! reads only the `affiliated` rule of a tenant's [`super::Party`] and [`Ownership::applies`]; the
+//! graph is for `customs screen --ownership` and `customs explain`.
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! What denied-party screening found at load: every tenant name that scored in the review band or
 //! above against the restricted-party list, and what became of it (blocked, cleared by a reviewer,
-//! or left for review). The request path only reads each tenant's `denied_party` rule; this is
-//! for `customs screen` and `customs explain`.
+//! or left for review). The request path only reads the `denied_party` rule of each tenant's
+//! [`super::Party`]; this is for `customs screen`, `customs explain` and the next reload.
 
 use std::collections::{HashMap, HashSet};
 
