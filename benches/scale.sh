@@ -19,7 +19,7 @@ files=${SCALE_FILES:-100}
 cargo build --release --locked --bin customs >&2
 bin=target/release/customs
 commit=$(git rev-parse --short HEAD)
-out="benches/load/results/$(date -u +%F)-scale-${commit}.txt"
+out="benches/load/results/$(date -u +%F)-scale-${commit}-files${SCALE_FILES:-100}.txt"
 work=$(mktemp -d /tmp/customs-scale.XXXXXX)
 trap 'pkill -f "customs demo --config $work" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -78,7 +78,7 @@ done
 # A config error in the 900,000th generated tenant, placed exactly.
 if printf '%s\n' "${counts[@]}" | grep -qx 1000000; then
     dir="$work/t1000000"
-    file=$(grep -l 'id = "gen-0899999"' "$dir"/tenants.toml "$dir"/tenants.d/*.toml 2>/dev/null | head -1)
+    file=$( (grep -l 'id = "gen-0899999"' "$dir"/tenants.toml "$dir"/tenants.d/*.toml 2>/dev/null || true) | head -1)
     python3 - "$file" <<'EOF'
 import sys
 path = sys.argv[1]
