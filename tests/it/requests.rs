@@ -540,6 +540,46 @@ async fn an_http2_client_that_answers_no_ping_is_disconnected() {
     ex.stop().await;
 }
 
+/// A client that answers PINGs keeps a stream that outlasts many keep-alive intervals: the
+/// keep-alive closes dead connections, never a live stream.
+#[tokio::test]
+async fn an_http2_stream_outlasting_the_keep_alive_ends_whole() {
+    let ex = Example::start_with(|dir| {
+        crate::support::edit_file(dir, "gateway.toml", "idle_timeout = \"60s\"", "idle_timeout = \"1h\"");
+        crate::support::edit_file(
+            dir,
+            "gateway.toml",
+            "keep_alive_interval = \"30s\"",
+            "keep_alive_interval = \"200ms\"",
+        );
+        crate::support::edit_file(
+            dir,
+            "gateway.toml",
+            "keep_alive_timeout = \"20s\"",
+            "keep_alive_timeout = \"200ms\"",
+        );
+    })
+    .await;
+    let (mut tx, conn) = h2_connection(ex.gw.addr).await;
+    tokio::spawn(conn);
+    // Eight chunks 250 ms apart: about ten keep-alive intervals.
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", ex.gw.addr))
+        .header(US.0, US.1)
+        .header("x-mock-chunks", "8")
+        .header("x-mock-chunk-delay-ms", "250")
+        .body(http_body_util::Full::new(bytes::Bytes::from(crate::support::stream_body("gpt-4o"))))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = tx.send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "the stream was not paced");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "the stream was cut:\n{text}");
+    assert!(text.matches("chat.completion.chunk").count() >= 8, "{text}");
+    ex.stop().await;
+}
+
 /// Both `Content-Length` and `Transfer-Encoding`: the HTTP layer reads the body as chunked,
 /// drops the length and closes the connection after answering (RFC 9112, section 6.1), so bytes
 /// a proxy in front framed differently are never read as a second request.
