@@ -2,7 +2,8 @@
 //!
 //! Starts the mock upstream, then each target in turn behind it: customs (the example policy with
 //! `benches/load/scenario/` laid over it: every check, limit and metric on, limits too high to
-//! refuse), the same without its audit trail ("no-audit"), the same in cluster mode with its kill
+//! refuse), the same without its audit trail ("no-audit") or, when named, with its trail synced
+//! each second instead of per decision ("interval"), the same in cluster mode with its kill
 //! switch and limits on a `redis-server` ("cluster", when one is installed), the bare pass-through
 //! proxy on the same stack (`bare_proxy.rs`), and nginx when it is installed; plus the mock on its
 //! own ("direct") as the latency floor. The target runs pinned to CPU 0; this driver (the load
@@ -61,7 +62,8 @@ struct Args {
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/load-bench.json")]
     out: PathBuf,
-    /// Only these targets (customs, no-audit, cluster, bare, nginx, direct).
+    /// Only these targets (customs, no-audit, cluster, bare, nginx, direct; and interval, which
+    /// runs only when named).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also measure LiteLLM's proxy (from PyPI, installed into target/litellm-venv on first use).
@@ -163,13 +165,22 @@ fn pinned(cpu: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
+/// The audit trail a customs target keeps: the scenario's (`sync = "always"`), none, or one
+/// synced each second.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trail {
+    Always,
+    Off,
+    Interval,
+}
+
 #[expect(clippy::too_many_arguments, reason = "one call per target kind, each naming what it varies")]
 fn start_customs(
     name: &'static str,
     bin: &Path,
     mock: SocketAddr,
     large: bool,
-    audit: bool,
+    audit: Trail,
     store: Option<Child>,
     store_port: u16,
     tls: Option<&Path>,
@@ -180,10 +191,17 @@ fn start_customs(
     }
     // The generated large config has no gateway.toml: it gets the scenario's, like the example.
     scenario::write(dir.path(), &mock.to_string(), large)?;
-    if !audit {
+    if audit != Trail::Always {
         let path = dir.path().join("gateway.toml");
         let mut gateway: toml::Table = std::fs::read_to_string(&path)?.parse()?;
-        gateway.remove("audit");
+        match gateway.get_mut("audit").and_then(toml::Value::as_table_mut) {
+            Some(a) if audit == Trail::Interval => {
+                a.insert("sync".into(), "interval".into());
+            }
+            _ => {
+                gateway.remove("audit");
+            }
+        }
         std::fs::write(&path, toml::to_string(&gateway)?)?;
     }
     if store.is_some() {
@@ -465,23 +483,28 @@ async fn drive(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut targets = Vec::new();
     let customs = Path::new(env!("CARGO_BIN_EXE_customs"));
     if wanted("customs") {
-        targets.push(start_customs("customs", customs, mock, args.large, true, None, 0, tls)?);
+        targets.push(start_customs("customs", customs, mock, args.large, Trail::Always, None, 0, tls)?);
     }
     // The same build and policy without the audit trail: what the trail costs, side by side.
     if wanted("no-audit") {
-        targets.push(start_customs("no-audit", customs, mock, args.large, false, None, 0, tls)?);
+        targets.push(start_customs("no-audit", customs, mock, args.large, Trail::Off, None, 0, tls)?);
+    }
+    // Decisions written ahead but not waited on to reach the disk: what each `fdatasync` costs.
+    if args.only.iter().any(|o| o == "interval") {
+        targets.push(start_customs("interval", customs, mock, args.large, Trail::Interval, None, 0, tls)?);
     }
     // And in cluster mode, one replica on a store: what sharing the kill switch and limits costs.
     if wanted("cluster") {
         match start_redis()? {
             Some((redis, port)) => {
-                targets.push(start_customs("cluster", customs, mock, args.large, true, Some(redis), port, tls)?);
+                let t = start_customs("cluster", customs, mock, args.large, Trail::Always, Some(redis), port, tls)?;
+                targets.push(t);
             }
             None => println!("redis-server is not installed; skipping cluster (apt-get install redis-server)"),
         }
     }
     if let Some(bin) = &args.baseline {
-        targets.push(start_customs("baseline", bin, mock, args.large, true, None, 0, tls)?);
+        targets.push(start_customs("baseline", bin, mock, args.large, Trail::Always, None, 0, tls)?);
     }
     if wanted("bare") {
         targets.push(start_bare(mock)?);
