@@ -85,6 +85,8 @@ impl Reload {
     fn into_errors(self) -> ConfigErrors {
         match self {
             Self::Failed(e) => e,
+            // Only a load that kept some file asks to be made again, and the second reads every
+            // file; should that change, this says so rather than pass for a load.
             Self::Again => ConfigErrors(vec![ConfigError {
                 file: String::new(),
                 position: None,
