@@ -25,8 +25,8 @@ pub(super) struct Entities<'a> {
 }
 
 /// The findings, and per entity the rule that lists it (a hit without a clearance) with the list
-/// and entry, as explanations name them. `previous` is the last load's memo: names it saw against
-/// the same list and threshold are not screened again.
+/// and entry, as explanations name them. `previous` is the last load's policy: what it screened
+/// against the same list and threshold is not screened again.
 pub(super) fn screen(
     ctx: &mut Ctx,
     (src, file): (&Source, &ScreeningFile),
@@ -179,22 +179,26 @@ fn screen_all(
     let current = |s: &TenantSegment| s.screened.get().filter(|s| s.against == against).is_some();
     let todo: Vec<&TenantSegment> = tenants.segments().iter().map(|s| &**s).filter(|s| !current(s)).collect();
     let known: Vec<Option<&Memo>> = todo.iter().map(|s| old.get(&*s.relative).map(|o| &o.memo)).collect();
+    // In the order of `todo`: the segments not current, in file order.
     let mut fresh = screen_segments(&todo, &known, &screener, review).into_iter();
-    let mut kept = Vec::new();
-    for segment in &todo {
-        let Some(screened) = fresh.next() else { break };
-        // A segment screened against another list by a load before keeps that.
-        if let Err(screened) = segment.screened.set(SegmentScreening { against, ..screened }) {
-            kept.push((std::ptr::from_ref(*segment), screened));
-        }
-    }
     let mut hits = Vec::new();
     let mut start = 0;
     for segment in tenants.segments() {
-        let mine = kept.iter().find(|(p, _)| std::ptr::eq(*p, &**segment)).map(|(_, s)| s);
-        if let Some(screened) = mine.or_else(|| segment.screened.get()) {
-            hits.extend(tenant_hits(start, screened));
+        let own;
+        let mut screened = segment.screened.get().filter(|s| s.against == against);
+        if screened.is_none()
+            && let Some(new) = fresh.next()
+        {
+            screened = match segment.screened.set(SegmentScreening { against, ..new }) {
+                Ok(()) => segment.screened.get(),
+                // Screened against another list by a load before: that stays with the segment.
+                Err(new) => {
+                    own = new;
+                    Some(&own)
+                }
+            };
         }
+        hits.extend(screened.into_iter().flat_map(|s| tenant_hits(start, s)));
         start += segment.tenants.len();
     }
     let mut batch = None;
