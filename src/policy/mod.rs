@@ -43,8 +43,7 @@ pub use screening::{Finding, FindingStatus, Screening, Subject};
 pub(crate) use screening::{Memo, SegmentScreening};
 pub(crate) use table::{Cell, EndpointRun, Row, TableBuilder, VerdictTable};
 pub(crate) use tenants::Parties;
-pub use tenants::TenantSegment;
-pub use tenants::{Party, Tenants};
+pub use tenants::{Party, TenantSegment, Tenants};
 
 use crate::auth::KeyIndex;
 use crate::endpoint::Endpoint;

@@ -55,16 +55,6 @@ pub(super) fn compile_tenants(
                 segment
             }
             Plan::Read { index, name, relative, digest } => {
-                let mut seg = TenantSegment {
-                    name: name.into(),
-                    relative: relative.into(),
-                    digest,
-                    tenants: Box::default(),
-                    keys: Box::default(),
-                    certificates: Box::default(),
-                    both: Box::default(),
-                    screened: std::sync::OnceLock::new(),
-                };
                 let mut out = SegmentOut::default();
                 while let Some(batch) = batches.next_if(|b: &Batch| b.file == index) {
                     let src = &batch.src;
@@ -74,11 +64,16 @@ pub(super) fn compile_tenants(
                         out.tenants.push(tenant);
                     }
                 }
-                seg.tenants = out.tenants.into();
-                seg.keys = out.keys.into();
-                seg.certificates = out.certificates.into();
-                seg.both = out.both.into();
-                Arc::new(seg)
+                Arc::new(TenantSegment {
+                    name: name.into(),
+                    relative: relative.into(),
+                    digest,
+                    tenants: out.tenants.into(),
+                    keys: out.keys.into(),
+                    certificates: out.certificates.into(),
+                    both: out.both.into(),
+                    screened: std::sync::OnceLock::new(),
+                })
             }
         };
         x.base = x.base.saturating_add(segment.tenants.len());
