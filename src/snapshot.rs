@@ -200,12 +200,7 @@ mod tests {
         assert!(Arc::ptr_eq(&us(&old), &us(&new)));
 
         // Changed limits make a new limiter; the other tenants keep theirs.
-        let dir = tempfile::TempDir::new().unwrap();
-        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        for f in std::fs::read_dir(&example).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
-        }
+        let dir = crate::config::example_copy();
         let tenants = std::fs::read_to_string(dir.path().join("tenants.toml")).unwrap();
         let tenants = tenants.replacen("requests_per_minute = 3 ", "requests_per_minute = 10 ", 1);
         std::fs::write(dir.path().join("tenants.toml"), tenants).unwrap();

@@ -341,3 +341,14 @@ fn tenant_files(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<parse::TenantF
     }
     files
 }
+
+/// A copy of the example config folder, for a unit test to edit and load again.
+#[cfg(test)]
+pub(crate) fn example_copy() -> tempfile::TempDir {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let dir = tempfile::TempDir::new().expect("a temporary folder");
+    for f in fs::read_dir(&example).expect("the example config").flatten() {
+        fs::copy(f.path(), dir.path().join(f.file_name())).expect("a copy of an example file");
+    }
+    dir
+}

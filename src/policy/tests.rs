@@ -463,12 +463,7 @@ fn policy_tenant_refusal_is_decides_answer_for_any_model() {
 /// threshold, and screens again what changed.
 #[test]
 fn a_reload_screens_only_names_the_last_load_did_not_see_against_this_list() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let dir = tempfile::TempDir::new().unwrap();
-    for f in std::fs::read_dir(&src).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
-    }
+    let dir = config::example_copy();
     let load =
         |previous: Option<&Policy>| config::load_after(dir.path(), &|_| Some("k".into()), previous).unwrap().policy;
     let blocked = |p: &Policy| -> Vec<String> {
