@@ -497,27 +497,22 @@ async fn a_connection_that_starts_no_request_for_the_idle_timeout_is_closed() {
     ex.stop().await;
 }
 
+/// HTTP/2 keep-alive PINGs every `every`, each to be answered within the same; no idle timeout
+/// to get in their way.
+fn quick_keep_alive(dir: &std::path::Path, every: &str) {
+    crate::support::edit_file(dir, "gateway.toml", "idle_timeout = \"60s\"", "idle_timeout = \"1h\"");
+    let interval = format!("keep_alive_interval = \"{every}\"");
+    crate::support::edit_file(dir, "gateway.toml", "keep_alive_interval = \"30s\"", &interval);
+    let timeout = format!("keep_alive_timeout = \"{every}\"");
+    crate::support::edit_file(dir, "gateway.toml", "keep_alive_timeout = \"20s\"", &timeout);
+}
+
 /// A client that vanished without closing (a dropped NAT mapping, a killed laptop) answers no
 /// PING: its HTTP/2 connection is closed at the keep-alive timeout, not at the idle timeout.
 #[tokio::test]
 async fn an_http2_client_that_answers_no_ping_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ex = Example::start_with(|dir| {
-        crate::support::edit_file(dir, "gateway.toml", "idle_timeout = \"60s\"", "idle_timeout = \"1h\"");
-        crate::support::edit_file(
-            dir,
-            "gateway.toml",
-            "keep_alive_interval = \"30s\"",
-            "keep_alive_interval = \"300ms\"",
-        );
-        crate::support::edit_file(
-            dir,
-            "gateway.toml",
-            "keep_alive_timeout = \"20s\"",
-            "keep_alive_timeout = \"300ms\"",
-        );
-    })
-    .await;
+    let ex = Example::start_with(|dir| quick_keep_alive(dir, "300ms")).await;
     let mut s = tokio::net::TcpStream::connect(ex.gw.addr).await.unwrap();
     // The preface, empty SETTINGS and an ack of the server's SETTINGS; then silence.
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -544,22 +539,7 @@ async fn an_http2_client_that_answers_no_ping_is_disconnected() {
 /// keep-alive closes dead connections, never a live stream.
 #[tokio::test]
 async fn an_http2_stream_outlasting_the_keep_alive_ends_whole() {
-    let ex = Example::start_with(|dir| {
-        crate::support::edit_file(dir, "gateway.toml", "idle_timeout = \"60s\"", "idle_timeout = \"1h\"");
-        crate::support::edit_file(
-            dir,
-            "gateway.toml",
-            "keep_alive_interval = \"30s\"",
-            "keep_alive_interval = \"200ms\"",
-        );
-        crate::support::edit_file(
-            dir,
-            "gateway.toml",
-            "keep_alive_timeout = \"20s\"",
-            "keep_alive_timeout = \"200ms\"",
-        );
-    })
-    .await;
+    let ex = Example::start_with(|dir| quick_keep_alive(dir, "200ms")).await;
     let (mut tx, conn) = h2_connection(ex.gw.addr).await;
     tokio::spawn(conn);
     // Eight chunks 250 ms apart: about ten keep-alive intervals.
